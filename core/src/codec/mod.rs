@@ -1,0 +1,276 @@
+//! MessagePack and JSON encodings of a [`Batch`], and the checks that turn
+//! untrusted bytes into one.
+//!
+//! Both encodings share one schema: a map per batch, per event and per context,
+//! keyed by short names so the tracker's batches stay small. Decoders also accept
+//! the long names (the right-hand column), which is what people type when they
+//! write JSON by hand; errors always use the long names.
+//!
+//! | batch | | event | | context | |
+//! |---|---|---|---|---|---|
+//! | `v` | schema_version | `i` | id (UUIDv7; 16-byte bin in MessagePack, string in JSON) | `p` | path |
+//! | `s` | site_key | `k` | kind | `r` | referrer |
+//! | `a` | anonymous_id | `t` | ts (Unix ms) | `w` | viewport (`[width, height]`) |
+//! | `u` | user_token | `it` | item | `dc` | device |
+//! | `t` | sent_at (Unix ms) | `dp` | depth_pct (scroll only) | | |
+//! | `d` | dropped | `ms` | visible_ms (dwell only) | | |
+//! | `e` | events | `c` | context | | |
+//!
+//! Unknown keys are ignored, so a newer tracker can add optional fields
+//! without a schema version bump. Decoding never panics: every byte string gets
+//! either a [`Batch`] that satisfies [`Limits`] or a [`DecodeError`].
+
+mod error;
+mod wire;
+
+pub use error::{DecodeError, Format, Problem};
+
+use serde::Deserialize;
+
+use crate::event::Batch;
+use crate::limits::Limits;
+use crate::SCHEMA_VERSION;
+use wire::{long_path, WireBatch};
+
+/// Deepest nesting the MessagePack decoder follows (the schema needs 4).
+const MAX_MSGPACK_DEPTH: usize = 16;
+
+/// Encodes a batch as compact MessagePack (maps with short keys).
+pub fn encode_msgpack(batch: &Batch) -> Vec<u8> {
+    rmp_serde::to_vec_named(&WireBatch::from(batch))
+        .expect("the wire types serialize into a Vec without fallible parts")
+}
+
+/// Encodes a batch as JSON with the same short keys.
+pub fn encode_json(batch: &Batch) -> Vec<u8> {
+    serde_json::to_vec(&WireBatch::from(batch))
+        .expect("the wire types serialize into a Vec without fallible parts")
+}
+
+/// Decodes and validates a MessagePack batch.
+pub fn decode_msgpack(bytes: &[u8], limits: &Limits) -> Result<Batch, DecodeError> {
+    decode(bytes, limits, Format::MessagePack)
+}
+
+/// Decodes and validates a JSON batch (short or long keys).
+pub fn decode_json(bytes: &[u8], limits: &Limits) -> Result<Batch, DecodeError> {
+    decode(bytes, limits, Format::Json)
+}
+
+fn decode(bytes: &[u8], limits: &Limits, format: Format) -> Result<Batch, DecodeError> {
+    if bytes.len() > limits.max_batch_bytes {
+        return Err(DecodeError::TooLarge {
+            actual: bytes.len(),
+            limit: limits.max_batch_bytes,
+        });
+    }
+    let wire: WireBatch = match parse(bytes, format) {
+        Ok(wire) => wire,
+        // A batch of another version may have failed because its shape changed:
+        // say so rather than report the first field that no longer fits.
+        Err(malformed) => match parse::<VersionProbe>(bytes, format) {
+            Ok(VersionProbe {
+                version: Some(found),
+            }) if found != u64::from(SCHEMA_VERSION) => {
+                return Err(DecodeError::UnsupportedVersion {
+                    found,
+                    supported: SCHEMA_VERSION,
+                })
+            }
+            _ => return Err(malformed),
+        },
+    };
+    wire.validate(limits)
+}
+
+/// Parses `bytes` as `T`, reporting the long-name path where parsing stopped.
+fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8], format: Format) -> Result<T, DecodeError> {
+    let malformed = |field: String, detail: String| DecodeError::Malformed {
+        format,
+        field,
+        detail,
+    };
+    match format {
+        Format::MessagePack => {
+            // A reader over the slice (not `from_read_ref`) so the unread rest is
+            // visible afterwards; rmp-serde's reader grows buffers as bytes
+            // arrive, so a forged length prefix cannot force a large allocation.
+            let mut rest = bytes;
+            let mut de = rmp_serde::Deserializer::new(&mut rest);
+            de.set_max_depth(MAX_MSGPACK_DEPTH);
+            let value = serde_path_to_error::deserialize(&mut de)
+                .map_err(|e| malformed(long_path(e.path()), e.inner().to_string()))?;
+            if !rest.is_empty() {
+                let detail = format!("{} trailing bytes after the batch", rest.len());
+                return Err(malformed(".".into(), detail));
+            }
+            Ok(value)
+        }
+        Format::Json => {
+            let mut de = serde_json::Deserializer::from_slice(bytes);
+            let value = serde_path_to_error::deserialize(&mut de)
+                .map_err(|e| malformed(long_path(e.path()), e.inner().to_string()))?;
+            de.end().map_err(|e| malformed(".".into(), e.to_string()))?;
+            Ok(value)
+        }
+    }
+}
+
+/// Just the schema version, read when a batch fails to parse.
+#[derive(Deserialize)]
+struct VersionProbe {
+    #[serde(rename = "v", alias = "schema_version", default)]
+    version: Option<u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Event, Interaction};
+    use uuid::Uuid;
+
+    fn v7(ms: u64, n: u8) -> Uuid {
+        uuid::Builder::from_unix_timestamp_millis(ms, &[n; 10]).into_uuid()
+    }
+
+    fn batch() -> Batch {
+        Batch {
+            site_key: "news".into(),
+            anonymous_id: "anon-1".into(),
+            user_token: None,
+            sent_at_ms: 1_800_000_000_000,
+            dropped: 0,
+            events: vec![Event {
+                id: v7(1_800_000_000_000, 1),
+                ts_ms: 1_799_999_999_000,
+                interaction: Interaction::Scroll { depth_pct: 80 },
+                item: Some("a-1".into()),
+                context: None,
+            }],
+        }
+    }
+
+    fn json_err(json: &str) -> DecodeError {
+        decode_json(json.as_bytes(), &Limits::default()).unwrap_err()
+    }
+
+    #[test]
+    fn long_keys_are_accepted_in_json() {
+        let json = r#"{"schema_version":1,"site_key":"news","anonymous_id":"anon-1",
+            "sent_at":1800000000000,"events":[{"id":"0197e3c5-8000-7000-8000-000000000001",
+            "kind":"click","ts":1800000000000,"item":"a-1"}]}"#;
+        let b = decode_json(json.as_bytes(), &Limits::default()).unwrap();
+        assert_eq!(b.events[0].interaction, Interaction::Click);
+        assert_eq!(b.events[0].item.as_deref(), Some("a-1"));
+    }
+
+    #[test]
+    fn malformed_errors_name_the_long_field() {
+        let e = json_err(
+            r#"{"v":1,"s":"news","a":"x","t":1800000000000,"e":[{"i":"0197e3c5-8000-7000-8000-000000000001","k":"click","t":"soon"}]}"#,
+        );
+        assert_eq!(e.field(), Some("events[0].ts"), "{e}");
+        assert_eq!(e.code(), "malformed");
+    }
+
+    #[test]
+    fn semantic_errors_name_field_and_limit() {
+        let mut b = batch();
+        b.events[0].interaction = Interaction::Scroll { depth_pct: 101 };
+        let e = decode_msgpack(&encode_msgpack(&b), &Limits::default()).unwrap_err();
+        assert_eq!(
+            e,
+            DecodeError::Invalid {
+                field: "events[0].depth_pct".into(),
+                problem: Problem::OutOfRange {
+                    value: 101,
+                    min: 0,
+                    max: 100
+                }
+            }
+        );
+        assert_eq!(
+            e.to_string(),
+            "`events[0].depth_pct` is 101; the allowed range is 0..=100"
+        );
+    }
+
+    #[test]
+    fn unknown_kind_is_named() {
+        let e = json_err(
+            r#"{"v":1,"s":"news","a":"x","t":1800000000000,"e":[{"i":"0197e3c5-8000-7000-8000-000000000001","k":"hover","t":1800000000000}]}"#,
+        );
+        assert_eq!(e.field(), Some("events[0].kind"));
+        assert_eq!(e.code(), "unknown_kind");
+    }
+
+    #[test]
+    fn newer_schema_version_is_reported_even_when_its_shape_differs() {
+        let e = json_err(r#"{"v":2,"batch":{"whatever":true}}"#);
+        assert_eq!(
+            e,
+            DecodeError::UnsupportedVersion {
+                found: 2,
+                supported: 1
+            }
+        );
+    }
+
+    #[test]
+    fn duplicate_ids_in_one_batch_are_rejected() {
+        let mut b = batch();
+        b.events.push(b.events[0].clone());
+        let e = decode_msgpack(&encode_msgpack(&b), &Limits::default()).unwrap_err();
+        assert_eq!(e.field(), Some("events[1].id"));
+        assert_eq!(e.code(), "duplicate_id");
+    }
+
+    #[test]
+    fn timestamps_outside_the_window_are_rejected() {
+        let mut b = batch();
+        b.events[0].ts_ms = b.sent_at_ms + 10 * 60_000;
+        let e = decode_msgpack(&encode_msgpack(&b), &Limits::default()).unwrap_err();
+        assert_eq!(e.field(), Some("events[0].ts"));
+        assert_eq!(e.code(), "out_of_range");
+    }
+
+    #[test]
+    fn non_v7_ids_are_rejected() {
+        let mut b = batch();
+        b.events[0].id = Uuid::from_u128(0x1234_5678_9abc_4def_8123_4567_89ab_cdef);
+        let e = decode_msgpack(&encode_msgpack(&b), &Limits::default()).unwrap_err();
+        assert_eq!(e.code(), "not_uuid_v7");
+    }
+
+    #[test]
+    fn oversized_input_is_rejected_before_parsing() {
+        let limits = Limits {
+            max_batch_bytes: 8,
+            ..Limits::default()
+        };
+        let e = decode_msgpack(&[0u8; 9], &limits).unwrap_err();
+        assert_eq!(
+            e,
+            DecodeError::TooLarge {
+                actual: 9,
+                limit: 8
+            }
+        );
+    }
+
+    #[test]
+    fn trailing_bytes_are_rejected() {
+        let mut bytes = encode_msgpack(&batch());
+        bytes.push(0xc0);
+        let e = decode_msgpack(&bytes, &Limits::default()).unwrap_err();
+        assert_eq!(e.code(), "malformed");
+    }
+
+    #[test]
+    fn item_ids_cannot_smuggle_separators() {
+        let mut b = batch();
+        b.events[0].item = Some("a/1".into());
+        let e = decode_msgpack(&encode_msgpack(&b), &Limits::default()).unwrap_err();
+        assert_eq!(e.field(), Some("events[0].item"));
+    }
+}

@@ -1,0 +1,34 @@
+//! # attune-core
+//!
+//! The one definition of Attune's protocol and scoring math, compiled into every
+//! tier: the browser tracker (wasm32), the edge worker (wasm32 in workerd) and the
+//! origin (native). Nothing here does I/O, so the same inputs give the same bytes
+//! and the same scores everywhere; `testdata/golden.json` pins both.
+//!
+//! - [`event`]: what a person did ([`Event`], [`Batch`]) in typed form.
+//! - [`codec`]: MessagePack (compact, the tracker's format) and JSON (debugging,
+//!   mobile clients) with explicit [`Limits`] and errors that name the field.
+//! - [`weights`]: how much each interaction says about interest.
+//! - [`decay`]: exponentially decayed scores that merge in any order.
+//! - [`rerank`]: blends a candidate's base score with decayed tag affinities.
+//! - [`routing`]: Kafka topics per kind and the per-user partition key.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod codec;
+pub mod decay;
+pub mod event;
+pub mod limits;
+pub mod rerank;
+pub mod routing;
+pub mod weights;
+
+pub use codec::{DecodeError, Problem};
+pub use decay::{Affinities, DecayedScore, HalfLife};
+pub use event::{Batch, Context, DeviceClass, Event, EventKind, Interaction, Viewport};
+pub use limits::Limits;
+pub use rerank::{rerank, Candidate, Ranked, RerankConfig};
+pub use weights::FeedbackWeights;
+
+/// The wire schema version this build writes and reads.
+pub const SCHEMA_VERSION: u8 = 1;

@@ -1,0 +1,41 @@
+//! Where events go in Kafka: one topic per interaction kind, keyed by site and
+//! user so one person's events stay in order on one partition.
+
+use crate::event::EventKind;
+
+/// Partitions per interaction topic: the most consumer processes that can
+/// share one topic's load.
+pub const PARTITIONS_PER_TOPIC: i32 = 8;
+
+/// The Kafka topic of an interaction kind.
+pub fn topic(kind: EventKind) -> &'static str {
+    match kind {
+        EventKind::PageView => "attune.page_views",
+        EventKind::Click => "attune.clicks",
+        EventKind::Scroll => "attune.scrolls",
+        EventKind::Dwell => "attune.dwell",
+        EventKind::Impression => "attune.impressions",
+    }
+}
+
+/// Every interaction topic.
+pub fn topics() -> impl Iterator<Item = &'static str> {
+    EventKind::ALL.into_iter().map(topic)
+}
+
+/// The message key of a user's events: `site/user`. The codec refuses `/` in
+/// site keys and ids, so the key cannot be forged to collide with another user.
+pub fn partition_key(site_key: &str, user_id: &str) -> String {
+    format!("{site_key}/{user_id}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_has_its_own_topic() {
+        let all: std::collections::BTreeSet<_> = topics().collect();
+        assert_eq!(all.len(), EventKind::ALL.len());
+    }
+}
