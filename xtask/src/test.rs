@@ -2,7 +2,7 @@
 //! build for wasm32, start the stack, run every suite, stop the stack (also
 //! when a suite fails), and print one line per step.
 
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use anyhow::{bail, Result};
@@ -40,6 +40,7 @@ impl Report {
 pub fn run() -> Result<()> {
     let t0 = Instant::now();
     let mut report = Report { steps: Vec::new() };
+    let mut tests = TestCounts::default();
     let installed = report.step("install the toolchain pieces", || {
         install::rust_components()?;
         install::wasm_target()?;
@@ -68,10 +69,11 @@ pub fn run() -> Result<()> {
             }
             Ok(running) => {
                 report.step("cargo test --workspace (real Kafka and Redis)", || {
-                    run_cmd(
+                    run_counting(
                         cargo()
                             .args(["test", "--workspace"])
                             .envs(running.endpoints.vars()),
+                        &mut tests,
                     )
                 });
                 // `running` drops here and stops the stack it started.
@@ -87,13 +89,69 @@ pub fn run() -> Result<()> {
         failed += usize::from(result.is_err());
     }
     println!(
-        "xtask: {} passed, {failed} failed",
+        "steps: {} passed, {failed} failed",
         report.steps.len() - failed
     );
+    // The closing line CI reads: every test of every suite.
+    println!("tests: {} passed, {} failed", tests.passed, tests.failed);
     if failed > 0 {
         bail!("{failed} step(s) failed (see above)");
     }
     Ok(())
+}
+
+#[derive(Default, Clone, Copy)]
+struct TestCounts {
+    passed: u64,
+    failed: u64,
+}
+
+impl TestCounts {
+    fn add(&mut self, other: TestCounts) {
+        self.passed += other.passed;
+        self.failed += other.failed;
+    }
+
+    /// Reads libtest's `test result: ok. 22 passed; 0 failed; …` line.
+    fn parse(line: &str) -> Option<TestCounts> {
+        let rest = line.trim().strip_prefix("test result: ")?;
+        let number_before = |word: &str| -> Option<u64> {
+            let words: Vec<&str> = rest
+                .split([' ', ';', '.'])
+                .filter(|w| !w.is_empty())
+                .collect();
+            let at = words.iter().position(|w| *w == word)?;
+            words.get(at.checked_sub(1)?)?.parse().ok()
+        };
+        Some(TestCounts {
+            passed: number_before("passed")?,
+            failed: number_before("failed")?,
+        })
+    }
+}
+
+/// Runs a libtest-based command, passing its output through, and adds its
+/// result lines to `total` (also when it fails).
+fn run_counting(cmd: &mut Command, total: &mut TestCounts) -> Result<()> {
+    use std::io::{BufRead, BufReader};
+    let mut child = cmd.stdout(Stdio::piped()).spawn()?;
+    let mut counts = TestCounts::default();
+    for line in BufReader::new(child.stdout.take().expect("piped")).lines() {
+        let line = line?;
+        println!("{line}");
+        if let Some(c) = TestCounts::parse(&line) {
+            counts.add(c);
+        }
+    }
+    let status = child.wait()?;
+    if !status.success() {
+        bail!(
+            "tests failed ({status}): {} passed, {} failed",
+            counts.passed,
+            counts.failed
+        );
+    }
+    Ok(counts)
 }
 
 /// Builds the wasm32 crates and runs wasm-bindgen on the tracker, which is the
@@ -115,4 +173,19 @@ fn build_wasm() -> Result<()> {
             .arg(root.join("target/wasm/tracker"))
             .arg(root.join("target/wasm32-unknown-unknown/debug/attune_tracker.wasm")),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TestCounts;
+
+    #[test]
+    fn reads_libtest_result_lines() {
+        let c = TestCounts::parse(
+            "test result: FAILED. 17 passed; 5 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.13s",
+        )
+        .unwrap();
+        assert_eq!((c.passed, c.failed), (17, 5));
+        assert!(TestCounts::parse("running 3 tests").is_none());
+    }
 }
