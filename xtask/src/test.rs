@@ -143,6 +143,7 @@ fn run_counting(cmd: &mut Command, total: &mut TestCounts) -> Result<()> {
             counts.add(c);
         }
     }
+    total.add(counts);
     let status = child.wait()?;
     if !status.success() {
         bail!(
@@ -151,7 +152,7 @@ fn run_counting(cmd: &mut Command, total: &mut TestCounts) -> Result<()> {
             counts.failed
         );
     }
-    Ok(counts)
+    Ok(())
 }
 
 /// Builds the wasm32 crates and runs wasm-bindgen on the tracker, which is the
