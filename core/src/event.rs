@@ -54,7 +54,11 @@ impl std::fmt::Display for EventKind {
 }
 
 /// An interaction with the data only its kind carries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+///
+/// The serde form (`{"kind": "scroll", "depth_pct": 80}`) is for the origin's
+/// internal records; the tracker's wire format is in [`codec`](crate::codec).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Interaction {
     /// See [`EventKind::PageView`].
     PageView,
@@ -111,7 +115,7 @@ pub struct Viewport {
 }
 
 /// Where an event happened. Every field is optional.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Context {
     /// Page path (no query string: the tracker strips it for privacy).
     pub path: Option<String>,
@@ -124,7 +128,7 @@ pub struct Context {
 }
 
 /// One interaction, as the client recorded it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
     /// Client-generated UUIDv7; kept across every retry so the server can deduplicate.
     pub id: Uuid,

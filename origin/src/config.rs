@@ -1,6 +1,16 @@
-//! Command-line flags and environment variables.
+//! Command-line flags, environment variables and the optional config file.
+//!
+//! Every flag has an env var (`--kafka-brokers` / `KAFKA_BROKERS`, …). Sites
+//! (keys, token secrets, CORS origins) come from the TOML file given with
+//! `--config` / `ATTUNE_CONFIG`; without one the origin serves a built-in
+//! `demo` site with development secrets and says so at start-up.
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
+use serde::Deserialize;
 
 /// Attune's origin service.
 #[derive(Debug, Parser)]
@@ -15,27 +25,154 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the HTTP API.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
+    /// Mint a signed user token, as a site's back end would.
+    MintToken(MintTokenArgs),
 }
 
 /// Flags of `attune-origin serve`.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "ATTUNE_LISTEN", default_value = "127.0.0.1:8080")]
-    pub listen: std::net::SocketAddr,
-    /// Where Kafka and Redis are.
-    #[command(flatten)]
-    pub backends: Backends,
-}
-
-/// Addresses of the stateful services.
-#[derive(Debug, Clone, Args)]
-pub struct Backends {
-    /// Kafka bootstrap servers, comma-separated (`cargo xtask stack up` prints them).
+    pub listen: SocketAddr,
+    /// TOML file with the sites (keys, token secrets, CORS origins).
+    #[arg(long, env = "ATTUNE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Kafka bootstrap servers. With REDIS_URL, selects the production backends;
+    /// without both, the origin runs embedded (queue and store under --data-dir).
     #[arg(long, env = "KAFKA_BROKERS")]
-    pub kafka_brokers: String,
+    pub kafka_brokers: Option<String>,
     /// Redis URL, e.g. redis://127.0.0.1:16379.
     #[arg(long, env = "REDIS_URL")]
-    pub redis_url: String,
+    pub redis_url: Option<String>,
+    /// Where the embedded mode keeps its data.
+    #[arg(long, env = "ATTUNE_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// Largest request body, after gzip decompression.
+    #[arg(long, env = "ATTUNE_MAX_BODY_BYTES", default_value_t = 256 * 1024)]
+    pub max_body_bytes: usize,
+    /// Requests per second allowed per key (site key, API key or user).
+    #[arg(long, env = "ATTUNE_RATE_PER_KEY", default_value_t = 1000)]
+    pub rate_per_key: u32,
+    /// Requests per second allowed per client IP.
+    #[arg(long, env = "ATTUNE_RATE_PER_IP", default_value_t = 200)]
+    pub rate_per_ip: u32,
+    /// How long ingest waits for Kafka to acknowledge a batch before answering 503.
+    #[arg(long, env = "ATTUNE_PRODUCE_TIMEOUT_MS", default_value_t = 5000)]
+    pub produce_timeout_ms: u64,
+    /// Half-life of item popularity, in hours.
+    #[arg(long, env = "ATTUNE_POPULARITY_HALF_LIFE_H", default_value_t = 24.0)]
+    pub popularity_half_life_h: f64,
+}
+
+/// Which backends to use.
+#[derive(Debug, Clone)]
+pub enum Backends {
+    /// Kafka for the event log, Redis for the store.
+    KafkaRedis {
+        /// Bootstrap servers.
+        brokers: String,
+        /// Redis URL.
+        redis_url: String,
+    },
+    /// In-process queue and an embedded store in this directory.
+    Embedded {
+        /// Data directory.
+        dir: PathBuf,
+    },
+}
+
+impl ServeArgs {
+    /// Both Kafka and Redis, or neither (embedded).
+    pub fn backends(&self) -> Result<Backends> {
+        match (&self.kafka_brokers, &self.redis_url) {
+            (Some(brokers), Some(redis_url)) => Ok(Backends::KafkaRedis {
+                brokers: brokers.clone(),
+                redis_url: redis_url.clone(),
+            }),
+            (None, None) => Ok(Backends::Embedded {
+                dir: self.data_dir.clone(),
+            }),
+            _ => bail!(
+                "set both KAFKA_BROKERS and REDIS_URL (production) or neither (embedded mode)"
+            ),
+        }
+    }
+
+    /// The sites from `--config`, or the built-in demo site.
+    pub fn sites(&self) -> Result<Vec<SiteConfig>> {
+        match &self.config {
+            None => {
+                tracing::warn!(
+                    "no --config: serving the built-in `demo` site with development secrets; \
+                     do not expose this origin"
+                );
+                Ok(vec![SiteConfig::demo()])
+            }
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read config file {}", path.display()))?;
+                let file: ConfigFile = toml::from_str(&text)
+                    .with_context(|| format!("invalid config file {}", path.display()))?;
+                if file.sites.is_empty() {
+                    bail!("{} lists no [[sites]]", path.display());
+                }
+                Ok(file.sites)
+            }
+        }
+    }
+}
+
+/// The config file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// One entry per site.
+    #[serde(default)]
+    pub sites: Vec<SiteConfig>,
+}
+
+/// One site: its public key, its secrets and where its pages live.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SiteConfig {
+    /// Public, write-only key the tracker sends.
+    pub site_key: String,
+    /// Secret key for server-to-server calls (catalog, any user's data).
+    pub api_key: String,
+    /// HMAC secret for the site's user tokens.
+    pub token_secret: String,
+    /// Origins allowed to call from browsers (`*` allows any).
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+}
+
+impl SiteConfig {
+    /// The development site `cargo xtask demo` uses.
+    pub fn demo() -> Self {
+        SiteConfig {
+            site_key: "demo".into(),
+            api_key: "demo-secret-api-key".into(),
+            token_secret: "demo-token-secret".into(),
+            allowed_origins: vec!["*".into()],
+        }
+    }
+}
+
+/// Flags of `attune-origin mint-token`.
+#[derive(Debug, Args)]
+pub struct MintTokenArgs {
+    /// Site key.
+    #[arg(long)]
+    pub site: String,
+    /// User id.
+    #[arg(long)]
+    pub user: String,
+    /// The site's token secret.
+    #[arg(long, env = "ATTUNE_TOKEN_SECRET")]
+    pub secret: String,
+    /// Lifetime in seconds.
+    #[arg(long, default_value_t = 3600)]
+    pub ttl_s: u64,
 }

@@ -1,26 +1,204 @@
 //! # attune-origin
 //!
-//! The origin service. Today it answers health and readiness against the real
-//! Kafka and Redis it is pointed at; ingest, consumers, the online model and the
-//! REST API are the next issues (4 and 5).
+//! The origin service: `POST /v1/events` validates tracker batches with
+//! attune-core, enriches them and appends them to the event log (Kafka, or the
+//! embedded log), answering 202 only once they are durable; the REST API serves
+//! recommendations, profiles, the catalog and user deletion.
+//!
+//! - [`config`]: flags, env vars, config file, which backends.
+//! - [`auth`]: site keys, API keys, signed user tokens; the [`auth::Caller`] extractor.
+//! - [`ingest`]: `POST /v1/events`. [`api`]: the read and admin endpoints.
+//! - [`event_log`] and [`store`]: the two backend traits, each with a Kafka/Redis
+//!   and an embedded implementation.
+//! - [`ratelimit`], [`metrics`]: tower middleware. [`openapi`]: `/openapi.json`.
 
+pub mod api;
+pub mod auth;
 pub mod config;
+pub mod error;
+pub mod event_log;
 pub mod health;
+pub mod ingest;
+pub mod metrics;
+pub mod openapi;
+pub mod ratelimit;
+pub mod record;
+pub mod store;
 
-use axum::routing::get;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use attune_core::{FeedbackWeights, HalfLife, Limits};
+use axum::extract::DefaultBodyLimit;
+use axum::http::{header, HeaderValue, Method};
+use axum::middleware::{from_fn, from_fn_with_state};
+use axum::routing::{delete, get, post, put};
 use axum::Router;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::decompression::RequestDecompressionLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::auth::Sites;
+use crate::config::{Backends, ServeArgs};
+use crate::event_log::EventLog;
+use crate::ratelimit::RateLimits;
+use crate::store::Store;
 
 /// Everything a handler needs, built once at start-up.
 #[derive(Clone)]
 pub struct AppState {
-    /// Where Kafka and Redis are.
-    pub config: config::Backends,
+    /// Configured sites.
+    pub sites: Arc<Sites>,
+    /// The event log.
+    pub log: Arc<dyn EventLog>,
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// Rate limiters.
+    pub limits: Arc<RateLimits>,
+    /// Batch limits.
+    pub codec_limits: Arc<Limits>,
+    /// Feedback weights.
+    pub weights: Arc<FeedbackWeights>,
+    /// Half-life of item popularity.
+    pub popularity_half_life: HalfLife,
+    /// Popularity credited by ingest, written to the store in the background.
+    pub popularity: Arc<ingest::popularity::PopularityBuffer>,
+    /// Prometheus.
+    pub metrics: PrometheusHandle,
+    /// Largest body after decompression.
+    pub max_body_bytes: usize,
 }
 
-/// The HTTP API.
+impl AppState {
+    /// Connects the backends the flags select, for the sites of `--config`.
+    pub async fn from_args(args: &ServeArgs) -> anyhow::Result<Self> {
+        Self::with_sites(args, &args.sites()?).await
+    }
+
+    /// Connects the backends the flags select, for the given sites.
+    pub async fn with_sites(
+        args: &ServeArgs,
+        sites: &[config::SiteConfig],
+    ) -> anyhow::Result<Self> {
+        let sites = Sites::new(sites)?;
+        let (log, store): (Arc<dyn EventLog>, Arc<dyn Store>) = match args.backends()? {
+            Backends::KafkaRedis { brokers, redis_url } => {
+                let log = event_log::kafka::KafkaLog::new(
+                    &brokers,
+                    Duration::from_millis(args.produce_timeout_ms),
+                )?;
+                let store = store::redis::RedisStore::connect(&redis_url)
+                    .await
+                    .with_context(|| format!("cannot reach Redis at {redis_url}"))?;
+                tracing::info!(%brokers, %redis_url, "backends: Kafka + Redis");
+                (Arc::new(log), Arc::new(store))
+            }
+            Backends::Embedded { dir } => {
+                std::fs::create_dir_all(&dir)
+                    .with_context(|| format!("cannot create the data dir {}", dir.display()))?;
+                let path = dir.join("attune.redb");
+                let db = Arc::new(redb::Database::create(&path).with_context(|| {
+                    format!(
+                        "cannot open {} (is another origin using it?)",
+                        path.display()
+                    )
+                })?);
+                tracing::info!(path = %path.display(), "backends: embedded");
+                (
+                    Arc::new(event_log::embedded::EmbeddedLog::new(db.clone())?),
+                    Arc::new(store::embedded::EmbeddedStore::new(db)?),
+                )
+            }
+        };
+        let popularity_half_life = HalfLife::from_hours(args.popularity_half_life_h)
+            .context("ATTUNE_POPULARITY_HALF_LIFE_H must be a positive number of hours")?;
+        let codec_limits = Limits {
+            max_batch_bytes: args.max_body_bytes,
+            ..Limits::default()
+        };
+        let store: Arc<dyn Store> = Arc::new(store::cached::CachedStore::new(store));
+        let popularity = Arc::new(ingest::popularity::PopularityBuffer::default());
+        popularity
+            .clone()
+            .spawn_flusher(store.clone(), popularity_half_life);
+        Ok(AppState {
+            sites: Arc::new(sites),
+            log,
+            store,
+            popularity,
+            limits: Arc::new(RateLimits::new(args.rate_per_key, args.rate_per_ip)),
+            codec_limits: Arc::new(codec_limits),
+            weights: Arc::new(FeedbackWeights::default()),
+            popularity_half_life,
+            metrics: metrics::handle(),
+            max_body_bytes: args.max_body_bytes,
+        })
+    }
+}
+
+/// CORS: preflights pass for any origin some site allows; each request is
+/// then checked against its own site (ingest) or needs a bearer credential.
+fn cors(sites: Arc<Sites>) -> CorsLayer {
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::predicate(move |origin: &HeaderValue, _| {
+            origin.to_str().is_ok_and(|o| sites.any_allows_origin(o))
+        }))
+        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
+        .allow_headers([
+            header::CONTENT_TYPE,
+            header::CONTENT_ENCODING,
+            header::AUTHORIZATION,
+        ])
+        .max_age(Duration::from_secs(3600))
+}
+
+/// The HTTP API with its layers: tracing, metrics, per-IP rate limit, CORS,
+/// gzip request decompression, body limit (applied after decompression).
 pub fn router(state: AppState) -> Router {
     Router::new()
+        .route("/v1/events", post(ingest::post_events))
+        .route(
+            "/v1/recommendations",
+            get(api::recommendations::get_recommendations),
+        )
+        .route("/v1/profile", get(api::profile::get_profile))
+        .route("/v1/items", post(api::items::post_items))
+        .route("/v1/items/{id}", put(api::items::put_item))
+        .route("/v1/users/{id}", delete(api::users::forget_user))
+        .route("/v1/users/{id}/attributes", put(api::users::put_attributes))
+        .route("/openapi.json", get(openapi::document))
+        .route("/metrics", get(metrics::render))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .layer(DefaultBodyLimit::max(state.max_body_bytes))
+        .layer(RequestDecompressionLayer::new())
+        .layer(cors(state.sites.clone()))
+        .layer(from_fn_with_state(state.clone(), ratelimit::per_ip))
+        .layer(from_fn(metrics::track))
+        .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// Serves until `shutdown` resolves; idle rate-limit keys are dropped each minute.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let limits = state.limits.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            limits.forget_idle();
+        }
+    });
+    axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }

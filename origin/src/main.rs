@@ -10,6 +10,7 @@ async fn main() -> anyhow::Result<()> {
         .init();
     match Cli::parse().command {
         Command::Serve(args) => {
+            let state = attune_origin::AppState::from_args(&args).await?;
             let listener = tokio::net::TcpListener::bind(args.listen)
                 .await
                 .with_context(|| {
@@ -19,14 +20,22 @@ async fn main() -> anyhow::Result<()> {
                     )
                 })?;
             tracing::info!(addr = %args.listen, "attune-origin listening");
-            let app = attune_origin::router(attune_origin::AppState {
-                config: args.backends,
-            });
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = tokio::signal::ctrl_c().await;
-                })
-                .await?;
+            attune_origin::serve(listener, state, async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await?;
+        }
+        Command::MintToken(args) => {
+            let exp = attune_origin::auth::now_s() + args.ttl_s;
+            println!(
+                "{}",
+                attune_origin::auth::mint_token(
+                    &args.site,
+                    &args.user,
+                    args.secret.as_bytes(),
+                    exp
+                )
+            );
         }
     }
     Ok(())

@@ -1,7 +1,7 @@
-//! `cargo xtask demo`: the local stack plus the origin, until Ctrl-C.
-//!
-//! Until the news-site demo lands, this is the stack and the origin's API;
-//! Ctrl-C (or SIGTERM) stops the origin and then the stack.
+//! `cargo xtask demo [--stack]`: the origin until Ctrl-C — embedded (nothing
+//! else to install, data under target/demo-data) or, with `--stack`, on the
+//! real Kafka + Redis stack. Ctrl-C (or SIGTERM) stops the origin and then the
+//! stack if this command started it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -13,14 +13,24 @@ use crate::process::port_open;
 use crate::stack::Stack;
 use crate::test::cargo;
 
-pub fn run() -> Result<()> {
+pub fn run(with_stack: bool) -> Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
         .context("install the Ctrl-C handler")?;
 
     let stack = Stack::from_env();
-    let running = stack.up()?;
+    let running = if with_stack { Some(stack.up()?) } else { None };
+    let backend_env: Vec<(&str, String)> = match &running {
+        Some(r) => r.endpoints.vars().into_iter().collect(),
+        None => vec![(
+            "ATTUNE_DATA_DIR",
+            crate::workspace_root()
+                .join("target/demo-data")
+                .display()
+                .to_string(),
+        )],
+    };
     let listen = std::env::var("ATTUNE_LISTEN").unwrap_or_else(|_| "127.0.0.1:8080".into());
     let port: u16 = listen
         .rsplit_once(':')
@@ -31,7 +41,9 @@ pub fn run() -> Result<()> {
     let mut origin = cargo()
         .args(["run", "--quiet", "-p", "attune-origin", "--", "serve"])
         .env("ATTUNE_LISTEN", &listen)
-        .envs(running.endpoints.vars())
+        .env_remove("KAFKA_BROKERS")
+        .env_remove("REDIS_URL")
+        .envs(backend_env.iter().map(|(k, v)| (*k, v.as_str())))
         .spawn()
         .context("start the origin")?;
 
@@ -54,12 +66,29 @@ pub fn run() -> Result<()> {
         }
         if !announced && port_open(port) {
             announced = true;
+            let backends = match &running {
+                Some(r) => format!(
+                    "Kafka {} + Redis {}",
+                    r.endpoints.kafka_brokers, r.endpoints.redis_url
+                ),
+                None => "embedded (target/demo-data); `cargo xtask demo --stack` for Kafka + Redis"
+                    .into(),
+            };
+            let key = "Authorization: Bearer demo-secret-api-key";
             println!(
-                "\n==> Attune is up ({:.0}s):\n    origin   http://{listen}/healthz  http://{listen}/readyz\n    Kafka    {}\n    Redis    {}\n    Ctrl-C stops everything.",
-                started.elapsed().as_secs_f64(),
-                running.endpoints.kafka_brokers,
-                running.endpoints.redis_url,
+                "\n==> Attune is up ({:.0}s), backends: {backends}",
+                started.elapsed().as_secs_f64()
             );
+            println!(
+                "    API docs  http://{listen}/openapi.json   metrics http://{listen}/metrics"
+            );
+            println!("    add an item:");
+            println!(
+                r#"      curl -X POST http://{listen}/v1/items -H '{key}' -H 'content-type: application/json' -d '{{"items":[{{"id":"a1","tags":["tech"]}}]}}'"#
+            );
+            println!("    recommendations:");
+            println!("      curl 'http://{listen}/v1/recommendations?user=anon:me' -H '{key}'");
+            println!("    Ctrl-C stops everything.");
         }
         std::thread::sleep(Duration::from_millis(200));
     }

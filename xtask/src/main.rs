@@ -1,6 +1,7 @@
 //! `cargo xtask …`: Attune's build and dev tooling, in Rust rather than shell
 //! (the matklad xtask pattern). Run `cargo xtask --help`.
 
+mod bench;
 mod demo;
 mod install;
 mod process;
@@ -20,10 +21,19 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Start the local stack and the origin; Ctrl-C stops everything.
-    Demo,
+    /// Start the origin (embedded, or on Kafka + Redis with --stack); Ctrl-C stops everything.
+    Demo {
+        /// Run on the real Kafka + Redis stack instead of the embedded default.
+        #[arg(long)]
+        stack: bool,
+    },
     /// Install what is missing, start the stack, run every test suite, stop the stack.
     Test,
+    /// Run a benchmark against the real stack (release build; writes target/bench/*.json).
+    Bench {
+        #[arg(value_enum)]
+        bench: bench::Bench,
+    },
     /// Manage the local Kafka + Redis stack (ports, logs and data under target/stack).
     Stack {
         #[command(subcommand)]
@@ -56,8 +66,9 @@ pub fn workspace_root() -> PathBuf {
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Demo => demo::run(),
+        Command::Demo { stack } => demo::run(stack),
         Command::Test => test::run(),
+        Command::Bench { bench } => bench::run_bench(bench),
         Command::Stack { action } => {
             let stack = stack::Stack::from_env();
             match action {

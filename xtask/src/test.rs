@@ -72,7 +72,8 @@ pub fn run() -> Result<()> {
                     run_counting(
                         cargo()
                             .args(["test", "--workspace"])
-                            .envs(running.endpoints.vars()),
+                            .envs(running.endpoints.vars())
+                            .env("ATTUNE_KAFKA_PID_FILE", stack.kafka_pid_file()),
                         &mut tests,
                     )
                 });

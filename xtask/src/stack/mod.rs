@@ -100,6 +100,11 @@ impl Stack {
         }
     }
 
+    /// The broker's pid file (the outage test pauses the broker through it).
+    pub fn kafka_pid_file(&self) -> PathBuf {
+        kafka::pid_file(self)
+    }
+
     fn logs(&self) -> PathBuf {
         self.dir.join("logs")
     }

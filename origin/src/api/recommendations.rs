@@ -1,0 +1,202 @@
+//! `GET /v1/recommendations`: the calling user's top-K candidates, with what
+//! the edge needs to rerank them (tags, publish time).
+//!
+//! Ranking until the online model lands: recency-decayed popularity of the
+//! item and of its categories, plus freshness.
+
+use std::collections::HashMap;
+
+use attune_core::{DecayedScore, HalfLife};
+use axum::extract::{Query, State};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::auth::Caller;
+use crate::error::{ApiError, ErrorBody};
+use crate::store::Item;
+use crate::AppState;
+
+/// Most candidates one call returns.
+pub const MAX_K: usize = 500;
+
+/// Query of `GET /v1/recommendations`.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct RecommendationsQuery {
+    /// How many (1–500, default 20).
+    pub k: Option<usize>,
+    /// The user (API keys only; a user token reads its own user).
+    pub user: Option<String>,
+}
+
+/// One recommended item.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Recommended {
+    /// Item id.
+    pub item: String,
+    /// Score in 0..=1 (the edge's rerank base score).
+    pub score: f64,
+    /// Categories and tags.
+    pub tags: Vec<String>,
+    /// Publish time, Unix ms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub published_at_ms: Option<i64>,
+    /// The item's metadata from the catalog.
+    #[serde(skip_serializing_if = "serde_json::Value::is_null")]
+    pub metadata: serde_json::Value,
+}
+
+/// The reply.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Recommendations {
+    /// The user they are for.
+    pub user: String,
+    /// Which ranking produced them.
+    pub model: String,
+    /// Server time of the ranking, Unix ms.
+    pub generated_at_ms: i64,
+    /// Best first.
+    pub items: Vec<Recommended>,
+}
+
+/// Blend of the popularity ranking.
+const ITEM_WEIGHT: f64 = 0.5;
+const CATEGORY_WEIGHT: f64 = 0.3;
+const FRESHNESS_WEIGHT: f64 = 0.2;
+/// Freshness halves every three days.
+const FRESHNESS_HALF_LIFE_MS: f64 = 3.0 * 86_400_000.0;
+
+/// Scores every item by `0.5·item popularity + 0.3·best category popularity +
+/// 0.2·freshness`, each normalized to 0..=1, and returns the best `k` (ties by id).
+pub fn rank_by_popularity(
+    items: &[Item],
+    popularity: &HashMap<String, DecayedScore>,
+    now_ms: i64,
+    half_life: HalfLife,
+    k: usize,
+) -> Vec<Recommended> {
+    let item_pop: HashMap<&str, f64> = popularity
+        .iter()
+        .map(|(id, s)| (id.as_str(), s.value_at(now_ms, half_life)))
+        .collect();
+    let mut category_pop: HashMap<&str, f64> = HashMap::new();
+    for item in items {
+        let p = item_pop.get(item.id.as_str()).copied().unwrap_or(0.0);
+        for tag in &item.tags {
+            *category_pop.entry(tag.as_str()).or_default() += p;
+        }
+    }
+    let max_item = item_pop.values().copied().fold(0.0, f64::max);
+    let max_category = category_pop.values().copied().fold(0.0, f64::max);
+    let norm = |v: f64, max: f64| if max > 0.0 { v / max } else { 0.0 };
+    let freshness = HalfLife::from_ms(FRESHNESS_HALF_LIFE_MS).expect("positive");
+    let mut ranked: Vec<Recommended> = items
+        .iter()
+        .map(|item| {
+            let pop = norm(
+                item_pop.get(item.id.as_str()).copied().unwrap_or(0.0),
+                max_item,
+            );
+            let cat = item
+                .tags
+                .iter()
+                .map(|t| {
+                    norm(
+                        category_pop.get(t.as_str()).copied().unwrap_or(0.0),
+                        max_category,
+                    )
+                })
+                .fold(0.0, f64::max);
+            let fresh = item
+                .published_at_ms
+                .map_or(0.0, |p| freshness.factor(now_ms.saturating_sub(p).max(0)));
+            Recommended {
+                item: item.id.clone(),
+                score: ITEM_WEIGHT * pop + CATEGORY_WEIGHT * cat + FRESHNESS_WEIGHT * fresh,
+                tags: item.tags.clone(),
+                published_at_ms: item.published_at_ms,
+                metadata: item.metadata.clone(),
+            }
+        })
+        .collect();
+    ranked.sort_by(|a, b| {
+        b.score
+            .total_cmp(&a.score)
+            .then_with(|| a.item.cmp(&b.item))
+    });
+    ranked.truncate(k);
+    ranked
+}
+
+/// Recommendations for the calling user.
+#[utoipa::path(get, path = "/v1/recommendations", tag = "api", params(RecommendationsQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = Recommendations),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, description = "A user token naming another user", body = ErrorBody),
+    ))]
+pub async fn get_recommendations(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<RecommendationsQuery>,
+) -> Result<Json<Recommendations>, ApiError> {
+    let user = caller.user(q.user.as_deref())?;
+    let k = q.k.unwrap_or(20);
+    if k == 0 || k > MAX_K {
+        return Err(
+            ApiError::bad_request("out_of_range", format!("k must be 1..={MAX_K}")).field("k"),
+        );
+    }
+    let site = &caller.site().key;
+    let (items, popularity) =
+        tokio::try_join!(state.store.items(site), state.store.popularity(site))?;
+    let now_ms = crate::auth::now_s() as i64 * 1000;
+    Ok(Json(Recommendations {
+        user,
+        model: "popularity".into(),
+        generated_at_ms: now_ms,
+        items: rank_by_popularity(&items, &popularity, now_ms, state.popularity_half_life, k),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(id: &str, tags: &[&str], published: Option<i64>) -> Item {
+        Item {
+            id: id.into(),
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+            published_at_ms: published,
+            metadata: serde_json::Value::Null,
+        }
+    }
+
+    #[test]
+    fn popular_items_and_their_categories_rank_first() {
+        let hl = HalfLife::from_hours(24.0).unwrap();
+        let items = [
+            item("a", &["sports"], None),
+            item("b", &["sports"], None),
+            item("c", &["tech"], None),
+        ];
+        let pop = HashMap::from([("a".to_string(), DecayedScore::point(10.0, 0))]);
+        let ranked = rank_by_popularity(&items, &pop, 0, hl, 3);
+        let order: Vec<_> = ranked.iter().map(|r| r.item.as_str()).collect();
+        // b has no clicks of its own but shares a's popular category.
+        assert_eq!(order, ["a", "b", "c"]);
+        assert_eq!(ranked[0].score, ITEM_WEIGHT + CATEGORY_WEIGHT);
+        assert_eq!(ranked[1].score, CATEGORY_WEIGHT);
+    }
+
+    #[test]
+    fn without_interactions_fresh_items_lead() {
+        let hl = HalfLife::from_hours(24.0).unwrap();
+        let day = 86_400_000;
+        let items = [item("old", &[], Some(0)), item("new", &[], Some(10 * day))];
+        let ranked = rank_by_popularity(&items, &HashMap::new(), 10 * day, hl, 1);
+        assert_eq!(ranked.len(), 1);
+        assert_eq!(ranked[0].item, "new");
+    }
+}

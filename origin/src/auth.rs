@@ -1,0 +1,335 @@
+//! Who may do what.
+//!
+//! - **Site keys** are public and write-only: a batch names its site, and the
+//!   site's CORS allowlist limits which pages may send it.
+//! - **API keys** are secret, for a site's servers, mobile back ends and the
+//!   edge: catalog writes and any user's data of that site.
+//! - **User tokens** let a browser or app read its own user's data only. A site's
+//!   back end mints them (or runs `attune-origin mint-token`):
+//!
+//!   ```text
+//!   token = "v1." + site_key + "." + user_id + "." + expiry_unix_seconds + "." + signature
+//!   signature = base64url_nopad(HMAC-SHA256(token_secret, "v1." + site_key + "." + user_id + "." + expiry))
+//!   ```
+//!
+//!   Site keys cannot contain `.`; user ids may (they are what lies between the
+//!   site and the expiry). Anonymous visitors are the user `anon:<anonymous_id>`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use anyhow::{bail, Result};
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+
+use crate::config::SiteConfig;
+use crate::error::ApiError;
+use crate::AppState;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// The user id of an anonymous visitor.
+pub fn anonymous_user(anonymous_id: &str) -> String {
+    format!("anon:{anonymous_id}")
+}
+
+/// A configured site.
+#[derive(Debug)]
+pub struct Site {
+    /// Public key.
+    pub key: String,
+    token_secret: Vec<u8>,
+    allowed_origins: Vec<String>,
+}
+
+impl Site {
+    /// True when a browser page at `origin` may call for this site.
+    pub fn allows_origin(&self, origin: &str) -> bool {
+        self.allowed_origins.iter().any(|o| o == "*" || o == origin)
+    }
+
+    /// Checks a user token of this site and returns its user id.
+    pub fn verify_token(&self, token: &str, now_s: u64) -> Result<String, TokenError> {
+        let (site, user, exp, sig) = split_token(token).ok_or(TokenError::Malformed)?;
+        if site != self.key {
+            return Err(TokenError::OtherSite);
+        }
+        let mut mac = HmacSha256::new_from_slice(&self.token_secret).expect("any key length");
+        mac.update(signed_part(site, user, exp).as_bytes());
+        let sig = URL_SAFE_NO_PAD
+            .decode(sig)
+            .map_err(|_| TokenError::Malformed)?;
+        mac.verify_slice(&sig)
+            .map_err(|_| TokenError::BadSignature)?;
+        if exp < now_s {
+            return Err(TokenError::Expired);
+        }
+        Ok(user.to_owned())
+    }
+}
+
+/// Why a user token was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    /// Not `v1.site.user.expiry.signature`.
+    #[error("the user token is malformed (expected v1.<site>.<user>.<expiry>.<signature>)")]
+    Malformed,
+    /// Signed for another site.
+    #[error("the user token belongs to another site")]
+    OtherSite,
+    /// Signature mismatch.
+    #[error("the user token's signature does not match: mint it with this site's token secret")]
+    BadSignature,
+    /// Past its expiry.
+    #[error("the user token has expired: mint a new one")]
+    Expired,
+}
+
+fn signed_part(site: &str, user: &str, exp: u64) -> String {
+    format!("v1.{site}.{user}.{exp}")
+}
+
+fn split_token(token: &str) -> Option<(&str, &str, u64, &str)> {
+    let rest = token.strip_prefix("v1.")?;
+    let (site, rest) = rest.split_once('.')?;
+    let (rest, sig) = rest.rsplit_once('.')?;
+    let (user, exp) = rest.rsplit_once('.')?;
+    if site.is_empty() || user.is_empty() {
+        return None;
+    }
+    Some((site, user, exp.parse().ok()?, sig))
+}
+
+/// Mints a user token (what a site's back end does).
+pub fn mint_token(site: &str, user: &str, secret: &[u8], exp_s: u64) -> String {
+    let mut mac = HmacSha256::new_from_slice(secret).expect("any key length");
+    let payload = signed_part(site, user, exp_s);
+    mac.update(payload.as_bytes());
+    let sig = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
+    format!("{payload}.{sig}")
+}
+
+/// Every configured site, by public key and by (hashed) API key.
+#[derive(Debug, Default)]
+pub struct Sites {
+    by_key: HashMap<String, Arc<Site>>,
+    by_api_key_hash: HashMap<[u8; 32], Arc<Site>>,
+}
+
+fn api_key_hash(key: &str) -> [u8; 32] {
+    Sha256::digest(key.as_bytes()).into()
+}
+
+impl Sites {
+    /// Checks and indexes the configured sites.
+    pub fn new(configs: &[SiteConfig]) -> Result<Self> {
+        let mut sites = Sites::default();
+        for c in configs {
+            if c.site_key.is_empty()
+                || !c
+                    .site_key
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                bail!(
+                    "site key `{}` must be non-empty letters, digits, `-` or `_`",
+                    c.site_key
+                );
+            }
+            if c.api_key.len() < 16 || c.token_secret.len() < 16 {
+                bail!(
+                    "site `{}`: api_key and token_secret need at least 16 characters",
+                    c.site_key
+                );
+            }
+            let site = Arc::new(Site {
+                key: c.site_key.clone(),
+                token_secret: c.token_secret.as_bytes().to_vec(),
+                allowed_origins: c.allowed_origins.clone(),
+            });
+            if sites
+                .by_key
+                .insert(c.site_key.clone(), site.clone())
+                .is_some()
+            {
+                bail!("site `{}` is configured twice", c.site_key);
+            }
+            sites.by_api_key_hash.insert(api_key_hash(&c.api_key), site);
+        }
+        Ok(sites)
+    }
+
+    /// The site with this public key.
+    pub fn by_key(&self, key: &str) -> Option<&Arc<Site>> {
+        self.by_key.get(key)
+    }
+
+    /// True when any site allows browser calls from `origin` (for CORS preflight;
+    /// each request is then checked against its own site).
+    pub fn any_allows_origin(&self, origin: &str) -> bool {
+        self.by_key.values().any(|s| s.allows_origin(origin))
+    }
+}
+
+/// An authenticated caller of a read or admin endpoint.
+#[derive(Debug, Clone)]
+pub enum Caller {
+    /// A browser or app holding one user's token.
+    User {
+        /// The user's site.
+        site: Arc<Site>,
+        /// The user.
+        user: String,
+    },
+    /// A server holding the site's API key.
+    Server {
+        /// The site.
+        site: Arc<Site>,
+    },
+}
+
+impl Caller {
+    /// The caller's site.
+    pub fn site(&self) -> &Arc<Site> {
+        match self {
+            Caller::User { site, .. } | Caller::Server { site } => site,
+        }
+    }
+
+    /// The user whose data is read: a token reads its own user (and may name
+    /// no other); an API key must name one.
+    pub fn user(&self, requested: Option<&str>) -> Result<String, ApiError> {
+        match (self, requested) {
+            (Caller::User { user, .. }, None) => Ok(user.clone()),
+            (Caller::User { user, .. }, Some(r)) if r == user => Ok(user.clone()),
+            (Caller::User { .. }, Some(_)) => Err(ApiError::forbidden(
+                "a user token reads only its own user's data",
+            )),
+            (Caller::Server { .. }, Some(r)) => Ok(r.to_owned()),
+            (Caller::Server { .. }, None) => Err(ApiError::bad_request(
+                "missing_user",
+                "with an API key, name the user: ?user=<id>",
+            )
+            .field("user")),
+        }
+    }
+
+    /// Fails unless the caller holds the site's API key.
+    pub fn require_server(&self) -> Result<&Arc<Site>, ApiError> {
+        match self {
+            Caller::Server { site } => Ok(site),
+            Caller::User { .. } => Err(ApiError::forbidden(
+                "this endpoint needs the site's API key, not a user token",
+            )),
+        }
+    }
+
+    /// The rate-limit key: the user, or the API key's site.
+    pub fn rate_key(&self) -> String {
+        match self {
+            Caller::User { site, user } => format!("user:{}/{user}", site.key),
+            Caller::Server { site } => format!("api:{}", site.key),
+        }
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub fn now_s() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let bearer = parts
+            .headers
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or_else(|| {
+                ApiError::unauthorized("send `Authorization: Bearer <user token or API key>`")
+            })?;
+        let caller = if bearer.starts_with("v1.") {
+            let (site_key, ..) = split_token(bearer)
+                .ok_or_else(|| ApiError::unauthorized(TokenError::Malformed.to_string()))?;
+            let site = state
+                .sites
+                .by_key(site_key)
+                .ok_or_else(|| ApiError::unauthorized("the user token names an unknown site"))?;
+            let user = site
+                .verify_token(bearer, now_s())
+                .map_err(|e| ApiError::unauthorized(e.to_string()))?;
+            Caller::User {
+                site: site.clone(),
+                user,
+            }
+        } else {
+            let site = state
+                .sites
+                .by_api_key_hash
+                .get(&api_key_hash(bearer))
+                .ok_or_else(|| ApiError::unauthorized("unknown API key"))?;
+            Caller::Server { site: site.clone() }
+        };
+        state.limits.check_key(&caller.rate_key())?;
+        Ok(caller)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn site() -> Site {
+        Site {
+            key: "news".into(),
+            token_secret: b"0123456789abcdef".to_vec(),
+            allowed_origins: vec!["https://news.example".into()],
+        }
+    }
+
+    #[test]
+    fn minted_tokens_verify_until_they_expire() {
+        let t = mint_token("news", "u.1", b"0123456789abcdef", 1000);
+        assert_eq!(site().verify_token(&t, 999), Ok("u.1".into()));
+        assert_eq!(site().verify_token(&t, 1001), Err(TokenError::Expired));
+    }
+
+    #[test]
+    fn tampered_and_foreign_tokens_are_refused() {
+        let t = mint_token("news", "u1", b"0123456789abcdef", 1000);
+        let forged = t.replace(".u1.", ".u2.");
+        assert_eq!(
+            site().verify_token(&forged, 0),
+            Err(TokenError::BadSignature)
+        );
+        let other = mint_token("news", "u1", b"another-secret-value", 1000);
+        assert_eq!(
+            site().verify_token(&other, 0),
+            Err(TokenError::BadSignature)
+        );
+        let other_site = mint_token("blog", "u1", b"0123456789abcdef", 1000);
+        assert_eq!(
+            site().verify_token(&other_site, 0),
+            Err(TokenError::OtherSite)
+        );
+        assert_eq!(
+            site().verify_token("v1.news", 0),
+            Err(TokenError::Malformed)
+        );
+    }
+
+    #[test]
+    fn origins_are_checked_per_site() {
+        assert!(site().allows_origin("https://news.example"));
+        assert!(!site().allows_origin("https://evil.example"));
+    }
+}

@@ -1,0 +1,58 @@
+//! Content type → decoder, and attune-core's decode errors → HTTP statuses.
+
+use attune_core::codec::{decode_json, decode_msgpack, DecodeError};
+use attune_core::{Batch, Limits};
+use axum::http::header::CONTENT_TYPE;
+use axum::http::{HeaderMap, StatusCode};
+
+use crate::error::ApiError;
+
+/// Decodes the body by its Content-Type.
+pub fn decode_body(headers: &HeaderMap, body: &[u8], limits: &Limits) -> Result<Batch, ApiError> {
+    let content_type = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mime = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let decoded = match mime.as_str() {
+        "application/msgpack" | "application/x-msgpack" | "application/vnd.msgpack" => {
+            decode_msgpack(body, limits)
+        }
+        "application/json" => decode_json(body, limits),
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                format!(
+                    "Content-Type `{content_type}` is not accepted: send application/msgpack \
+                     (the tracker's format) or application/json"
+                ),
+            ))
+        }
+    };
+    decoded.map_err(|e| {
+        metrics::counter!("attune_events_rejected_total", "reason" => e.code()).increment(1);
+        decode_error(e)
+    })
+}
+
+/// 413 for size, 400 for structure, 422 for a field that breaks a rule.
+fn decode_error(e: DecodeError) -> ApiError {
+    let status = match e {
+        DecodeError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        DecodeError::Malformed { .. } => StatusCode::BAD_REQUEST,
+        DecodeError::UnsupportedVersion { .. } | DecodeError::Invalid { .. } => {
+            StatusCode::UNPROCESSABLE_ENTITY
+        }
+    };
+    let mut err = ApiError::new(status, e.code(), e.to_string());
+    if let Some(field) = e.field() {
+        err = err.field(field);
+    }
+    err
+}

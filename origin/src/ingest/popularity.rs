@@ -1,0 +1,77 @@
+//! Item popularity, credited after the log acknowledged the events.
+//!
+//! Contributions are merged in memory (attune-core's decayed sums merge in any
+//! order) and written to the store a few times a second in one call per site,
+//! so ingest never waits on it and the store sees one write per flush, not one
+//! per batch. Popularity is a ranking signal, not an accounting: a crash loses
+//! at most one flush interval of it, and never an event.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use attune_core::{DecayedScore, HalfLife};
+
+use crate::store::Store;
+
+/// How often pending popularity is written.
+pub const FLUSH_EVERY: Duration = Duration::from_millis(200);
+
+/// Pending contributions: site → item → decayed sum.
+#[derive(Default)]
+pub struct PopularityBuffer {
+    pending: Mutex<HashMap<String, HashMap<String, DecayedScore>>>,
+}
+
+impl PopularityBuffer {
+    /// Adds `(item, weight, t_ms)` contributions for `site`.
+    pub fn add(&self, site: &str, contributions: &[(String, f64, i64)], half_life: HalfLife) {
+        let mut pending = self.pending.lock().expect("not poisoned");
+        let items = pending.entry(site.to_owned()).or_default();
+        for (item, w, t) in contributions {
+            items
+                .entry(item.clone())
+                .or_default()
+                .add(*w, *t, half_life);
+        }
+    }
+
+    /// Writes everything pending; what fails is logged and dropped.
+    pub async fn flush(&self, store: &dyn Store, half_life: HalfLife) {
+        let pending = std::mem::take(&mut *self.pending.lock().expect("not poisoned"));
+        for (site, items) in pending {
+            let contributions: Vec<(String, f64, i64)> = items
+                .into_iter()
+                .map(|(item, s)| (item, s.value, s.at_ms))
+                .collect();
+            if let Err(e) = store.add_popularity(&site, &contributions, half_life).await {
+                tracing::warn!(%site, items = contributions.len(), "popularity update lost: {e}");
+            }
+        }
+    }
+
+    /// Flushes every [`FLUSH_EVERY`] for as long as the process runs.
+    pub fn spawn_flusher(self: Arc<Self>, store: Arc<dyn Store>, half_life: HalfLife) {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(FLUSH_EVERY);
+            loop {
+                tick.tick().await;
+                self.flush(store.as_ref(), half_life).await;
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contributions_merge_per_item() {
+        let hl = HalfLife::from_ms(1000.0).unwrap();
+        let buf = PopularityBuffer::default();
+        buf.add("s", &[("a".into(), 1.0, 0), ("a".into(), 4.0, 2000)], hl);
+        let pending = buf.pending.lock().unwrap();
+        assert_eq!(pending["s"]["a"], DecayedScore::point(4.25, 2000));
+    }
+}

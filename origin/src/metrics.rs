@@ -1,0 +1,63 @@
+//! Prometheus metrics: a tower middleware records every request; `/metrics`
+//! renders them with the gauges read at scrape time.
+//!
+//! | metric | type | labels |
+//! |---|---|---|
+//! | `attune_http_requests_total` | counter | method, route, status |
+//! | `attune_http_request_duration_seconds` | histogram | method, route |
+//! | `attune_produce_duration_seconds` | histogram | |
+//! | `attune_producer_queue_depth` | gauge | |
+//! | `attune_events_accepted_total` | counter | kind |
+//! | `attune_events_rejected_total` | counter | reason |
+//! | `attune_rate_limited_total` | counter | by |
+
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::AppState;
+
+/// The process-wide recorder (metrics are global; one recorder per process).
+pub fn handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let latency = [
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ];
+            PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &latency)
+                .expect("valid buckets")
+                .install_recorder()
+                .expect("one recorder per process")
+        })
+        .clone()
+}
+
+/// Tower middleware: request count and latency by route.
+pub async fn track(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = request.method().to_string();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("attune_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status).increment(1);
+    metrics::histogram!("attune_http_request_duration_seconds", "method" => method, "route" => route)
+        .record(started.elapsed());
+    response
+}
+
+/// `GET /metrics`: Prometheus text format.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain")))]
+pub async fn render(State(state): State<AppState>) -> String {
+    metrics::gauge!("attune_producer_queue_depth").set(state.log.queue_depth() as f64);
+    state.metrics.render()
+}

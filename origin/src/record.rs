@@ -1,0 +1,53 @@
+//! The message on the interaction topics: one validated, enriched event.
+//! Written by ingest, read by the consumers; MessagePack with field names.
+
+use std::collections::BTreeMap;
+
+use attune_core::{DeviceClass, Event};
+use serde::{Deserialize, Serialize};
+
+/// What a User-Agent says about the device.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Device {
+    /// Coarse class.
+    pub class: Option<DeviceClass>,
+    /// Browser name, e.g. `Chrome`.
+    pub browser: Option<String>,
+    /// Operating system, e.g. `Android`.
+    pub os: Option<String>,
+}
+
+/// One event as stored in Kafka (or the embedded log).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventRecord {
+    /// Site.
+    pub site_key: String,
+    /// The user: the token's user id, or `anon:<anonymous_id>`.
+    pub user_id: String,
+    /// The browser's anonymous id.
+    pub anonymous_id: String,
+    /// The event as the client sent it.
+    pub event: Event,
+    /// Server clock at receipt, Unix ms.
+    pub received_at_ms: i64,
+    /// `received_at − sent_at`: how far the client clock lags the server's.
+    pub clock_skew_ms: i64,
+    /// The event time on the server clock (`ts + clock_skew`).
+    pub corrected_ts_ms: i64,
+    /// Parsed from the User-Agent.
+    pub device: Device,
+    /// The user's stored static attributes at receipt.
+    pub attributes: BTreeMap<String, String>,
+}
+
+impl EventRecord {
+    /// MessagePack bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        rmp_serde::to_vec_named(self).expect("records serialize")
+    }
+
+    /// Parses MessagePack bytes.
+    pub fn decode(bytes: &[u8]) -> Result<Self, rmp_serde::decode::Error> {
+        rmp_serde::from_slice(bytes)
+    }
+}

@@ -1,0 +1,99 @@
+//! A store decorator that keeps each sender's [`IngestContext`] for a second,
+//! so a busy user's batches do not each cost a store round trip.
+//!
+//! Writes through this process invalidate at once; a forget or attribute change
+//! made through another origin process is seen within [`CONTEXT_TTL`] (the
+//! consumers check the forgotten mark again before applying events).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use attune_core::{DecayedScore, HalfLife};
+use moka::sync::Cache;
+
+use super::{Attributes, IngestContext, Item, Profile, Store, StoreResult};
+
+/// How long a sender's context is reused.
+pub const CONTEXT_TTL: Duration = Duration::from_secs(1);
+
+/// Caches `ingest_context`; everything else passes through.
+pub struct CachedStore {
+    inner: Arc<dyn Store>,
+    contexts: Cache<(String, String), IngestContext>,
+}
+
+impl CachedStore {
+    /// Wraps `inner`.
+    pub fn new(inner: Arc<dyn Store>) -> Self {
+        CachedStore {
+            inner,
+            contexts: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(CONTEXT_TTL)
+                .build(),
+        }
+    }
+
+    fn invalidate(&self, site: &str, user: &str) {
+        self.contexts
+            .invalidate(&(site.to_owned(), user.to_owned()));
+    }
+}
+
+#[async_trait]
+impl Store for CachedStore {
+    async fn ping(&self) -> StoreResult<()> {
+        self.inner.ping().await
+    }
+
+    async fn upsert_items(&self, site: &str, items: &[Item]) -> StoreResult<()> {
+        self.inner.upsert_items(site, items).await
+    }
+
+    async fn items(&self, site: &str) -> StoreResult<Vec<Item>> {
+        self.inner.items(site).await
+    }
+
+    async fn add_popularity(
+        &self,
+        site: &str,
+        contributions: &[(String, f64, i64)],
+        half_life: HalfLife,
+    ) -> StoreResult<()> {
+        self.inner
+            .add_popularity(site, contributions, half_life)
+            .await
+    }
+
+    async fn popularity(&self, site: &str) -> StoreResult<HashMap<String, DecayedScore>> {
+        self.inner.popularity(site).await
+    }
+
+    async fn set_attributes(&self, site: &str, user: &str, attrs: &Attributes) -> StoreResult<()> {
+        self.inner.set_attributes(site, user, attrs).await?;
+        self.invalidate(site, user);
+        Ok(())
+    }
+
+    async fn ingest_context(&self, site: &str, user: &str) -> StoreResult<IngestContext> {
+        let key = (site.to_owned(), user.to_owned());
+        if let Some(hit) = self.contexts.get(&key) {
+            return Ok(hit);
+        }
+        let context = self.inner.ingest_context(site, user).await?;
+        self.contexts.insert(key, context.clone());
+        Ok(context)
+    }
+
+    async fn profile(&self, site: &str, user: &str) -> StoreResult<Profile> {
+        self.inner.profile(site, user).await
+    }
+
+    async fn forget_user(&self, site: &str, user: &str) -> StoreResult<()> {
+        self.inner.forget_user(site, user).await?;
+        self.invalidate(site, user);
+        Ok(())
+    }
+}

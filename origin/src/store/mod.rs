@@ -1,0 +1,101 @@
+//! The profile and catalog store, behind one trait with two implementations:
+//! Redis (production) and redb under `--data-dir` (embedded mode).
+//!
+//! Per-user data is keyed by `site/user` (in Redis inside a `{…}` hash tag, so a
+//! user's keys share a Redis Cluster slot and one script can update them).
+
+pub mod cached;
+pub mod embedded;
+pub mod redis;
+
+use std::collections::{BTreeMap, HashMap};
+
+use async_trait::async_trait;
+use attune_core::{DecayedScore, HalfLife};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// A backend failure; the request may be retried.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StoreError(pub String);
+
+impl From<::redis::RedisError> for StoreError {
+    fn from(e: ::redis::RedisError) -> Self {
+        StoreError(format!("Redis: {e}"))
+    }
+}
+
+/// Result of store calls.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A catalog item.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Item {
+    /// Item id (printable ASCII, no spaces or `/`, ≤ 128 bytes).
+    pub id: String,
+    /// Categories and tags (≤ 32, each 1–64 bytes).
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Publish time, Unix milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub published_at_ms: Option<i64>,
+    /// Anything the site wants back with recommendations (title, URL…), ≤ 4 KiB as JSON.
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub metadata: serde_json::Value,
+}
+
+/// Static attributes of a user (demographics, locale), set by the site.
+pub type Attributes = BTreeMap<String, String>;
+
+/// What the origin knows about one user.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Profile {
+    /// Site-stated attributes.
+    pub attributes: Attributes,
+    /// Events per kind (written by the stream consumers).
+    pub counts: BTreeMap<String, u64>,
+    /// First interaction, Unix ms.
+    pub first_seen_ms: Option<i64>,
+    /// Last interaction, Unix ms.
+    pub last_seen_ms: Option<i64>,
+    /// Total visible dwell, ms.
+    pub dwell_ms_total: u64,
+}
+
+/// What ingest needs to know about the sender, in one round trip.
+#[derive(Debug, Clone, Default)]
+pub struct IngestContext {
+    /// The user asked to be forgotten; their events are ignored.
+    pub forgotten: bool,
+    /// Attributes to copy into each event.
+    pub attributes: Attributes,
+}
+
+/// Catalog, popularity and user data.
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Answers when reachable.
+    async fn ping(&self) -> StoreResult<()>;
+    /// Inserts or replaces items.
+    async fn upsert_items(&self, site: &str, items: &[Item]) -> StoreResult<()>;
+    /// Every item of a site.
+    async fn items(&self, site: &str) -> StoreResult<Vec<Item>>;
+    /// Adds `(item, weight, t_ms)` contributions to item popularity.
+    async fn add_popularity(
+        &self,
+        site: &str,
+        contributions: &[(String, f64, i64)],
+        half_life: HalfLife,
+    ) -> StoreResult<()>;
+    /// Decayed popularity per item.
+    async fn popularity(&self, site: &str) -> StoreResult<HashMap<String, DecayedScore>>;
+    /// Replaces a user's attributes.
+    async fn set_attributes(&self, site: &str, user: &str, attrs: &Attributes) -> StoreResult<()>;
+    /// Whether the user is forgotten, and their attributes.
+    async fn ingest_context(&self, site: &str, user: &str) -> StoreResult<IngestContext>;
+    /// A user's profile.
+    async fn profile(&self, site: &str, user: &str) -> StoreResult<Profile>;
+    /// Deletes everything about a user and ignores their later events.
+    async fn forget_user(&self, site: &str, user: &str) -> StoreResult<()>;
+}

@@ -1,0 +1,196 @@
+//! The production store: Redis.
+//!
+//! | key | type | holds |
+//! |---|---|---|
+//! | `attune:{site}:items` | hash | item id → item JSON |
+//! | `attune:{site}:pop` | hash | item id → `value,at_ms` decayed popularity |
+//! | `attune:{site}:forgotten` | set | forgotten user ids |
+//! | `attune:{site/user}:attrs` | hash | user attributes |
+//! | `attune:{site/user}:profile` | hash | counters written by the consumers |
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use attune_core::{DecayedScore, HalfLife};
+use redis::aio::ConnectionManager;
+use redis::AsyncCommands;
+
+use super::{Attributes, IngestContext, Item, Profile, Store, StoreError, StoreResult};
+
+/// Redis through one auto-reconnecting multiplexed connection.
+#[derive(Clone)]
+pub struct RedisStore {
+    conn: ConnectionManager,
+    add_popularity: redis::Script,
+}
+
+fn site_key(site: &str, what: &str) -> String {
+    format!("attune:{{{site}}}:{what}")
+}
+
+/// A key of one user's data (hash-tagged by `site/user`).
+pub fn user_key(site: &str, user: &str, what: &str) -> String {
+    format!("attune:{{{site}/{user}}}:{what}")
+}
+
+/// Every per-user key `forget_user` deletes.
+pub const USER_KEYS: &[&str] = &["attrs", "profile", "seen", "affinity", "vector"];
+
+impl RedisStore {
+    /// Connects (and keeps reconnecting in the background).
+    pub async fn connect(url: &str) -> StoreResult<Self> {
+        let client = redis::Client::open(url)?;
+        let conn = ConnectionManager::new(client).await?;
+        Ok(RedisStore {
+            conn,
+            // Decayed-sum merge (attune-core's DecayedScore::merge) done atomically
+            // in Redis, so concurrent origins never lose an update.
+            add_popularity: redis::Script::new(
+                r"local h = tonumber(ARGV[1])
+                  for i = 2, #ARGV, 3 do
+                    local item, w, t = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
+                    local v, at = 0, t
+                    local cur = redis.call('HGET', KEYS[1], item)
+                    if cur then
+                      local sep = string.find(cur, ',')
+                      v = tonumber(string.sub(cur, 1, sep - 1))
+                      at = tonumber(string.sub(cur, sep + 1))
+                    end
+                    local nat = math.max(at, t)
+                    local nv = v * 2 ^ (-(nat - at) / h) + w * 2 ^ (-(nat - t) / h)
+                    redis.call('HSET', KEYS[1], item, string.format('%.17g', nv) .. ',' .. string.format('%d', nat))
+                  end
+                  return 1",
+            ),
+        })
+    }
+}
+
+fn parse_score(s: &str) -> Option<DecayedScore> {
+    let (v, at) = s.split_once(',')?;
+    Some(DecayedScore {
+        value: v.parse().ok()?,
+        at_ms: at.parse().ok()?,
+    })
+}
+
+#[async_trait]
+impl Store for RedisStore {
+    async fn ping(&self) -> StoreResult<()> {
+        let mut c = self.conn.clone();
+        let _: String = redis::cmd("PING").query_async(&mut c).await?;
+        Ok(())
+    }
+
+    async fn upsert_items(&self, site: &str, items: &[Item]) -> StoreResult<()> {
+        let mut c = self.conn.clone();
+        let fields: Vec<(String, String)> = items
+            .iter()
+            .map(|i| {
+                (
+                    i.id.clone(),
+                    serde_json::to_string(i).expect("items serialize"),
+                )
+            })
+            .collect();
+        let _: () = c.hset_multiple(site_key(site, "items"), &fields).await?;
+        Ok(())
+    }
+
+    async fn items(&self, site: &str) -> StoreResult<Vec<Item>> {
+        let mut c = self.conn.clone();
+        let all: HashMap<String, String> = c.hgetall(site_key(site, "items")).await?;
+        all.values()
+            .map(|json| {
+                serde_json::from_str(json).map_err(|e| StoreError(format!("stored item: {e}")))
+            })
+            .collect()
+    }
+
+    async fn add_popularity(
+        &self,
+        site: &str,
+        contributions: &[(String, f64, i64)],
+        half_life: HalfLife,
+    ) -> StoreResult<()> {
+        if contributions.is_empty() {
+            return Ok(());
+        }
+        let mut c = self.conn.clone();
+        let mut call = self.add_popularity.key(site_key(site, "pop"));
+        call.arg(half_life.as_ms());
+        for (item, w, t) in contributions {
+            call.arg(item).arg(*w).arg(*t);
+        }
+        let _: i64 = call.invoke_async(&mut c).await?;
+        Ok(())
+    }
+
+    async fn popularity(&self, site: &str) -> StoreResult<HashMap<String, DecayedScore>> {
+        let mut c = self.conn.clone();
+        let all: HashMap<String, String> = c.hgetall(site_key(site, "pop")).await?;
+        Ok(all
+            .into_iter()
+            .filter_map(|(item, s)| Some((item, parse_score(&s)?)))
+            .collect())
+    }
+
+    async fn set_attributes(&self, site: &str, user: &str, attrs: &Attributes) -> StoreResult<()> {
+        let mut c = self.conn.clone();
+        let key = user_key(site, user, "attrs");
+        let mut pipe = redis::pipe();
+        pipe.atomic().del(&key);
+        if !attrs.is_empty() {
+            let fields: Vec<(&String, &String)> = attrs.iter().collect();
+            pipe.hset_multiple(&key, &fields);
+        }
+        let _: () = pipe.query_async(&mut c).await?;
+        Ok(())
+    }
+
+    async fn ingest_context(&self, site: &str, user: &str) -> StoreResult<IngestContext> {
+        let mut c = self.conn.clone();
+        let (forgotten, attributes): (bool, Attributes) = redis::pipe()
+            .sismember(site_key(site, "forgotten"), user)
+            .hgetall(user_key(site, user, "attrs"))
+            .query_async(&mut c)
+            .await?;
+        Ok(IngestContext {
+            forgotten,
+            attributes,
+        })
+    }
+
+    async fn profile(&self, site: &str, user: &str) -> StoreResult<Profile> {
+        let mut c = self.conn.clone();
+        let (attributes, fields): (Attributes, HashMap<String, String>) = redis::pipe()
+            .hgetall(user_key(site, user, "attrs"))
+            .hgetall(user_key(site, user, "profile"))
+            .query_async(&mut c)
+            .await?;
+        let num = |k: &str| fields.get(k).and_then(|v| v.parse::<i64>().ok());
+        Ok(Profile {
+            attributes,
+            counts: fields
+                .iter()
+                .filter_map(|(k, v)| Some((k.strip_prefix("count:")?.to_owned(), v.parse().ok()?)))
+                .collect(),
+            first_seen_ms: num("first_seen_ms"),
+            last_seen_ms: num("last_seen_ms"),
+            dwell_ms_total: num("dwell_ms_total").unwrap_or(0).max(0) as u64,
+        })
+    }
+
+    async fn forget_user(&self, site: &str, user: &str) -> StoreResult<()> {
+        let mut c = self.conn.clone();
+        let keys: Vec<String> = USER_KEYS.iter().map(|k| user_key(site, user, k)).collect();
+        // The forgotten mark goes first: an event arriving meanwhile is ignored
+        // rather than recreating what is being deleted.
+        let _: () = redis::pipe()
+            .sadd(site_key(site, "forgotten"), user)
+            .del(keys)
+            .query_async(&mut c)
+            .await?;
+        Ok(())
+    }
+}

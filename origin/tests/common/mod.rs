@@ -1,0 +1,335 @@
+//! An origin started in-process on a loopback port, with real backends: Kafka
+//! and Redis from `cargo xtask test` (KAFKA_BROKERS, REDIS_URL), or the embedded
+//! store in a temporary directory.
+#![allow(dead_code)] // each test binary uses part of this
+
+pub mod kafka;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use attune_core::{Batch, Event, Interaction};
+use attune_origin::config::{ServeArgs, SiteConfig};
+use attune_origin::AppState;
+
+pub fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!(
+            "{name} is not set: these tests need the real stack. Run `cargo xtask test`, \
+             or `cargo xtask stack up` and export the variables in target/stack/env"
+        )
+    })
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+pub enum Backend {
+    KafkaRedis,
+    Embedded,
+}
+
+pub struct TestOrigin {
+    pub base: String,
+    pub site: SiteConfig,
+    pub state: AppState,
+    pub http: reqwest::Client,
+    args: ServeArgs,
+    _dir: tempfile::TempDir,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for TestOrigin {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// A fresh site per origin, so tests never see each other's data.
+pub fn unique_site() -> SiteConfig {
+    let id = uuid::Uuid::now_v7().simple().to_string();
+    SiteConfig {
+        site_key: format!("it-{}", &id[20..]),
+        api_key: format!("sk-{id}"),
+        token_secret: format!("ts-{id}"),
+        allowed_origins: vec!["https://news.example".into()],
+    }
+}
+
+pub fn args(backend: Backend, config: PathBuf, data_dir: PathBuf) -> ServeArgs {
+    let (kafka_brokers, redis_url) = match backend {
+        Backend::KafkaRedis => (Some(env("KAFKA_BROKERS")), Some(env("REDIS_URL"))),
+        Backend::Embedded => (None, None),
+    };
+    ServeArgs {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        config: Some(config),
+        kafka_brokers,
+        redis_url,
+        data_dir,
+        max_body_bytes: 64 * 1024,
+        rate_per_key: 10_000,
+        rate_per_ip: 10_000,
+        produce_timeout_ms: 5000,
+        popularity_half_life_h: 24.0,
+    }
+}
+
+/// Starts an origin; `tweak` adjusts the flags first.
+pub async fn start(backend: Backend, tweak: impl FnOnce(&mut ServeArgs)) -> TestOrigin {
+    let dir = tempfile::tempdir().unwrap();
+    let site = unique_site();
+    let config = dir.path().join("attune.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[sites]]\nsite_key = \"{}\"\napi_key = \"{}\"\ntoken_secret = \"{}\"\nallowed_origins = [\"https://news.example\"]\n",
+            site.site_key, site.api_key, site.token_secret
+        ),
+    )
+    .unwrap();
+    let mut a = args(backend, config, dir.path().join("data"));
+    tweak(&mut a);
+    let state = AppState::from_args(&a).await.expect("origin starts");
+    let (base, shutdown) = serve(state.clone()).await;
+    TestOrigin {
+        base,
+        site,
+        state,
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap(),
+        args: a,
+        _dir: dir,
+        shutdown: Some(shutdown),
+    }
+}
+
+async fn serve(state: AppState) -> (String, tokio::sync::oneshot::Sender<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        attune_origin::serve(listener, state, async {
+            let _ = rx.await;
+        })
+        .await
+        .unwrap();
+    });
+    (base, tx)
+}
+
+impl TestOrigin {
+    /// Stops this origin and starts another on the same data and config
+    /// (embedded mode: the redb file is reopened once the old one is closed).
+    pub async fn restart(mut self) -> TestOrigin {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let (site, http, args) = (self.site.clone(), self.http.clone(), self.args.clone());
+        let _dir = std::mem::replace(&mut self._dir, tempfile::tempdir().unwrap());
+        drop(self);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let state = loop {
+            match AppState::from_args(&args).await {
+                Ok(state) => break state,
+                Err(e) if std::time::Instant::now() < deadline => {
+                    let _ = e;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("origin restarts: {e:#}"),
+            }
+        };
+        let (base, shutdown) = serve(state.clone()).await;
+        TestOrigin {
+            base,
+            site,
+            state,
+            http,
+            args,
+            _dir,
+            shutdown: Some(shutdown),
+        }
+    }
+
+    /// Stops the origin and hands back its directory (config and data).
+    pub async fn stop(mut self) -> tempfile::TempDir {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let dir = std::mem::replace(&mut self._dir, tempfile::tempdir().unwrap());
+        drop(self);
+        dir
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn token(&self, user: &str) -> String {
+        attune_origin::auth::mint_token(
+            &self.site.site_key,
+            user,
+            self.site.token_secret.as_bytes(),
+            attune_origin::auth::now_s() + 600,
+        )
+    }
+
+    /// POSTs a batch as MessagePack.
+    pub async fn post_batch(&self, batch: &Batch) -> reqwest::Response {
+        self.http
+            .post(self.url("/v1/events"))
+            .header("content-type", "application/msgpack")
+            .body(attune_core::codec::encode_msgpack(batch))
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+pub fn event(interaction: Interaction, item: Option<&str>, ts_ms: i64) -> Event {
+    Event {
+        id: uuid::Uuid::now_v7(),
+        ts_ms,
+        interaction,
+        item: item.map(Into::into),
+        context: None,
+    }
+}
+
+pub fn batch(site: &str, anon: &str, events: Vec<Event>) -> Batch {
+    Batch {
+        site_key: site.into(),
+        anonymous_id: anon.into(),
+        user_token: None,
+        sent_at_ms: now_ms(),
+        dropped: 0,
+        events,
+    }
+}
+
+/// Shared by both backends: catalog → recommendations, clicks lift an item
+/// and its category, forget deletes and ignores later events.
+pub async fn catalog_recommendations_and_forget(origin: &TestOrigin) {
+    use serde_json::{json, Value};
+    let api = &origin.site.api_key;
+    let published = now_ms() - 3_600_000;
+    let items: Vec<Value> = [("s1", "sports"), ("s2", "sports"), ("t1", "tech"), ("t2", "tech"), ("w1", "world")]
+        .iter()
+        .map(|(id, tag)| json!({"id": id, "tags": [tag], "published_at_ms": published, "metadata": {"title": format!("Article {id}")}}))
+        .collect();
+    let r = origin
+        .http
+        .post(origin.url("/v1/items"))
+        .bearer_auth(api)
+        .json(&json!({"items": items}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let r = origin
+        .http
+        .put(origin.url("/v1/items/t9"))
+        .bearer_auth(api)
+        .json(&json!({"id": "other"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400, "path and body ids must match");
+
+    let carol = origin.token("carol");
+    let clicks: Vec<_> = (0..3)
+        .map(|_| event(Interaction::Click, Some("t1"), now_ms()))
+        .collect();
+    let mut b = batch(&origin.site.site_key, "anon-carol", clicks);
+    b.user_token = Some(carol.clone());
+    assert_eq!(origin.post_batch(&b).await.status(), 202);
+
+    // Popularity is credited right after the 202; poll briefly for it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let recs = loop {
+        let recs: Value = origin
+            .http
+            .get(origin.url("/v1/recommendations?k=3"))
+            .bearer_auth(&carol)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if recs["items"][0]["item"] == "t1" || std::time::Instant::now() > deadline {
+            break recs;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(recs["user"], "carol");
+    assert_eq!(recs["items"].as_array().unwrap().len(), 3);
+    assert_eq!(recs["items"][0]["item"], "t1", "{recs}");
+    assert_eq!(
+        recs["items"][1]["item"], "t2",
+        "same category follows: {recs}"
+    );
+    assert_eq!(recs["items"][0]["tags"], json!(["tech"]));
+    assert_eq!(recs["items"][0]["metadata"]["title"], "Article t1");
+
+    let r = origin
+        .http
+        .put(origin.url("/v1/users/carol/attributes"))
+        .bearer_auth(api)
+        .json(&json!({"locale": "fr-FR"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let profile: Value = origin
+        .http
+        .get(origin.url("/v1/profile?user=carol"))
+        .bearer_auth(api)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(profile["attributes"]["locale"], "fr-FR");
+    let r = origin
+        .http
+        .delete(origin.url("/v1/users/carol"))
+        .bearer_auth(&carol)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let profile: Value = origin
+        .http
+        .get(origin.url("/v1/profile?user=carol"))
+        .bearer_auth(api)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(profile["attributes"], json!({}));
+    let mut later = batch(
+        &origin.site.site_key,
+        "anon-carol",
+        vec![event(Interaction::Click, Some("t2"), now_ms())],
+    );
+    later.user_token = Some(carol);
+    let r = origin.post_batch(&later).await;
+    assert_eq!(r.status(), 202);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(
+        (body["accepted"].as_u64(), body["ignored"].as_u64()),
+        (Some(0), Some(1))
+    );
+}

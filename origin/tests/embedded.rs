@@ -1,0 +1,138 @@
+//! The embedded default (no Kafka, no Redis): the same API on an in-process
+//! queue and a redb store, persisted across restarts. Also: arbitrary bytes to
+//! the ingest endpoint never crash it.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use attune_core::routing::{partition_key, topic};
+use attune_core::{EventKind, Interaction};
+use attune_origin::event_log::embedded::read_topic;
+use attune_origin::record::EventRecord;
+use common::{batch, event, now_ms, start, Backend};
+use proptest::prelude::*;
+use serde_json::{json, Value};
+
+#[tokio::test]
+async fn catalog_recommendations_and_forget() {
+    let origin = start(Backend::Embedded, |_| {}).await;
+    common::catalog_recommendations_and_forget(&origin).await;
+}
+
+/// Accepted events are in the embedded log, in their kind's topic, keyed by
+/// user; the catalog and the log survive a restart.
+#[tokio::test]
+async fn accepted_events_and_catalog_survive_a_restart() {
+    let origin = start(Backend::Embedded, |_| {}).await;
+    let site = origin.site.site_key.clone();
+    let r = origin
+        .http
+        .post(origin.url("/v1/items"))
+        .bearer_auth(&origin.site.api_key)
+        .json(&json!({"items": [{"id": "a1", "tags": ["arts"]}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let events = vec![
+        event(Interaction::PageView, None, now_ms()),
+        event(Interaction::Click, Some("a1"), now_ms()),
+        event(
+            Interaction::Dwell { visible_ms: 5000 },
+            Some("a1"),
+            now_ms(),
+        ),
+    ];
+    let b = batch(&site, "anon-e", events);
+    assert_eq!(origin.post_batch(&b).await.status(), 202);
+
+    let origin = origin.restart().await;
+    let recs: Value = origin
+        .http
+        .get(origin.url("/v1/recommendations?user=x"))
+        .bearer_auth(&origin.site.api_key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(recs["items"][0]["item"], "a1", "catalog kept: {recs}");
+
+    let dir = origin.stop().await;
+    let path = dir.path().join("data/attune.redb");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let db = loop {
+        match redb::Database::create(&path) {
+            Ok(db) => break db,
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            Err(e) => panic!("reopen {}: {e}", path.display()),
+        }
+    };
+    for e in &b.events {
+        let rows = read_topic(&db, topic(e.kind()), 0).unwrap();
+        assert_eq!(rows.len(), 1, "{}", e.kind());
+        let (_, key, payload) = &rows[0];
+        assert_eq!(key, &partition_key(&site, "anon:anon-e"));
+        assert_eq!(&EventRecord::decode(payload).unwrap().event, e);
+    }
+    assert!(read_topic(&db, topic(EventKind::Scroll), 0)
+        .unwrap()
+        .is_empty());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    /// Any bytes, as MessagePack or JSON, plain or "gzip": a 4xx with a JSON
+    /// error, never a 5xx or a dropped connection.
+    #[test]
+    fn arbitrary_bytes_get_a_client_error(
+        body in proptest::collection::vec(any::<u8>(), 0..4096),
+        json_type in any::<bool>(),
+        gzip in any::<bool>(),
+    ) {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let origin = rt.block_on(fuzz_origin());
+        let status = rt.block_on(async {
+            let mut req = origin
+                .http
+                .post(origin.url("/v1/events"))
+                .header("content-type", if json_type { "application/json" } else { "application/msgpack" })
+                .body(body);
+            if gzip {
+                req = req.header("content-encoding", "gzip");
+            }
+            let r = req.send().await.expect("the origin answers");
+            let status = r.status().as_u16();
+            let body: Value = r.json().await.expect("a JSON error body");
+            assert!(body["error"].is_string());
+            status
+        });
+        prop_assert!((400..500).contains(&status), "status {status}");
+    }
+}
+
+/// One origin for all fuzz cases (started on first use, in its own runtime thread).
+async fn fuzz_origin() -> &'static common::TestOrigin {
+    static ORIGIN: std::sync::OnceLock<common::TestOrigin> = std::sync::OnceLock::new();
+    if let Some(o) = ORIGIN.get() {
+        return o;
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let origin = start(Backend::Embedded, |_| {}).await;
+            let base = origin.base.clone();
+            tx.send(origin).unwrap();
+            let _ = base;
+            std::future::pending::<()>().await;
+        });
+    });
+    let origin = rx.recv().unwrap();
+    ORIGIN.get_or_init(|| origin)
+}

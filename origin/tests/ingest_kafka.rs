@@ -1,0 +1,478 @@
+//! Ingest and the API against the real Kafka and Redis.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::time::Duration;
+
+use attune_core::routing::{partition_key, topic};
+use attune_core::{EventKind, Interaction};
+use common::kafka::{high_watermarks, read_key};
+use common::{batch, env, event, now_ms, start, Backend};
+use serde_json::{json, Value};
+
+const IPHONE: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1";
+
+fn every_kind(ts: i64) -> Vec<attune_core::Event> {
+    vec![
+        event(Interaction::PageView, None, ts),
+        event(Interaction::Click, Some("article-1"), ts),
+        event(Interaction::Scroll { depth_pct: 70 }, Some("article-1"), ts),
+        event(
+            Interaction::Dwell { visible_ms: 42_000 },
+            Some("article-1"),
+            ts,
+        ),
+        event(Interaction::Impression, Some("article-2"), ts),
+    ]
+}
+
+/// Every accepted event lands in its kind's topic, keyed `site/user`, all of
+/// one user's events on one partition, enriched with receipt time, clock skew,
+/// the parsed User-Agent and the user's stored attributes.
+#[tokio::test]
+async fn accepted_events_land_in_their_topics_keyed_and_enriched() {
+    let origin = start(Backend::KafkaRedis, |_| {}).await;
+    let brokers = env("KAFKA_BROKERS");
+    let site = &origin.site.site_key;
+    let user = "reader-7";
+
+    let r = origin
+        .http
+        .put(origin.url(&format!("/v1/users/{user}/attributes")))
+        .bearer_auth(&origin.site.api_key)
+        .json(&json!({"age_band": "25-34", "locale": "de-DE"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+
+    let before: BTreeMap<_, _> = EventKind::ALL
+        .iter()
+        .map(|k| (*k, high_watermarks(&brokers, topic(*k))))
+        .collect();
+    // The client clock runs a minute behind the server's.
+    let client_now = now_ms() - 60_000;
+    let mut b = batch(site, "anon-1", every_kind(client_now - 1000));
+    b.sent_at_ms = client_now;
+    b.user_token = Some(origin.token(user));
+    let sent = now_ms();
+    let r = origin
+        .http
+        .post(origin.url("/v1/events"))
+        .header("content-type", "application/msgpack")
+        .header("user-agent", IPHONE)
+        .body(attune_core::codec::encode_msgpack(&b))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["accepted"], 5);
+
+    let key = partition_key(site, user);
+    let mut partitions = BTreeSet::new();
+    for e in &b.events {
+        let kind = e.kind();
+        let found = read_key(
+            &brokers,
+            topic(kind),
+            &before[&kind],
+            &key,
+            1,
+            Duration::from_secs(20),
+        );
+        assert_eq!(
+            found.len(),
+            1,
+            "{kind}: expected one message with key {key}"
+        );
+        let (partition, record) = &found[0];
+        partitions.insert(*partition);
+        assert_eq!(&record.event, e, "{kind}: the event as sent");
+        assert_eq!(record.user_id, user);
+        assert_eq!(record.anonymous_id, "anon-1");
+        assert!(record.received_at_ms >= sent && record.received_at_ms <= now_ms());
+        assert!(
+            (record.clock_skew_ms - 60_000).abs() < 5_000,
+            "skew {}",
+            record.clock_skew_ms
+        );
+        assert_eq!(record.corrected_ts_ms, e.ts_ms + record.clock_skew_ms);
+        assert_eq!(record.device.class, Some(attune_core::DeviceClass::Mobile));
+        assert_eq!(record.device.os.as_deref(), Some("iPhone"));
+        assert_eq!(
+            record.attributes.get("locale").map(String::as_str),
+            Some("de-DE")
+        );
+    }
+    assert_eq!(partitions.len(), 1, "one user's events share a partition");
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(bytes).unwrap();
+    enc.finish().unwrap()
+}
+
+/// Every way a batch can be refused gets its status, a stable code and the
+/// field at fault; a gzip-encoded batch is accepted.
+#[tokio::test]
+async fn rejections_name_status_code_and_field() {
+    let origin = start(Backend::KafkaRedis, |_| {}).await;
+    let site = origin.site.site_key.clone();
+    let good = batch(
+        &site,
+        "anon-2",
+        vec![event(Interaction::PageView, None, now_ms())],
+    );
+    let good_bytes = attune_core::codec::encode_msgpack(&good);
+    let mut unknown_site = good.clone();
+    unknown_site.site_key = "nope".into();
+    let mut bad_token = good.clone();
+    bad_token.user_token = Some(format!("v1.{site}.someone.9999999999.AAAA"));
+    let unknown_kind = json!({"v": 1, "s": site, "a": "x", "t": now_ms(),
+        "e": [{"i": uuid::Uuid::now_v7().to_string(), "k": "hover", "t": now_ms()}]});
+    let too_deep = json!({"v": 1, "s": site, "a": "x", "t": now_ms(),
+        "e": [{"i": uuid::Uuid::now_v7().to_string(), "k": "scroll", "t": now_ms(), "dp": 130}]});
+    // 64 KiB limit: a 1 MiB run of zeros gzips to about 1 KiB.
+    let bomb = gzip(&vec![0u8; 1 << 20]);
+
+    struct Case {
+        name: &'static str,
+        content_type: &'static str,
+        encoding: Option<&'static str>,
+        origin_header: Option<&'static str>,
+        body: Vec<u8>,
+        status: u16,
+        code: &'static str,
+        field: Option<&'static str>,
+    }
+    let cases = [
+        Case {
+            name: "gzip batch",
+            content_type: "application/msgpack",
+            encoding: Some("gzip"),
+            origin_header: None,
+            body: gzip(&good_bytes),
+            status: 202,
+            code: "",
+            field: None,
+        },
+        Case {
+            name: "allowed origin",
+            content_type: "application/msgpack",
+            encoding: None,
+            origin_header: Some("https://news.example"),
+            body: good_bytes.clone(),
+            status: 202,
+            code: "",
+            field: None,
+        },
+        Case {
+            name: "content type",
+            content_type: "text/plain",
+            encoding: None,
+            origin_header: None,
+            body: good_bytes.clone(),
+            status: 415,
+            code: "unsupported_media_type",
+            field: None,
+        },
+        Case {
+            name: "garbage",
+            content_type: "application/msgpack",
+            encoding: None,
+            origin_header: None,
+            body: b"\xc1\xff garbage".to_vec(),
+            status: 400,
+            code: "malformed",
+            field: Some("."),
+        },
+        Case {
+            name: "unknown kind",
+            content_type: "application/json",
+            encoding: None,
+            origin_header: None,
+            body: unknown_kind.to_string().into_bytes(),
+            status: 422,
+            code: "unknown_kind",
+            field: Some("events[0].kind"),
+        },
+        Case {
+            name: "scroll over 100",
+            content_type: "application/json",
+            encoding: None,
+            origin_header: None,
+            body: too_deep.to_string().into_bytes(),
+            status: 422,
+            code: "out_of_range",
+            field: Some("events[0].depth_pct"),
+        },
+        Case {
+            name: "oversized",
+            content_type: "application/msgpack",
+            encoding: None,
+            origin_header: None,
+            body: vec![0x90; 100 * 1024],
+            status: 413,
+            code: "too_large",
+            field: None,
+        },
+        Case {
+            name: "gzip bomb",
+            content_type: "application/msgpack",
+            encoding: Some("gzip"),
+            origin_header: None,
+            body: bomb,
+            status: 413,
+            code: "too_large",
+            field: None,
+        },
+        Case {
+            name: "broken gzip",
+            content_type: "application/msgpack",
+            encoding: Some("gzip"),
+            origin_header: None,
+            body: b"not gzip at all".to_vec(),
+            status: 400,
+            code: "unreadable_body",
+            field: None,
+        },
+        Case {
+            name: "unknown site",
+            content_type: "application/msgpack",
+            encoding: None,
+            origin_header: None,
+            body: attune_core::codec::encode_msgpack(&unknown_site),
+            status: 401,
+            code: "unauthorized",
+            field: Some("site_key"),
+        },
+        Case {
+            name: "forged token",
+            content_type: "application/msgpack",
+            encoding: None,
+            origin_header: None,
+            body: attune_core::codec::encode_msgpack(&bad_token),
+            status: 401,
+            code: "unauthorized",
+            field: Some("user_token"),
+        },
+        Case {
+            name: "foreign origin",
+            content_type: "application/msgpack",
+            encoding: None,
+            origin_header: Some("https://evil.example"),
+            body: good_bytes.clone(),
+            status: 403,
+            code: "forbidden",
+            field: None,
+        },
+    ];
+    for c in cases {
+        let mut req = origin
+            .http
+            .post(origin.url("/v1/events"))
+            .header("content-type", c.content_type)
+            .body(c.body);
+        if let Some(e) = c.encoding {
+            req = req.header("content-encoding", e);
+        }
+        if let Some(o) = c.origin_header {
+            req = req.header("origin", o);
+        }
+        let r = req.send().await.unwrap();
+        let status = r.status().as_u16();
+        let body: Value = r.json().await.unwrap_or(Value::Null);
+        assert_eq!(status, c.status, "{}: {body}", c.name);
+        if c.status >= 400 {
+            assert_eq!(body["error"], c.code, "{}: {body}", c.name);
+            assert!(
+                body["message"].as_str().is_some_and(|m| !m.is_empty()),
+                "{}",
+                c.name
+            );
+            match c.field {
+                Some(f) => assert_eq!(body["field"], f, "{}: {body}", c.name),
+                None => assert!(body.get("field").is_none(), "{}: {body}", c.name),
+            }
+        }
+    }
+}
+
+/// A user token reads its own user's data and nothing else; API keys read any
+/// user of their site; without credentials nothing is read.
+#[tokio::test]
+async fn users_read_only_their_own_data() {
+    let origin = start(Backend::KafkaRedis, |_| {}).await;
+    let alice = origin.token("alice");
+    let get = |path: &str, bearer: Option<&str>| {
+        let mut req = origin.http.get(origin.url(path));
+        if let Some(b) = bearer {
+            req = req.bearer_auth(b);
+        }
+        req.send()
+    };
+    assert_eq!(
+        get("/v1/profile", Some(&alice)).await.unwrap().status(),
+        200
+    );
+    assert_eq!(
+        get("/v1/profile?user=alice", Some(&alice))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        get("/v1/profile?user=bob", Some(&alice))
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+    assert_eq!(
+        get("/v1/recommendations?user=bob", Some(&alice))
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+    assert_eq!(get("/v1/profile", None).await.unwrap().status(), 401);
+    assert_eq!(
+        get("/v1/profile", Some("v1.other-site.alice.9999999999.AAAA"))
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    let expired = attune_origin::auth::mint_token(
+        &origin.site.site_key,
+        "alice",
+        origin.site.token_secret.as_bytes(),
+        1,
+    );
+    assert_eq!(
+        get("/v1/profile", Some(&expired)).await.unwrap().status(),
+        401
+    );
+    let api = origin.site.api_key.clone();
+    assert_eq!(
+        get("/v1/profile?user=bob", Some(&api))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(get("/v1/profile", Some(&api)).await.unwrap().status(), 400);
+    // A user token cannot write the catalog or forget someone else.
+    let r = origin
+        .http
+        .post(origin.url("/v1/items"))
+        .bearer_auth(&alice)
+        .json(&json!({"items": []}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let r = origin
+        .http
+        .delete(origin.url("/v1/users/bob"))
+        .bearer_auth(&alice)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+}
+
+/// Over the per-IP limit, requests get 429 with Retry-After.
+#[tokio::test]
+async fn rate_limits_answer_429_with_retry_after() {
+    let origin = start(Backend::KafkaRedis, |a| a.rate_per_ip = 5).await;
+    let mut statuses = Vec::new();
+    for _ in 0..12 {
+        let r = origin
+            .http
+            .get(origin.url("/healthz"))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        if status == 429 {
+            assert!(r.headers().get("retry-after").is_some());
+            let body: Value = r.json().await.unwrap();
+            assert_eq!(body["error"], "rate_limited");
+        }
+        statuses.push(status);
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        5,
+        "{statuses:?}"
+    );
+    assert!(statuses.contains(&429));
+}
+
+/// The catalog feeds recommendations; clicks make an item and its category
+/// rise; forgetting a user deletes their data and ignores their later events.
+#[tokio::test]
+async fn catalog_recommendations_and_forget() {
+    let origin = start(Backend::KafkaRedis, |_| {}).await;
+    common::catalog_recommendations_and_forget(&origin).await;
+}
+
+/// OpenAPI, Prometheus metrics and readiness.
+#[tokio::test]
+async fn openapi_metrics_and_readiness() {
+    let origin = start(Backend::KafkaRedis, |_| {}).await;
+    let doc: Value = origin
+        .http
+        .get(origin.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for path in [
+        "/v1/events",
+        "/v1/recommendations",
+        "/v1/profile",
+        "/v1/items",
+        "/v1/items/{id}",
+        "/v1/users/{id}",
+    ] {
+        assert!(
+            doc["paths"].get(path).is_some(),
+            "{path} missing from OpenAPI"
+        );
+    }
+    let r = origin.http.get(origin.url("/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let b = batch(
+        &origin.site.site_key,
+        "anon-m",
+        vec![event(Interaction::PageView, None, now_ms())],
+    );
+    assert_eq!(origin.post_batch(&b).await.status(), 202);
+    let text = origin
+        .http
+        .get(origin.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for metric in [
+        "attune_http_requests_total",
+        "attune_http_request_duration_seconds",
+        "attune_produce_duration_seconds",
+        "attune_producer_queue_depth",
+        "attune_events_accepted_total",
+    ] {
+        assert!(text.contains(metric), "{metric} missing from /metrics");
+    }
+}
