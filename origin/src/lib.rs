@@ -120,9 +120,7 @@ impl AppState {
         };
         let store: Arc<dyn Store> = Arc::new(store::cached::CachedStore::new(store));
         let popularity = Arc::new(ingest::popularity::PopularityBuffer::default());
-        popularity
-            .clone()
-            .spawn_flusher(store.clone(), popularity_half_life);
+        popularity.spawn_flusher(&store, popularity_half_life);
         Ok(AppState {
             sites: Arc::new(sites),
             log,
@@ -181,7 +179,8 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves until `shutdown` resolves; idle rate-limit keys are dropped each minute.
+/// Serves until `shutdown` resolves, then writes buffered popularity; idle
+/// rate-limit keys are dropped each minute.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
@@ -195,10 +194,18 @@ pub async fn serve(
             limits.forget_idle();
         }
     });
+    let (popularity, store, half_life) = (
+        state.popularity.clone(),
+        state.store.clone(),
+        state.popularity_half_life,
+    );
     axum::serve(
         listener,
         router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown)
-    .await
+    .await?;
+    // Write the popularity still buffered before the process exits.
+    popularity.flush(store.as_ref(), half_life).await;
+    Ok(())
 }

@@ -7,7 +7,7 @@
 //! at most one flush interval of it, and never an event.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use attune_core::{DecayedScore, HalfLife};
@@ -50,13 +50,19 @@ impl PopularityBuffer {
         }
     }
 
-    /// Flushes every [`FLUSH_EVERY`] for as long as the process runs.
-    pub fn spawn_flusher(self: Arc<Self>, store: Arc<dyn Store>, half_life: HalfLife) {
+    /// Flushes every [`FLUSH_EVERY`] until the buffer or the store is dropped
+    /// (the task holds neither, so it never keeps a closed app's store open).
+    pub fn spawn_flusher(self: &Arc<Self>, store: &Arc<dyn Store>, half_life: HalfLife) {
+        let (buffer, store): (Weak<Self>, Weak<dyn Store>) =
+            (Arc::downgrade(self), Arc::downgrade(store));
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(FLUSH_EVERY);
             loop {
                 tick.tick().await;
-                self.flush(store.as_ref(), half_life).await;
+                let (Some(buffer), Some(store)) = (buffer.upgrade(), store.upgrade()) else {
+                    return;
+                };
+                buffer.flush(store.as_ref(), half_life).await;
             }
         });
     }
