@@ -23,6 +23,11 @@ pub fn topics() -> impl Iterator<Item = &'static str> {
     EventKind::ALL.into_iter().map(topic)
 }
 
+/// The user id of an anonymous visitor: every tier names them the same way.
+pub fn anonymous_user(anonymous_id: &str) -> String {
+    format!("anon:{anonymous_id}")
+}
+
 /// The message key of a user's events: `site/user`. The codec refuses `/` in
 /// site keys and ids, so the key cannot be forged to collide with another user.
 pub fn partition_key(site_key: &str, user_id: &str) -> String {

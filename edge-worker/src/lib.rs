@@ -1,8 +1,23 @@
 //! # attune-edge
 //!
-//! The Cloudflare Worker (workers-rs) that receives tracker batches, keeps
-//! per-user decayed interest scores, reranks cached candidate lists per request
-//! and forwards events to the origin. Not built yet (issue 6): this crate only
-//! fixes its place in the workspace and its one dependency, attune-core, whose
-//! decay and rerank it will call.
+//! The Cloudflare Worker (workers-rs) in front of the origin:
+//!
+//! - `POST /v1/collect` decodes the tracker's batch with attune-core, updates
+//!   the person's decayed tag affinities at once (in a signed cookie, see
+//!   [`state`]), forwards the untouched batch to the origin in the background
+//!   with retries, and answers 202.
+//! - `GET /v1/recommendations` takes the person's candidate list from the
+//!   origin, cached at the edge ([`candidates::freshness`]: TTL, then
+//!   stale-while-revalidate, then stale-if-error), reranks it per request with
+//!   attune-core's rerank and the cookie's affinities, and answers top-K.
+//!
+//! [`state`] and [`candidates`] are plain Rust, unit-tested natively; the
+//! runtime glue in `worker/` builds only for wasm32.
 #![forbid(unsafe_code)]
+
+pub mod candidates;
+pub mod fixture;
+pub mod state;
+
+#[cfg(target_arch = "wasm32")]
+mod worker;

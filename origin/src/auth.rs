@@ -33,10 +33,7 @@ use crate::AppState;
 
 type HmacSha256 = Hmac<Sha256>;
 
-/// The user id of an anonymous visitor.
-pub fn anonymous_user(anonymous_id: &str) -> String {
-    format!("anon:{anonymous_id}")
-}
+pub use attune_core::routing::anonymous_user;
 
 /// A configured site.
 #[derive(Debug)]

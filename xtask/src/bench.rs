@@ -1,27 +1,87 @@
 //! `cargo xtask bench <name>`: benchmarks that need the real stack. Each runs
 //! its peers side by side in the same process and writes target/bench/<name>.json.
 
-use anyhow::Result;
+use std::process::Command;
+
+use anyhow::{Context, Result};
 use clap::ValueEnum;
 
-use crate::process::run;
+use crate::process::{output, run};
 use crate::stack::Stack;
 use crate::test::cargo;
+use crate::{edge, install};
 
 /// The benchmarks.
 #[derive(Clone, Copy, ValueEnum)]
 pub enum Bench {
     /// Origin ingest vs a bare rdkafka producer and a decode-only axum handler.
     Ingest,
+    /// The edge: rerank CPU time in workerd vs native, and the bundle size.
+    Edge,
 }
 
 pub fn run_bench(bench: Bench) -> Result<()> {
+    if let Bench::Edge = bench {
+        return edge_bench();
+    }
     let stack = Stack::from_env();
     let running = stack.up()?;
     let name = match bench {
         Bench::Ingest => "ingest",
+        Bench::Edge => unreachable!("handled above"),
     };
     run(cargo()
         .args(["bench", "-p", "attune-origin", "--bench", name])
         .envs(running.endpoints.vars()))
+}
+
+/// Rerank of 200 candidates in workerd (Miniflare) beside the same Rust
+/// natively, and the gzipped worker bundle. Writes target/bench/edge.json.
+fn edge_bench() -> Result<()> {
+    install::npm_packages()?;
+    install::worker_build()?;
+    edge::build()?;
+    let json = |out: String| -> Result<serde_json::Value> {
+        let last = out.lines().last().unwrap_or_default().to_owned();
+        serde_json::from_str(&last).with_context(|| format!("not JSON: {last}"))
+    };
+    let native = json(
+        output(cargo().args(["bench", "-q", "-p", "attune-edge", "--bench", "rerank"]))
+            .context("the native rerank bench failed")?,
+    )?;
+    let workerd = json(
+        output(
+            Command::new("node")
+                .arg("bench/rerank.mjs")
+                .current_dir(edge::dir()),
+        )
+        .context("the workerd rerank bench failed")?,
+    )?;
+    let (wasm_gz, js_gz) = edge::gzipped_sizes()?;
+    let native_us = native["native_us_per_rerank"].as_f64().unwrap_or(f64::NAN);
+    let workerd_us = workerd["workerd_us_per_rerank"]
+        .as_f64()
+        .unwrap_or(f64::NAN);
+    println!("edge benchmark: rerank of 200 candidates (16 tags of state), top 10");
+    println!("  workerd   {workerd_us:8.1} us per rerank (target < 1000)");
+    println!("  native    {native_us:8.1} us per rerank (the floor)");
+    println!("  ratio     {:8.2}x", workerd_us / native_us);
+    println!(
+        "  bundle    {:.1} KB gzipped ({:.1} KB wasm + {:.1} KB JS)",
+        (wasm_gz + js_gz) as f64 / 1024.0,
+        wasm_gz as f64 / 1024.0,
+        js_gz as f64 / 1024.0
+    );
+    let report = serde_json::json!({
+        "rerank_200_candidates_us": {"workerd": workerd_us, "native": native_us, "ratio": workerd_us / native_us},
+        "bundle_gzip_bytes": {"wasm": wasm_gz, "js": js_gz, "total": wasm_gz + js_gz},
+    });
+    let dir = crate::workspace_root().join("target/bench");
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(
+        dir.join("edge.json"),
+        serde_json::to_string_pretty(&report)?,
+    )?;
+    println!("  wrote target/bench/edge.json");
+    Ok(())
 }

@@ -23,6 +23,16 @@ pub fn apt(binary: &str, package: &str) -> Result<()> {
             "`{binary}` is missing: install it with `sudo apt-get install -y {package}` and rerun"
         );
     }
+    apt_package(package)
+}
+
+/// Installs a Debian package (as root), or says in one line what to install.
+pub fn apt_package(package: &str) -> Result<()> {
+    if !nix::unistd::geteuid().is_root() {
+        bail!(
+            "`{package}` is missing: install it with `sudo apt-get install -y {package}` and rerun"
+        );
+    }
     static UPDATE: Once = Once::new();
     UPDATE.call_once(|| {
         println!("==> apt-get update");
@@ -162,4 +172,20 @@ pub fn kafka_jars(dest: &Path) -> Result<()> {
         .current_dir(dest))?;
     fs::write(marker, pom)?;
     Ok(())
+}
+
+/// worker-build at the version matching the `worker` crate (their minor
+/// versions must agree); building it needs pkg-config and OpenSSL headers.
+pub fn worker_build() -> Result<()> {
+    const VERSION: &str = "0.8.7";
+    let have = output(Command::new("worker-build").arg("--version")).unwrap_or_default();
+    if have.split_whitespace().nth(1) == Some(VERSION) {
+        return Ok(());
+    }
+    apt("pkg-config", "pkg-config")?;
+    if output(Command::new("pkg-config").args(["--exists", "openssl"])).is_none() {
+        apt_package("libssl-dev")?;
+    }
+    println!("==> cargo install worker-build {VERSION} (a few minutes, once)");
+    run(Command::new("cargo").args(["install", "worker-build", "--locked", "--version", VERSION]))
 }

@@ -3,6 +3,7 @@
 
 mod bench;
 mod demo;
+mod edge;
 mod install;
 mod process;
 mod stack;

@@ -9,7 +9,7 @@ use anyhow::{bail, Result};
 
 use crate::process::run as run_cmd;
 use crate::stack::Stack;
-use crate::{install, workspace_root};
+use crate::{edge, install, workspace_root};
 
 /// `cargo`, the same one that runs xtask.
 pub fn cargo() -> Command {
@@ -45,6 +45,8 @@ pub fn run() -> Result<()> {
         install::rust_components()?;
         install::wasm_target()?;
         install::wasm_bindgen_cli()?;
+        install::worker_build()?;
+        install::apt("node", "nodejs")?;
         install::npm_packages()
     });
     let stack = Stack::from_env();
@@ -52,7 +54,7 @@ pub fn run() -> Result<()> {
         report.step("cargo fmt --check", || {
             run_cmd(cargo().args(["fmt", "--all", "--", "--check"]))
         });
-        report.step("cargo clippy -D warnings", || {
+        report.step("cargo clippy -D warnings (native and wasm32)", || {
             run_cmd(cargo().args([
                 "clippy",
                 "--workspace",
@@ -60,9 +62,23 @@ pub fn run() -> Result<()> {
                 "--",
                 "-D",
                 "warnings",
+            ]))?;
+            // The worker's runtime glue only exists on wasm32.
+            run_cmd(cargo().args([
+                "clippy",
+                "-p",
+                "attune-edge",
+                "-p",
+                "attune-tracker",
+                "--target",
+                "wasm32-unknown-unknown",
+                "--",
+                "-D",
+                "warnings",
             ]))
         });
         report.step("build attune-core and the tracker for wasm32", build_wasm);
+        report.step("build the edge worker (worker-build)", edge::build);
         match stack.up() {
             Err(e) => {
                 report.steps.push(("stack up".into(), 0.0, Err(e)));
@@ -74,6 +90,16 @@ pub fn run() -> Result<()> {
                             .args(["test", "--workspace"])
                             .envs(running.endpoints.vars())
                             .env("ATTUNE_KAFKA_PID_FILE", stack.kafka_pid_file()),
+                        &mut tests,
+                    )
+                });
+                report.step("edge worker in workerd (node --test, real origin)", || {
+                    run_cmd(cargo().args(["build", "-p", "attune-origin"]))?;
+                    run_node_tests(
+                        Command::new("node")
+                            .args(["--test", "tests/"])
+                            .current_dir(edge::dir())
+                            .envs(running.endpoints.vars()),
                         &mut tests,
                     )
                 });
@@ -149,6 +175,38 @@ fn run_counting(cmd: &mut Command, total: &mut TestCounts) -> Result<()> {
     if !status.success() {
         bail!(
             "tests failed ({status}): {} passed, {} failed",
+            counts.passed,
+            counts.failed
+        );
+    }
+    Ok(())
+}
+
+/// Runs a `node --test` suite, passing its output through, and adds its
+/// `# pass N` / `# fail N` summary to `total`.
+fn run_node_tests(cmd: &mut Command, total: &mut TestCounts) -> Result<()> {
+    use std::io::{BufRead, BufReader};
+    let mut child = cmd.stdout(Stdio::piped()).spawn()?;
+    let mut counts = TestCounts::default();
+    for line in BufReader::new(child.stdout.take().expect("piped")).lines() {
+        let line = line?;
+        println!("{line}");
+        let number = |prefix: &str| {
+            line.strip_prefix(prefix)
+                .and_then(|n| n.trim().parse::<u64>().ok())
+        };
+        if let Some(n) = number("# pass ") {
+            counts.passed += n;
+        }
+        if let Some(n) = number("# fail ") {
+            counts.failed += n;
+        }
+    }
+    total.add(counts);
+    let status = child.wait()?;
+    if !status.success() {
+        bail!(
+            "node tests failed ({status}): {} passed, {} failed",
             counts.passed,
             counts.failed
         );

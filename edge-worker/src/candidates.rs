@@ -1,0 +1,173 @@
+//! Candidate lists from the origin, how long the edge trusts a cached one, and
+//! the per-request rerank with the person's edge state.
+
+use attune_core::{rerank, Candidate, HalfLife, RerankConfig};
+use serde::{Deserialize, Serialize};
+
+use crate::state::EdgeState;
+
+/// An item as the origin's `GET /v1/recommendations` returns it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OriginItem {
+    /// Item id.
+    pub item: String,
+    /// The origin's score (the rerank's base score).
+    pub score: f64,
+    /// Categories and tags.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Publish time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub published_at_ms: Option<i64>,
+    /// Catalog metadata, passed through.
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub metadata: serde_json::Value,
+}
+
+/// The origin's reply (the fields the edge uses).
+#[derive(Debug, Clone, Deserialize)]
+pub struct OriginRecommendations {
+    /// Candidates, best first.
+    pub items: Vec<OriginItem>,
+}
+
+/// What the edge caches per user.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CachedCandidates {
+    /// Edge clock when the origin answered.
+    pub fetched_at_ms: i64,
+    /// The candidates.
+    pub items: Vec<OriginItem>,
+}
+
+impl CachedCandidates {
+    /// The tags of `item`, if it is a candidate.
+    pub fn tags_of(&self, item: &str) -> Option<&[String]> {
+        self.items
+            .iter()
+            .find(|c| c.item == item)
+            .map(|c| c.tags.as_slice())
+    }
+}
+
+/// How a cached list may be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Freshness {
+    /// Younger than the TTL: use it.
+    Fresh,
+    /// Past the TTL but within stale-while-revalidate: use it, refresh in the background.
+    Stale,
+    /// Older: fetch anew (and fall back to it only if the origin is down).
+    Expired,
+}
+
+/// The freshness of a list `age_ms` old.
+pub fn freshness(age_ms: i64, ttl_ms: i64, swr_ms: i64) -> Freshness {
+    if age_ms < ttl_ms {
+        Freshness::Fresh
+    } else if age_ms < ttl_ms.saturating_add(swr_ms) {
+        Freshness::Stale
+    } else {
+        Freshness::Expired
+    }
+}
+
+/// An item of the edge's reply.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EdgeItem {
+    /// Item id.
+    pub item: String,
+    /// Blended score.
+    pub score: f64,
+    /// Categories and tags.
+    pub tags: Vec<String>,
+    /// Publish time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub published_at_ms: Option<i64>,
+    /// Catalog metadata.
+    #[serde(skip_serializing_if = "serde_json::Value::is_null")]
+    pub metadata: serde_json::Value,
+}
+
+/// Reranks `candidates` with the person's affinities (attune-core's rerank, the
+/// same math as everywhere) and returns the best `k`, leaving out items the
+/// person just clicked.
+pub fn rerank_for(
+    candidates: &[OriginItem],
+    state: Option<&EdgeState>,
+    now_ms: i64,
+    half_life: HalfLife,
+    config: RerankConfig,
+    k: usize,
+) -> Vec<EdgeItem> {
+    let unseen: Vec<&OriginItem> = candidates
+        .iter()
+        .filter(|c| !state.is_some_and(|s| s.clicked(&c.item)))
+        .collect();
+    let core: Vec<Candidate> = unseen
+        .iter()
+        .map(|c| Candidate {
+            item: c.item.clone(),
+            base_score: c.score,
+            tags: c.tags.clone(),
+            published_at_ms: c.published_at_ms,
+        })
+        .collect();
+    let empty = attune_core::Affinities::new();
+    let affinities = state.map_or(&empty, |s| &s.affinities);
+    rerank(&core, affinities, now_ms, half_life, config)
+        .into_iter()
+        .take(k)
+        .filter_map(|ranked| {
+            let c = unseen.iter().find(|c| c.item == ranked.item)?;
+            Some(EdgeItem {
+                item: ranked.item,
+                score: ranked.score,
+                tags: c.tags.clone(),
+                published_at_ms: c.published_at_ms,
+                metadata: c.metadata.clone(),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use attune_core::EventKind;
+
+    fn item(id: &str, score: f64, tag: &str) -> OriginItem {
+        OriginItem {
+            item: id.into(),
+            score,
+            tags: vec![tag.into()],
+            published_at_ms: None,
+            metadata: serde_json::Value::Null,
+        }
+    }
+
+    #[test]
+    fn freshness_windows() {
+        assert_eq!(freshness(0, 30_000, 300_000), Freshness::Fresh);
+        assert_eq!(freshness(30_000, 30_000, 300_000), Freshness::Stale);
+        assert_eq!(freshness(330_000, 30_000, 300_000), Freshness::Expired);
+    }
+
+    #[test]
+    fn a_click_lifts_its_category_and_hides_the_clicked_item() {
+        let hl = HalfLife::from_hours(1.0).unwrap();
+        let cands = [
+            item("s1", 0.9, "sports"),
+            item("s2", 0.8, "sports"),
+            item("t1", 0.5, "tech"),
+            item("t2", 0.4, "tech"),
+        ];
+        let before = rerank_for(&cands, None, 0, hl, RerankConfig::default(), 2);
+        assert_eq!(before[0].item, "s1");
+        let mut state = EdgeState::new("news", "a");
+        state.record(EventKind::Click, 3.0, "t1", &["tech".into()], 0, hl);
+        let after = rerank_for(&cands, Some(&state), 1000, hl, RerankConfig::default(), 2);
+        let order: Vec<_> = after.iter().map(|i| i.item.as_str()).collect();
+        assert_eq!(order, ["t2", "s1"]);
+    }
+}

@@ -1,0 +1,102 @@
+//! `POST /v1/collect`: the tracker's batch, applied to the person's edge state
+//! at once and forwarded to the origin in the background.
+
+use attune_core::codec::{decode_json, decode_msgpack, DecodeError};
+use attune_core::routing::anonymous_user;
+use attune_core::FeedbackWeights;
+use worker::{Context, Request, Response, Result};
+
+use super::{error, forward, now_ms, recommendations, Config};
+use crate::state::{cookie_value, set_cookie, EdgeState};
+
+pub async fn handle(mut req: Request, config: &Config, ctx: &Context) -> Result<Response> {
+    let headers = req.headers().clone();
+    let content_type = headers.get("content-type")?.unwrap_or_default();
+    let mime = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let body = req.bytes().await?;
+    let decoded = match mime.as_str() {
+        "application/json" => decode_json(&body, &config.limits),
+        "application/msgpack" | "application/x-msgpack" | "application/vnd.msgpack" => {
+            decode_msgpack(&body, &config.limits)
+        }
+        _ => {
+            return error(
+                415,
+                "unsupported_media_type",
+                format!("Content-Type `{content_type}` is not accepted: send application/msgpack or application/json"),
+                None,
+            )
+        }
+    };
+    let batch = match decoded {
+        Ok(b) => b,
+        Err(e) => {
+            let status = match e {
+                DecodeError::TooLarge { .. } => 413,
+                DecodeError::Malformed { .. } => 400,
+                _ => 422,
+            };
+            return error(status, e.code(), e.to_string(), e.field().map(Into::into));
+        }
+    };
+    if batch.site_key != config.site_key {
+        return error(
+            403,
+            "forbidden",
+            format!(
+                "this edge serves site `{}`, not `{}`",
+                config.site_key, batch.site_key
+            ),
+            Some("site_key".into()),
+        );
+    }
+
+    let now = now_ms();
+    // Client clocks drift; the edge's decay runs on its own clock.
+    let skew = now - batch.sent_at_ms;
+    // State from another browser, another site, or tampered: start fresh.
+    let mut state = headers
+        .get("cookie")?
+        .as_deref()
+        .and_then(cookie_value)
+        .and_then(|v| EdgeState::open(v, &config.state_secret).ok())
+        .filter(|s| s.site == batch.site_key && s.anonymous_id == batch.anonymous_id)
+        .unwrap_or_else(|| EdgeState::new(&batch.site_key, &batch.anonymous_id));
+    let candidates = recommendations::cached(config, &anonymous_user(&batch.anonymous_id)).await;
+    let weights = FeedbackWeights::default();
+    for e in &batch.events {
+        let Some(item) = &e.item else { continue };
+        let tags = candidates
+            .as_ref()
+            .and_then(|c| c.tags_of(item))
+            .unwrap_or(&[]);
+        state.record(
+            e.kind(),
+            weights.weight(&e.interaction),
+            item,
+            tags,
+            e.ts_ms.saturating_add(skew),
+            config.half_life,
+        );
+    }
+    state.prune(now, config.half_life);
+
+    forward::spawn(
+        ctx,
+        format!("{}/v1/events", config.origin_url),
+        body,
+        content_type,
+        headers.get("user-agent")?,
+        headers.get("cf-connecting-ip")?,
+    );
+    let mut resp = Response::from_json(&serde_json::json!({ "accepted": batch.events.len() }))?
+        .with_status(202);
+    resp.headers_mut()
+        .set("set-cookie", &set_cookie(&state.seal(&config.state_secret)))?;
+    Ok(resp)
+}

@@ -1,0 +1,87 @@
+//! The worker's configuration: `[vars]` in wrangler.toml and two secrets.
+
+use attune_core::{HalfLife, Limits, RerankConfig};
+use worker::Env;
+
+/// Parsed bindings.
+pub struct Config {
+    /// Base URL of the origin, e.g. `https://origin.example`.
+    pub origin_url: String,
+    /// The one site this worker serves.
+    pub site_key: String,
+    /// The site's API key, for the origin's candidate lists (secret).
+    pub api_key: String,
+    /// HMAC key of the state cookie (secret).
+    pub state_secret: Vec<u8>,
+    /// Candidates are fresh this long…
+    pub ttl_ms: i64,
+    /// …then served stale while refreshed in the background this much longer.
+    pub swr_ms: i64,
+    /// Half-life of the in-session affinities.
+    pub half_life: HalfLife,
+    /// How much the affinities move the ranking.
+    pub rerank: RerankConfig,
+    /// Candidates fetched per user.
+    pub candidate_count: usize,
+    /// Batch limits.
+    pub limits: Limits,
+    /// Serve `/__attune/…` (golden vectors, rerank timing): tests only.
+    pub debug: bool,
+}
+
+fn text(env: &Env, name: &str) -> Option<String> {
+    env.secret(name)
+        .map(|s| s.to_string())
+        .or_else(|_| env.var(name).map(|v| v.to_string()))
+        .ok()
+}
+
+fn required(env: &Env, name: &str) -> Result<String, String> {
+    text(env, name).ok_or_else(|| {
+        format!("the worker binding {name} is missing: set it in wrangler.toml [vars] or with `wrangler secret put {name}`")
+    })
+}
+
+fn number(env: &Env, name: &str, default: f64) -> Result<f64, String> {
+    match text(env, name) {
+        None => Ok(default),
+        Some(v) => v
+            .parse::<f64>()
+            .ok()
+            .filter(|n| n.is_finite() && *n >= 0.0)
+            .ok_or_else(|| format!("the worker binding {name}={v} is not a non-negative number")),
+    }
+}
+
+impl Config {
+    /// Reads and checks the bindings.
+    pub fn from_env(env: &Env) -> Result<Self, String> {
+        let origin_url = required(env, "ORIGIN_URL")?
+            .trim_end_matches('/')
+            .to_owned();
+        Ok(Config {
+            origin_url,
+            site_key: required(env, "SITE_KEY")?,
+            api_key: required(env, "ORIGIN_API_KEY")?,
+            state_secret: required(env, "EDGE_STATE_SECRET")?.into_bytes(),
+            ttl_ms: (number(env, "CANDIDATES_TTL_S", 30.0)? * 1000.0) as i64,
+            swr_ms: (number(env, "CANDIDATES_SWR_S", 300.0)? * 1000.0) as i64,
+            half_life: HalfLife::from_hours(number(env, "HALF_LIFE_H", 1.0)?)
+                .ok_or("HALF_LIFE_H must be positive")?,
+            rerank: RerankConfig {
+                affinity_blend: number(env, "AFFINITY_BLEND", 0.5)?,
+            },
+            candidate_count: number(env, "CANDIDATE_COUNT", 200.0)? as usize,
+            limits: Limits::default(),
+            debug: text(env, "DEBUG_ENDPOINTS").is_some_and(|v| v == "1"),
+        })
+    }
+
+    /// The cache key of a user's candidate list.
+    pub fn cache_key(&self, user: &str) -> String {
+        format!(
+            "https://attune-edge.cache/candidates/{}/{user}",
+            self.site_key
+        )
+    }
+}

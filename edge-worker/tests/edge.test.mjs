@@ -1,0 +1,194 @@
+// attune-edge in real workerd (Miniflare), against the real origin on the
+// real Kafka + Redis, through a recording proxy that can fail on demand.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { startOrigin, startProxy, startWorker, golden, batch, cookieOf } from "./harness.mjs";
+
+let origin, proxy, edge, staleEdge;
+const BASE = "http://edge.test";
+
+async function post(mf, body, { cookie, contentType = "application/msgpack" } = {}) {
+  const headers = { "content-type": contentType };
+  if (cookie) headers.cookie = cookie;
+  return mf.dispatchFetch(`${BASE}/v1/collect`, { method: "POST", headers, body });
+}
+
+async function recs(mf, cookie, k = 5) {
+  return mf.dispatchFetch(`${BASE}/v1/recommendations?k=${k}`, { headers: cookie ? { cookie } : {} });
+}
+
+async function until(check, ms = 15000) {
+  const end = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > end) return false;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return true;
+}
+
+before(async () => {
+  origin = await startOrigin();
+  proxy = await startProxy(origin.url);
+  const now = Date.now();
+  // Sports is newest, so it leads the origin's (freshness) ranking for a newcomer.
+  const items = [
+    ...["s1", "s2", "s3", "s4"].map((id, i) => ({ id, tags: ["sports"], published_at_ms: now - i * 1000 })),
+    ...["t1", "t2", "t3", "t4"].map((id, i) => ({ id, tags: ["tech"], published_at_ms: now - 600_000 - i * 1000 })),
+    ...["w1", "w2", "w3", "w4"].map((id, i) => ({ id, tags: ["world"], published_at_ms: now - 1_200_000 - i * 1000 })),
+  ];
+  const r = await fetch(`${origin.url}/v1/items`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${origin.site.api_key}`, "content-type": "application/json" },
+    body: JSON.stringify({ items }),
+  });
+  assert.equal(r.status, 200);
+  const bindings = { ORIGIN_URL: proxy.url, SITE_KEY: origin.site.site_key, ORIGIN_API_KEY: origin.site.api_key };
+  edge = startWorker(bindings);
+  staleEdge = startWorker({ ...bindings, CANDIDATES_TTL_S: "0", CANDIDATES_SWR_S: "0" });
+  await edge.ready;
+  await staleEdge.ready;
+});
+
+after(async () => {
+  await edge?.dispose();
+  await staleEdge?.dispose();
+  proxy?.stop();
+  origin?.stop();
+});
+
+test("a click changes the very next recommendations, with no origin round trip", async () => {
+  const site = origin.site.site_key;
+  const anon = `anon-click-${Date.now()}`;
+  let r = await post(edge, batch(site, anon, [{ kind: "page_view" }]));
+  assert.equal(r.status, 202);
+  let cookie = cookieOf(r);
+  assert.match(cookie, /^attune_state=/);
+
+  r = await recs(edge, cookie);
+  assert.equal(r.status, 200);
+  const first = await r.json();
+  assert.equal(first.user, `anon:${anon}`);
+  assert.deepEqual(first.items[0].tags, ["sports"], JSON.stringify(first));
+  const originCalls = proxy.state.recommendationGets;
+
+  r = await post(edge, batch(site, anon, [{ kind: "click", item: "t2" }]), { cookie });
+  assert.equal(r.status, 202);
+  cookie = cookieOf(r);
+  r = await recs(edge, cookie);
+  const after = await r.json();
+  assert.equal(proxy.state.recommendationGets, originCalls, "served from the edge cache");
+  assert.deepEqual(after.items[0].tags, ["tech"], JSON.stringify(after));
+  assert.ok(!after.items.some((i) => i.item === "t2"), "the clicked item is not recommended again");
+  assert.ok(after.items[0].score > first.items[0].score);
+});
+
+test("golden vectors: the worker's decay and rerank equal attune-core's, bit for bit", async () => {
+  for (const c of golden.rerank) {
+    const r = await edge.dispatchFetch(`${BASE}/__attune/golden/rerank`, { method: "POST", body: JSON.stringify(c) });
+    assert.equal(r.status, 200, c.name);
+    assert.deepEqual(await r.json(), c.expected, c.name);
+  }
+  for (const c of golden.decay) {
+    const r = await edge.dispatchFetch(`${BASE}/__attune/golden/decay`, { method: "POST", body: JSON.stringify(c) });
+    const got = await r.json();
+    assert.deepEqual(got.state, c.state, c.name);
+    assert.equal(got.value, c.value, c.name);
+  }
+});
+
+test("golden batches are accepted; golden bad batches get their error and field", async () => {
+  // The golden batches name the site `news-demo`; an edge for that site accepts
+  // them (its forwards fail at the origin, which does not know the site).
+  const demo = startWorker({ ORIGIN_URL: "http://127.0.0.1:9", SITE_KEY: "news-demo", ORIGIN_API_KEY: "unused-0123456789" });
+  try {
+    for (const c of golden.codec) {
+      const r = await post(demo, Buffer.from(c.msgpack_hex, "hex"));
+      assert.equal(r.status, 202, c.name);
+    }
+    for (const c of golden.invalid) {
+      const r = await post(demo, Buffer.from(c.msgpack_hex, "hex"));
+      const body = await r.json();
+      assert.ok(r.status === 400 || r.status === 422, `${c.name}: ${r.status}`);
+      assert.equal(body.error, c.error_code, c.name);
+      assert.equal(body.field ?? null, c.error_field, c.name);
+    }
+  } finally {
+    await demo.dispose();
+  }
+});
+
+test("forwarding delivers the exact bytes to the origin, and retries after it fails", async () => {
+  const site = origin.site.site_key;
+  const body = batch(site, `anon-fwd-${Date.now()}`, [{ kind: "click", item: "s1" }, { kind: "scroll", item: "s1", dp: 80 }]);
+  const sent = Buffer.from(body);
+  proxy.state.failNext = 2;
+  const r = await post(edge, body);
+  assert.equal(r.status, 202);
+  const same = () => proxy.state.events.filter((e) => e.body.equals(sent));
+  assert.ok(await until(() => same().some((e) => e.status === 202)), "the origin accepted the forwarded batch");
+  assert.deepEqual(same().map((e) => e.status), [503, 503, 202], "two failures, then the same bytes again");
+});
+
+test("bad input gets a clear error", async () => {
+  const site = origin.site.site_key;
+  let r = await post(edge, Buffer.from("not msgpack"));
+  assert.equal(r.status, 400);
+  assert.equal((await r.json()).error, "malformed");
+  r = await post(edge, batch(site, "a", [{ kind: "page_view" }]), { contentType: "text/plain" });
+  assert.equal(r.status, 415);
+  r = await post(edge, batch(site, "a", [{ kind: "hover" }]));
+  assert.equal(r.status, 422);
+  assert.equal((await r.json()).field, "events[0].kind");
+  r = await post(edge, batch("another-site", "a", [{ kind: "page_view" }]));
+  assert.equal(r.status, 403);
+  r = await edge.dispatchFetch(`${BASE}/v1/recommendations?k=0`);
+  assert.equal(r.status, 400);
+});
+
+test("an oversized batch gets 413", async () => {
+  const r = await post(edge, Buffer.alloc(300 * 1024, 0x90));
+  assert.equal(r.status, 413);
+  assert.equal((await r.json()).error, "too_large");
+});
+
+test("origin down: cached candidates are served (stale if need be); nothing cached gives 503", async () => {
+  const site = origin.site.site_key;
+  const anon = `anon-down-${Date.now()}`;
+  let r = await post(staleEdge, batch(site, anon, [{ kind: "page_view" }]));
+  const cookie = cookieOf(r);
+  r = await recs(staleEdge, cookie);
+  assert.equal(r.status, 200, "origin up: list fetched and cached");
+  proxy.state.down = true;
+  try {
+    r = await recs(staleEdge, cookie);
+    assert.equal(r.status, 200);
+    const body = await r.json();
+    assert.equal(body.stale, true, "past TTL and SWR: the old list beats none");
+    assert.ok(body.items.length > 0);
+
+    r = await post(staleEdge, batch(site, `anon-new-${Date.now()}`, [{ kind: "page_view" }]));
+    r = await recs(staleEdge, cookieOf(r));
+    assert.equal(r.status, 503);
+    assert.ok(r.headers.get("retry-after"));
+    assert.equal((await r.json()).error, "unavailable");
+  } finally {
+    proxy.state.down = false;
+  }
+});
+
+test("tampered or foreign state is rejected, never trusted", async () => {
+  const site = origin.site.site_key;
+  const anon = `anon-tamper-${Date.now()}`;
+  let r = await post(edge, batch(site, anon, [{ kind: "page_view" }]));
+  const cookie = cookieOf(r);
+  const [name, value] = cookie.split("=");
+  const [payload, sig] = value.split(".");
+  const flipped = payload.slice(0, 10) + (payload[10] === "A" ? "B" : "A") + payload.slice(11);
+  r = await recs(edge, `${name}=${flipped}.${sig}`);
+  assert.equal((await r.json()).user, "anon:_cold", "a forged cookie is a stranger");
+  // A valid cookie of another browser does not carry over to this anonymous id.
+  r = await post(edge, batch(site, "someone-else", [{ kind: "page_view" }]), { cookie });
+  const theirs = cookieOf(r);
+  r = await recs(edge, theirs);
+  assert.equal((await r.json()).user, "anon:someone-else");
+});
