@@ -103,6 +103,11 @@ proptest! {
     }
 
     #[test]
+    fn the_msgpack_writer_equals_rmp_serde(b in batch()) {
+        prop_assert_eq!(encode_msgpack(&b), attune_core::codec::encode_msgpack_serde(&b));
+    }
+
+    #[test]
     fn json_round_trips_any_valid_batch(b in batch()) {
         let bytes = encode_json(&b);
         prop_assert_eq!(decode_json(&bytes, &Limits::default()), Ok(b));

@@ -1,16 +1,177 @@
 //! # attune-tracker
 //!
-//! The browser tracker, compiled to WebAssembly and wrapped by the npm package
-//! in `js/`. It will capture page views, clicks, scroll depth, visible dwell and
-//! impressions and deliver them as attune-core MessagePack batches; capture and
-//! delivery are not built yet (issue 3). What exists is the build path: this
-//! crate compiles for `wasm32-unknown-unknown` with wasm-bindgen against
-//! attune-core, and exports the schema version it speaks.
+//! The browser tracker's engine, compiled to WebAssembly and wrapped by the
+//! npm package in `js/`. The engine ([`engine`]) owns every decision — what a
+//! page view, click, scroll, visible dwell and impression are, batching,
+//! retries, persistence — and encodes with attune-core. The JavaScript wrapper
+//! only attaches DOM listeners and performs I/O (fetch, sendBeacon,
+//! localStorage): binding those through web-sys measured larger, since every
+//! imported browser API adds generated glue (see js/README.md for the sizes).
 
+#[cfg(target_arch = "wasm32")]
+#[global_allocator]
+static ALLOCATOR: lol_alloc::AssumeSingleThreaded<lol_alloc::FreeListAllocator> =
+    // SAFETY: wasm32-unknown-unknown without atomics runs one thread.
+    unsafe { lol_alloc::AssumeSingleThreaded::new(lol_alloc::FreeListAllocator::new()) };
+
+pub mod engine;
+pub mod storage;
+
+use attune_core::{DeviceClass, EventKind, Interaction};
 use wasm_bindgen::prelude::wasm_bindgen;
 
-/// The wire schema version this tracker writes.
-#[wasm_bindgen(js_name = schemaVersion)]
-pub fn schema_version() -> u8 {
-    attune_core::SCHEMA_VERSION
+use engine::{Config, Engine};
+
+/// The tracker, as JavaScript sees it. Times are `Date.now()` milliseconds.
+#[wasm_bindgen]
+pub struct Tracker(Engine);
+
+fn device(name: &str) -> Option<DeviceClass> {
+    match name {
+        "desktop" => Some(DeviceClass::Desktop),
+        "mobile" => Some(DeviceClass::Mobile),
+        "tablet" => Some(DeviceClass::Tablet),
+        _ => None,
+    }
+}
+
+#[wasm_bindgen]
+impl Tracker {
+    /// `seed_hi`/`seed_lo`: 64 random bits from `crypto.getRandomValues`.
+    #[wasm_bindgen(constructor)]
+    pub fn new(
+        site_key: String,
+        anonymous_id: String,
+        max_batch_events: usize,
+        max_stored_events: usize,
+        seed_hi: u32,
+        seed_lo: u32,
+    ) -> Tracker {
+        let config = Config {
+            site_key,
+            anonymous_id,
+            max_batch_events,
+            max_batch_bytes: 64 * 1024,
+            max_stored_events,
+        };
+        Tracker(Engine::new(
+            config,
+            (u64::from(seed_hi) << 32) | u64::from(seed_lo),
+        ))
+    }
+
+    /// Sets (or clears, with `undefined`) the signed user token.
+    pub fn identify(&mut self, token: Option<String>) {
+        self.0.identify(token);
+    }
+
+    #[wasm_bindgen(js_name = pageView)]
+    pub fn page_view(
+        &mut self,
+        path: String,
+        referrer: String,
+        width: u16,
+        height: u16,
+        device_class: &str,
+        now: f64,
+    ) {
+        self.0.page_view(
+            path,
+            Some(referrer),
+            (width, height),
+            device(device_class),
+            now,
+        );
+    }
+
+    /// `attune.track(kind, {item, depth, ms})`; false for an unknown kind or a
+    /// missing item where the kind needs one.
+    pub fn track(&mut self, kind: &str, item: Option<String>, value: f64, now: f64) -> bool {
+        let interaction = match EventKind::parse(kind) {
+            Some(EventKind::PageView) => Interaction::PageView,
+            Some(EventKind::Click) => Interaction::Click,
+            Some(EventKind::Impression) => Interaction::Impression,
+            Some(EventKind::Scroll) => Interaction::Scroll {
+                depth_pct: value.clamp(0.0, 100.0) as u8,
+            },
+            Some(EventKind::Dwell) => Interaction::Dwell {
+                visible_ms: value.clamp(0.0, 86_400_000.0) as u32,
+            },
+            None => return false,
+        };
+        let needs_item = matches!(interaction, Interaction::Click | Interaction::Impression);
+        if needs_item && item.is_none() {
+            return false;
+        }
+        self.0.push(interaction, item, now);
+        true
+    }
+
+    pub fn scroll(&mut self, key: &str, pct: f64) {
+        self.0.scroll(key, pct);
+    }
+
+    #[wasm_bindgen(js_name = setActive)]
+    pub fn set_active(&mut self, active: bool, now: f64) {
+        self.0.set_active(active, now);
+    }
+
+    #[wasm_bindgen(js_name = setInView)]
+    pub fn set_in_view(&mut self, key: &str, in_view: bool, now: f64) {
+        self.0.set_in_view(key, in_view, now);
+    }
+
+    pub fn impression(&mut self, item: &str, visible: bool, now: f64) {
+        self.0.impression(item, visible, now);
+    }
+
+    pub fn tick(&mut self, now: f64) {
+        self.0.tick(now);
+    }
+
+    #[wasm_bindgen(js_name = flushPage)]
+    pub fn flush_page(&mut self, now: f64) {
+        self.0.flush_page(now);
+    }
+
+    pub fn pending(&self) -> usize {
+        self.0.pending()
+    }
+
+    #[wasm_bindgen(js_name = inFlight)]
+    pub fn in_flight(&self) -> bool {
+        self.0.in_flight()
+    }
+
+    /// The next MessagePack batch (≤ `max_bytes`), or `undefined`.
+    #[wasm_bindgen(js_name = nextBatch)]
+    pub fn next_batch(&mut self, now: f64, max_bytes: usize) -> Option<Vec<u8>> {
+        self.0.next_batch(now, max_bytes)
+    }
+
+    /// The answer to the batch in flight (status 0: network error); returns the
+    /// delay in ms before sending again.
+    #[wasm_bindgen(js_name = batchResult)]
+    pub fn batch_result(&mut self, status: u16, retry_after_s: f64) -> f64 {
+        self.0.batch_result(status, retry_after_s)
+    }
+
+    /// Unsent events (the wrapper stores them in localStorage).
+    pub fn snapshot(&self) -> Vec<u8> {
+        self.0.snapshot()
+    }
+
+    /// Requeues a snapshot; false if it is unreadable (then it is ignored).
+    pub fn restore(&mut self, snapshot: &[u8]) -> bool {
+        self.0.restore(snapshot)
+    }
+}
+
+/// attune-core's encoding of a JSON batch (the golden-vector tests' hook).
+#[cfg(feature = "golden")]
+#[wasm_bindgen(js_name = encodeBatchJson)]
+pub fn encode_batch_json(json: &str) -> Result<Vec<u8>, String> {
+    attune_core::codec::decode_json(json.as_bytes(), &attune_core::Limits::default())
+        .map(|b| attune_core::codec::encode_msgpack(&b))
+        .map_err(|e| e.to_string())
 }

@@ -8,6 +8,7 @@ mod install;
 mod process;
 mod stack;
 mod test;
+mod tracker;
 
 use std::path::PathBuf;
 

@@ -9,7 +9,7 @@ use anyhow::{bail, Result};
 
 use crate::process::run as run_cmd;
 use crate::stack::Stack;
-use crate::{edge, install, workspace_root};
+use crate::{edge, install, tracker, workspace_root};
 
 /// `cargo`, the same one that runs xtask.
 pub fn cargo() -> Command {
@@ -47,6 +47,7 @@ pub fn run() -> Result<()> {
         install::wasm_bindgen_cli()?;
         install::worker_build()?;
         install::apt("node", "nodejs")?;
+        install::apt("chromium", "chromium")?;
         install::npm_packages()
     });
     let stack = Stack::from_env();
@@ -77,7 +78,19 @@ pub fn run() -> Result<()> {
                 "warnings",
             ]))
         });
-        report.step("build attune-core and the tracker for wasm32", build_wasm);
+        report.step(
+            "build attune-core for wasm32 and the tracker package",
+            || {
+                run_cmd(cargo().args([
+                    "build",
+                    "-p",
+                    "attune-core",
+                    "--target",
+                    "wasm32-unknown-unknown",
+                ]))?;
+                tracker::build()
+            },
+        );
         report.step("build the edge worker (worker-build)", edge::build);
         match stack.up() {
             Err(e) => {
@@ -90,6 +103,14 @@ pub fn run() -> Result<()> {
                             .args(["test", "--workspace"])
                             .envs(running.endpoints.vars())
                             .env("ATTUNE_KAFKA_PID_FILE", stack.kafka_pid_file()),
+                        &mut tests,
+                    )
+                });
+                report.step("tracker in headless Chromium (node --test)", || {
+                    run_node_tests(
+                        Command::new("node")
+                            .args(["--test", "tests/"])
+                            .current_dir(tracker::js_dir()),
                         &mut tests,
                     )
                 });
@@ -212,27 +233,6 @@ fn run_node_tests(cmd: &mut Command, total: &mut TestCounts) -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// Builds the wasm32 crates and runs wasm-bindgen on the tracker, which is the
-/// browser build path (the npm package wraps its output).
-fn build_wasm() -> Result<()> {
-    run_cmd(cargo().args([
-        "build",
-        "-p",
-        "attune-core",
-        "-p",
-        "attune-tracker",
-        "--target",
-        "wasm32-unknown-unknown",
-    ]))?;
-    let root = workspace_root();
-    run_cmd(
-        Command::new("wasm-bindgen")
-            .args(["--target", "web", "--out-dir"])
-            .arg(root.join("target/wasm/tracker"))
-            .arg(root.join("target/wasm32-unknown-unknown/debug/attune_tracker.wasm")),
-    )
 }
 
 #[cfg(test)]

@@ -22,6 +22,7 @@
 
 mod error;
 mod wire;
+mod writer;
 
 pub use error::{DecodeError, Format, Problem};
 
@@ -37,8 +38,14 @@ const MAX_MSGPACK_DEPTH: usize = 16;
 
 /// Encodes a batch as compact MessagePack (maps with short keys).
 pub fn encode_msgpack(batch: &Batch) -> Vec<u8> {
-    rmp_serde::to_vec_named(&WireBatch::from(batch))
-        .expect("the wire types serialize into a Vec without fallible parts")
+    writer::write_batch(batch)
+}
+
+/// The same bytes through rmp-serde and the wire structs: the reference the
+/// hand-written writer is tested against.
+#[doc(hidden)]
+pub fn encode_msgpack_serde(batch: &Batch) -> Vec<u8> {
+    rmp_serde::to_vec_named(&WireBatch::from(batch)).expect("Vec writes cannot fail")
 }
 
 /// Encodes a batch as JSON with the same short keys.

@@ -1,0 +1,290 @@
+// attune-tracker: the browser wrapper around the Rust→wasm engine.
+// The engine decides (events, batching, retries, persistence format); this
+// file only listens to the DOM and does I/O. Nothing here throws into the
+// host page: every callback is guarded.
+import initWasm, { Tracker } from "../dist/wasm/attune_tracker.js";
+
+const KEY_QUEUE = "attune_q";
+const KEY_ID = "attune_aid";
+const KEY_OPTOUT = "attune_optout";
+const KEY_CONSENT = "attune_consent";
+const UNLOAD_MAX_BYTES = 60000; // keepalive/sendBeacon bodies must stay under 64 KB
+
+const defaults = {
+  flushInterval: 5000,
+  flushAt: 20,
+  maxQueue: 1000,
+  idleTimeout: 30000,
+  itemSelector: "[data-attune-item]",
+  recSelector: "[data-attune-rec]",
+  respectDoNotTrack: false,
+  requireConsent: false,
+  trackHistory: true,
+  wasmUrl: undefined,
+};
+
+const store = {
+  get(k) {
+    try {
+      return localStorage.getItem(k);
+    } catch {
+      return null;
+    }
+  },
+  set(k, v) {
+    try {
+      v == null ? localStorage.removeItem(k) : localStorage.setItem(k, v);
+    } catch {}
+  },
+};
+
+// localStorage holds strings: bytes as one char each (latin1).
+const toText = (bytes) => {
+  let s = "";
+  for (let i = 0; i < bytes.length; i += 4096) s += String.fromCharCode.apply(null, bytes.subarray(i, i + 4096));
+  return s;
+};
+const fromText = (s) => Uint8Array.from(s, (c) => c.charCodeAt(0));
+
+const guard = (f) =>
+  function (...a) {
+    try {
+      return f.apply(this, a);
+    } catch {}
+  };
+
+function device() {
+  const w = Math.min(screen.width, screen.height);
+  return /Mobi|Android/i.test(navigator.userAgent) ? (w >= 600 ? "tablet" : "mobile") : "desktop";
+}
+
+/**
+ * Starts the tracker. `options`: { endpoint, siteKey, flushInterval, flushAt,
+ * maxQueue, idleTimeout, itemSelector, recSelector, respectDoNotTrack,
+ * requireConsent, trackHistory, wasmUrl }.
+ */
+export async function init(options) {
+  const o = { ...defaults, ...options };
+  if (!o.endpoint || !o.siteKey) throw new Error("attune: init needs { endpoint, siteKey }");
+  await initWasm(o.wasmUrl ? { module_or_path: o.wasmUrl } : undefined);
+  return new Attune(o);
+}
+
+class Attune {
+  constructor(o) {
+    this.o = o;
+    this.consented = !o.requireConsent || store.get(KEY_CONSENT) === "1";
+    let id = this.consented && store.get(KEY_ID);
+    if (!id) {
+      id = crypto.randomUUID();
+      if (this.consented) store.set(KEY_ID, id);
+    }
+    this.id = id;
+    const seed = crypto.getRandomValues(new Uint32Array(2));
+    this.t = new Tracker(o.siteKey, id, o.flushAt, o.maxQueue, seed[0], seed[1]);
+    const saved = this.consented && store.get(KEY_QUEUE);
+    if (saved) this.t.restore(fromText(saved));
+    this.busy = false;
+    this.waitUntil = 0;
+    this.lastActive = Date.now();
+    this.idle = false;
+    this.listen();
+    this.page();
+    this.send();
+  }
+
+  blocked() {
+    const dnt = this.o.respectDoNotTrack && (navigator.doNotTrack === "1" || navigator.globalPrivacyControl === true);
+    return dnt || !this.consented || store.get(KEY_OPTOUT) === "1";
+  }
+
+  persist() {
+    if (this.consented && !this.blocked()) store.set(KEY_QUEUE, toText(this.t.snapshot()));
+  }
+
+  /** Records a page view (also automatic on load and SPA navigation). */
+  page() {
+    if (this.blocked()) return;
+    this.t.pageView(location.pathname, document.referrer, innerWidth, innerHeight, device(), Date.now());
+    this.changed();
+  }
+
+  /** `track(kind, { item, depth, ms })`: page_view, click, scroll, dwell, impression. */
+  track(kind, props = {}) {
+    if (this.blocked()) return false;
+    const ok = this.t.track(kind, props.item == null ? undefined : String(props.item), Number(props.depth ?? props.ms ?? 0), Date.now());
+    this.changed();
+    return ok;
+  }
+
+  /** Sets the signed user token (from the site's back end), or clears it. */
+  identify(token) {
+    this.t.identify(token || undefined);
+  }
+
+  changed() {
+    this.persist();
+    if (this.t.pending() >= this.o.flushAt) this.send();
+  }
+
+  /** Sends everything queued; resolves when the queue is empty or sending failed. */
+  async flush() {
+    while (!this.blocked() && this.t.pending() > 0 && Date.now() >= this.waitUntil) {
+      if (!(await this.send())) break;
+    }
+  }
+
+  /** One batch; true when the server took it. */
+  async send(unload = false) {
+    if (this.busy || this.blocked() || Date.now() < this.waitUntil) return false;
+    const bytes = this.t.nextBatch(Date.now(), unload ? UNLOAD_MAX_BYTES : 512 * 1024);
+    if (!bytes) return false;
+    this.busy = true;
+    this.persist(); // in-flight events stay stored until answered
+    let status = 0;
+    let retryAfter = 0;
+    try {
+      const r = await fetch(this.o.endpoint, {
+        method: "POST",
+        headers: { "content-type": "application/msgpack" },
+        body: bytes,
+        keepalive: bytes.length < UNLOAD_MAX_BYTES,
+        credentials: "include",
+      });
+      status = r.status;
+      retryAfter = Number(r.headers.get("retry-after")) || 0;
+    } catch {}
+    this.busy = false;
+    const delay = this.t.batchResult(status, retryAfter);
+    this.persist();
+    if (delay > 0) {
+      this.waitUntil = Date.now() + delay;
+      setTimeout(() => this.send(), delay);
+      return false;
+    }
+    if (this.t.pending() > 0 && !unload) setTimeout(() => this.send(), 0);
+    return status >= 200 && status < 300;
+  }
+
+  hidden() {
+    const now = Date.now();
+    this.t.setActive(false, now);
+    this.t.flushPage(now);
+    this.persist();
+    this.send(true);
+  }
+
+  active(on) {
+    this.t.setActive(on && !this.idle && this.focused && document.visibilityState === "visible", Date.now());
+  }
+
+  listen() {
+    const o = this.o;
+    const on = (target, type, f, opts) => {
+      const g = guard(f);
+      target.addEventListener(type, g, opts);
+      (this.off ||= []).push(() => target.removeEventListener(type, g, opts));
+    };
+    const idOf = (el) => el.getAttribute("data-attune-item") || el.getAttribute("data-attune-rec");
+    on(document, "click", (e) => {
+      const el = e.target.closest && e.target.closest(`${o.itemSelector},${o.recSelector}`);
+      if (el && idOf(el)) this.track("click", { item: idOf(el) });
+    }, true);
+    let scheduled = false;
+    on(window, "scroll", () => {
+      this.wake();
+      if (scheduled) return;
+      scheduled = true;
+      requestAnimationFrame(guard(() => {
+        scheduled = false;
+        const h = document.documentElement.scrollHeight;
+        this.t.scroll("", h > 0 ? ((scrollY + innerHeight) / h) * 100 : 100);
+      }));
+    }, { passive: true });
+    for (const type of ["pointerdown", "keydown", "touchstart"]) on(document, type, () => this.wake(), { passive: true });
+    on(document, "visibilitychange", () => (document.visibilityState === "hidden" ? this.hidden() : this.active(true)));
+    on(window, "pagehide", () => this.hidden());
+    this.focused = true;
+    on(window, "blur", () => {
+      this.focused = false;
+      this.active(false);
+    });
+    on(window, "focus", () => {
+      this.focused = true;
+      this.active(true);
+    });
+    this.timer = setInterval(guard(() => {
+      const now = Date.now();
+      if (!this.idle && now - this.lastActive > o.idleTimeout) {
+        this.idle = true;
+        this.active(false);
+      }
+      this.t.tick(now);
+      if (this.t.pending() > 0) this.send();
+    }), Math.min(o.flushInterval, 500));
+
+    const io = new IntersectionObserver(guard((entries) => {
+      const now = Date.now();
+      for (const e of entries) {
+        const visible = e.intersectionRatio >= 0.5;
+        const item = e.target.getAttribute("data-attune-item");
+        const rec = e.target.getAttribute("data-attune-rec");
+        if (item) this.t.setInView(item, visible, now);
+        if (rec) this.t.impression(rec, visible, now);
+      }
+    }), { threshold: [0, 0.5] });
+    const watch = (root) => {
+      if (root.matches && root.matches(`${o.itemSelector},${o.recSelector}`)) io.observe(root);
+      if (root.querySelectorAll) root.querySelectorAll(`${o.itemSelector},${o.recSelector}`).forEach((el) => io.observe(el));
+    };
+    watch(document);
+    new MutationObserver(guard((ms) => ms.forEach((m) => m.addedNodes.forEach(watch)))).observe(document.documentElement, { childList: true, subtree: true });
+
+    if (o.trackHistory) {
+      const self = this;
+      for (const name of ["pushState", "replaceState"]) {
+        const orig = history[name];
+        history[name] = function (...a) {
+          const r = orig.apply(this, a);
+          guard(() => self.page())();
+          return r;
+        };
+      }
+      on(window, "popstate", () => this.page());
+    }
+  }
+
+  wake() {
+    this.lastActive = Date.now();
+    if (this.idle) {
+      this.idle = false;
+      this.active(true);
+    }
+  }
+
+  /** Stops tracking and sending, and forgets what was queued. Persisted. */
+  optOut() {
+    store.set(KEY_OPTOUT, "1");
+    store.set(KEY_QUEUE, null);
+    while (this.t.nextBatch(Date.now(), 1 << 30)) this.t.batchResult(400, 0);
+  }
+
+  /** Resumes after optOut(). */
+  optIn() {
+    store.set(KEY_OPTOUT, null);
+  }
+
+  /** With requireConsent: nothing is stored or sent before consent(true). */
+  consent(granted) {
+    this.consented = !!granted;
+    store.set(KEY_CONSENT, granted ? "1" : null);
+    if (granted) {
+      store.set(KEY_ID, this.id);
+      this.persist();
+      this.send();
+    } else {
+      store.set(KEY_QUEUE, null);
+      store.set(KEY_ID, null);
+    }
+  }
+}

@@ -1,0 +1,182 @@
+// The tracker in real headless Chromium (Debian's, driven by playwright-core)
+// against a local server that records what arrives.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { chromium } from "playwright-core";
+import { start, idOf } from "./server.mjs";
+
+let browser, server;
+const FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"];
+
+before(async () => {
+  server = await start();
+  browser = await chromium.launch({ executablePath: "/usr/bin/chromium", args: FLAGS });
+});
+after(async () => {
+  await browser?.close();
+  await server?.stop();
+});
+
+async function open(query = "", context) {
+  const ctx = context ?? (await browser.newContext());
+  const page = await ctx.newPage();
+  await page.goto(`${server.url}/page.html?${query}`);
+  await page.waitForFunction(() => window.ready === true);
+  return { ctx, page };
+}
+
+const wait = (ms) => new Promise((r) => setTimeout(r, ms));
+async function until(check, ms = 10000) {
+  const end = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > end) return false;
+    await wait(50);
+  }
+  return true;
+}
+const hide = (page) =>
+  page.evaluate(() => {
+    Object.defineProperty(document, "visibilityState", { get: () => "hidden", configurable: true });
+    document.dispatchEvent(new Event("visibilitychange"));
+  });
+const show = (page) =>
+  page.evaluate(() => {
+    Object.defineProperty(document, "visibilityState", { get: () => "visible", configurable: true });
+    document.dispatchEvent(new Event("visibilitychange"));
+  });
+const anon = (page) => page.evaluate(() => localStorage.getItem("attune_aid"));
+const mine = (aid) => (b) => b.status === 202 && b.batch && b.batch.a === aid;
+
+test("page views, clicks, scroll depth, dwell and SPA navigation arrive with the right kinds and values", async () => {
+  const { ctx, page } = await open("flushInterval=200");
+  const aid = await anon(page);
+  await page.click("[data-attune-item=a1]");
+  await page.mouse.wheel(0, 5000);
+  await wait(300);
+  await page.evaluate(() => history.pushState({}, "", "/spa/route"));
+  await hide(page);
+  const events = () => server.events(mine(aid));
+  assert.ok(await until(() => events().some((e) => e.k === "dwell")), JSON.stringify(events()));
+  const all = events();
+  const views = all.filter((e) => e.k === "page_view");
+  assert.deepEqual(views.map((e) => e.c.p), ["/page.html", "/spa/route"]);
+  assert.deepEqual(views[0].c.w.length, 2);
+  const click = all.find((e) => e.k === "click");
+  assert.equal(click.it, "a1");
+  const scroll = all.find((e) => e.k === "scroll" && e.it === undefined);
+  assert.ok(scroll.dp >= 90, `page scrolled to the bottom: ${scroll.dp}`);
+  assert.ok(all.every((e) => e.i.length === 16 && ((e.i[6] >> 4) === 7)), "UUIDv7 ids");
+  const batch = server.batches.find(mine(aid)).batch;
+  assert.equal(batch.v, 1);
+  assert.equal(batch.s, "test-site");
+  await ctx.close();
+});
+
+test("dwell excludes hidden and idle time", async () => {
+  const { ctx, page } = await open("flushInterval=200&idleTimeout=800");
+  const aid = await anon(page);
+  await wait(300);
+  await hide(page); // reports ~300 ms, then hidden
+  await wait(1500);
+  await show(page);
+  await page.mouse.move(10, 10);
+  await page.keyboard.press("Shift"); // activity
+  await wait(3000); // idle after 800 ms: only ~800-1300 ms more count
+  await hide(page);
+  const dwell = () => server.events(mine(aid)).filter((e) => e.k === "dwell" && e.it === undefined);
+  assert.ok(await until(() => dwell().length >= 2));
+  const [first, second] = dwell().map((e) => e.ms);
+  assert.ok(first >= 200 && first < 1000, `before hiding: ${first}`);
+  assert.ok(second >= 500 && second < 2000, `hidden 1.5 s and idle after 0.8 s excluded: ${second}`);
+  await ctx.close();
+});
+
+test("events queued at pagehide are delivered", async () => {
+  const { ctx, page } = await open("flushInterval=600000&flushAt=1000");
+  const aid = await anon(page);
+  await page.click("[data-attune-item=a2]");
+  await page.goto("about:blank");
+  assert.ok(await until(() => server.events(mine(aid)).some((e) => e.k === "click" && e.it === "a2")));
+  await ctx.close();
+});
+
+test("offline: events persist and are delivered after reload with the same ids", async () => {
+  const { ctx, page } = await open("flushInterval=200");
+  const aid = await anon(page);
+  await until(() => server.events(mine(aid)).length > 0);
+  await ctx.setOffline(true);
+  await page.click("[data-attune-item=a1]");
+  await page.click("[data-attune-item=a2]");
+  await wait(800);
+  const stored = await page.evaluate(() => localStorage.getItem("attune_q"));
+  assert.ok(stored && stored.length > 30, "queued events are in localStorage");
+  await ctx.setOffline(false);
+  await page.reload();
+  await page.waitForFunction(() => window.ready === true);
+  const clicks = () => server.events(mine(aid)).filter((e) => e.k === "click");
+  assert.ok(await until(() => clicks().length >= 2));
+  await wait(500);
+  const ids = clicks().map(idOf);
+  assert.deepEqual(clicks().map((e) => e.it).sort(), ["a1", "a2"], "each click once");
+  assert.equal(new Set(ids).size, ids.length);
+  await ctx.close();
+});
+
+test("5xx then success delivers every event; a resend carries the same ids", async () => {
+  server.plan.push(503, { status: 503, retryAfter: "1" });
+  const { ctx, page } = await open("flushInterval=200");
+  const aid = await anon(page);
+  await page.click("[data-attune-item=a1]");
+  const ok = () => server.events(mine(aid));
+  assert.ok(await until(() => ok().some((e) => e.k === "click"), 15000));
+  const failed = server.batches.filter((b) => b.status === 503 && b.batch && b.batch.a === aid).flatMap((b) => b.batch.e);
+  assert.ok(failed.length > 0, "the first attempts failed");
+  const delivered = new Set(ok().map(idOf));
+  for (const e of failed) assert.ok(delivered.has(idOf(e)), "a failed event was resent with its id");
+  await ctx.close();
+});
+
+test("opt-out sends nothing, also after a reload", async () => {
+  const { ctx, page } = await open("flushInterval=200");
+  const aid = await anon(page);
+  await until(() => server.events(mine(aid)).length > 0);
+  await page.evaluate(() => window.attune.optOut());
+  const before = server.batches.length;
+  await page.click("[data-attune-item=a1]");
+  await page.mouse.wheel(0, 3000);
+  await hide(page);
+  await page.reload();
+  await page.waitForFunction(() => window.ready === true);
+  await page.click("[data-attune-item=a2]");
+  await wait(1000);
+  assert.equal(server.batches.filter((b) => b.batch && b.batch.a === aid).length - server.batches.slice(0, before).filter((b) => b.batch && b.batch.a === aid).length, 0);
+  await ctx.close();
+});
+
+test("bad server answers never throw into the page", async () => {
+  server.plan.push(500, 400, "reset", 413, { status: 429, retryAfter: "garbage" });
+  const { ctx, page } = await open("flushInterval=100&flushAt=1");
+  for (let i = 0; i < 6; i++) {
+    await page.click("[data-attune-item=a1]");
+    await wait(300);
+  }
+  await wait(1500);
+  assert.deepEqual(await page.evaluate(() => window.__errors), []);
+  await ctx.close();
+});
+
+test("consent gating: nothing stored or sent before consent", async () => {
+  const { ctx, page } = await open("flushInterval=200&requireConsent=true");
+  await page.click("[data-attune-item=a1]");
+  await wait(600);
+  assert.equal(await page.evaluate(() => localStorage.length), 0);
+  await page.evaluate(() => window.attune.consent(true));
+  await page.evaluate(() => window.attune.page());
+  const aid = await anon(page);
+  assert.ok(aid);
+  assert.ok(await until(() => server.events(mine(aid)).length > 0));
+  await ctx.close();
+});

@@ -1,0 +1,502 @@
+//! The tracker's engine: everything but the DOM. It turns what the page
+//! reports (a view, a click, scroll progress, visibility, activity) into
+//! attune-core events, queues them, cuts MessagePack batches, decides retries,
+//! and serializes what is unsent for localStorage. Plain Rust, so it is
+//! unit-tested natively; `lib.rs` exposes it to JavaScript.
+
+use attune_core::codec::encode_msgpack;
+use attune_core::{Batch, Context, DeviceClass, Event, Interaction, Viewport};
+use uuid::Uuid;
+
+/// The key of the page itself in the per-element maps (items use their id).
+const PAGE: &str = "";
+/// An impression needs this long at ≥ 50 % visibility.
+pub const IMPRESSION_MS: f64 = 1000.0;
+/// Retry backoff: first delay and cap.
+const BACKOFF_FIRST_MS: f64 = 1000.0;
+const BACKOFF_MAX_MS: f64 = 60_000.0;
+
+/// Limits of the queue and the batches.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Site key.
+    pub site_key: String,
+    /// Anonymous id of this browser.
+    pub anonymous_id: String,
+    /// Most events per batch.
+    pub max_batch_events: usize,
+    /// Largest batch in bytes (sendBeacon allows 64 KB).
+    pub max_batch_bytes: usize,
+    /// Most events kept unsent (memory and localStorage); the oldest go first.
+    pub max_stored_events: usize,
+}
+
+#[derive(Debug, Default, Clone)]
+struct Dwell {
+    /// The element is (at least half) in view, or it is the page.
+    in_view: bool,
+    /// Since when visible time is being counted (in view and person active).
+    since: Option<f64>,
+    /// Visible time not yet reported.
+    acc_ms: f64,
+}
+
+/// A small map by key. A page has a handful of tracked elements; a linear
+/// scan over a Vec costs nothing there and keeps BTreeMap's ~20 KB of wasm out.
+type Keyed<V> = Vec<(String, V)>;
+
+fn slot<'a, V: Default>(map: &'a mut Keyed<V>, key: &str) -> &'a mut V {
+    let i = match map.iter().position(|(k, _)| k == key) {
+        Some(i) => i,
+        None => {
+            map.push((key.to_owned(), V::default()));
+            map.len() - 1
+        }
+    };
+    &mut map[i].1
+}
+
+fn get<'a, V>(map: &'a Keyed<V>, key: &str) -> Option<&'a V> {
+    map.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+}
+
+/// The engine.
+pub struct Engine {
+    config: Config,
+    user_token: Option<String>,
+    /// Oldest first (a Vec, not a VecDeque: ~1.5 KB less wasm; queues are short).
+    queue: Vec<Event>,
+    in_flight: Vec<Event>,
+    /// Events dropped (storage full) not yet reported to the server.
+    dropped: u32,
+    dropped_in_flight: u32,
+    failures: u32,
+    rng: u64,
+    context: Context,
+    active: bool,
+    scroll_max: Keyed<u8>,
+    scroll_reported: Keyed<u8>,
+    dwell: Keyed<Dwell>,
+    impression_since: Keyed<f64>,
+    impressed: Vec<String>,
+}
+
+impl Engine {
+    /// A new engine; `seed` comes from `crypto.getRandomValues`.
+    pub fn new(config: Config, seed: u64) -> Self {
+        Engine {
+            config,
+            user_token: None,
+            queue: Vec::new(),
+            in_flight: Vec::new(),
+            dropped: 0,
+            dropped_in_flight: 0,
+            failures: 0,
+            rng: seed | 1,
+            context: Context::default(),
+            active: true,
+            scroll_max: Vec::new(),
+            scroll_reported: Vec::new(),
+            dwell: Vec::new(),
+            impression_since: Vec::new(),
+            impressed: Vec::new(),
+        }
+    }
+
+    /// xorshift64*: ids need uniqueness, not secrecy; the seed is crypto-random.
+    fn next_random(&mut self) -> u64 {
+        self.rng ^= self.rng >> 12;
+        self.rng ^= self.rng << 25;
+        self.rng ^= self.rng >> 27;
+        self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn new_id(&mut self, now: f64) -> Uuid {
+        let (a, b) = (self.next_random(), self.next_random());
+        let mut random = [0u8; 10];
+        random[..8].copy_from_slice(&a.to_le_bytes());
+        random[8..].copy_from_slice(&b.to_le_bytes()[..2]);
+        uuid::Builder::from_unix_timestamp_millis(now as u64, &random).into_uuid()
+    }
+
+    /// Sets or clears the signed user token sent with every batch.
+    pub fn identify(&mut self, token: Option<String>) {
+        self.user_token = token;
+    }
+
+    /// Queues an event (dropping the oldest when storage is full).
+    pub fn push(&mut self, interaction: Interaction, item: Option<String>, now: f64) {
+        let id = self.new_id(now);
+        let context = matches!(interaction, Interaction::PageView).then(|| self.context.clone());
+        self.queue.push(Event {
+            id,
+            ts_ms: now as i64,
+            interaction,
+            item,
+            context,
+        });
+        while self.queue.len() + self.in_flight.len() > self.config.max_stored_events {
+            if self.queue.is_empty() {
+                break;
+            }
+            self.queue.remove(0);
+            self.dropped += 1;
+        }
+    }
+
+    /// A page (or SPA route) is shown: closes the previous page's scroll and
+    /// dwell, then records the view.
+    pub fn page_view(
+        &mut self,
+        path: String,
+        referrer: Option<String>,
+        viewport: (u16, u16),
+        device: Option<DeviceClass>,
+        now: f64,
+    ) {
+        self.flush_page(now);
+        self.scroll_max.clear();
+        self.scroll_reported.clear();
+        self.dwell.clear();
+        self.impression_since.clear();
+        self.impressed.clear();
+        self.context = Context {
+            path: Some(path),
+            referrer: referrer.filter(|r| !r.is_empty()),
+            viewport: Some(Viewport {
+                width: viewport.0,
+                height: viewport.1,
+            }),
+            device,
+        };
+        self.push(Interaction::PageView, None, now);
+        self.set_in_view(PAGE, true, now);
+    }
+
+    /// Scroll progress of the page (`key` empty) or an item, in percent.
+    pub fn scroll(&mut self, key: &str, pct: f64) {
+        let pct = pct.clamp(0.0, 100.0) as u8;
+        let max = slot(&mut self.scroll_max, key);
+        *max = (*max).max(pct);
+    }
+
+    /// The person became active (tab visible, focused, not idle) or inactive.
+    pub fn set_active(&mut self, active: bool, now: f64) {
+        if active == self.active {
+            return;
+        }
+        self.active = active;
+        for (_, d) in self.dwell.iter_mut() {
+            Self::retime(d, active, now);
+        }
+    }
+
+    /// An item's element entered or left the view (≥ 50 %).
+    pub fn set_in_view(&mut self, key: &str, in_view: bool, now: f64) {
+        let active = self.active;
+        let d = slot(&mut self.dwell, key);
+        d.in_view = in_view;
+        Self::retime(d, in_view && active, now);
+    }
+
+    fn retime(d: &mut Dwell, counting: bool, now: f64) {
+        let counting = counting && d.in_view;
+        match (d.since, counting) {
+            (Some(since), false) => {
+                d.acc_ms += (now - since).max(0.0);
+                d.since = None;
+            }
+            (None, true) => d.since = Some(now),
+            _ => {}
+        }
+    }
+
+    /// A recommended item is ≥ 50 % visible (`true`) or not any more.
+    pub fn impression(&mut self, item: &str, visible: bool, now: f64) {
+        if self.impressed.iter().any(|i| i == item) {
+            return;
+        }
+        let known = get(&self.impression_since, item).is_some();
+        if visible && !known {
+            self.impression_since.push((item.to_owned(), now));
+        } else if !visible {
+            self.impression_since.retain(|(i, _)| i != item);
+        }
+    }
+
+    /// Emits impressions that have lasted [`IMPRESSION_MS`]; call every few hundred ms.
+    pub fn tick(&mut self, now: f64) {
+        if !self.active {
+            return;
+        }
+        let due: Vec<String> = self
+            .impression_since
+            .iter()
+            .filter(|(_, since)| now - *since >= IMPRESSION_MS)
+            .map(|(item, _)| item.clone())
+            .collect();
+        for item in due {
+            self.impression_since.retain(|(i, _)| *i != item);
+            self.impressed.push(item.clone());
+            self.push(Interaction::Impression, Some(item), now);
+        }
+    }
+
+    /// Emits the scroll depth and visible time not yet reported (on page hide
+    /// and before the next page view): one event per page/item, not per scroll.
+    pub fn flush_page(&mut self, now: f64) {
+        let deeper: Vec<(String, u8)> = self
+            .scroll_max
+            .iter()
+            .filter(|(k, max)| get(&self.scroll_reported, k).is_none_or(|r| r < max))
+            .map(|(k, max)| (k.clone(), *max))
+            .collect();
+        for (key, depth_pct) in deeper {
+            *slot(&mut self.scroll_reported, &key) = depth_pct;
+            let item = (!key.is_empty()).then_some(key);
+            self.push(Interaction::Scroll { depth_pct }, item, now);
+        }
+        let mut visible = Vec::new();
+        for (key, d) in self.dwell.iter_mut() {
+            if let Some(since) = d.since {
+                d.acc_ms += (now - since).max(0.0);
+                d.since = Some(now);
+            }
+            if d.acc_ms >= 1.0 {
+                visible.push((key.clone(), d.acc_ms.min(f64::from(u32::MAX)) as u32));
+                d.acc_ms = 0.0;
+            }
+        }
+        for (key, visible_ms) in visible {
+            let item = (!key.is_empty()).then_some(key);
+            self.push(Interaction::Dwell { visible_ms }, item, now);
+        }
+    }
+
+    /// Events waiting to be sent.
+    pub fn pending(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// True while a batch awaits its answer.
+    pub fn in_flight(&self) -> bool {
+        !self.in_flight.is_empty()
+    }
+
+    fn batch(&self, events: Vec<Event>, dropped: u32, now: f64) -> Batch {
+        Batch {
+            site_key: self.config.site_key.clone(),
+            anonymous_id: self.config.anonymous_id.clone(),
+            user_token: self.user_token.clone(),
+            sent_at_ms: now as i64,
+            dropped,
+            events,
+        }
+    }
+
+    /// Cuts the next batch (at most `max_bytes`) and marks its events in
+    /// flight; `None` when nothing waits or a batch is already in flight.
+    pub fn next_batch(&mut self, now: f64, max_bytes: usize) -> Option<Vec<u8>> {
+        if self.queue.is_empty() || !self.in_flight.is_empty() {
+            return None;
+        }
+        let mut n = self.queue.len().min(self.config.max_batch_events);
+        let max_bytes = max_bytes.min(self.config.max_batch_bytes);
+        loop {
+            let events: Vec<Event> = self.queue.iter().take(n).cloned().collect();
+            let bytes = encode_msgpack(&self.batch(events, self.dropped, now));
+            if bytes.len() <= max_bytes || n == 1 {
+                self.in_flight = self.queue.drain(..n).collect();
+                self.dropped_in_flight = std::mem::take(&mut self.dropped);
+                return Some(bytes);
+            }
+            n /= 2;
+        }
+    }
+
+    /// The answer to the batch in flight; returns the delay before the next
+    /// attempt in ms (0: send on as usual). Network errors (status 0), 5xx and
+    /// 429 requeue the events with the same ids and back off (honouring
+    /// Retry-After); other 4xx drop them, as resending cannot help.
+    pub fn batch_result(&mut self, status: u16, retry_after_s: f64) -> f64 {
+        if self.in_flight.is_empty() {
+            return 0.0;
+        }
+        let events = std::mem::take(&mut self.in_flight);
+        let retryable = status == 0 || status == 429 || status >= 500;
+        if (200..300).contains(&status) || !retryable {
+            self.failures = 0;
+            self.dropped_in_flight = 0;
+            return 0.0;
+        }
+        self.queue.splice(0..0, events);
+        self.dropped += std::mem::take(&mut self.dropped_in_flight);
+        self.failures += 1;
+        if retry_after_s > 0.0 {
+            return (retry_after_s * 1000.0).min(BACKOFF_MAX_MS);
+        }
+        let exp = BACKOFF_FIRST_MS * 2f64.powi(self.failures.min(16) as i32 - 1);
+        let jitter = 0.5 + (self.next_random() >> 11) as f64 / (1u64 << 53) as f64;
+        exp.min(BACKOFF_MAX_MS) * jitter
+    }
+
+    /// Everything unsent (queued and in flight), for localStorage.
+    pub fn snapshot(&self) -> Vec<u8> {
+        let events: Vec<&Event> = self.in_flight.iter().chain(&self.queue).collect();
+        crate::storage::encode(&events, self.dropped + self.dropped_in_flight)
+    }
+
+    /// Requeues what a snapshot held (ids kept, so resends deduplicate).
+    pub fn restore(&mut self, bytes: &[u8]) -> bool {
+        let Some((events, dropped)) = crate::storage::decode(bytes) else {
+            return false;
+        };
+        self.dropped += dropped;
+        self.queue.extend(events);
+        let excess = self
+            .queue
+            .len()
+            .saturating_sub(self.config.max_stored_events);
+        self.queue.drain(..excess);
+        self.dropped += excess as u32;
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use attune_core::codec::decode_msgpack;
+    use attune_core::{EventKind, Limits};
+
+    fn engine() -> Engine {
+        Engine::new(
+            Config {
+                site_key: "news".into(),
+                anonymous_id: "anon-1".into(),
+                max_batch_events: 50,
+                max_batch_bytes: 60_000,
+                max_stored_events: 100,
+            },
+            42,
+        )
+    }
+
+    const T0: f64 = 1_800_000_000_000.0;
+
+    fn sent(e: &mut Engine, now: f64) -> Batch {
+        let bytes = e.next_batch(now, 65_536).expect("a batch");
+        decode_msgpack(&bytes, &Limits::default()).expect("valid batch")
+    }
+
+    #[test]
+    fn dwell_counts_only_visible_active_time() {
+        let mut e = engine();
+        e.page_view("/a".into(), None, (800, 600), None, T0);
+        e.set_active(false, T0 + 1000.0); // hidden after 1 s
+        e.set_active(true, T0 + 5000.0); // back 4 s later
+        e.flush_page(T0 + 7000.0); // 2 s more
+        let b = sent(&mut e, T0 + 7000.0);
+        let dwell: Vec<_> = b
+            .events
+            .iter()
+            .filter(|e| e.kind() == EventKind::Dwell)
+            .collect();
+        assert_eq!(dwell.len(), 1);
+        assert_eq!(
+            dwell[0].interaction,
+            Interaction::Dwell { visible_ms: 3000 }
+        );
+    }
+
+    #[test]
+    fn scroll_is_reported_once_with_its_maximum() {
+        let mut e = engine();
+        e.page_view("/a".into(), None, (800, 600), None, T0);
+        for pct in [10.0, 55.0, 40.0, 80.0, 20.0] {
+            e.scroll("", pct);
+        }
+        e.flush_page(T0 + 100.0);
+        e.flush_page(T0 + 200.0);
+        let b = sent(&mut e, T0 + 300.0);
+        let scrolls: Vec<_> = b
+            .events
+            .iter()
+            .filter(|e| e.kind() == EventKind::Scroll)
+            .collect();
+        assert_eq!(scrolls.len(), 1);
+        assert_eq!(
+            scrolls[0].interaction,
+            Interaction::Scroll { depth_pct: 80 }
+        );
+    }
+
+    #[test]
+    fn impressions_need_a_full_second_in_view() {
+        let mut e = engine();
+        e.impression("r1", true, T0);
+        e.impression("r2", true, T0);
+        e.impression("r2", false, T0 + 500.0);
+        e.tick(T0 + 1000.0);
+        e.tick(T0 + 2000.0);
+        let b = sent(&mut e, T0 + 2000.0);
+        let items: Vec<_> = b.events.iter().map(|e| e.item.as_deref()).collect();
+        assert_eq!(items, [Some("r1")]);
+    }
+
+    #[test]
+    fn failures_requeue_with_the_same_ids_and_4xx_drops() {
+        let mut e = engine();
+        e.push(Interaction::Click, Some("a".into()), T0);
+        let first = sent(&mut e, T0);
+        let delay = e.batch_result(503, 0.0);
+        assert!((500.0..=1500.0).contains(&delay), "{delay}");
+        assert_eq!(e.batch_result(0, 0.0), 0.0, "nothing in flight: no-op");
+        let again = sent(&mut e, T0 + 2000.0);
+        assert_eq!(first.events, again.events);
+        assert_eq!(e.batch_result(429, 7.0), 7000.0);
+        let _ = sent(&mut e, T0 + 9000.0);
+        assert_eq!(e.batch_result(400, 0.0), 0.0);
+        assert_eq!(e.pending(), 0);
+    }
+
+    #[test]
+    fn storage_is_bounded_and_drops_are_reported() {
+        let mut e = engine();
+        for _ in 0..130 {
+            e.push(Interaction::Click, Some("a".into()), T0);
+        }
+        assert_eq!(e.pending(), 100);
+        let b = sent(&mut e, T0);
+        assert_eq!(b.dropped, 30);
+        assert_eq!(b.events.len(), 50);
+    }
+
+    #[test]
+    fn snapshots_restore_the_same_events() {
+        let mut e = engine();
+        e.push(Interaction::Click, Some("a".into()), T0);
+        e.push(Interaction::PageView, None, T0);
+        let _ = e.next_batch(T0, 65_536);
+        let snap = e.snapshot();
+        let mut f = engine();
+        assert!(f.restore(&snap));
+        let b = sent(&mut f, T0 + 1.0);
+        let ids: Vec<_> = b.events.iter().map(|e| e.id).collect();
+        let _ = e.batch_result(0, 0.0);
+        let orig = sent(&mut e, T0 + 1.0);
+        assert_eq!(ids, orig.events.iter().map(|e| e.id).collect::<Vec<_>>());
+        assert!(!f.restore(b"garbage"));
+    }
+
+    #[test]
+    fn batches_stay_under_the_byte_limit() {
+        let mut e = engine();
+        for i in 0..50 {
+            e.push(Interaction::Click, Some(format!("item-{i:0>100}")), T0);
+        }
+        let bytes = e.next_batch(T0, 2000).unwrap();
+        assert!(bytes.len() <= 2000);
+        assert!(e.pending() > 0);
+    }
+}
