@@ -53,11 +53,6 @@ const guard = (f) =>
     } catch {}
   };
 
-function device() {
-  const w = Math.min(screen.width, screen.height);
-  return /Mobi|Android/i.test(navigator.userAgent) ? (w >= 600 ? "tablet" : "mobile") : "desktop";
-}
-
 /**
  * Starts the tracker. `options`: { endpoint, siteKey, flushInterval, flushAt,
  * maxQueue, idleTimeout, itemSelector, recSelector, respectDoNotTrack,
@@ -105,7 +100,8 @@ class Attune {
   /** Records a page view (also automatic on load and SPA navigation). */
   page() {
     if (this.blocked()) return;
-    this.t.pageView(location.pathname, document.referrer, innerWidth, innerHeight, device(), Date.now());
+    // The device class is left to the server, which parses the User-Agent.
+    this.t.pageView(location.pathname, document.referrer, innerWidth, innerHeight, "", Date.now());
     this.changed();
   }
 
@@ -180,11 +176,7 @@ class Attune {
 
   listen() {
     const o = this.o;
-    const on = (target, type, f, opts) => {
-      const g = guard(f);
-      target.addEventListener(type, g, opts);
-      (this.off ||= []).push(() => target.removeEventListener(type, g, opts));
-    };
+    const on = (target, type, f, opts) => target.addEventListener(type, guard(f), opts);
     const idOf = (el) => el.getAttribute("data-attune-item") || el.getAttribute("data-attune-rec");
     on(document, "click", (e) => {
       const el = e.target.closest && e.target.closest(`${o.itemSelector},${o.recSelector}`);
@@ -205,14 +197,7 @@ class Attune {
     on(document, "visibilitychange", () => (document.visibilityState === "hidden" ? this.hidden() : this.active(true)));
     on(window, "pagehide", () => this.hidden());
     this.focused = true;
-    on(window, "blur", () => {
-      this.focused = false;
-      this.active(false);
-    });
-    on(window, "focus", () => {
-      this.focused = true;
-      this.active(true);
-    });
+    for (const type of ["blur", "focus"]) on(window, type, () => this.active((this.focused = type == "focus")));
     this.timer = setInterval(guard(() => {
       const now = Date.now();
       if (!this.idle && now - this.lastActive > o.idleTimeout) {

@@ -31,33 +31,23 @@ pub struct Config {
     pub max_stored_events: usize,
 }
 
+/// What the engine follows about the page (key `""`) or one item's element.
+/// One struct in one Vec: a page has a handful of elements, a linear scan
+/// costs nothing, and each extra map type measured ~2 KB more wasm.
 #[derive(Debug, Default, Clone)]
-struct Dwell {
-    /// The element is (at least half) in view, or it is the page.
+struct Element {
+    key: String,
+    scroll_max: u8,
+    scroll_reported: u8,
+    /// In view (≥ 50 %), or it is the page.
     in_view: bool,
     /// Since when visible time is being counted (in view and person active).
     since: Option<f64>,
     /// Visible time not yet reported.
     acc_ms: f64,
-}
-
-/// A small map by key. A page has a handful of tracked elements; a linear
-/// scan over a Vec costs nothing there and keeps BTreeMap's ~20 KB of wasm out.
-type Keyed<V> = Vec<(String, V)>;
-
-fn slot<'a, V: Default>(map: &'a mut Keyed<V>, key: &str) -> &'a mut V {
-    let i = match map.iter().position(|(k, _)| k == key) {
-        Some(i) => i,
-        None => {
-            map.push((key.to_owned(), V::default()));
-            map.len() - 1
-        }
-    };
-    &mut map[i].1
-}
-
-fn get<'a, V>(map: &'a Keyed<V>, key: &str) -> Option<&'a V> {
-    map.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    /// A recommended item: since when it has been ≥ 50 % visible.
+    shown_since: Option<f64>,
+    impressed: bool,
 }
 
 /// The engine.
@@ -74,11 +64,7 @@ pub struct Engine {
     rng: u64,
     context: Context,
     active: bool,
-    scroll_max: Keyed<u8>,
-    scroll_reported: Keyed<u8>,
-    dwell: Keyed<Dwell>,
-    impression_since: Keyed<f64>,
-    impressed: Vec<String>,
+    elements: Vec<Element>,
 }
 
 impl Engine {
@@ -95,12 +81,23 @@ impl Engine {
             rng: seed | 1,
             context: Context::default(),
             active: true,
-            scroll_max: Vec::new(),
-            scroll_reported: Vec::new(),
-            dwell: Vec::new(),
-            impression_since: Vec::new(),
-            impressed: Vec::new(),
+            elements: Vec::new(),
         }
+    }
+
+    fn element(&mut self, key: &str) -> &mut Element {
+        if !self.elements.iter().any(|e| e.key == key) {
+            self.elements.push(Element {
+                key: key.to_owned(),
+                ..Element::default()
+            });
+        }
+        // Written without indexing: a bounds-check panic would pull integer
+        // formatting (~2 KB) into the wasm.
+        let Some(e) = self.elements.iter_mut().find(|e| e.key == key) else {
+            unreachable!("the element was just added")
+        };
+        e
     }
 
     /// xorshift64*: ids need uniqueness, not secrecy; the seed is crypto-random.
@@ -114,8 +111,14 @@ impl Engine {
     fn new_id(&mut self, now: f64) -> Uuid {
         let (a, b) = (self.next_random(), self.next_random());
         let mut random = [0u8; 10];
-        random[..8].copy_from_slice(&a.to_le_bytes());
-        random[8..].copy_from_slice(&b.to_le_bytes()[..2]);
+        for (i, byte) in random.iter_mut().enumerate() {
+            let word = if i < 8 {
+                a >> (8 * i)
+            } else {
+                b >> (8 * (i - 8))
+            };
+            *byte = word as u8;
+        }
         uuid::Builder::from_unix_timestamp_millis(now as u64, &random).into_uuid()
     }
 
@@ -135,12 +138,12 @@ impl Engine {
             item,
             context,
         });
-        while self.queue.len() + self.in_flight.len() > self.config.max_stored_events {
-            if self.queue.is_empty() {
-                break;
-            }
-            self.queue.remove(0);
-            self.dropped += 1;
+        let over = (self.queue.len() + self.in_flight.len())
+            .saturating_sub(self.config.max_stored_events)
+            .min(self.queue.len());
+        if over > 0 {
+            self.queue = self.queue.split_off(over);
+            self.dropped += over as u32;
         }
     }
 
@@ -155,11 +158,7 @@ impl Engine {
         now: f64,
     ) {
         self.flush_page(now);
-        self.scroll_max.clear();
-        self.scroll_reported.clear();
-        self.dwell.clear();
-        self.impression_since.clear();
-        self.impressed.clear();
+        self.elements.clear();
         self.context = Context {
             path: Some(path),
             referrer: referrer.filter(|r| !r.is_empty()),
@@ -176,8 +175,8 @@ impl Engine {
     /// Scroll progress of the page (`key` empty) or an item, in percent.
     pub fn scroll(&mut self, key: &str, pct: f64) {
         let pct = pct.clamp(0.0, 100.0) as u8;
-        let max = slot(&mut self.scroll_max, key);
-        *max = (*max).max(pct);
+        let e = self.element(key);
+        e.scroll_max = e.scroll_max.max(pct);
     }
 
     /// The person became active (tab visible, focused, not idle) or inactive.
@@ -186,20 +185,20 @@ impl Engine {
             return;
         }
         self.active = active;
-        for (_, d) in self.dwell.iter_mut() {
-            Self::retime(d, active, now);
+        for e in self.elements.iter_mut() {
+            Self::retime(e, active, now);
         }
     }
 
     /// An item's element entered or left the view (≥ 50 %).
     pub fn set_in_view(&mut self, key: &str, in_view: bool, now: f64) {
         let active = self.active;
-        let d = slot(&mut self.dwell, key);
-        d.in_view = in_view;
-        Self::retime(d, in_view && active, now);
+        let e = self.element(key);
+        e.in_view = in_view;
+        Self::retime(e, active, now);
     }
 
-    fn retime(d: &mut Dwell, counting: bool, now: f64) {
+    fn retime(d: &mut Element, counting: bool, now: f64) {
         let counting = counting && d.in_view;
         match (d.since, counting) {
             (Some(since), false) => {
@@ -213,14 +212,11 @@ impl Engine {
 
     /// A recommended item is ≥ 50 % visible (`true`) or not any more.
     pub fn impression(&mut self, item: &str, visible: bool, now: f64) {
-        if self.impressed.iter().any(|i| i == item) {
-            return;
-        }
-        let known = get(&self.impression_since, item).is_some();
-        if visible && !known {
-            self.impression_since.push((item.to_owned(), now));
-        } else if !visible {
-            self.impression_since.retain(|(i, _)| i != item);
+        let e = self.element(item);
+        if visible {
+            e.shown_since.get_or_insert(now);
+        } else {
+            e.shown_since = None;
         }
     }
 
@@ -229,15 +225,14 @@ impl Engine {
         if !self.active {
             return;
         }
-        let due: Vec<String> = self
-            .impression_since
-            .iter()
-            .filter(|(_, since)| now - *since >= IMPRESSION_MS)
-            .map(|(item, _)| item.clone())
-            .collect();
+        let mut due = Vec::new();
+        for e in self.elements.iter_mut() {
+            if !e.impressed && e.shown_since.is_some_and(|t| now - t >= IMPRESSION_MS) {
+                e.impressed = true;
+                due.push(e.key.clone());
+            }
+        }
         for item in due {
-            self.impression_since.retain(|(i, _)| *i != item);
-            self.impressed.push(item.clone());
             self.push(Interaction::Impression, Some(item), now);
         }
     }
@@ -245,42 +240,32 @@ impl Engine {
     /// Emits the scroll depth and visible time not yet reported (on page hide
     /// and before the next page view): one event per page/item, not per scroll.
     pub fn flush_page(&mut self, now: f64) {
-        let deeper: Vec<(String, u8)> = self
-            .scroll_max
-            .iter()
-            .filter(|(k, max)| get(&self.scroll_reported, k).is_none_or(|r| r < max))
-            .map(|(k, max)| (k.clone(), *max))
-            .collect();
-        for (key, depth_pct) in deeper {
-            *slot(&mut self.scroll_reported, &key) = depth_pct;
-            let item = (!key.is_empty()).then_some(key);
-            self.push(Interaction::Scroll { depth_pct }, item, now);
-        }
-        let mut visible = Vec::new();
-        for (key, d) in self.dwell.iter_mut() {
-            if let Some(since) = d.since {
-                d.acc_ms += (now - since).max(0.0);
-                d.since = Some(now);
+        let mut out = Vec::new();
+        for e in self.elements.iter_mut() {
+            let item = (!e.key.is_empty()).then(|| e.key.clone());
+            if e.scroll_max > e.scroll_reported {
+                e.scroll_reported = e.scroll_max;
+                let depth_pct = e.scroll_max;
+                out.push((Interaction::Scroll { depth_pct }, item.clone()));
             }
-            if d.acc_ms >= 1.0 {
-                visible.push((key.clone(), d.acc_ms.min(f64::from(u32::MAX)) as u32));
-                d.acc_ms = 0.0;
+            if let Some(since) = e.since {
+                e.acc_ms += (now - since).max(0.0);
+                e.since = Some(now);
+            }
+            if e.acc_ms >= 1.0 {
+                let visible_ms = e.acc_ms.min(f64::from(u32::MAX)) as u32;
+                e.acc_ms = 0.0;
+                out.push((Interaction::Dwell { visible_ms }, item));
             }
         }
-        for (key, visible_ms) in visible {
-            let item = (!key.is_empty()).then_some(key);
-            self.push(Interaction::Dwell { visible_ms }, item, now);
+        for (interaction, item) in out {
+            self.push(interaction, item, now);
         }
     }
 
     /// Events waiting to be sent.
     pub fn pending(&self) -> usize {
         self.queue.len()
-    }
-
-    /// True while a batch awaits its answer.
-    pub fn in_flight(&self) -> bool {
-        !self.in_flight.is_empty()
     }
 
     fn batch(&self, events: Vec<Event>, dropped: u32, now: f64) -> Batch {
@@ -306,7 +291,9 @@ impl Engine {
             let events: Vec<Event> = self.queue.iter().take(n).cloned().collect();
             let bytes = encode_msgpack(&self.batch(events, self.dropped, now));
             if bytes.len() <= max_bytes || n == 1 {
-                self.in_flight = self.queue.drain(..n).collect();
+                let mut taken = std::mem::take(&mut self.queue);
+                self.queue = taken.split_off(n.min(taken.len()));
+                self.in_flight = taken;
                 self.dropped_in_flight = std::mem::take(&mut self.dropped);
                 return Some(bytes);
             }
@@ -329,7 +316,8 @@ impl Engine {
             self.dropped_in_flight = 0;
             return 0.0;
         }
-        self.queue.splice(0..0, events);
+        let later = std::mem::replace(&mut self.queue, events);
+        self.queue.extend(later);
         self.dropped += std::mem::take(&mut self.dropped_in_flight);
         self.failures += 1;
         if retry_after_s > 0.0 {

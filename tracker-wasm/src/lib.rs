@@ -138,11 +138,6 @@ impl Tracker {
         self.0.pending()
     }
 
-    #[wasm_bindgen(js_name = inFlight)]
-    pub fn in_flight(&self) -> bool {
-        self.0.in_flight()
-    }
-
     /// The next MessagePack batch (≤ `max_bytes`), or `undefined`.
     #[wasm_bindgen(js_name = nextBatch)]
     pub fn next_batch(&mut self, now: f64, max_bytes: usize) -> Option<Vec<u8>> {

@@ -116,7 +116,7 @@ pub fn decode(bytes: &[u8]) -> Option<(Vec<Event>, u32)> {
     let count = r.u32()?;
     let mut events = Vec::new();
     for _ in 0..count {
-        let id = Uuid::from_slice(r.take(16)?).ok()?;
+        let id = Uuid::from_bytes(r.take(16)?.try_into().ok()?);
         let ts_ms = r.i64()?;
         let (kind, value) = (r.u8()?, r.u32()?);
         let interaction = match kind {

@@ -6,6 +6,7 @@ mod demo;
 mod edge;
 mod install;
 mod process;
+mod size;
 mod stack;
 mod test;
 mod tracker;
@@ -36,6 +37,8 @@ enum Command {
         #[arg(value_enum)]
         bench: bench::Bench,
     },
+    /// Gzipped size of the tracker beside posthog-js, Snowplow, RudderStack and Segment.
+    Size,
     /// Manage the local Kafka + Redis stack (ports, logs and data under target/stack).
     Stack {
         #[command(subcommand)]
@@ -70,6 +73,7 @@ fn main() {
     let result = match cli.command {
         Command::Demo { stack } => demo::run(stack),
         Command::Test => test::run(),
+        Command::Size => size::run_size(),
         Command::Bench { bench } => bench::run_bench(bench),
         Command::Stack { action } => {
             let stack = stack::Stack::from_env();

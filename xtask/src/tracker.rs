@@ -39,7 +39,12 @@ pub fn build() -> Result<()> {
     run(
         Command::new(js_dir().join("node_modules/binaryen/bin/wasm-opt"))
             .arg(dist.join("wasm/attune_tracker_bg.wasm"))
+            // Flatten + rereloop before -Oz measured ~120 B (gzipped) smaller
+            // than -Oz alone.
             .args([
+                "--flatten",
+                "--rereloop",
+                "-Oz",
                 "-Oz",
                 "--converge",
                 "--strip-debug",
