@@ -118,8 +118,13 @@ class Attune {
     this.t.identify(token || undefined);
   }
 
+  // localStorage writes are synchronous: coalesce them to one per second
+  // (and write at once when the page is hidden or unloads).
   changed() {
-    this.persist();
+    this.saveSoon ||= setTimeout(guard(() => {
+      this.saveSoon = 0;
+      this.persist();
+    }), 1000);
     if (this.t.pending() >= this.o.flushAt) this.send();
   }
 

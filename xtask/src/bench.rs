@@ -9,7 +9,7 @@ use clap::ValueEnum;
 use crate::process::{output, run};
 use crate::stack::Stack;
 use crate::test::cargo;
-use crate::{edge, install};
+use crate::{edge, install, tracker};
 
 /// The benchmarks.
 #[derive(Clone, Copy, ValueEnum)]
@@ -18,17 +18,21 @@ pub enum Bench {
     Ingest,
     /// The edge: rerank CPU time in workerd vs native, and the bundle size.
     Edge,
+    /// Tracker main-thread script time in Chromium beside posthog-js.
+    Tracker,
 }
 
 pub fn run_bench(bench: Bench) -> Result<()> {
-    if let Bench::Edge = bench {
-        return edge_bench();
+    match bench {
+        Bench::Edge => return edge_bench(),
+        Bench::Tracker => return tracker_bench(),
+        Bench::Ingest => {}
     }
     let stack = Stack::from_env();
     let running = stack.up()?;
     let name = match bench {
         Bench::Ingest => "ingest",
-        Bench::Edge => unreachable!("handled above"),
+        Bench::Edge | Bench::Tracker => unreachable!("handled above"),
     };
     run(cargo()
         .args(["bench", "-p", "attune-origin", "--bench", name])
@@ -83,5 +87,39 @@ fn edge_bench() -> Result<()> {
         serde_json::to_string_pretty(&report)?,
     )?;
     println!("  wrote target/bench/edge.json");
+    Ok(())
+}
+
+/// 10,000 scroll events and 1,000 clicks in headless Chromium: main-thread
+/// script time with Attune and with posthog-js, the tracker-less page
+/// subtracted. Writes target/bench/tracker.json.
+fn tracker_bench() -> Result<()> {
+    install::npm_packages()?;
+    install::apt("chromium", "chromium")?;
+    tracker::build()?;
+    let js = tracker::js_dir();
+    let bundle = crate::workspace_root().join("target/size/posthog-page.js");
+    run(Command::new(js.join("node_modules/.bin/esbuild"))
+        .current_dir(&js)
+        .args(["bench/posthog-page.mjs", "--bundle", "--minify", "--format=iife", "--log-level=error"])
+        .arg(format!("--outfile={}", bundle.display())))?;
+    let out = output(
+        Command::new("node")
+            .arg("bench/mainthread.mjs")
+            .arg(&bundle)
+            .current_dir(&js),
+    )
+    .context("the main-thread benchmark failed")?;
+    let last = out.lines().last().unwrap_or_default();
+    let v: serde_json::Value = serde_json::from_str(last).with_context(|| format!("not JSON: {last}"))?;
+    let num = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+    println!("tracker main-thread benchmark: 10,000 scroll events + 1,000 clicks, headless Chromium");
+    println!("  attune      {:8.1} ms script time", num("attune_ms"));
+    println!("  posthog-js  {:8.1} ms script time", num("posthog_ms"));
+    println!("  ratio       {:8.2} (goal ≤ 0.5; tracker-less page, {:.1} ms, subtracted)", num("ratio"), num("baseline_ms"));
+    let dir = crate::workspace_root().join("target/bench");
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join("tracker.json"), serde_json::to_string_pretty(&v)?)?;
+    println!("  wrote target/bench/tracker.json");
     Ok(())
 }
