@@ -101,7 +101,13 @@ fn tracker_bench() -> Result<()> {
     let bundle = crate::workspace_root().join("target/size/posthog-page.js");
     run(Command::new(js.join("node_modules/.bin/esbuild"))
         .current_dir(&js)
-        .args(["bench/posthog-page.mjs", "--bundle", "--minify", "--format=iife", "--log-level=error"])
+        .args([
+            "bench/posthog-page.mjs",
+            "--bundle",
+            "--minify",
+            "--format=iife",
+            "--log-level=error",
+        ])
         .arg(format!("--outfile={}", bundle.display())))?;
     let out = output(
         Command::new("node")
@@ -111,12 +117,19 @@ fn tracker_bench() -> Result<()> {
     )
     .context("the main-thread benchmark failed")?;
     let last = out.lines().last().unwrap_or_default();
-    let v: serde_json::Value = serde_json::from_str(last).with_context(|| format!("not JSON: {last}"))?;
+    let v: serde_json::Value =
+        serde_json::from_str(last).with_context(|| format!("not JSON: {last}"))?;
     let num = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
-    println!("tracker main-thread benchmark: 10,000 scroll events + 1,000 clicks, headless Chromium");
+    println!(
+        "tracker main-thread benchmark: 10,000 scroll events + 1,000 clicks, headless Chromium"
+    );
     println!("  attune      {:8.1} ms script time", num("attune_ms"));
     println!("  posthog-js  {:8.1} ms script time", num("posthog_ms"));
-    println!("  ratio       {:8.2} (goal ≤ 0.5; tracker-less page, {:.1} ms, subtracted)", num("ratio"), num("baseline_ms"));
+    println!(
+        "  ratio       {:8.2} (goal ≤ 0.5; tracker-less page, {:.1} ms, subtracted)",
+        num("ratio"),
+        num("baseline_ms")
+    );
     let dir = crate::workspace_root().join("target/bench");
     std::fs::create_dir_all(&dir)?;
     std::fs::write(dir.join("tracker.json"), serde_json::to_string_pretty(&v)?)?;
