@@ -18,6 +18,10 @@ pub fn topic(kind: EventKind) -> &'static str {
     }
 }
 
+/// Derived output of the consumers: one message per user whose profile a
+/// transaction changed (committed atomically with the consumed offsets).
+pub const PROFILE_UPDATES: &str = "attune.profile_updates";
+
 /// Every interaction topic.
 pub fn topics() -> impl Iterator<Item = &'static str> {
     EventKind::ALL.into_iter().map(topic)

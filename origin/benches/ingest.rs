@@ -203,6 +203,8 @@ async fn main() -> anyhow::Result<()> {
         rate_per_ip: 1_000_000,
         produce_timeout_ms: 10_000,
         popularity_half_life_h: 24.0,
+        topic_prefix: String::new(),
+        affinity_half_life_h: 24.0,
     };
     let state = AppState::with_sites(&args, std::slice::from_ref(&site)).await?;
     let origin = serve(attune_origin::router(state)).await;

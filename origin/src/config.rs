@@ -28,6 +28,35 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Mint a signed user token, as a site's back end would.
     MintToken(MintTokenArgs),
+    /// Consume the interaction topics into Redis profiles, exactly once
+    /// (scale out by starting more processes with the same group).
+    Consume(ConsumeArgs),
+}
+
+/// Flags of `attune-origin consume`.
+#[derive(Debug, Clone, Args)]
+pub struct ConsumeArgs {
+    /// Kafka bootstrap servers.
+    #[arg(long, env = "KAFKA_BROKERS")]
+    pub kafka_brokers: String,
+    /// Redis URL.
+    #[arg(long, env = "REDIS_URL")]
+    pub redis_url: String,
+    /// Consumer group; processes of one group share the partitions.
+    #[arg(long, env = "ATTUNE_CONSUMER_GROUP", default_value = "attune-profiles")]
+    pub group: String,
+    /// Prefix of the interaction topics.
+    #[arg(long, env = "ATTUNE_TOPIC_PREFIX", default_value = "")]
+    pub topic_prefix: String,
+    /// Most events applied per transaction.
+    #[arg(long, env = "ATTUNE_CONSUMER_BATCH", default_value_t = 500)]
+    pub batch: usize,
+    /// Half-life of profile affinities, in hours.
+    #[arg(long, env = "ATTUNE_AFFINITY_HALF_LIFE_H", default_value_t = 24.0)]
+    pub affinity_half_life_h: f64,
+    /// Where to serve /metrics (consumer lag) and /healthz.
+    #[arg(long, env = "ATTUNE_CONSUMER_LISTEN", default_value = "127.0.0.1:9464")]
+    pub listen: SocketAddr,
 }
 
 /// Flags of `attune-origin serve`.
@@ -64,6 +93,12 @@ pub struct ServeArgs {
     /// Half-life of item popularity, in hours.
     #[arg(long, env = "ATTUNE_POPULARITY_HALF_LIFE_H", default_value_t = 24.0)]
     pub popularity_half_life_h: f64,
+    /// Prefix of the interaction topics (several deployments on one cluster).
+    #[arg(long, env = "ATTUNE_TOPIC_PREFIX", default_value = "")]
+    pub topic_prefix: String,
+    /// Half-life of profile affinities, in hours (as `consume` writes them).
+    #[arg(long, env = "ATTUNE_AFFINITY_HALF_LIFE_H", default_value_t = 24.0)]
+    pub affinity_half_life_h: f64,
 }
 
 /// Which backends to use.

@@ -15,6 +15,7 @@
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod consume;
 pub mod error;
 pub mod event_log;
 pub mod health;
@@ -63,6 +64,8 @@ pub struct AppState {
     pub weights: Arc<FeedbackWeights>,
     /// Half-life of item popularity.
     pub popularity_half_life: HalfLife,
+    /// Half-life of profile affinities (as the consumers write them).
+    pub affinity_half_life: HalfLife,
     /// Popularity credited by ingest, written to the store in the background.
     pub popularity: Arc<ingest::popularity::PopularityBuffer>,
     /// Prometheus.
@@ -88,6 +91,7 @@ impl AppState {
                 let log = event_log::kafka::KafkaLog::new(
                     &brokers,
                     Duration::from_millis(args.produce_timeout_ms),
+                    &args.topic_prefix,
                 )?;
                 let store = store::redis::RedisStore::connect(&redis_url)
                     .await
@@ -121,7 +125,10 @@ impl AppState {
         let store: Arc<dyn Store> = Arc::new(store::cached::CachedStore::new(store));
         let popularity = Arc::new(ingest::popularity::PopularityBuffer::default());
         popularity.spawn_flusher(&store, popularity_half_life);
+        let affinity_half_life = HalfLife::from_hours(args.affinity_half_life_h)
+            .context("ATTUNE_AFFINITY_HALF_LIFE_H must be a positive number of hours")?;
         Ok(AppState {
+            affinity_half_life,
             sites: Arc::new(sites),
             log,
             store,

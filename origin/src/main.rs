@@ -25,6 +25,23 @@ async fn main() -> anyhow::Result<()> {
             })
             .await?;
         }
+        Command::Consume(args) => {
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let listener = tokio::net::TcpListener::bind(args.listen)
+                .await
+                .with_context(|| format!("cannot listen on {} for /metrics: set ATTUNE_CONSUMER_LISTEN", args.listen))?;
+            let metrics = attune_origin::metrics::handle();
+            let app = axum::Router::new()
+                .route("/metrics", axum::routing::get(move || async move { metrics.render() }))
+                .route("/healthz", axum::routing::get(|| async { "ok" }));
+            tokio::spawn(async move { axum::serve(listener, app).await });
+            let flag = stop.clone();
+            tokio::spawn(async move {
+                let _ = tokio::signal::ctrl_c().await;
+                flag.store(true, std::sync::atomic::Ordering::SeqCst);
+            });
+            tokio::task::spawn_blocking(move || attune_origin::consume::run(&args, stop)).await??;
+        }
         Command::MintToken(args) => {
             let exp = attune_origin::auth::now_s() + args.ttl_s;
             println!(

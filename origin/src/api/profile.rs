@@ -27,5 +27,10 @@ pub async fn get_profile(
     Query(q): Query<ProfileQuery>,
 ) -> Result<Json<Profile>, ApiError> {
     let user = caller.user(q.user.as_deref())?;
-    Ok(Json(state.store.profile(&caller.site().key, &user).await?))
+    Ok(Json(
+        state
+            .store
+            .profile(&caller.site().key, &user, state.affinity_half_life)
+            .await?,
+    ))
 }

@@ -13,12 +13,13 @@ use super::{AppendError, EventLog, LogRecord};
 /// Kafka producer.
 pub struct KafkaLog {
     producer: FutureProducer,
+    topic_prefix: String,
 }
 
 impl KafkaLog {
     /// Creates the producer; `timeout` bounds how long a message may wait for
     /// its acknowledgement (then ingest answers 503).
-    pub fn new(brokers: &str, timeout: Duration) -> anyhow::Result<Self> {
+    pub fn new(brokers: &str, timeout: Duration, topic_prefix: &str) -> anyhow::Result<Self> {
         let producer = ClientConfig::new()
             .set("bootstrap.servers", brokers)
             .set("enable.idempotence", "true")
@@ -28,7 +29,10 @@ impl KafkaLog {
             .set("message.timeout.ms", timeout.as_millis().to_string())
             .set("queue.buffering.max.messages", "200000")
             .create()?;
-        Ok(KafkaLog { producer })
+        Ok(KafkaLog {
+            producer,
+            topic_prefix: topic_prefix.to_owned(),
+        })
     }
 }
 
@@ -40,8 +44,9 @@ impl EventLog for KafkaLog {
         let pending: Vec<_> = records
             .iter()
             .map(|r| {
+                let topic = format!("{}{}", self.topic_prefix, r.topic);
                 self.producer
-                    .send_result(FutureRecord::to(r.topic).key(&r.key).payload(&r.payload))
+                    .send_result(FutureRecord::to(&topic).key(&r.key).payload(&r.payload))
                     .map_err(|(e, _)| match e {
                         KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull) => {
                             AppendError::QueueFull

@@ -87,8 +87,8 @@ impl Store for CachedStore {
         Ok(context)
     }
 
-    async fn profile(&self, site: &str, user: &str) -> StoreResult<Profile> {
-        self.inner.profile(site, user).await
+    async fn profile(&self, site: &str, user: &str, half_life: HalfLife) -> StoreResult<Profile> {
+        self.inner.profile(site, user, half_life).await
     }
 
     async fn forget_user(&self, site: &str, user: &str) -> StoreResult<()> {

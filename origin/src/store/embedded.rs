@@ -196,7 +196,7 @@ impl Store for EmbeddedStore {
         })
     }
 
-    async fn profile(&self, site: &str, user: &str) -> StoreResult<Profile> {
+    async fn profile(&self, site: &str, user: &str, _half_life: HalfLife) -> StoreResult<Profile> {
         let (site, user) = (site.to_owned(), user.to_owned());
         let (attrs, profile) = self
             .blocking(move |db| {

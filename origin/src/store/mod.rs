@@ -61,6 +61,12 @@ pub struct Profile {
     pub last_seen_ms: Option<i64>,
     /// Total visible dwell, ms.
     pub dwell_ms_total: u64,
+    /// Deepest scroll per item, percent.
+    pub max_scroll: BTreeMap<String, u8>,
+    /// Decayed interest per category/tag, valued now.
+    pub affinities: BTreeMap<String, f64>,
+    /// Device class, browser and OS of the latest event, from the User-Agent.
+    pub device: BTreeMap<String, String>,
 }
 
 /// What ingest needs to know about the sender, in one round trip.
@@ -94,8 +100,8 @@ pub trait Store: Send + Sync {
     async fn set_attributes(&self, site: &str, user: &str, attrs: &Attributes) -> StoreResult<()>;
     /// Whether the user is forgotten, and their attributes.
     async fn ingest_context(&self, site: &str, user: &str) -> StoreResult<IngestContext>;
-    /// A user's profile.
-    async fn profile(&self, site: &str, user: &str) -> StoreResult<Profile>;
+    /// A user's profile, affinities valued now with `half_life`.
+    async fn profile(&self, site: &str, user: &str, half_life: HalfLife) -> StoreResult<Profile>;
     /// Deletes everything about a user and ignores their later events.
     async fn forget_user(&self, site: &str, user: &str) -> StoreResult<()>;
 }

@@ -6,7 +6,11 @@
 //! | `attune:{site}:pop` | hash | item id → `value,at_ms` decayed popularity |
 //! | `attune:{site}:forgotten` | set | forgotten user ids |
 //! | `attune:{site/user}:attrs` | hash | user attributes |
-//! | `attune:{site/user}:profile` | hash | counters written by the consumers |
+//! | `attune:{site/user}:profile` | hash | counts per kind, first/last seen, dwell, device (consumers) |
+//! | `attune:{site/user}:seen` | sorted set | event ids applied, by time (dedup window) |
+//! | `attune:{site/user}:wm` | hash | `topic:partition` → last applied offset |
+//! | `attune:{site/user}:affinity` | hash | tag → `value,at_ms` decayed interest |
+//! | `attune:{site/user}:scroll` | hash | item → deepest scroll % |
 
 use std::collections::HashMap;
 
@@ -34,7 +38,7 @@ pub fn user_key(site: &str, user: &str, what: &str) -> String {
 }
 
 /// Every per-user key `forget_user` deletes.
-pub const USER_KEYS: &[&str] = &["attrs", "profile", "seen", "affinity", "vector"];
+pub const USER_KEYS: &[&str] = &["attrs", "profile", "seen", "wm", "affinity", "scroll"];
 
 impl RedisStore {
     /// Connects (and keeps reconnecting in the background).
@@ -161,14 +165,20 @@ impl Store for RedisStore {
         })
     }
 
-    async fn profile(&self, site: &str, user: &str) -> StoreResult<Profile> {
+    async fn profile(&self, site: &str, user: &str, half_life: HalfLife) -> StoreResult<Profile> {
         let mut c = self.conn.clone();
-        let (attributes, fields): (Attributes, HashMap<String, String>) = redis::pipe()
+        type Hash = HashMap<String, String>;
+        let (attributes, fields, affinity, scroll): (Attributes, Hash, Hash, Hash) = redis::pipe()
             .hgetall(user_key(site, user, "attrs"))
             .hgetall(user_key(site, user, "profile"))
+            .hgetall(user_key(site, user, "affinity"))
+            .hgetall(user_key(site, user, "scroll"))
             .query_async(&mut c)
             .await?;
         let num = |k: &str| fields.get(k).and_then(|v| v.parse::<i64>().ok());
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
         Ok(Profile {
             attributes,
             counts: fields
@@ -178,6 +188,18 @@ impl Store for RedisStore {
             first_seen_ms: num("first_seen_ms"),
             last_seen_ms: num("last_seen_ms"),
             dwell_ms_total: num("dwell_ms_total").unwrap_or(0).max(0) as u64,
+            max_scroll: scroll
+                .into_iter()
+                .filter_map(|(item, v)| Some((item, v.parse().ok()?)))
+                .collect(),
+            affinities: affinity
+                .into_iter()
+                .filter_map(|(tag, v)| Some((tag, parse_score(&v)?.value_at(now, half_life))))
+                .collect(),
+            device: ["device_class", "browser", "os"]
+                .iter()
+                .filter_map(|k| Some((k.to_string(), fields.get(*k)?.clone())))
+                .collect(),
         })
     }
 

@@ -78,6 +78,8 @@ pub fn args(backend: Backend, config: PathBuf, data_dir: PathBuf) -> ServeArgs {
         rate_per_ip: 10_000,
         produce_timeout_ms: 5000,
         popularity_half_life_h: 24.0,
+        topic_prefix: String::new(),
+        affinity_half_life_h: 24.0,
     }
 }
 

@@ -6,7 +6,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use attune_core::routing::{topics, PARTITIONS_PER_TOPIC};
+use attune_core::routing::{topics, PARTITIONS_PER_TOPIC, PROFILE_UPDATES};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -147,7 +147,7 @@ pub fn wait_ready(stack: &Stack, pid: u32) -> Result<()> {
     })
 }
 
-/// Creates one topic per interaction kind ([`PARTITIONS_PER_TOPIC`] partitions,
+/// Creates one topic per interaction kind and the consumers' output topic ([`PARTITIONS_PER_TOPIC`] partitions,
 /// keyed by user) through the AdminClient; existing topics are checked.
 pub fn ensure_topics(brokers: &str) -> Result<()> {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
@@ -155,6 +155,7 @@ pub fn ensure_topics(brokers: &str) -> Result<()> {
         .create()
         .context("create the Kafka admin client")?;
     let new: Vec<NewTopic> = topics()
+        .chain([PROFILE_UPDATES])
         .map(|t| NewTopic::new(t, PARTITIONS_PER_TOPIC, TopicReplication::Fixed(1)))
         .collect();
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -1,0 +1,232 @@
+//! Applies a batch of events to Redis profiles, idempotently: one Lua script
+//! per user checks the partition watermark and the event id before it changes
+//! anything, and records both with the change, atomically. A replay after a
+//! crash (same offsets) and a client retry (same id, new offset) change nothing.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use attune_core::{DeviceClass, FeedbackWeights, HalfLife, Interaction};
+use serde::Serialize;
+
+use crate::record::EventRecord;
+use crate::store::redis::user_key;
+
+/// How long event ids are remembered for deduplication (client retries and
+/// persisted browser queues arrive within days).
+pub const DEDUP_WINDOW_MS: i64 = 14 * 86_400_000;
+
+/// One consumed message.
+pub struct Incoming {
+    /// Topic (with prefix).
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// Offset.
+    pub offset: i64,
+    /// The event.
+    pub record: EventRecord,
+}
+
+/// An event as the profile script reads it (MessagePack through `cmsgpack`).
+#[derive(Debug, Serialize)]
+pub struct ScriptEvent {
+    id: String,
+    /// `topic:partition` of the watermark.
+    tp: String,
+    off: i64,
+    kind: &'static str,
+    ts: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    item: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ms: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dp: Option<u8>,
+    tags: Vec<String>,
+    w: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dc: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    br: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    os: Option<String>,
+}
+
+fn device_name(d: DeviceClass) -> &'static str {
+    match d {
+        DeviceClass::Desktop => "desktop",
+        DeviceClass::Mobile => "mobile",
+        DeviceClass::Tablet => "tablet",
+        DeviceClass::Other => "other",
+    }
+}
+
+/// Groups a batch by `(site, user)` in offset order, with each event's weight
+/// and its item's tags.
+pub fn by_user(
+    batch: &[Incoming],
+    weights: &FeedbackWeights,
+    tags_of: &mut impl FnMut(&str, &str) -> Vec<String>,
+) -> BTreeMap<(String, String), Vec<ScriptEvent>> {
+    let mut out: BTreeMap<(String, String), Vec<ScriptEvent>> = BTreeMap::new();
+    for m in batch {
+        let r = &m.record;
+        let e = &r.event;
+        let (ms, dp) = match e.interaction {
+            Interaction::Dwell { visible_ms } => (Some(visible_ms), None),
+            Interaction::Scroll { depth_pct } => (None, Some(depth_pct)),
+            _ => (None, None),
+        };
+        let tags = e
+            .item
+            .as_deref()
+            .map_or_else(Vec::new, |item| tags_of(&r.site_key, item));
+        out.entry((r.site_key.clone(), r.user_id.clone()))
+            .or_default()
+            .push(ScriptEvent {
+                id: e.id.simple().to_string(),
+                tp: format!("{}:{}", m.topic, m.partition),
+                off: m.offset,
+                kind: e.kind().as_str(),
+                ts: r.corrected_ts_ms,
+                item: e.item.clone(),
+                ms,
+                dp,
+                tags,
+                w: weights.weight(&e.interaction),
+                dc: r.device.class.map(device_name),
+                br: r.device.browser.clone(),
+                os: r.device.os.clone(),
+            });
+    }
+    out
+}
+
+/// KEYS: profile, seen, wm, affinity, scroll. ARGV: events (MessagePack),
+/// half-life ms, dedup window ms. Returns how many events were applied.
+const PROFILE_SCRIPT: &str = r"
+local events = cmsgpack.unpack(ARGV[1])
+local h = tonumber(ARGV[2])
+local window = tonumber(ARGV[3])
+local applied, newest = 0, nil
+for _, e in ipairs(events) do
+  local wm = tonumber(redis.call('HGET', KEYS[3], e.tp) or '-1')
+  if e.off > wm then
+    redis.call('HSET', KEYS[3], e.tp, e.off)
+    if redis.call('ZADD', KEYS[2], 'NX', e.ts, e.id) == 1 then
+      applied = applied + 1
+      if newest == nil or e.ts > newest then newest = e.ts end
+      redis.call('HINCRBY', KEYS[1], 'count:' .. e.kind, 1)
+      local first = tonumber(redis.call('HGET', KEYS[1], 'first_seen_ms'))
+      if first == nil or e.ts < first then redis.call('HSET', KEYS[1], 'first_seen_ms', string.format('%d', e.ts)) end
+      local last = tonumber(redis.call('HGET', KEYS[1], 'last_seen_ms'))
+      if last == nil or e.ts > last then redis.call('HSET', KEYS[1], 'last_seen_ms', string.format('%d', e.ts)) end
+      if e.ms then redis.call('HINCRBY', KEYS[1], 'dwell_ms_total', e.ms) end
+      if e.dp and e.item then
+        local cur = tonumber(redis.call('HGET', KEYS[5], e.item) or '-1')
+        if e.dp > cur then redis.call('HSET', KEYS[5], e.item, e.dp) end
+      end
+      if e.dc then redis.call('HSET', KEYS[1], 'device_class', e.dc) end
+      if e.br then redis.call('HSET', KEYS[1], 'browser', e.br) end
+      if e.os then redis.call('HSET', KEYS[1], 'os', e.os) end
+      if e.w ~= 0 then
+        for _, tag in ipairs(e.tags) do
+          local v, at = 0, e.ts
+          local cur = redis.call('HGET', KEYS[4], tag)
+          if cur then
+            local sep = string.find(cur, ',')
+            v = tonumber(string.sub(cur, 1, sep - 1))
+            at = tonumber(string.sub(cur, sep + 1))
+          end
+          local nat = math.max(at, e.ts)
+          local nv = v * 2 ^ (-(nat - at) / h) + e.w * 2 ^ (-(nat - e.ts) / h)
+          redis.call('HSET', KEYS[4], tag, string.format('%.17g', nv) .. ',' .. string.format('%d', nat))
+        end
+      end
+    end
+  end
+end
+if newest then redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', newest - window) end
+return applied
+";
+
+/// Redis writes of the consumer (a blocking connection: the consumer loop is
+/// synchronous).
+pub struct ProfileWriter {
+    conn: redis::Connection,
+    script: redis::Script,
+    catalog: HashMap<String, (Instant, HashMap<String, Vec<String>>)>,
+}
+
+/// How long the consumer trusts its copy of a site's catalog.
+const CATALOG_TTL: Duration = Duration::from_secs(5);
+
+impl ProfileWriter {
+    /// Connects.
+    pub fn connect(url: &str) -> redis::RedisResult<Self> {
+        let conn = redis::Client::open(url)?.get_connection()?;
+        Ok(ProfileWriter {
+            conn,
+            script: redis::Script::new(PROFILE_SCRIPT),
+            catalog: HashMap::new(),
+        })
+    }
+
+    /// The tags of `item` from the site's catalog (refreshed every few seconds).
+    pub fn tags_of(&mut self, site: &str, item: &str) -> Vec<String> {
+        let stale = self
+            .catalog
+            .get(site)
+            .is_none_or(|(at, _)| at.elapsed() > CATALOG_TTL);
+        if stale {
+            let key = format!("attune:{{{site}}}:items");
+            let items: HashMap<String, String> = redis::cmd("HGETALL")
+                .arg(&key)
+                .query(&mut self.conn)
+                .unwrap_or_default();
+            let tags = items
+                .into_iter()
+                .filter_map(|(id, json)| {
+                    let item: crate::store::Item = serde_json::from_str(&json).ok()?;
+                    Some((id, item.tags))
+                })
+                .collect();
+            self.catalog.insert(site.to_owned(), (Instant::now(), tags));
+        }
+        self.catalog
+            .get(site)
+            .and_then(|(_, tags)| tags.get(item).cloned())
+            .unwrap_or_default()
+    }
+
+    /// Which of these users asked to be forgotten (their events are dropped).
+    pub fn forgotten(&mut self, users: &[&(String, String)]) -> redis::RedisResult<Vec<bool>> {
+        let mut pipe = redis::pipe();
+        for (site, user) in users {
+            pipe.sismember(format!("attune:{{{site}}}:forgotten"), user);
+        }
+        pipe.query(&mut self.conn)
+    }
+
+    /// Applies one user's events; returns how many were new.
+    pub fn apply(
+        &mut self,
+        site: &str,
+        user: &str,
+        events: &[ScriptEvent],
+        half_life: HalfLife,
+    ) -> redis::RedisResult<u64> {
+        let payload = rmp_serde::to_vec_named(events).expect("script events serialize");
+        self.script
+            .key(user_key(site, user, "profile"))
+            .key(user_key(site, user, "seen"))
+            .key(user_key(site, user, "wm"))
+            .key(user_key(site, user, "affinity"))
+            .key(user_key(site, user, "scroll"))
+            .arg(payload)
+            .arg(half_life.as_ms())
+            .arg(DEDUP_WINDOW_MS)
+            .invoke(&mut self.conn)
+    }
+}

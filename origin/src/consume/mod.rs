@@ -1,0 +1,193 @@
+//! `attune-origin consume`: the consumer group that turns the interaction
+//! topics into Redis profiles, exactly once in effect.
+//!
+//! Each round: poll a batch; apply it to Redis with [`apply::ProfileWriter`]
+//! (idempotent per partition watermark and event id, atomically per user);
+//! then, in one Kafka transaction, publish one `profile_updates` message per
+//! changed user and commit the consumed offsets. A crash anywhere replays the
+//! batch from the last committed offsets, and the replay changes nothing it
+//! already changed. Any Kafka error restarts the round from committed offsets.
+
+pub mod apply;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result};
+use attune_core::routing::{topics, PROFILE_UPDATES};
+use attune_core::{FeedbackWeights, HalfLife};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{ClientConfig, ClientContext, Message, Offset, Statistics, TopicPartitionList};
+
+use crate::config::ConsumeArgs;
+use crate::record::EventRecord;
+use apply::{by_user, Incoming, ProfileWriter};
+
+const POLL: Duration = Duration::from_millis(100);
+const TX_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Exports consumer lag per partition from librdkafka's statistics.
+struct LagContext;
+
+impl ClientContext for LagContext {
+    fn stats(&self, stats: Statistics) {
+        for (topic, t) in &stats.topics {
+            for (partition, p) in &t.partitions {
+                if *partition >= 0 && p.consumer_lag >= 0 {
+                    metrics::gauge!("attune_consumer_lag", "topic" => topic.clone(), "partition" => partition.to_string())
+                        .set(p.consumer_lag as f64);
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for LagContext {}
+
+/// Runs until `stop` is set; restarts its Kafka clients after any error.
+pub fn run(args: &ConsumeArgs, stop: Arc<AtomicBool>) -> Result<()> {
+    while !stop.load(Ordering::SeqCst) {
+        if let Err(e) = run_clients(args, &stop) {
+            tracing::warn!("consumer restarting from the committed offsets: {e:#}");
+            metrics::counter!("attune_consumer_restarts_total").increment(1);
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
+    Ok(())
+}
+
+fn run_clients(args: &ConsumeArgs, stop: &AtomicBool) -> Result<()> {
+    let names: Vec<String> = topics()
+        .map(|t| format!("{}{t}", args.topic_prefix))
+        .collect();
+    let consumer: BaseConsumer<LagContext> = ClientConfig::new()
+        .set("bootstrap.servers", &args.kafka_brokers)
+        .set("group.id", &args.group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("isolation.level", "read_committed")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "6000")
+        .set("statistics.interval.ms", "1000")
+        .create_with_context(LagContext)
+        .context("create the Kafka consumer")?;
+    consumer.subscribe(&names.iter().map(String::as_str).collect::<Vec<_>>())?;
+    // Unique per client: zombies are fenced by the group generation sent
+    // with the offsets (KIP-447), not by a shared transactional id.
+    let transactional_id = format!("{}-{}-{}", args.group, std::process::id(), rand_seed());
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &args.kafka_brokers)
+        .set("transactional.id", &transactional_id)
+        .set("enable.idempotence", "true")
+        .create()
+        .context("create the transactional producer")?;
+    producer.init_transactions(Duration::from_secs(30))?;
+    let mut writer = ProfileWriter::connect(&args.redis_url).context("connect to Redis")?;
+    let half_life = HalfLife::from_hours(args.affinity_half_life_h)
+        .context("ATTUNE_AFFINITY_HALF_LIFE_H must be positive")?;
+    let weights = FeedbackWeights::default();
+    let updates_topic = format!("{}{PROFILE_UPDATES}", args.topic_prefix);
+    tracing::info!(group = %args.group, topics = ?names, "consumer started");
+
+    while !stop.load(Ordering::SeqCst) {
+        let batch = poll_batch(&consumer, args.batch);
+        if batch.is_empty() {
+            continue;
+        }
+        let started = Instant::now();
+        let mut offsets: BTreeMap<(String, i32), i64> = BTreeMap::new();
+        let mut incoming = Vec::with_capacity(batch.len());
+        for (topic, partition, offset, payload) in batch {
+            offsets.insert((topic.clone(), partition), offset + 1);
+            match EventRecord::decode(&payload) {
+                Ok(record) => incoming.push(Incoming {
+                    topic,
+                    partition,
+                    offset,
+                    record,
+                }),
+                // A poison message must not block its partition: count it, skip it.
+                Err(e) => {
+                    tracing::warn!(%topic, partition, offset, "undecodable record skipped: {e}");
+                    metrics::counter!("attune_consumer_undecodable_total").increment(1);
+                }
+            }
+        }
+        let groups = by_user(&incoming, &weights, &mut |site, item| writer.tags_of(site, item));
+        let users: Vec<&(String, String)> = groups.keys().collect();
+        let forgotten = writer.forgotten(&users).context("Redis forgotten check")?;
+        let mut changed = Vec::new();
+        for ((key, events), gone) in groups.iter().zip(forgotten) {
+            if gone {
+                continue;
+            }
+            let applied = writer
+                .apply(&key.0, &key.1, events, half_life)
+                .context("apply to Redis")?;
+            metrics::counter!("attune_consumer_events_applied_total").increment(applied);
+            metrics::counter!("attune_consumer_events_duplicate_total")
+                .increment(events.len() as u64 - applied);
+            if applied > 0 {
+                changed.push((key, applied));
+            }
+        }
+
+        producer.begin_transaction()?;
+        for ((site, user), applied) in &changed {
+            let key = attune_core::routing::partition_key(site, user);
+            let payload = serde_json::json!({"site": site, "user": user, "applied": applied}).to_string();
+            producer
+                .send(BaseRecord::to(&updates_topic).key(&key).payload(&payload))
+                .map_err(|(e, _)| e)?;
+        }
+        let mut tpl = TopicPartitionList::new();
+        for ((topic, partition), next) in &offsets {
+            tpl.add_partition_offset(topic, *partition, Offset::Offset(*next))?;
+        }
+        let metadata = consumer
+            .group_metadata()
+            .context("no consumer group metadata")?;
+        if let Err(e) = producer
+            .send_offsets_to_transaction(&tpl, &metadata, TX_TIMEOUT)
+            .and_then(|()| producer.commit_transaction(TX_TIMEOUT))
+        {
+            let _ = producer.abort_transaction(TX_TIMEOUT);
+            return Err(e).context("commit the transaction");
+        }
+        metrics::histogram!("attune_consumer_batch_duration_seconds").record(started.elapsed());
+    }
+    Ok(())
+}
+
+/// Up to `max` messages, waiting at most one poll interval for the first.
+fn poll_batch(consumer: &BaseConsumer<LagContext>, max: usize) -> Vec<(String, i32, i64, Vec<u8>)> {
+    let mut out = Vec::new();
+    let deadline = Instant::now() + POLL;
+    while out.len() < max {
+        let wait = deadline.saturating_duration_since(Instant::now());
+        match consumer.poll(if out.is_empty() { wait.max(POLL / 10) } else { Duration::ZERO }) {
+            Some(Ok(m)) => out.push((
+                m.topic().to_owned(),
+                m.partition(),
+                m.offset(),
+                m.payload().unwrap_or_default().to_vec(),
+            )),
+            Some(Err(e)) => {
+                tracing::warn!("consumer poll: {e}");
+                break;
+            }
+            None => break,
+        }
+    }
+    out
+}
+
+/// A per-process value for unique transactional ids.
+fn rand_seed() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos() as u64)
+}

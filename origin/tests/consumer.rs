@@ -1,0 +1,271 @@
+//! The consumers against the real Kafka and Redis: profiles count every
+//! accepted event exactly once through kill -9, restarts, duplicate batches and
+//! rebalances; forgetting a user removes their profile and ignores what comes
+//! later. Each test runs on its own topics (a prefix), so history never leaks in.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use attune_core::routing::{topics, PARTITIONS_PER_TOPIC, PROFILE_UPDATES};
+use attune_core::{Batch, Interaction};
+use common::{batch, env, event, now_ms, start, Backend, TestOrigin};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::ClientConfig;
+use serde_json::Value;
+
+async fn create_topics(prefix: &str) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", env("KAFKA_BROKERS"))
+        .create()
+        .unwrap();
+    let names: Vec<String> = topics().chain([PROFILE_UPDATES]).map(|t| format!("{prefix}{t}")).collect();
+    let new: Vec<NewTopic> = names
+        .iter()
+        .map(|t| NewTopic::new(t, PARTITIONS_PER_TOPIC, TopicReplication::Fixed(1)))
+        .collect();
+    for r in admin.create_topics(&new, &AdminOptions::new()).await.unwrap() {
+        r.expect("topic created");
+    }
+}
+
+struct Consumer(Child, u16);
+
+impl Consumer {
+    fn start(prefix: &str, group: &str) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new(env!("CARGO_BIN_EXE_attune-origin"))
+            .arg("consume")
+            .env("KAFKA_BROKERS", env("KAFKA_BROKERS"))
+            .env("REDIS_URL", env("REDIS_URL"))
+            .env("ATTUNE_TOPIC_PREFIX", prefix)
+            .env("ATTUNE_CONSUMER_GROUP", group)
+            .env("ATTUNE_CONSUMER_LISTEN", format!("127.0.0.1:{port}"))
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start attune-origin consume");
+        Consumer(child, port)
+    }
+
+    /// kill -9: no chance to commit or clean up.
+    fn kill9(mut self) {
+        self.0.kill().unwrap();
+        self.0.wait().unwrap();
+    }
+
+    async fn applied(&self) -> f64 {
+        let Ok(r) = reqwest::get(format!("http://127.0.0.1:{}/metrics", self.1)).await else {
+            return 0.0;
+        };
+        let text = r.text().await.unwrap_or_default();
+        text.lines()
+            .find(|l| l.starts_with("attune_consumer_events_applied_total"))
+            .and_then(|l| l.split_whitespace().last()?.parse().ok())
+            .unwrap_or(0.0)
+    }
+}
+
+impl Drop for Consumer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A unique prefix and an origin producing to it.
+async fn setup() -> (String, TestOrigin) {
+    let prefix = format!("it{}.", &uuid::Uuid::now_v7().simple().to_string()[20..]);
+    create_topics(&prefix).await;
+    let p = prefix.clone();
+    let origin = start(Backend::KafkaRedis, move |a| a.topic_prefix = p).await;
+    (prefix, origin)
+}
+
+/// Ten events of every kind for `anon`: (batch, expected count per kind, dwell ms).
+fn user_batch(site: &str, anon: &str, round: usize) -> Batch {
+    let t = now_ms();
+    let events = (0..10)
+        .map(|i| match i % 5 {
+            0 => event(Interaction::PageView, None, t),
+            1 => event(Interaction::Click, Some(&format!("item-{round}-{i}")), t),
+            2 => event(Interaction::Scroll { depth_pct: 40 + i as u8 }, Some("item-1"), t),
+            3 => event(Interaction::Dwell { visible_ms: 1000 + i as u32 }, Some("item-1"), t),
+            _ => event(Interaction::Impression, Some("item-2"), t),
+        })
+        .collect();
+    batch(site, anon, events)
+}
+
+async fn profile(origin: &TestOrigin, user: &str) -> Value {
+    origin
+        .http
+        .get(origin.url(&format!("/v1/profile?user={user}")))
+        .bearer_auth(&origin.site.api_key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// What the profiles must show: distinct events per user and kind, and dwell.
+#[derive(Default)]
+struct Expected(BTreeMap<String, (BTreeMap<String, u64>, u64)>);
+
+impl Expected {
+    fn add(&mut self, b: &Batch) {
+        let (counts, dwell) = self.0.entry(format!("anon:{}", b.anonymous_id)).or_default();
+        for e in &b.events {
+            *counts.entry(e.kind().as_str().to_owned()).or_default() += 1;
+            if let Interaction::Dwell { visible_ms } = e.interaction {
+                *dwell += u64::from(visible_ms);
+            }
+        }
+    }
+
+    /// Waits until every profile matches (and stays matched for a moment).
+    async fn wait_for(&self, origin: &TestOrigin) {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let mut all = true;
+            let mut last = String::new();
+            for (user, (counts, dwell)) in &self.0 {
+                let p = profile(origin, user).await;
+                let got: BTreeMap<String, u64> = serde_json::from_value(p["counts"].clone()).unwrap();
+                if &got != counts || p["dwell_ms_total"].as_u64() != Some(*dwell) {
+                    all = false;
+                    last = format!("{user}: got {got:?} / {}, want {counts:?} / {dwell}", p["dwell_ms_total"]);
+                    break;
+                }
+            }
+            if all {
+                return;
+            }
+            assert!(Instant::now() < deadline, "profiles never matched: {last}");
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn profiles_count_once_through_kill9_restart_and_duplicate_batches() {
+    let (prefix, origin) = setup().await;
+    let site = origin.site.site_key.clone();
+    let group = format!("g-{prefix}");
+    let mut expected = Expected::default();
+    let mut sent = Vec::new();
+
+    let first = Consumer::start(&prefix, &group);
+    for round in 0..6 {
+        for u in 0..8 {
+            let b = user_batch(&site, &format!("u{u}"), round);
+            assert_eq!(origin.post_batch(&b).await.status(), 202);
+            expected.add(&b);
+            sent.push(b);
+        }
+    }
+    // Kill it mid-stream, once it has applied part of what was sent.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while first.applied().await < 50.0 {
+        assert!(Instant::now() < deadline, "the consumer applied nothing");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    first.kill9();
+    // Client retries of batches already sent: same ids, new offsets.
+    for b in sent.iter().step_by(3) {
+        assert_eq!(origin.post_batch(b).await.status(), 202);
+    }
+    let _second = Consumer::start(&prefix, &group);
+    for round in 6..8 {
+        for u in 0..8 {
+            let b = user_batch(&site, &format!("u{u}"), round);
+            assert_eq!(origin.post_batch(&b).await.status(), 202);
+            expected.add(&b);
+        }
+    }
+    expected.wait_for(&origin).await;
+}
+
+#[tokio::test]
+async fn two_consumers_split_the_partitions_and_a_rebalance_loses_nothing() {
+    let (prefix, origin) = setup().await;
+    let site = origin.site.site_key.clone();
+    let group = format!("g-{prefix}");
+    let mut expected = Expected::default();
+    let a = Consumer::start(&prefix, &group);
+    let b = Consumer::start(&prefix, &group);
+    let mut round = 0;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    // Enough users that both consumers' partitions get events.
+    while a.applied().await == 0.0 || b.applied().await == 0.0 {
+        assert!(Instant::now() < deadline, "both consumers should get partitions");
+        for u in 0..16 {
+            let batch = user_batch(&site, &format!("r{u}"), round);
+            assert_eq!(origin.post_batch(&batch).await.status(), 202);
+            expected.add(&batch);
+        }
+        round += 1;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    a.kill9(); // its partitions move to b
+    for u in 0..16 {
+        let batch = user_batch(&site, &format!("r{u}"), round + 1);
+        assert_eq!(origin.post_batch(&batch).await.status(), 202);
+        expected.add(&batch);
+    }
+    expected.wait_for(&origin).await;
+    drop(b);
+}
+
+#[tokio::test]
+async fn forgetting_a_user_removes_the_profile_and_ignores_later_events() {
+    let (prefix, origin) = setup().await;
+    let site = origin.site.site_key.clone();
+    let r = origin
+        .http
+        .post(origin.url("/v1/items"))
+        .bearer_auth(&origin.site.api_key)
+        .json(&serde_json::json!({"items": [{"id": "item-1", "tags": ["sports"]}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let _consumer = Consumer::start(&prefix, &format!("g-{prefix}"));
+    let mut expected = Expected::default();
+    let gone = user_batch(&site, "gone", 0);
+    let kept = user_batch(&site, "kept", 0);
+    for b in [&gone, &kept] {
+        assert_eq!(origin.post_batch(b).await.status(), 202);
+        expected.add(b);
+    }
+    expected.wait_for(&origin).await;
+    let p = profile(&origin, "anon:kept").await;
+    assert_eq!(p["max_scroll"]["item-1"], 47, "deepest scroll of item-1: {p}");
+    assert!(p["affinities"]["sports"].as_f64().unwrap() > 0.0, "item-1's category: {p}");
+    assert!(p["first_seen_ms"].as_i64().unwrap() <= p["last_seen_ms"].as_i64().unwrap());
+
+    let r = origin
+        .http
+        .delete(origin.url("/v1/users/anon:gone"))
+        .bearer_auth(&origin.site.api_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(profile(&origin, "anon:gone").await["counts"], serde_json::json!({}));
+    // Later events: ingest ignores them; the consumer would too.
+    let later = user_batch(&site, "gone", 1);
+    let body: Value = origin.post_batch(&later).await.json().await.unwrap();
+    assert_eq!(body["ignored"], 10);
+    let more = user_batch(&site, "kept", 1);
+    assert_eq!(origin.post_batch(&more).await.status(), 202);
+    expected.add(&more);
+    expected.0.remove("anon:gone");
+    expected.wait_for(&origin).await;
+    assert_eq!(profile(&origin, "anon:gone").await["counts"], serde_json::json!({}));
+}
