@@ -29,10 +29,18 @@ async fn main() -> anyhow::Result<()> {
             let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
             let listener = tokio::net::TcpListener::bind(args.listen)
                 .await
-                .with_context(|| format!("cannot listen on {} for /metrics: set ATTUNE_CONSUMER_LISTEN", args.listen))?;
+                .with_context(|| {
+                    format!(
+                        "cannot listen on {} for /metrics: set ATTUNE_CONSUMER_LISTEN",
+                        args.listen
+                    )
+                })?;
             let metrics = attune_origin::metrics::handle();
             let app = axum::Router::new()
-                .route("/metrics", axum::routing::get(move || async move { metrics.render() }))
+                .route(
+                    "/metrics",
+                    axum::routing::get(move || async move { metrics.render() }),
+                )
                 .route("/healthz", axum::routing::get(|| async { "ok" }));
             tokio::spawn(async move { axum::serve(listener, app).await });
             let flag = stop.clone();

@@ -22,12 +22,19 @@ async fn create_topics(prefix: &str) {
         .set("bootstrap.servers", env("KAFKA_BROKERS"))
         .create()
         .unwrap();
-    let names: Vec<String> = topics().chain([PROFILE_UPDATES]).map(|t| format!("{prefix}{t}")).collect();
+    let names: Vec<String> = topics()
+        .chain([PROFILE_UPDATES])
+        .map(|t| format!("{prefix}{t}"))
+        .collect();
     let new: Vec<NewTopic> = names
         .iter()
         .map(|t| NewTopic::new(t, PARTITIONS_PER_TOPIC, TopicReplication::Fixed(1)))
         .collect();
-    for r in admin.create_topics(&new, &AdminOptions::new()).await.unwrap() {
+    for r in admin
+        .create_topics(&new, &AdminOptions::new())
+        .await
+        .unwrap()
+    {
         r.expect("topic created");
     }
 }
@@ -36,7 +43,11 @@ struct Consumer(Child, u16);
 
 impl Consumer {
     fn start(prefix: &str, group: &str) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let child = Command::new(env!("CARGO_BIN_EXE_attune-origin"))
             .arg("consume")
             .env("KAFKA_BROKERS", env("KAFKA_BROKERS"))
@@ -92,8 +103,20 @@ fn user_batch(site: &str, anon: &str, round: usize) -> Batch {
         .map(|i| match i % 5 {
             0 => event(Interaction::PageView, None, t),
             1 => event(Interaction::Click, Some(&format!("item-{round}-{i}")), t),
-            2 => event(Interaction::Scroll { depth_pct: 40 + i as u8 }, Some("item-1"), t),
-            3 => event(Interaction::Dwell { visible_ms: 1000 + i as u32 }, Some("item-1"), t),
+            2 => event(
+                Interaction::Scroll {
+                    depth_pct: 40 + i as u8,
+                },
+                Some("item-1"),
+                t,
+            ),
+            3 => event(
+                Interaction::Dwell {
+                    visible_ms: 1000 + i as u32,
+                },
+                Some("item-1"),
+                t,
+            ),
             _ => event(Interaction::Impression, Some("item-2"), t),
         })
         .collect();
@@ -119,7 +142,10 @@ struct Expected(BTreeMap<String, (BTreeMap<String, u64>, u64)>);
 
 impl Expected {
     fn add(&mut self, b: &Batch) {
-        let (counts, dwell) = self.0.entry(format!("anon:{}", b.anonymous_id)).or_default();
+        let (counts, dwell) = self
+            .0
+            .entry(format!("anon:{}", b.anonymous_id))
+            .or_default();
         for e in &b.events {
             *counts.entry(e.kind().as_str().to_owned()).or_default() += 1;
             if let Interaction::Dwell { visible_ms } = e.interaction {
@@ -136,10 +162,14 @@ impl Expected {
             let mut last = String::new();
             for (user, (counts, dwell)) in &self.0 {
                 let p = profile(origin, user).await;
-                let got: BTreeMap<String, u64> = serde_json::from_value(p["counts"].clone()).unwrap();
+                let got: BTreeMap<String, u64> =
+                    serde_json::from_value(p["counts"].clone()).unwrap();
                 if &got != counts || p["dwell_ms_total"].as_u64() != Some(*dwell) {
                     all = false;
-                    last = format!("{user}: got {got:?} / {}, want {counts:?} / {dwell}", p["dwell_ms_total"]);
+                    last = format!(
+                        "{user}: got {got:?} / {}, want {counts:?} / {dwell}",
+                        p["dwell_ms_total"]
+                    );
                     break;
                 }
             }
@@ -203,7 +233,10 @@ async fn two_consumers_split_the_partitions_and_a_rebalance_loses_nothing() {
     let deadline = Instant::now() + Duration::from_secs(60);
     // Enough users that both consumers' partitions get events.
     while a.applied().await == 0.0 || b.applied().await == 0.0 {
-        assert!(Instant::now() < deadline, "both consumers should get partitions");
+        assert!(
+            Instant::now() < deadline,
+            "both consumers should get partitions"
+        );
         for u in 0..16 {
             let batch = user_batch(&site, &format!("r{u}"), round);
             assert_eq!(origin.post_batch(&batch).await.status(), 202);
@@ -245,8 +278,14 @@ async fn forgetting_a_user_removes_the_profile_and_ignores_later_events() {
     }
     expected.wait_for(&origin).await;
     let p = profile(&origin, "anon:kept").await;
-    assert_eq!(p["max_scroll"]["item-1"], 47, "deepest scroll of item-1: {p}");
-    assert!(p["affinities"]["sports"].as_f64().unwrap() > 0.0, "item-1's category: {p}");
+    assert_eq!(
+        p["max_scroll"]["item-1"], 47,
+        "deepest scroll of item-1: {p}"
+    );
+    assert!(
+        p["affinities"]["sports"].as_f64().unwrap() > 0.0,
+        "item-1's category: {p}"
+    );
     assert!(p["first_seen_ms"].as_i64().unwrap() <= p["last_seen_ms"].as_i64().unwrap());
 
     let r = origin
@@ -257,7 +296,10 @@ async fn forgetting_a_user_removes_the_profile_and_ignores_later_events() {
         .await
         .unwrap();
     assert_eq!(r.status(), 204);
-    assert_eq!(profile(&origin, "anon:gone").await["counts"], serde_json::json!({}));
+    assert_eq!(
+        profile(&origin, "anon:gone").await["counts"],
+        serde_json::json!({})
+    );
     // Later events: ingest ignores them; the consumer would too.
     let later = user_batch(&site, "gone", 1);
     let body: Value = origin.post_batch(&later).await.json().await.unwrap();
@@ -267,5 +309,8 @@ async fn forgetting_a_user_removes_the_profile_and_ignores_later_events() {
     expected.add(&more);
     expected.0.remove("anon:gone");
     expected.wait_for(&origin).await;
-    assert_eq!(profile(&origin, "anon:gone").await["counts"], serde_json::json!({}));
+    assert_eq!(
+        profile(&origin, "anon:gone").await["counts"],
+        serde_json::json!({})
+    );
 }

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use crate::process::port_open;
+use std::process::{Child, Command};
+
+use crate::process::{self, port_open};
 use crate::stack::Stack;
 use crate::test::cargo;
 
@@ -37,31 +39,41 @@ pub fn run(with_stack: bool) -> Result<()> {
         .and_then(|(_, p)| p.parse().ok())
         .with_context(|| format!("ATTUNE_LISTEN={listen} is not host:port"))?;
 
-    println!("==> building and starting the origin on {listen}");
-    let mut origin = cargo()
-        .args(["run", "--quiet", "-p", "attune-origin", "--", "serve"])
-        .env("ATTUNE_LISTEN", &listen)
-        .env_remove("KAFKA_BROKERS")
-        .env_remove("REDIS_URL")
-        .envs(backend_env.iter().map(|(k, v)| (*k, v.as_str())))
-        .spawn()
-        .context("start the origin")?;
+    println!("==> building the origin");
+    process::run(cargo().args(["build", "--quiet", "-p", "attune-origin"]))?;
+    let bin = crate::workspace_root().join("target/debug/attune-origin");
+    let spawn = |args: &[&str]| -> Result<Child> {
+        Command::new(&bin)
+            .args(args)
+            .env("ATTUNE_LISTEN", &listen)
+            .env_remove("KAFKA_BROKERS")
+            .env_remove("REDIS_URL")
+            .envs(backend_env.iter().map(|(k, v)| (*k, v.as_str())))
+            .spawn()
+            .with_context(|| format!("start attune-origin {}", args.join(" ")))
+    };
+    let mut children = vec![("origin", spawn(&["serve"])?)];
+    if running.is_some() {
+        // The consumers turn the event topics into profiles.
+        children.push(("consumer", spawn(&["consume"])?));
+    }
 
     let started = Instant::now();
     let mut announced = false;
     loop {
-        if let Some(status) = origin.try_wait()? {
-            if stop.load(Ordering::SeqCst) {
-                break;
+        let stopping = stop.load(Ordering::SeqCst);
+        let mut exited = None;
+        for (name, child) in children.iter_mut() {
+            if let Some(status) = child.try_wait()? {
+                exited.get_or_insert((*name, status));
             }
-            bail!("the origin exited ({status}); see its output above");
         }
-        if stop.load(Ordering::SeqCst) {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(origin.id() as i32),
-                nix::sys::signal::Signal::SIGINT,
-            );
-            origin.wait()?;
+        if let (Some((name, status)), false) = (exited, stopping) {
+            stop_all(&mut children);
+            bail!("the {name} exited ({status}); see its output above");
+        }
+        if stopping {
+            stop_all(&mut children);
             break;
         }
         if !announced && port_open(port) {
@@ -95,4 +107,17 @@ pub fn run(with_stack: bool) -> Result<()> {
     println!("\n==> stopping");
     drop(running);
     Ok(())
+}
+
+/// SIGINT to every child (they shut down gracefully), then wait for them.
+fn stop_all(children: &mut [(&str, Child)]) {
+    for (_, child) in children.iter() {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGINT,
+        );
+    }
+    for (_, child) in children.iter_mut() {
+        let _ = child.wait();
+    }
 }

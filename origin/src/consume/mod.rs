@@ -82,6 +82,9 @@ fn run_clients(args: &ConsumeArgs, stop: &AtomicBool) -> Result<()> {
         .set("bootstrap.servers", &args.kafka_brokers)
         .set("transactional.id", &transactional_id)
         .set("enable.idempotence", "true")
+        // If this process dies mid-transaction, the coordinator aborts it after
+        // this long; until then the group cannot fetch the pending offsets.
+        .set("transaction.timeout.ms", "10000")
         .create()
         .context("create the transactional producer")?;
     producer.init_transactions(Duration::from_secs(30))?;
@@ -116,7 +119,9 @@ fn run_clients(args: &ConsumeArgs, stop: &AtomicBool) -> Result<()> {
                 }
             }
         }
-        let groups = by_user(&incoming, &weights, &mut |site, item| writer.tags_of(site, item));
+        let groups = by_user(&incoming, &weights, &mut |site, item| {
+            writer.tags_of(site, item)
+        });
         let users: Vec<&(String, String)> = groups.keys().collect();
         let forgotten = writer.forgotten(&users).context("Redis forgotten check")?;
         let mut changed = Vec::new();
@@ -138,7 +143,8 @@ fn run_clients(args: &ConsumeArgs, stop: &AtomicBool) -> Result<()> {
         producer.begin_transaction()?;
         for ((site, user), applied) in &changed {
             let key = attune_core::routing::partition_key(site, user);
-            let payload = serde_json::json!({"site": site, "user": user, "applied": applied}).to_string();
+            let payload =
+                serde_json::json!({"site": site, "user": user, "applied": applied}).to_string();
             producer
                 .send(BaseRecord::to(&updates_topic).key(&key).payload(&payload))
                 .map_err(|(e, _)| e)?;
@@ -168,7 +174,11 @@ fn poll_batch(consumer: &BaseConsumer<LagContext>, max: usize) -> Vec<(String, i
     let deadline = Instant::now() + POLL;
     while out.len() < max {
         let wait = deadline.saturating_duration_since(Instant::now());
-        match consumer.poll(if out.is_empty() { wait.max(POLL / 10) } else { Duration::ZERO }) {
+        match consumer.poll(if out.is_empty() {
+            wait.max(POLL / 10)
+        } else {
+            Duration::ZERO
+        }) {
             Some(Ok(m)) => out.push((
                 m.topic().to_owned(),
                 m.partition(),
