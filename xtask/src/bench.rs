@@ -16,6 +16,8 @@ use crate::{edge, install, tracker};
 pub enum Bench {
     /// Origin ingest vs a bare rdkafka producer and a decode-only axum handler.
     Ingest,
+    /// Time from an event's 202 to its effect in GET /v1/profile under load.
+    Freshness,
     /// The edge: rerank CPU time in workerd vs native, and the bundle size.
     Edge,
     /// Tracker main-thread script time in Chromium beside posthog-js.
@@ -26,12 +28,13 @@ pub fn run_bench(bench: Bench) -> Result<()> {
     match bench {
         Bench::Edge => return edge_bench(),
         Bench::Tracker => return tracker_bench(),
-        Bench::Ingest => {}
+        Bench::Ingest | Bench::Freshness => {}
     }
     let stack = Stack::from_env();
     let running = stack.up()?;
     let name = match bench {
         Bench::Ingest => "ingest",
+        Bench::Freshness => "freshness",
         Bench::Edge | Bench::Tracker => unreachable!("handled above"),
     };
     run(cargo()
