@@ -105,6 +105,31 @@ pub enum DeviceClass {
     Other,
 }
 
+impl DeviceClass {
+    /// Every class.
+    pub const ALL: [DeviceClass; 4] = [
+        DeviceClass::Desktop,
+        DeviceClass::Mobile,
+        DeviceClass::Tablet,
+        DeviceClass::Other,
+    ];
+
+    /// The name used on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeviceClass::Desktop => "desktop",
+            DeviceClass::Mobile => "mobile",
+            DeviceClass::Tablet => "tablet",
+            DeviceClass::Other => "other",
+        }
+    }
+
+    /// Parses a wire name; `None` for anything else.
+    pub fn parse(name: &str) -> Option<Self> {
+        DeviceClass::ALL.into_iter().find(|d| d.as_str() == name)
+    }
+}
+
 /// Viewport size in CSS pixels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Viewport {

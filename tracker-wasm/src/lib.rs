@@ -26,15 +26,6 @@ use engine::{Config, Engine};
 #[wasm_bindgen]
 pub struct Tracker(Engine);
 
-fn device(name: &str) -> Option<DeviceClass> {
-    match name {
-        "desktop" => Some(DeviceClass::Desktop),
-        "mobile" => Some(DeviceClass::Mobile),
-        "tablet" => Some(DeviceClass::Tablet),
-        _ => None,
-    }
-}
-
 #[wasm_bindgen]
 impl Tracker {
     /// `seed_hi`/`seed_lo`: 64 random bits from `crypto.getRandomValues`.
@@ -79,7 +70,7 @@ impl Tracker {
             path,
             Some(referrer),
             (width, height),
-            device(device_class),
+            DeviceClass::parse(device_class),
             now,
         );
     }

@@ -64,7 +64,21 @@ pub fn decode_json(bytes: &[u8], limits: &Limits) -> Result<Batch, DecodeError> 
     decode(bytes, limits, Format::Json)
 }
 
-fn decode(bytes: &[u8], limits: &Limits, format: Format) -> Result<Batch, DecodeError> {
+/// The encoding a `Content-Type` header names: `application/msgpack` (also
+/// `x-msgpack`, `vnd.msgpack`) or `application/json`, parameters ignored.
+pub fn format_of(content_type: &str) -> Option<Format> {
+    let mime = content_type.split(';').next().unwrap_or("").trim();
+    match mime.to_ascii_lowercase().as_str() {
+        "application/msgpack" | "application/x-msgpack" | "application/vnd.msgpack" => {
+            Some(Format::MessagePack)
+        }
+        "application/json" => Some(Format::Json),
+        _ => None,
+    }
+}
+
+/// Decodes and validates a batch in either encoding.
+pub fn decode(bytes: &[u8], limits: &Limits, format: Format) -> Result<Batch, DecodeError> {
     if bytes.len() > limits.max_batch_bytes {
         return Err(DecodeError::TooLarge {
             actual: bytes.len(),

@@ -214,30 +214,10 @@ impl<'a> From<&'a Event> for WireEvent<'a> {
                 path: c.path.as_deref().map(Cow::Borrowed),
                 referrer: c.referrer.as_deref().map(Cow::Borrowed),
                 viewport: c.viewport.map(|v| (v.width, v.height)),
-                device: c.device.map(|d| Cow::Borrowed(device_name(d))),
+                device: c.device.map(|d| Cow::Borrowed(d.as_str())),
             }),
         }
     }
-}
-
-fn device_name(d: DeviceClass) -> &'static str {
-    match d {
-        DeviceClass::Desktop => "desktop",
-        DeviceClass::Mobile => "mobile",
-        DeviceClass::Tablet => "tablet",
-        DeviceClass::Other => "other",
-    }
-}
-
-fn parse_device(name: &str) -> Option<DeviceClass> {
-    [
-        DeviceClass::Desktop,
-        DeviceClass::Mobile,
-        DeviceClass::Tablet,
-        DeviceClass::Other,
-    ]
-    .into_iter()
-    .find(|d| device_name(*d) == name)
 }
 
 fn invalid(field: impl Into<String>, problem: Problem) -> DecodeError {
@@ -404,7 +384,7 @@ impl WireEvent<'_> {
                 url("context.referrer", &c.referrer)?;
                 let device = match c.device {
                     None => None,
-                    Some(name) => Some(parse_device(&name).ok_or_else(|| {
+                    Some(name) => Some(DeviceClass::parse(&name).ok_or_else(|| {
                         invalid(
                             field("context.device"),
                             Problem::UnknownDevice(name.to_string()),

@@ -4,7 +4,7 @@
 //! this is ~2 KB. `codec::tests` and the property tests check it byte for byte
 //! against rmp-serde, and the golden vectors pin the result.
 
-use crate::event::{Batch, DeviceClass, Event, Interaction};
+use crate::event::{Batch, Event, Interaction};
 use crate::SCHEMA_VERSION;
 
 struct Writer(Vec<u8>);
@@ -98,15 +98,6 @@ impl Writer {
     }
 }
 
-fn device_name(d: DeviceClass) -> &'static str {
-    match d {
-        DeviceClass::Desktop => "desktop",
-        DeviceClass::Mobile => "mobile",
-        DeviceClass::Tablet => "tablet",
-        DeviceClass::Other => "other",
-    }
-}
-
 fn event(w: &mut Writer, e: &Event) {
     let value = match e.interaction {
         Interaction::Scroll { depth_pct } => Some(("dp", u64::from(depth_pct))),
@@ -160,7 +151,7 @@ fn event(w: &mut Writer, e: &Event) {
         }
         if let Some(d) = c.device {
             w.str("dc");
-            w.str(device_name(d));
+            w.str(d.as_str());
         }
     }
 }

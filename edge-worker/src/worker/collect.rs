@@ -1,7 +1,7 @@
 //! `POST /v1/collect`: the tracker's batch, applied to the person's edge state
 //! at once and forwarded to the origin in the background.
 
-use attune_core::codec::{decode_json, decode_msgpack, DecodeError};
+use attune_core::codec::{decode, format_of, DecodeError};
 use attune_core::routing::anonymous_user;
 use attune_core::FeedbackWeights;
 use worker::{Context, Request, Response, Result};
@@ -12,27 +12,16 @@ use crate::state::{cookie_value, set_cookie, EdgeState};
 pub async fn handle(mut req: Request, config: &Config, ctx: &Context) -> Result<Response> {
     let headers = req.headers().clone();
     let content_type = headers.get("content-type")?.unwrap_or_default();
-    let mime = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
     let body = req.bytes().await?;
-    let decoded = match mime.as_str() {
-        "application/json" => decode_json(&body, &config.limits),
-        "application/msgpack" | "application/x-msgpack" | "application/vnd.msgpack" => {
-            decode_msgpack(&body, &config.limits)
-        }
-        _ => {
-            return error(
-                415,
-                "unsupported_media_type",
-                format!("Content-Type `{content_type}` is not accepted: send application/msgpack or application/json"),
-                None,
-            )
-        }
+    let Some(format) = format_of(&content_type) else {
+        return error(
+            415,
+            "unsupported_media_type",
+            format!("Content-Type `{content_type}` is not accepted: send application/msgpack or application/json"),
+            None,
+        );
     };
+    let decoded = decode(&body, &config.limits, format);
     let batch = match decoded {
         Ok(b) => b,
         Err(e) => {

@@ -10,7 +10,7 @@ use attune_core::{DeviceClass, FeedbackWeights, HalfLife, Interaction};
 use serde::Serialize;
 
 use crate::record::EventRecord;
-use crate::store::redis::user_key;
+use crate::store::redis::{user_key, LUA_DECAYED_ADD};
 
 /// How long event ids are remembered for deduplication (client retries and
 /// persisted browser queues arrive within days).
@@ -53,15 +53,6 @@ pub struct ScriptEvent {
     os: Option<String>,
 }
 
-fn device_name(d: DeviceClass) -> &'static str {
-    match d {
-        DeviceClass::Desktop => "desktop",
-        DeviceClass::Mobile => "mobile",
-        DeviceClass::Tablet => "tablet",
-        DeviceClass::Other => "other",
-    }
-}
-
 /// Groups a batch by `(site, user)` in offset order, with each event's weight
 /// and its item's tags.
 pub fn by_user(
@@ -95,7 +86,7 @@ pub fn by_user(
                 dp,
                 tags,
                 w: weights.weight(&e.interaction),
-                dc: r.device.class.map(device_name),
+                dc: r.device.class.map(DeviceClass::as_str),
                 br: r.device.browser.clone(),
                 os: r.device.os.clone(),
             });
@@ -131,18 +122,7 @@ for _, e in ipairs(events) do
       if e.br then redis.call('HSET', KEYS[1], 'browser', e.br) end
       if e.os then redis.call('HSET', KEYS[1], 'os', e.os) end
       if e.w ~= 0 then
-        for _, tag in ipairs(e.tags) do
-          local v, at = 0, e.ts
-          local cur = redis.call('HGET', KEYS[4], tag)
-          if cur then
-            local sep = string.find(cur, ',')
-            v = tonumber(string.sub(cur, 1, sep - 1))
-            at = tonumber(string.sub(cur, sep + 1))
-          end
-          local nat = math.max(at, e.ts)
-          local nv = v * 2 ^ (-(nat - at) / h) + e.w * 2 ^ (-(nat - e.ts) / h)
-          redis.call('HSET', KEYS[4], tag, string.format('%.17g', nv) .. ',' .. string.format('%d', nat))
-        end
+        for _, tag in ipairs(e.tags) do decayed_add(KEYS[4], tag, e.w, e.ts, h) end
       end
     end
   end
@@ -168,7 +148,7 @@ impl ProfileWriter {
         let conn = redis::Client::open(url)?.get_connection()?;
         Ok(ProfileWriter {
             conn,
-            script: redis::Script::new(PROFILE_SCRIPT),
+            script: redis::Script::new(&format!("{LUA_DECAYED_ADD}{PROFILE_SCRIPT}")),
             catalog: HashMap::new(),
         })
     }

@@ -1,6 +1,6 @@
 //! Content type → decoder, and attune-core's decode errors → HTTP statuses.
 
-use attune_core::codec::{decode_json, decode_msgpack, DecodeError};
+use attune_core::codec::{decode, format_of, DecodeError};
 use attune_core::{Batch, Limits};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, StatusCode};
@@ -13,28 +13,17 @@ pub fn decode_body(headers: &HeaderMap, body: &[u8], limits: &Limits) -> Result<
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let mime = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    let decoded = match mime.as_str() {
-        "application/msgpack" | "application/x-msgpack" | "application/vnd.msgpack" => {
-            decode_msgpack(body, limits)
-        }
-        "application/json" => decode_json(body, limits),
-        _ => {
-            return Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                format!(
-                    "Content-Type `{content_type}` is not accepted: send application/msgpack \
-                     (the tracker's format) or application/json"
-                ),
-            ))
-        }
+    let Some(format) = format_of(content_type) else {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!(
+                "Content-Type `{content_type}` is not accepted: send application/msgpack \
+                 (the tracker's format) or application/json"
+            ),
+        ));
     };
+    let decoded = decode(body, limits, format);
     decoded.map_err(|e| {
         metrics::counter!("attune_events_rejected_total", "reason" => e.code()).increment(1);
         decode_error(e)

@@ -49,26 +49,35 @@ impl RedisStore {
             conn,
             // Decayed-sum merge (attune-core's DecayedScore::merge) done atomically
             // in Redis, so concurrent origins never lose an update.
-            add_popularity: redis::Script::new(
-                r"local h = tonumber(ARGV[1])
-                  for i = 2, #ARGV, 3 do
-                    local item, w, t = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
-                    local v, at = 0, t
-                    local cur = redis.call('HGET', KEYS[1], item)
-                    if cur then
-                      local sep = string.find(cur, ',')
-                      v = tonumber(string.sub(cur, 1, sep - 1))
-                      at = tonumber(string.sub(cur, sep + 1))
-                    end
-                    local nat = math.max(at, t)
-                    local nv = v * 2 ^ (-(nat - at) / h) + w * 2 ^ (-(nat - t) / h)
-                    redis.call('HSET', KEYS[1], item, string.format('%.17g', nv) .. ',' .. string.format('%d', nat))
-                  end
-                  return 1",
-            ),
+            add_popularity: redis::Script::new(&format!(
+                "{LUA_DECAYED_ADD}
+                local h = tonumber(ARGV[1])
+                for i = 2, #ARGV, 3 do
+                  decayed_add(KEYS[1], ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2]), h)
+                end
+                return 1"
+            )),
         })
     }
 }
+
+/// Lua: adds weight `w` made at `t` to the decayed score stored in hash
+/// `key`, field `field`, as `value,at_ms` — attune-core's `DecayedScore::merge`
+/// done atomically in Redis, so concurrent writers never lose an update.
+pub const LUA_DECAYED_ADD: &str = r"
+local function decayed_add(key, field, w, t, h)
+  local v, at = 0, t
+  local cur = redis.call('HGET', key, field)
+  if cur then
+    local sep = string.find(cur, ',')
+    v = tonumber(string.sub(cur, 1, sep - 1))
+    at = tonumber(string.sub(cur, sep + 1))
+  end
+  local nat = math.max(at, t)
+  local nv = v * 2 ^ (-(nat - at) / h) + w * 2 ^ (-(nat - t) / h)
+  redis.call('HSET', key, field, string.format('%.17g', nv) .. ',' .. string.format('%d', nat))
+end
+";
 
 fn parse_score(s: &str) -> Option<DecayedScore> {
     let (v, at) = s.split_once(',')?;
