@@ -21,6 +21,7 @@ pub mod event_log;
 pub mod health;
 pub mod ingest;
 pub mod metrics;
+pub mod model;
 pub mod openapi;
 pub mod ratelimit;
 pub mod record;

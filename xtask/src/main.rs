@@ -4,6 +4,7 @@
 mod bench;
 mod demo;
 mod edge;
+mod eval;
 mod install;
 mod process;
 mod size;
@@ -37,6 +38,8 @@ enum Command {
         #[arg(value_enum)]
         bench: bench::Bench,
     },
+    /// Quality: MovieLens-100k replayed test-then-learn, Attune beside popularity, eALS and ALS.
+    Eval,
     /// Gzipped size of the tracker beside posthog-js, Snowplow, RudderStack and Segment.
     Size,
     /// Manage the local Kafka + Redis stack (ports, logs and data under target/stack).
@@ -74,6 +77,7 @@ fn main() {
         Command::Demo { stack } => demo::run(stack),
         Command::Test => test::run(),
         Command::Size => size::run_size(),
+        Command::Eval => eval::run_eval(),
         Command::Bench { bench } => bench::run_bench(bench),
         Command::Stack { action } => {
             let stack = stack::Stack::from_env();
