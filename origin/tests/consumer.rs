@@ -314,3 +314,77 @@ async fn forgetting_a_user_removes_the_profile_and_ignores_later_events() {
         serde_json::json!({})
     );
 }
+
+/// The consumers train the online model: after a user's clicks, their
+/// recommendations come from it, without the items they already clicked.
+#[tokio::test]
+async fn the_online_model_learns_from_events_and_serves_recommendations() {
+    let (prefix, origin) = setup().await;
+    let site = origin.site.site_key.clone();
+    let items: Vec<Value> = (0..6)
+        .map(|i| serde_json::json!({"id": format!("m{i}"), "tags": [if i < 3 { "drama" } else { "comedy" }]}))
+        .collect();
+    let r = origin
+        .http
+        .post(origin.url("/v1/items"))
+        .bearer_auth(&origin.site.api_key)
+        .json(&serde_json::json!({ "items": items }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let before: Value = origin
+        .http
+        .get(origin.url("/v1/recommendations?user=anon:learner&k=6"))
+        .bearer_auth(&origin.site.api_key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(before["model"], "popularity", "a newcomer: cold start");
+
+    let _consumer = Consumer::start(&prefix, &format!("g-{prefix}"));
+    let t = now_ms();
+    let b = batch(
+        &site,
+        "learner",
+        vec![
+            event(Interaction::Click, Some("m0"), t),
+            event(Interaction::Click, Some("m1"), t),
+            event(Interaction::Dwell { visible_ms: 40_000 }, Some("m1"), t),
+        ],
+    );
+    assert_eq!(origin.post_batch(&b).await.status(), 202);
+    let mut expected = Expected::default();
+    expected.add(&b);
+    expected.wait_for(&origin).await;
+
+    let after: Value = origin
+        .http
+        .get(origin.url("/v1/recommendations?user=anon:learner&k=6"))
+        .bearer_auth(&origin.site.api_key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(after["model"], "mf+popularity", "{after}");
+    let ids: Vec<&str> = after["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["item"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 4, "six items less the two consumed: {after}");
+    assert!(!ids.contains(&"m0") && !ids.contains(&"m1"));
+    for i in after["items"].as_array().unwrap() {
+        let s = i["score"].as_f64().unwrap();
+        assert!(
+            (0.0..=1.0).contains(&s),
+            "scores are scaled to 0..=1: {after}"
+        );
+    }
+}

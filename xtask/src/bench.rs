@@ -18,6 +18,8 @@ pub enum Bench {
     Ingest,
     /// Time from an event's 202 to its effect in GET /v1/profile under load.
     Freshness,
+    /// Ranking latency for 10,000 items and 64 factors beside a dot-product floor.
+    Recommend,
     /// The edge: rerank CPU time in workerd vs native, and the bundle size.
     Edge,
     /// Tracker main-thread script time in Chromium beside posthog-js.
@@ -26,6 +28,9 @@ pub enum Bench {
 
 pub fn run_bench(bench: Bench) -> Result<()> {
     match bench {
+        Bench::Recommend => {
+            return run(cargo().args(["bench", "-p", "attune-origin", "--bench", "recommend"]))
+        }
         Bench::Edge => return edge_bench(),
         Bench::Tracker => return tracker_bench(),
         Bench::Ingest | Bench::Freshness => {}
@@ -35,7 +40,7 @@ pub fn run_bench(bench: Bench) -> Result<()> {
     let name = match bench {
         Bench::Ingest => "ingest",
         Bench::Freshness => "freshness",
-        Bench::Edge | Bench::Tracker => unreachable!("handled above"),
+        Bench::Edge | Bench::Tracker | Bench::Recommend => unreachable!("handled above"),
     };
     run(cargo()
         .args(["bench", "-p", "attune-origin", "--bench", name])

@@ -1,10 +1,13 @@
 //! `GET /v1/recommendations`: the calling user's top-K candidates, with what
 //! the edge needs to rerank them (tags, publish time).
 //!
-//! Ranking until the online model lands: recency-decayed popularity of the
-//! item and of its categories, plus freshness.
+//! Ranking: the online model's score (user · item factors, written by the
+//! consumers) plus a popularity score — recency-decayed popularity of the item
+//! and of its categories, and freshness — which alone carries new users
+//! (cold start) and new items (through their categories). Items the user
+//! already clicked or read are left out. Scores are scaled to 0..=1.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use attune_core::{DecayedScore, HalfLife};
 use axum::extract::{Query, State};
@@ -14,6 +17,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
+use crate::model::dot;
 use crate::store::Item;
 use crate::AppState;
 
@@ -66,11 +70,18 @@ const FRESHNESS_WEIGHT: f64 = 0.2;
 /// Freshness halves every three days.
 const FRESHNESS_HALF_LIFE_MS: f64 = 3.0 * 86_400_000.0;
 
+/// The online model for one request: the user's factors and every item's.
+pub type Learned<'a> = (&'a [f32], &'a HashMap<String, Vec<f32>>);
+
 /// Scores every item by `0.5·item popularity + 0.3·best category popularity +
-/// 0.2·freshness`, each normalized to 0..=1, and returns the best `k` (ties by id).
-pub fn rank_by_popularity(
+/// 0.2·freshness` (each normalized to 0..=1), plus `user · item` when the model
+/// knows both, leaves out `consumed` items, scales to 0..=1 and returns the best
+/// `k` (ties by id).
+pub fn rank(
     items: &[Item],
     popularity: &HashMap<String, DecayedScore>,
+    model: Option<Learned<'_>>,
+    consumed: &HashSet<String>,
     now_ms: i64,
     half_life: HalfLife,
     k: usize,
@@ -90,9 +101,12 @@ pub fn rank_by_popularity(
     let max_category = category_pop.values().copied().fold(0.0, f64::max);
     let norm = |v: f64, max: f64| if max > 0.0 { v / max } else { 0.0 };
     let freshness = HalfLife::from_ms(FRESHNESS_HALF_LIFE_MS).expect("positive");
-    let mut ranked: Vec<Recommended> = items
+    // Score every item, but build replies only for the top k.
+    let mut scored: Vec<(f64, usize)> = items
         .iter()
-        .map(|item| {
+        .enumerate()
+        .filter(|(_, item)| !consumed.contains(&item.id))
+        .map(|(n, item)| {
             let pop = norm(
                 item_pop.get(item.id.as_str()).copied().unwrap_or(0.0),
                 max_item,
@@ -110,22 +124,51 @@ pub fn rank_by_popularity(
             let fresh = item
                 .published_at_ms
                 .map_or(0.0, |p| freshness.factor(now_ms.saturating_sub(p).max(0)));
+            let learned = model
+                .and_then(|(user, vectors)| vectors.get(&item.id).map(|q| f64::from(dot(user, q))))
+                .unwrap_or(0.0);
+            let score =
+                ITEM_WEIGHT * pop + CATEGORY_WEIGHT * cat + FRESHNESS_WEIGHT * fresh + learned;
+            (score, n)
+        })
+        .collect();
+    let (lo, hi) = scored
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), (s, _)| {
+            (lo.min(*s), hi.max(*s))
+        });
+    let best_first = |a: &(f64, usize), b: &(f64, usize)| {
+        b.0.total_cmp(&a.0)
+            .then_with(|| items[a.1].id.cmp(&items[b.1].id))
+    };
+    let k = k.min(scored.len());
+    if k == 0 {
+        return Vec::new();
+    }
+    if k < scored.len() {
+        scored.select_nth_unstable_by(k - 1, best_first);
+        scored.truncate(k);
+    }
+    scored.sort_by(best_first);
+    // With the model, scale to 0..=1 (the edge's rerank blends base scores in that range).
+    let scale = model.is_some() && hi > lo;
+    scored
+        .into_iter()
+        .map(|(score, n)| {
+            let item = &items[n];
             Recommended {
                 item: item.id.clone(),
-                score: ITEM_WEIGHT * pop + CATEGORY_WEIGHT * cat + FRESHNESS_WEIGHT * fresh,
+                score: if scale {
+                    (score - lo) / (hi - lo)
+                } else {
+                    score
+                },
                 tags: item.tags.clone(),
                 published_at_ms: item.published_at_ms,
                 metadata: item.metadata.clone(),
             }
         })
-        .collect();
-    ranked.sort_by(|a, b| {
-        b.score
-            .total_cmp(&a.score)
-            .then_with(|| a.item.cmp(&b.item))
-    });
-    ranked.truncate(k);
-    ranked
+        .collect()
 }
 
 /// Recommendations for the calling user.
@@ -149,14 +192,32 @@ pub async fn get_recommendations(
         );
     }
     let site = &caller.site().key;
-    let (items, popularity) =
-        tokio::try_join!(state.store.items(site), state.store.popularity(site))?;
+    let (items, popularity, user_model, vectors) = tokio::try_join!(
+        state.store.items(site),
+        state.store.popularity(site),
+        state.store.user_model(site, &user),
+        state.store.item_vectors(site),
+    )?;
     let now_ms = crate::auth::now_s() as i64 * 1000;
+    let model = user_model.vector.as_deref().map(|u| (u, vectors.as_ref()));
     Ok(Json(Recommendations {
         user,
-        model: "popularity".into(),
+        model: if model.is_some() {
+            "mf+popularity"
+        } else {
+            "popularity"
+        }
+        .into(),
         generated_at_ms: now_ms,
-        items: rank_by_popularity(&items, &popularity, now_ms, state.popularity_half_life, k),
+        items: rank(
+            &items,
+            &popularity,
+            model,
+            &user_model.consumed,
+            now_ms,
+            state.popularity_half_life,
+            k,
+        ),
     }))
 }
 
@@ -182,7 +243,7 @@ mod tests {
             item("c", &["tech"], None),
         ];
         let pop = HashMap::from([("a".to_string(), DecayedScore::point(10.0, 0))]);
-        let ranked = rank_by_popularity(&items, &pop, 0, hl, 3);
+        let ranked = rank(&items, &pop, None, &HashSet::new(), 0, hl, 3);
         let order: Vec<_> = ranked.iter().map(|r| r.item.as_str()).collect();
         // b has no clicks of its own but shares a's popular category.
         assert_eq!(order, ["a", "b", "c"]);
@@ -195,8 +256,52 @@ mod tests {
         let hl = HalfLife::from_hours(24.0).unwrap();
         let day = 86_400_000;
         let items = [item("old", &[], Some(0)), item("new", &[], Some(10 * day))];
-        let ranked = rank_by_popularity(&items, &HashMap::new(), 10 * day, hl, 1);
+        let ranked = rank(
+            &items,
+            &HashMap::new(),
+            None,
+            &HashSet::new(),
+            10 * day,
+            hl,
+            1,
+        );
         assert_eq!(ranked.len(), 1);
         assert_eq!(ranked[0].item, "new");
+    }
+}
+
+#[cfg(test)]
+mod model_tests {
+    use super::*;
+
+    #[test]
+    fn the_model_reorders_and_consumed_items_are_left_out() {
+        let hl = HalfLife::from_hours(24.0).unwrap();
+        let item = |id: &str| Item {
+            id: id.into(),
+            tags: vec![],
+            published_at_ms: None,
+            metadata: serde_json::Value::Null,
+        };
+        let items = [item("a"), item("b"), item("c")];
+        let vectors = HashMap::from([
+            ("a".to_string(), vec![0.0, 1.0]),
+            ("b".to_string(), vec![1.0, 0.0]),
+            ("c".to_string(), vec![2.0, 0.0]),
+        ]);
+        let user = [1.0, 0.0];
+        let consumed = HashSet::from(["c".to_string()]);
+        let ranked = rank(
+            &items,
+            &HashMap::new(),
+            Some((&user, &vectors)),
+            &consumed,
+            0,
+            hl,
+            3,
+        );
+        let order: Vec<_> = ranked.iter().map(|r| r.item.as_str()).collect();
+        assert_eq!(order, ["b", "a"]);
+        assert_eq!((ranked[0].score, ranked[1].score), (1.0, 0.0));
     }
 }

@@ -31,20 +31,23 @@ pub struct Incoming {
 /// An event as the profile script reads it (MessagePack through `cmsgpack`).
 #[derive(Debug, Serialize)]
 pub struct ScriptEvent {
-    id: String,
+    pub(super) id: String,
     /// `topic:partition` of the watermark.
-    tp: String,
-    off: i64,
+    pub(super) tp: String,
+    pub(super) off: i64,
     kind: &'static str,
     ts: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
-    item: Option<String>,
+    pub(super) item: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     ms: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     dp: Option<u8>,
     tags: Vec<String>,
-    w: f64,
+    pub(super) w: f64,
+    /// The user vector's change from this event (the online model).
+    #[serde(rename = "ud", skip_serializing_if = "Option::is_none")]
+    pub(super) user_delta: Option<Vec<f32>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     dc: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -86,6 +89,7 @@ pub fn by_user(
                 dp,
                 tags,
                 w: weights.weight(&e.interaction),
+                user_delta: None,
                 dc: r.device.class.map(DeviceClass::as_str),
                 br: r.device.browser.clone(),
                 os: r.device.os.clone(),
@@ -94,7 +98,7 @@ pub fn by_user(
     out
 }
 
-/// KEYS: profile, seen, wm, affinity, scroll. ARGV: events (MessagePack),
+/// KEYS: profile, seen, wm, affinity, scroll, vector, consumed. ARGV: events (MessagePack),
 /// half-life ms, dedup window ms. Returns how many events were applied.
 const PROFILE_SCRIPT: &str = r"
 local events = cmsgpack.unpack(ARGV[1])
@@ -124,6 +128,11 @@ for _, e in ipairs(events) do
       if e.w ~= 0 then
         for _, tag in ipairs(e.tags) do decayed_add(KEYS[4], tag, e.w, e.ts, h) end
       end
+      if e.ud then
+        local cur = redis.call('GET', KEYS[6])
+        if cur then redis.call('SET', KEYS[6], vec_add(cur, e.ud)) end
+      end
+      if e.item and (e.kind == 'click' or e.kind == 'dwell') then redis.call('SADD', KEYS[7], e.item) end
     end
   end
 end
@@ -148,7 +157,10 @@ impl ProfileWriter {
         let conn = redis::Client::open(url)?.get_connection()?;
         Ok(ProfileWriter {
             conn,
-            script: redis::Script::new(&format!("{LUA_DECAYED_ADD}{PROFILE_SCRIPT}")),
+            script: redis::Script::new(&format!(
+                "{LUA_DECAYED_ADD}{}{PROFILE_SCRIPT}",
+                super::model::LUA_VEC_ADD
+            )),
             catalog: HashMap::new(),
         })
     }
@@ -204,6 +216,8 @@ impl ProfileWriter {
             .key(user_key(site, user, "wm"))
             .key(user_key(site, user, "affinity"))
             .key(user_key(site, user, "scroll"))
+            .key(user_key(site, user, "vector"))
+            .key(user_key(site, user, "consumed"))
             .arg(payload)
             .arg(half_life.as_ms())
             .arg(DEDUP_WINDOW_MS)

@@ -9,6 +9,7 @@
 //! already changed. Any Kafka error restarts the round from committed offsets.
 
 pub mod apply;
+pub mod model;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,6 +19,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result};
 use attune_core::routing::{topics, PROFILE_UPDATES};
 use attune_core::{FeedbackWeights, HalfLife};
+
+use crate::model::MfConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, ClientContext, Message, Offset, Statistics, TopicPartitionList};
@@ -89,6 +92,8 @@ fn run_clients(args: &ConsumeArgs, stop: &AtomicBool) -> Result<()> {
         .context("create the transactional producer")?;
     producer.init_transactions(Duration::from_secs(30))?;
     let mut writer = ProfileWriter::connect(&args.redis_url).context("connect to Redis")?;
+    let mut model = model::ModelWriter::connect(&args.redis_url, MfConfig::default())
+        .context("connect to Redis")?;
     let half_life = HalfLife::from_hours(args.affinity_half_life_h)
         .context("ATTUNE_AFFINITY_HALF_LIFE_H must be positive")?;
     let weights = FeedbackWeights::default();
@@ -119,9 +124,10 @@ fn run_clients(args: &ConsumeArgs, stop: &AtomicBool) -> Result<()> {
                 }
             }
         }
-        let groups = by_user(&incoming, &weights, &mut |site, item| {
+        let mut groups = by_user(&incoming, &weights, &mut |site, item| {
             writer.tags_of(site, item)
         });
+        model.update(&mut groups).context("update the model")?;
         let users: Vec<&(String, String)> = groups.keys().collect();
         let forgotten = writer.forgotten(&users).context("Redis forgotten check")?;
         let mut changed = Vec::new();

@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use attune_core::{DecayedScore, HalfLife};
 use moka::sync::Cache;
 
-use super::{Attributes, IngestContext, Item, Profile, Store, StoreResult};
+use super::{Attributes, IngestContext, Item, Profile, Store, StoreResult, UserModel};
 
 /// How long a sender's context is reused.
 pub const CONTEXT_TTL: Duration = Duration::from_secs(1);
@@ -22,6 +22,7 @@ pub const CONTEXT_TTL: Duration = Duration::from_secs(1);
 pub struct CachedStore {
     inner: Arc<dyn Store>,
     contexts: Cache<(String, String), IngestContext>,
+    item_vectors: Cache<String, Arc<HashMap<String, Vec<f32>>>>,
 }
 
 impl CachedStore {
@@ -31,6 +32,10 @@ impl CachedStore {
             inner,
             contexts: Cache::builder()
                 .max_capacity(100_000)
+                .time_to_live(CONTEXT_TTL)
+                .build(),
+            item_vectors: Cache::builder()
+                .max_capacity(1_000)
                 .time_to_live(CONTEXT_TTL)
                 .build(),
         }
@@ -89,6 +94,21 @@ impl Store for CachedStore {
 
     async fn profile(&self, site: &str, user: &str, half_life: HalfLife) -> StoreResult<Profile> {
         self.inner.profile(site, user, half_life).await
+    }
+
+    async fn user_model(&self, site: &str, user: &str) -> StoreResult<UserModel> {
+        self.inner.user_model(site, user).await
+    }
+
+    /// Item factors change with every event but matter in aggregate: one
+    /// read per site per [`CONTEXT_TTL`] keeps ranking off the store's hot path.
+    async fn item_vectors(&self, site: &str) -> StoreResult<Arc<HashMap<String, Vec<f32>>>> {
+        if let Some(hit) = self.item_vectors.get(site) {
+            return Ok(hit);
+        }
+        let fresh = self.inner.item_vectors(site).await?;
+        self.item_vectors.insert(site.to_owned(), fresh.clone());
+        Ok(fresh)
     }
 
     async fn forget_user(&self, site: &str, user: &str) -> StoreResult<()> {

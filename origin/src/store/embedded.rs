@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use attune_core::{DecayedScore, HalfLife};
 use redb::{Database, ReadableTable, TableDefinition};
 
-use super::{Attributes, IngestContext, Item, Profile, Store, StoreError, StoreResult};
+use super::{Attributes, IngestContext, Item, Profile, Store, StoreError, StoreResult, UserModel};
 
 /// (site, item) → item JSON.
 const ITEMS: TableDefinition<(&str, &str), &str> = TableDefinition::new("items");
@@ -221,6 +221,15 @@ impl Store for EmbeddedStore {
             p.attributes = serde_json::from_str(&json).map_err(err)?;
         }
         Ok(p)
+    }
+
+    /// The embedded mode has no consumers, hence no model: popularity ranks.
+    async fn user_model(&self, _site: &str, _user: &str) -> StoreResult<UserModel> {
+        Ok(UserModel::default())
+    }
+
+    async fn item_vectors(&self, _site: &str) -> StoreResult<Arc<HashMap<String, Vec<f32>>>> {
+        Ok(Arc::default())
     }
 
     async fn forget_user(&self, site: &str, user: &str) -> StoreResult<()> {

@@ -8,7 +8,8 @@ pub mod cached;
 pub mod embedded;
 pub mod redis;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use attune_core::{DecayedScore, HalfLife};
@@ -69,6 +70,15 @@ pub struct Profile {
     pub device: BTreeMap<String, String>,
 }
 
+/// What the model knows of one user.
+#[derive(Debug, Clone, Default)]
+pub struct UserModel {
+    /// Factors, once the user has interacted.
+    pub vector: Option<Vec<f32>>,
+    /// Items clicked or read: not recommended again.
+    pub consumed: HashSet<String>,
+}
+
 /// What ingest needs to know about the sender, in one round trip.
 #[derive(Debug, Clone, Default)]
 pub struct IngestContext {
@@ -102,6 +112,11 @@ pub trait Store: Send + Sync {
     async fn ingest_context(&self, site: &str, user: &str) -> StoreResult<IngestContext>;
     /// A user's profile, affinities valued now with `half_life`.
     async fn profile(&self, site: &str, user: &str, half_life: HalfLife) -> StoreResult<Profile>;
+    /// The user's model factors (if the consumers have learned any) and the
+    /// items they consumed (clicked or read).
+    async fn user_model(&self, site: &str, user: &str) -> StoreResult<UserModel>;
+    /// Every item's model factors.
+    async fn item_vectors(&self, site: &str) -> StoreResult<Arc<HashMap<String, Vec<f32>>>>;
     /// Deletes everything about a user and ignores their later events.
     async fn forget_user(&self, site: &str, user: &str) -> StoreResult<()>;
 }

@@ -19,7 +19,10 @@ use attune_core::{DecayedScore, HalfLife};
 use redis::aio::ConnectionManager;
 use redis::AsyncCommands;
 
-use super::{Attributes, IngestContext, Item, Profile, Store, StoreError, StoreResult};
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use super::{Attributes, IngestContext, Item, Profile, Store, StoreError, StoreResult, UserModel};
 
 /// Redis through one auto-reconnecting multiplexed connection.
 #[derive(Clone)]
@@ -38,7 +41,9 @@ pub fn user_key(site: &str, user: &str, what: &str) -> String {
 }
 
 /// Every per-user key `forget_user` deletes.
-pub const USER_KEYS: &[&str] = &["attrs", "profile", "seen", "wm", "affinity", "scroll"];
+pub const USER_KEYS: &[&str] = &[
+    "attrs", "profile", "seen", "wm", "affinity", "scroll", "vector", "consumed",
+];
 
 impl RedisStore {
     /// Connects (and keeps reconnecting in the background).
@@ -78,6 +83,11 @@ local function decayed_add(key, field, w, t, h)
   redis.call('HSET', key, field, string.format('%.17g', nv) .. ',' .. string.format('%d', nat))
 end
 ";
+
+/// A packed little-endian f32 vector of any length.
+fn unpack_any(bytes: &[u8]) -> Option<Vec<f32>> {
+    crate::consume::model::unpack(bytes, bytes.len() / 4)
+}
 
 fn parse_score(s: &str) -> Option<DecayedScore> {
     let (v, at) = s.split_once(',')?;
@@ -210,6 +220,29 @@ impl Store for RedisStore {
                 .filter_map(|k| Some((k.to_string(), fields.get(*k)?.clone())))
                 .collect(),
         })
+    }
+
+    async fn user_model(&self, site: &str, user: &str) -> StoreResult<UserModel> {
+        let mut c = self.conn.clone();
+        let (vector, consumed): (Option<Vec<u8>>, HashSet<String>) = redis::pipe()
+            .get(user_key(site, user, "vector"))
+            .smembers(user_key(site, user, "consumed"))
+            .query_async(&mut c)
+            .await?;
+        Ok(UserModel {
+            vector: vector.and_then(|b| unpack_any(&b)),
+            consumed,
+        })
+    }
+
+    async fn item_vectors(&self, site: &str) -> StoreResult<Arc<HashMap<String, Vec<f32>>>> {
+        let mut c = self.conn.clone();
+        let all: HashMap<String, Vec<u8>> = c.hgetall(site_key(site, "item_vectors")).await?;
+        Ok(Arc::new(
+            all.into_iter()
+                .filter_map(|(item, b)| Some((item, unpack_any(&b)?)))
+                .collect(),
+        ))
     }
 
     async fn forget_user(&self, site: &str, user: &str) -> StoreResult<()> {
