@@ -10,7 +10,7 @@ use std::time::Instant;
 use attune_core::{DecayedScore, HalfLife};
 use attune_origin::api::recommendations::rank;
 use attune_origin::model::{dot, initial};
-use attune_origin::store::Item;
+use attune_origin::store::{Item, UserModel};
 
 const ITEMS: usize = 10_000;
 const DIM: usize = 64;
@@ -60,22 +60,20 @@ fn main() -> anyhow::Result<()> {
             )
         })
         .collect();
-    let users: Vec<Vec<f32>> = (0..64)
-        .map(|u| initial(&format!("user-{u}"), DIM))
-        .collect();
-    let consumed: HashSet<String> = (0..50).map(|i| format!("item-{}", i * 13)).collect();
     let hl = HalfLife::from_hours(24.0).expect("positive");
+    // Users with factors, 50 consumed items and 16 category interests each.
+    let users: Vec<UserModel> = (0..64)
+        .map(|u| UserModel {
+            vector: Some(initial(&format!("user-{u}"), DIM)),
+            consumed: (0..50)
+                .map(|i| format!("item-{}", i * 13 + u))
+                .collect::<HashSet<_>>(),
+            affinities: (0..16).map(|c| (format!("cat-{c}"), c as f64)).collect(),
+        })
+        .collect();
 
     let (p50, p99) = time(|r| {
-        let ranked = rank(
-            &items,
-            &popularity,
-            Some((&users[r % 64], &vectors)),
-            &consumed,
-            now,
-            hl,
-            K,
-        );
+        let ranked = rank(&items, &popularity, &users[r % 64], &vectors, now, hl, K);
         assert_eq!(ranked.len(), K);
     });
     // The floor: contiguous factors, one dot product per item, top-K selection.
@@ -84,7 +82,7 @@ fn main() -> anyhow::Result<()> {
         .flat_map(|i| vectors[&i.id].iter().copied())
         .collect();
     let (floor50, floor99) = time(|r| {
-        let u = &users[r % 64];
+        let u = users[r % 64].vector.as_deref().expect("a vector");
         let mut scores: Vec<(f32, usize)> = matrix
             .chunks_exact(DIM)
             .map(|q| dot(u, q))

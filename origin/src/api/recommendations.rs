@@ -7,7 +7,7 @@
 //! (cold start) and new items (through their categories). Items the user
 //! already clicked or read are left out. Scores are scaled to 0..=1.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use attune_core::{DecayedScore, HalfLife};
 use axum::extract::{Query, State};
@@ -18,7 +18,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
 use crate::model::dot;
-use crate::store::Item;
+use crate::store::{Item, UserModel};
 use crate::AppState;
 
 /// Most candidates one call returns.
@@ -63,6 +63,9 @@ pub struct Recommendations {
     pub items: Vec<Recommended>,
 }
 
+/// The person's own interest in an item's categories (profile affinities,
+/// normalized): a click lifts its category at once, before the model moves.
+const AFFINITY_WEIGHT: f64 = 1.0;
 /// Blend of the popularity ranking.
 const ITEM_WEIGHT: f64 = 0.5;
 const CATEGORY_WEIGHT: f64 = 0.3;
@@ -70,22 +73,23 @@ const FRESHNESS_WEIGHT: f64 = 0.2;
 /// Freshness halves every three days.
 const FRESHNESS_HALF_LIFE_MS: f64 = 3.0 * 86_400_000.0;
 
-/// The online model for one request: the user's factors and every item's.
-pub type Learned<'a> = (&'a [f32], &'a HashMap<String, Vec<f32>>);
-
 /// Scores every item by `0.5·item popularity + 0.3·best category popularity +
-/// 0.2·freshness` (each normalized to 0..=1), plus `user · item` when the model
-/// knows both, leaves out `consumed` items, scales to 0..=1 and returns the best
-/// `k` (ties by id).
+/// 0.2·freshness + 1.0·the person's interest in its categories` (each
+/// normalized to 0..=1), plus `user · item` when the model knows the user and
+/// the item (`item_vectors`); leaves out the items the user consumed; with the
+/// model, scales to 0..=1; returns the best `k` (ties by id).
 pub fn rank(
     items: &[Item],
     popularity: &HashMap<String, DecayedScore>,
-    model: Option<Learned<'_>>,
-    consumed: &HashSet<String>,
+    user: &UserModel,
+    item_vectors: &HashMap<String, Vec<f32>>,
     now_ms: i64,
     half_life: HalfLife,
     k: usize,
 ) -> Vec<Recommended> {
+    let (consumed, affinities) = (&user.consumed, &user.affinities);
+    let model = user.vector.as_deref().map(|u| (u, item_vectors));
+    let max_affinity = affinities.values().copied().fold(0.0, f64::max);
     let item_pop: HashMap<&str, f64> = popularity
         .iter()
         .map(|(id, s)| (id.as_str(), s.value_at(now_ms, half_life)))
@@ -127,8 +131,16 @@ pub fn rank(
             let learned = model
                 .and_then(|(user, vectors)| vectors.get(&item.id).map(|q| f64::from(dot(user, q))))
                 .unwrap_or(0.0);
-            let score =
-                ITEM_WEIGHT * pop + CATEGORY_WEIGHT * cat + FRESHNESS_WEIGHT * fresh + learned;
+            let interest = item
+                .tags
+                .iter()
+                .map(|t| norm(affinities.get(t).copied().unwrap_or(0.0), max_affinity))
+                .fold(0.0, f64::max);
+            let score = ITEM_WEIGHT * pop
+                + CATEGORY_WEIGHT * cat
+                + FRESHNESS_WEIGHT * fresh
+                + AFFINITY_WEIGHT * interest
+                + learned;
             (score, n)
         })
         .collect();
@@ -195,14 +207,15 @@ pub async fn get_recommendations(
     let (items, popularity, user_model, vectors) = tokio::try_join!(
         state.store.items(site),
         state.store.popularity(site),
-        state.store.user_model(site, &user),
+        state
+            .store
+            .user_model(site, &user, state.affinity_half_life),
         state.store.item_vectors(site),
     )?;
     let now_ms = crate::auth::now_s() as i64 * 1000;
-    let model = user_model.vector.as_deref().map(|u| (u, vectors.as_ref()));
     Ok(Json(Recommendations {
         user,
-        model: if model.is_some() {
+        model: if user_model.vector.is_some() {
             "mf+popularity"
         } else {
             "popularity"
@@ -212,8 +225,8 @@ pub async fn get_recommendations(
         items: rank(
             &items,
             &popularity,
-            model,
-            &user_model.consumed,
+            &user_model,
+            &vectors,
             now_ms,
             state.popularity_half_life,
             k,
@@ -243,7 +256,15 @@ mod tests {
             item("c", &["tech"], None),
         ];
         let pop = HashMap::from([("a".to_string(), DecayedScore::point(10.0, 0))]);
-        let ranked = rank(&items, &pop, None, &HashSet::new(), 0, hl, 3);
+        let ranked = rank(
+            &items,
+            &pop,
+            &UserModel::default(),
+            &HashMap::new(),
+            0,
+            hl,
+            3,
+        );
         let order: Vec<_> = ranked.iter().map(|r| r.item.as_str()).collect();
         // b has no clicks of its own but shares a's popular category.
         assert_eq!(order, ["a", "b", "c"]);
@@ -259,8 +280,8 @@ mod tests {
         let ranked = rank(
             &items,
             &HashMap::new(),
-            None,
-            &HashSet::new(),
+            &UserModel::default(),
+            &HashMap::new(),
             10 * day,
             hl,
             1,
@@ -273,6 +294,7 @@ mod tests {
 #[cfg(test)]
 mod model_tests {
     use super::*;
+    use std::collections::HashSet;
 
     #[test]
     fn the_model_reorders_and_consumed_items_are_left_out() {
@@ -289,19 +311,48 @@ mod model_tests {
             ("b".to_string(), vec![1.0, 0.0]),
             ("c".to_string(), vec![2.0, 0.0]),
         ]);
-        let user = [1.0, 0.0];
-        let consumed = HashSet::from(["c".to_string()]);
-        let ranked = rank(
-            &items,
-            &HashMap::new(),
-            Some((&user, &vectors)),
-            &consumed,
-            0,
-            hl,
-            3,
-        );
+        let user = UserModel {
+            vector: Some(vec![1.0, 0.0]),
+            consumed: HashSet::from(["c".to_string()]),
+            affinities: HashMap::new(),
+        };
+        let ranked = rank(&items, &HashMap::new(), &user, &vectors, 0, hl, 3);
         let order: Vec<_> = ranked.iter().map(|r| r.item.as_str()).collect();
         assert_eq!(order, ["b", "a"]);
         assert_eq!((ranked[0].score, ranked[1].score), (1.0, 0.0));
+    }
+}
+
+#[cfg(test)]
+mod affinity_tests {
+    use super::*;
+
+    #[test]
+    fn interest_in_a_category_lifts_its_items_at_once() {
+        let hl = HalfLife::from_hours(24.0).unwrap();
+        let item = |id: &str, tag: &str| Item {
+            id: id.into(),
+            tags: vec![tag.into()],
+            published_at_ms: None,
+            metadata: serde_json::Value::Null,
+        };
+        let items = [item("s", "sports"), item("t", "tech")];
+        let pop = HashMap::from([("s".to_string(), DecayedScore::point(1.0, 0))]);
+        let cold = rank(
+            &items,
+            &pop,
+            &UserModel::default(),
+            &HashMap::new(),
+            0,
+            hl,
+            2,
+        );
+        assert_eq!(cold[0].item, "s");
+        let user = UserModel {
+            affinities: HashMap::from([("tech".to_string(), 3.0)]),
+            ..UserModel::default()
+        };
+        let warm = rank(&items, &pop, &user, &HashMap::new(), 0, hl, 2);
+        assert_eq!(warm[0].item, "t");
     }
 }

@@ -96,8 +96,13 @@ impl Store for CachedStore {
         self.inner.profile(site, user, half_life).await
     }
 
-    async fn user_model(&self, site: &str, user: &str) -> StoreResult<UserModel> {
-        self.inner.user_model(site, user).await
+    async fn user_model(
+        &self,
+        site: &str,
+        user: &str,
+        half_life: HalfLife,
+    ) -> StoreResult<UserModel> {
+        self.inner.user_model(site, user, half_life).await
     }
 
     /// Item factors change with every event but matter in aggregate: one

@@ -224,7 +224,12 @@ impl Store for EmbeddedStore {
     }
 
     /// The embedded mode has no consumers, hence no model: popularity ranks.
-    async fn user_model(&self, _site: &str, _user: &str) -> StoreResult<UserModel> {
+    async fn user_model(
+        &self,
+        _site: &str,
+        _user: &str,
+        _half_life: HalfLife,
+    ) -> StoreResult<UserModel> {
         Ok(UserModel::default())
     }
 

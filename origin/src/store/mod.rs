@@ -77,6 +77,8 @@ pub struct UserModel {
     pub vector: Option<Vec<f32>>,
     /// Items clicked or read: not recommended again.
     pub consumed: HashSet<String>,
+    /// Decayed interest per category/tag, valued now.
+    pub affinities: HashMap<String, f64>,
 }
 
 /// What ingest needs to know about the sender, in one round trip.
@@ -114,7 +116,12 @@ pub trait Store: Send + Sync {
     async fn profile(&self, site: &str, user: &str, half_life: HalfLife) -> StoreResult<Profile>;
     /// The user's model factors (if the consumers have learned any) and the
     /// items they consumed (clicked or read).
-    async fn user_model(&self, site: &str, user: &str) -> StoreResult<UserModel>;
+    async fn user_model(
+        &self,
+        site: &str,
+        user: &str,
+        half_life: HalfLife,
+    ) -> StoreResult<UserModel>;
     /// Every item's model factors.
     async fn item_vectors(&self, site: &str) -> StoreResult<Arc<HashMap<String, Vec<f32>>>>;
     /// Deletes everything about a user and ignores their later events.

@@ -84,6 +84,12 @@ local function decayed_add(key, field, w, t, h)
 end
 ";
 
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
 /// A packed little-endian f32 vector of any length.
 fn unpack_any(bytes: &[u8]) -> Option<Vec<f32>> {
     crate::consume::model::unpack(bytes, bytes.len() / 4)
@@ -195,9 +201,7 @@ impl Store for RedisStore {
             .query_async(&mut c)
             .await?;
         let num = |k: &str| fields.get(k).and_then(|v| v.parse::<i64>().ok());
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
+        let now = now_ms();
         Ok(Profile {
             attributes,
             counts: fields
@@ -222,16 +226,28 @@ impl Store for RedisStore {
         })
     }
 
-    async fn user_model(&self, site: &str, user: &str) -> StoreResult<UserModel> {
+    async fn user_model(
+        &self,
+        site: &str,
+        user: &str,
+        half_life: HalfLife,
+    ) -> StoreResult<UserModel> {
         let mut c = self.conn.clone();
-        let (vector, consumed): (Option<Vec<u8>>, HashSet<String>) = redis::pipe()
+        type Parts = (Option<Vec<u8>>, HashSet<String>, HashMap<String, String>);
+        let (vector, consumed, affinity): Parts = redis::pipe()
             .get(user_key(site, user, "vector"))
             .smembers(user_key(site, user, "consumed"))
+            .hgetall(user_key(site, user, "affinity"))
             .query_async(&mut c)
             .await?;
+        let now = now_ms();
         Ok(UserModel {
             vector: vector.and_then(|b| unpack_any(&b)),
             consumed,
+            affinities: affinity
+                .into_iter()
+                .filter_map(|(tag, v)| Some((tag, parse_score(&v)?.value_at(now, half_life))))
+                .collect(),
         })
     }
 
