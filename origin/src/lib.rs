@@ -25,6 +25,7 @@ pub mod model;
 pub mod openapi;
 pub mod ratelimit;
 pub mod record;
+pub mod segments;
 pub mod store;
 
 use std::sync::Arc;

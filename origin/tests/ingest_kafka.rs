@@ -476,3 +476,63 @@ async fn openapi_metrics_and_readiness() {
         assert!(text.contains(metric), "{metric} missing from /metrics");
     }
 }
+
+const DESKTOP: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36";
+
+/// Cold start: a newcomer gets what people like them (here: on the same kind
+/// of device) take, where the site as a whole is tied.
+#[tokio::test]
+async fn newcomers_get_what_people_like_them_take() {
+    let origin = start(Backend::KafkaRedis, |_| {}).await;
+    let site = origin.site.site_key.clone();
+    let r = origin
+        .http
+        .post(origin.url("/v1/items"))
+        .bearer_auth(&origin.site.api_key)
+        .json(&json!({"items": [{"id": "m1", "tags": ["x"]}, {"id": "d1", "tags": ["y"]}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    for (ua, item) in [(IPHONE, "m1"), (DESKTOP, "d1")] {
+        for u in 0..3 {
+            let b = batch(
+                &site,
+                &format!("{item}-user-{u}"),
+                vec![event(Interaction::Click, Some(item), now_ms())],
+            );
+            let r = origin
+                .http
+                .post(origin.url("/v1/events"))
+                .header("content-type", "application/msgpack")
+                .header("user-agent", ua)
+                .body(attune_core::codec::encode_msgpack(&b))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 202);
+        }
+    }
+    for (ua, want) in [(IPHONE, "m1"), (DESKTOP, "d1")] {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let recs: Value = origin
+                .http
+                .get(origin.url("/v1/recommendations?user=anon:newcomer&k=2"))
+                .bearer_auth(&origin.site.api_key)
+                .header("user-agent", ua)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if recs["items"][0]["item"] == want {
+                assert_eq!(recs["model"], "popularity");
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{ua}: {recs}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}

@@ -18,6 +18,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
 use crate::model::dot;
+use crate::segments;
 use crate::store::{Item, UserModel};
 use crate::AppState;
 
@@ -194,6 +195,7 @@ pub fn rank(
 pub async fn get_recommendations(
     State(state): State<AppState>,
     caller: Caller,
+    headers: axum::http::HeaderMap,
     Query(q): Query<RecommendationsQuery>,
 ) -> Result<Json<Recommendations>, ApiError> {
     let user = caller.user(q.user.as_deref())?;
@@ -213,6 +215,28 @@ pub async fn get_recommendations(
         state.store.item_vectors(site),
     )?;
     let now_ms = crate::auth::now_s() as i64 * 1000;
+    // A newcomer the model does not know: popularity among people like them.
+    let popularity = if user_model.vector.is_none() {
+        let device = headers
+            .get(axum::http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|ua| crate::ingest::enrich::parse_user_agent(ua).class);
+        let attrs = state.store.ingest_context(site, &user).await?.attributes;
+        let scopes: Vec<String> = segments::of_request(device, &attrs, now_ms)
+            .iter()
+            .map(|s| segments::scope(site, s))
+            .collect();
+        let per_segment: Vec<HashMap<String, DecayedScore>> =
+            futures::future::try_join_all(scopes.iter().map(|s| state.store.popularity(s))).await?;
+        segments::blend(
+            &popularity,
+            &per_segment,
+            now_ms,
+            state.popularity_half_life,
+        )
+    } else {
+        popularity
+    };
     Ok(Json(Recommendations {
         user,
         model: if user_model.vector.is_some() {

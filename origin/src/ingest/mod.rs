@@ -185,20 +185,24 @@ fn body_error(e: BytesRejection, limit: usize) -> ApiError {
     }
 }
 
-/// Credits item popularity (buffered; never delays the reply).
+/// Credits item popularity, site-wide and per segment (buffered; never
+/// delays the reply).
 fn update_popularity(state: &AppState, accepted: &[&crate::record::EventRecord]) {
-    let Some(site) = accepted.first().map(|r| r.site_key.as_str()) else {
-        return;
-    };
-    let contributions: Vec<(String, f64, i64)> = accepted
-        .iter()
-        .filter_map(|r| {
-            let item = r.event.item.clone()?;
-            let weight = state.weights.weight(&r.event.interaction);
-            (weight != 0.0).then_some((item, weight, r.corrected_ts_ms))
-        })
-        .collect();
-    state
-        .popularity
-        .add(site, &contributions, state.popularity_half_life);
+    let hl = state.popularity_half_life;
+    for r in accepted {
+        let Some(item) = r.event.item.clone() else {
+            continue;
+        };
+        let weight = state.weights.weight(&r.event.interaction);
+        if weight == 0.0 {
+            continue;
+        }
+        let contribution = [(item, weight, r.corrected_ts_ms)];
+        state.popularity.add(&r.site_key, &contribution, hl);
+        // And per contextual segment, for newcomers' cold start.
+        for segment in crate::segments::of_record(r) {
+            let scope = crate::segments::scope(&r.site_key, &segment);
+            state.popularity.add(&scope, &contribution, hl);
+        }
+    }
 }

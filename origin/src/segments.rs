@@ -1,0 +1,167 @@
+//! Contextual segments for cold start. Popularity is kept per segment as well
+//! as per site, so a newcomer the model knows nothing about still gets what
+//! people like them take: same device class, same time of day, same kind of
+//! referrer, same stated attributes (demographics, locale).
+
+use attune_core::{DecayedScore, DeviceClass, HalfLife};
+use std::collections::HashMap;
+
+use crate::record::EventRecord;
+use crate::store::Attributes;
+
+/// The popularity scope of `segment` within `site` (site keys cannot contain `~`).
+pub fn scope(site: &str, segment: &str) -> String {
+    format!("{site}~{segment}")
+}
+
+/// The time of day of a Unix-ms instant, in four UTC buckets.
+pub fn hour_bucket(t_ms: i64) -> &'static str {
+    match (t_ms.rem_euclid(86_400_000) / 3_600_000) as u8 {
+        0..=5 => "hour:night",
+        6..=11 => "hour:morning",
+        12..=17 => "hour:afternoon",
+        _ => "hour:evening",
+    }
+}
+
+/// Search, social or other, from a referrer URL's host.
+pub fn referrer_class(referrer: &str) -> &'static str {
+    let host = referrer
+        .split("//")
+        .nth(1)
+        .unwrap_or(referrer)
+        .split(['/', ':', '?'])
+        .next()
+        .unwrap_or("");
+    const SEARCH: [&str; 7] = [
+        "google.",
+        "bing.",
+        "duckduckgo.",
+        "yahoo.",
+        "baidu.",
+        "yandex.",
+        "ecosia.",
+    ];
+    const SOCIAL: [&str; 8] = [
+        "facebook.",
+        "t.co",
+        "twitter.",
+        "x.com",
+        "linkedin.",
+        "reddit.",
+        "instagram.",
+        "pinterest.",
+    ];
+    if SEARCH.iter().any(|s| host.contains(s)) {
+        "ref:search"
+    } else if SOCIAL.iter().any(|s| host.contains(s)) {
+        "ref:social"
+    } else {
+        "ref:other"
+    }
+}
+
+fn attributes(attrs: &Attributes) -> impl Iterator<Item = String> + '_ {
+    attrs.iter().map(|(k, v)| format!("attr:{k}={v}"))
+}
+
+/// The segments an event counts toward.
+pub fn of_record(r: &EventRecord) -> Vec<String> {
+    let mut out: Vec<String> = r
+        .device
+        .class
+        .map(|d| format!("device:{}", d.as_str()))
+        .into_iter()
+        .collect();
+    out.push(hour_bucket(r.corrected_ts_ms).to_owned());
+    if let Some(referrer) = r.event.context.as_ref().and_then(|c| c.referrer.as_deref()) {
+        out.push(referrer_class(referrer).to_owned());
+    }
+    out.extend(attributes(&r.attributes));
+    out
+}
+
+/// The segments of a recommendations request.
+pub fn of_request(device: Option<DeviceClass>, attrs: &Attributes, now_ms: i64) -> Vec<String> {
+    let mut out: Vec<String> = device
+        .map(|d| format!("device:{}", d.as_str()))
+        .into_iter()
+        .collect();
+    out.push(hour_bucket(now_ms).to_owned());
+    out.extend(attributes(attrs));
+    out
+}
+
+/// Popularity for a newcomer: half the site's, half the mean of their
+/// segments' (each normalized), valued at `now_ms`.
+pub fn blend(
+    site: &HashMap<String, DecayedScore>,
+    segments: &[HashMap<String, DecayedScore>],
+    now_ms: i64,
+    half_life: HalfLife,
+) -> HashMap<String, DecayedScore> {
+    let normalized = |m: &HashMap<String, DecayedScore>| -> HashMap<String, f64> {
+        let values: HashMap<String, f64> = m
+            .iter()
+            .map(|(k, s)| (k.clone(), s.value_at(now_ms, half_life)))
+            .collect();
+        let max = values.values().copied().fold(0.0, f64::max);
+        values
+            .into_iter()
+            .map(|(k, v)| (k, if max > 0.0 { v / max } else { 0.0 }))
+            .collect()
+    };
+    let segments: Vec<HashMap<String, f64>> = segments
+        .iter()
+        .map(normalized)
+        .filter(|m| !m.is_empty())
+        .collect();
+    if segments.is_empty() {
+        return site.clone();
+    }
+    let mut out: HashMap<String, f64> = normalized(site)
+        .into_iter()
+        .map(|(k, v)| (k, 0.5 * v))
+        .collect();
+    for m in &segments {
+        for (k, v) in m {
+            *out.entry(k.clone()).or_default() += 0.5 * v / segments.len() as f64;
+        }
+    }
+    out.into_iter()
+        .map(|(k, v)| (k, DecayedScore::point(v, now_ms)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contexts_map_to_segments() {
+        assert_eq!(hour_bucket(3 * 3_600_000), "hour:night");
+        assert_eq!(hour_bucket(86_400_000 + 20 * 3_600_000), "hour:evening");
+        assert_eq!(
+            referrer_class("https://www.google.com/search?q=x"),
+            "ref:search"
+        );
+        assert_eq!(referrer_class("https://t.co/abc"), "ref:social");
+        assert_eq!(referrer_class("https://news.example/a"), "ref:other");
+        let attrs = Attributes::from([("locale".to_string(), "de-DE".to_string())]);
+        let s = of_request(Some(DeviceClass::Mobile), &attrs, 0);
+        assert_eq!(s, ["device:mobile", "hour:night", "attr:locale=de-DE"]);
+    }
+
+    #[test]
+    fn a_segment_breaks_a_tie_of_the_site() {
+        let hl = HalfLife::from_hours(24.0).unwrap();
+        let site = HashMap::from([
+            ("m".to_string(), DecayedScore::point(5.0, 0)),
+            ("d".to_string(), DecayedScore::point(5.0, 0)),
+        ]);
+        let mobile = HashMap::from([("m".to_string(), DecayedScore::point(5.0, 0))]);
+        let blended = blend(&site, &[mobile], 0, hl);
+        assert!(blended["m"].value > blended["d"].value);
+        assert_eq!(blend(&site, &[], 0, hl), site);
+    }
+}
