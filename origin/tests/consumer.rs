@@ -125,15 +125,8 @@ fn user_batch(site: &str, anon: &str, round: usize) -> Batch {
 
 async fn profile(origin: &TestOrigin, user: &str) -> Value {
     origin
-        .http
-        .get(origin.url(&format!("/v1/profile?user={user}")))
-        .bearer_auth(&origin.site.api_key)
-        .send()
+        .get_as_site(&format!("/v1/profile?user={user}"))
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
 }
 
 /// What the profiles must show: distinct events per user and kind, and dwell.
@@ -259,15 +252,9 @@ async fn two_consumers_split_the_partitions_and_a_rebalance_loses_nothing() {
 async fn forgetting_a_user_removes_the_profile_and_ignores_later_events() {
     let (prefix, origin) = setup().await;
     let site = origin.site.site_key.clone();
-    let r = origin
-        .http
-        .post(origin.url("/v1/items"))
-        .bearer_auth(&origin.site.api_key)
-        .json(&serde_json::json!({"items": [{"id": "item-1", "tags": ["sports"]}]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    origin
+        .load_items(serde_json::json!({"items": [{"id": "item-1", "tags": ["sports"]}]}))
+        .await;
     let _consumer = Consumer::start(&prefix, &format!("g-{prefix}"));
     let mut expected = Expected::default();
     let gone = user_batch(&site, "gone", 0);
@@ -324,25 +311,12 @@ async fn the_online_model_learns_from_events_and_serves_recommendations() {
     let items: Vec<Value> = (0..6)
         .map(|i| serde_json::json!({"id": format!("m{i}"), "tags": [if i < 3 { "drama" } else { "comedy" }]}))
         .collect();
-    let r = origin
-        .http
-        .post(origin.url("/v1/items"))
-        .bearer_auth(&origin.site.api_key)
-        .json(&serde_json::json!({ "items": items }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    origin
+        .load_items(serde_json::json!({ "items": items }))
+        .await;
     let before: Value = origin
-        .http
-        .get(origin.url("/v1/recommendations?user=anon:learner&k=6"))
-        .bearer_auth(&origin.site.api_key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_as_site("/v1/recommendations?user=anon:learner&k=6")
+        .await;
     assert_eq!(before["model"], "popularity", "a newcomer: cold start");
 
     let _consumer = Consumer::start(&prefix, &format!("g-{prefix}"));
@@ -362,15 +336,8 @@ async fn the_online_model_learns_from_events_and_serves_recommendations() {
     expected.wait_for(&origin).await;
 
     let after: Value = origin
-        .http
-        .get(origin.url("/v1/recommendations?user=anon:learner&k=6"))
-        .bearer_auth(&origin.site.api_key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_as_site("/v1/recommendations?user=anon:learner&k=6")
+        .await;
     assert_eq!(after["model"], "mf+popularity", "{after}");
     let ids: Vec<&str> = after["items"]
         .as_array()

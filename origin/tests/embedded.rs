@@ -12,7 +12,7 @@ use attune_origin::event_log::embedded::read_topic;
 use attune_origin::record::EventRecord;
 use common::{batch, event, now_ms, start, Backend};
 use proptest::prelude::*;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 #[tokio::test]
 async fn catalog_recommendations_and_forget() {
@@ -26,15 +26,9 @@ async fn catalog_recommendations_and_forget() {
 async fn accepted_events_and_catalog_survive_a_restart() {
     let origin = start(Backend::Embedded, |_| {}).await;
     let site = origin.site.site_key.clone();
-    let r = origin
-        .http
-        .post(origin.url("/v1/items"))
-        .bearer_auth(&origin.site.api_key)
-        .json(&json!({"items": [{"id": "a1", "tags": ["arts"]}]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    origin
+        .load_items(serde_json::json!({"items": [{"id": "a1", "tags": ["arts"]}]}))
+        .await;
     let events = vec![
         event(Interaction::PageView, None, now_ms()),
         event(Interaction::Click, Some("a1"), now_ms()),
@@ -48,16 +42,7 @@ async fn accepted_events_and_catalog_survive_a_restart() {
     assert_eq!(origin.post_batch(&b).await.status(), 202);
 
     let origin = origin.restart().await;
-    let recs: Value = origin
-        .http
-        .get(origin.url("/v1/recommendations?user=x"))
-        .bearer_auth(&origin.site.api_key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let recs: Value = origin.get_as_site("/v1/recommendations?user=x").await;
     assert_eq!(recs["items"][0]["item"], "a1", "catalog kept: {recs}");
 
     let dir = origin.stop().await;

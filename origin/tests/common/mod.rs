@@ -184,6 +184,32 @@ impl TestOrigin {
         )
     }
 
+    /// GETs `path` with the site's API key and returns the JSON reply.
+    pub async fn get_as_site(&self, path: &str) -> serde_json::Value {
+        self.http
+            .get(self.url(path))
+            .bearer_auth(&self.site.api_key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Loads catalog items (`{"items": [...]}`) with the site's API key.
+    pub async fn load_items(&self, body: serde_json::Value) {
+        let r = self
+            .http
+            .post(self.url("/v1/items"))
+            .bearer_auth(&self.site.api_key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    }
+
     /// POSTs a batch as MessagePack.
     pub async fn post_batch(&self, batch: &Batch) -> reqwest::Response {
         self.http
@@ -291,16 +317,7 @@ pub async fn catalog_recommendations_and_forget(origin: &TestOrigin) {
         .await
         .unwrap();
     assert_eq!(r.status(), 204);
-    let profile: Value = origin
-        .http
-        .get(origin.url("/v1/profile?user=carol"))
-        .bearer_auth(api)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let profile = origin.get_as_site("/v1/profile?user=carol").await;
     assert_eq!(profile["attributes"]["locale"], "fr-FR");
     let r = origin
         .http
@@ -310,16 +327,7 @@ pub async fn catalog_recommendations_and_forget(origin: &TestOrigin) {
         .await
         .unwrap();
     assert_eq!(r.status(), 204);
-    let profile: Value = origin
-        .http
-        .get(origin.url("/v1/profile?user=carol"))
-        .bearer_auth(api)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let profile = origin.get_as_site("/v1/profile?user=carol").await;
     assert_eq!(profile["attributes"], json!({}));
     let mut later = batch(
         &origin.site.site_key,
