@@ -178,8 +178,9 @@ pub fn kafka_jars(dest: &Path) -> Result<()> {
 /// versions must agree); building it needs pkg-config and OpenSSL headers.
 pub fn worker_build() -> Result<()> {
     const VERSION: &str = "0.8.7";
+    // It prints the bare version ("0.8.7").
     let have = output(Command::new("worker-build").arg("--version")).unwrap_or_default();
-    if have.split_whitespace().nth(1) == Some(VERSION) {
+    if have.split_whitespace().last() == Some(VERSION) {
         return Ok(());
     }
     apt("pkg-config", "pkg-config")?;
