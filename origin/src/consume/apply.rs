@@ -36,7 +36,7 @@ pub struct ScriptEvent {
     pub(super) tp: String,
     pub(super) off: i64,
     kind: &'static str,
-    ts: i64,
+    pub(super) ts: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) item: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -2,7 +2,9 @@
 //!
 //! Per batch: events whose ids the user already has are left out; every new
 //! event with a positive weight takes one SGD step for its item and a few
-//! popularity-sampled negatives (`crate::model`). Each item's change is
+//! popularity-sampled negatives (`crate::model`), its weight decayed by the
+//! event's age ([`RECENCY_HALF_LIFE_H`]: a backlog replayed late teaches less
+//! than what happens now). Each item's change is
 //! applied by a Lua script only past that item's `topic:partition` offset
 //! watermark (so a replay adds nothing); each user's change rides in the
 //! profile script, which applies it only with the event's id (so a retry adds
@@ -82,6 +84,15 @@ pub struct ModelWriter {
 }
 
 const RECENT: usize = 10_000;
+
+/// Half-life of an event's weight in the model, by its age when learned.
+pub const RECENCY_HALF_LIFE_H: f64 = 7.0 * 24.0;
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
 
 impl ModelWriter {
     /// Connects.
@@ -199,6 +210,8 @@ impl ModelWriter {
             .collect();
 
         // 3. The steps, in batch order; deltas per event (user) and per item.
+        let recency = attune_core::HalfLife::from_hours(RECENCY_HALF_LIFE_H).expect("positive");
+        let now = now_ms();
         let mut updates: BTreeMap<String, Vec<ItemUpdate>> = BTreeMap::new();
         let group_refs: Vec<&mut Vec<ScriptEvent>> = groups.values_mut().collect();
         let mut group_refs = group_refs;
@@ -208,7 +221,8 @@ impl ModelWriter {
             let item = event.item.clone().unwrap_or_default();
             let u = &mut user_vecs[g];
             let before = u.clone();
-            let mut touched = vec![(item.clone(), 1.0f32, event.w as f32)];
+            let weight = event.w * recency.factor(now.saturating_sub(event.ts).max(0));
+            let mut touched = vec![(item.clone(), 1.0f32, weight as f32)];
             touched.extend(
                 negatives
                     .into_iter()
