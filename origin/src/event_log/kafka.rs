@@ -44,7 +44,11 @@ impl EventLog for KafkaLog {
         let pending: Vec<_> = records
             .iter()
             .map(|r| {
-                let topic = format!("{}{}", self.topic_prefix, r.topic);
+                let topic: std::borrow::Cow<str> = if self.topic_prefix.is_empty() {
+                    r.topic.into()
+                } else {
+                    format!("{}{}", self.topic_prefix, r.topic).into()
+                };
                 self.producer
                     .send_result(FutureRecord::to(&topic).key(&r.key).payload(&r.payload))
                     .map_err(|(e, _)| match e {

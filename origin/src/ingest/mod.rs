@@ -188,21 +188,33 @@ fn body_error(e: BytesRejection, limit: usize) -> ApiError {
 /// Credits item popularity, site-wide and per segment (buffered; never
 /// delays the reply).
 fn update_popularity(state: &AppState, accepted: &[&crate::record::EventRecord]) {
-    let hl = state.popularity_half_life;
-    for r in accepted {
-        let Some(item) = r.event.item.clone() else {
-            continue;
-        };
-        let weight = state.weights.weight(&r.event.interaction);
-        if weight == 0.0 {
-            continue;
-        }
-        let contribution = [(item, weight, r.corrected_ts_ms)];
-        state.popularity.add(&r.site_key, &contribution, hl);
-        // And per contextual segment, for newcomers' cold start.
-        for segment in crate::segments::of_record(r) {
-            let scope = crate::segments::scope(&r.site_key, &segment);
-            state.popularity.add(&scope, &contribution, hl);
-        }
+    let Some(first) = accepted.first() else {
+        return;
+    };
+    let contributions: Vec<(String, f64, i64)> = accepted
+        .iter()
+        .filter_map(|r| {
+            let item = r.event.item.clone()?;
+            let weight = state.weights.weight(&r.event.interaction);
+            (weight != 0.0).then_some((item, weight, r.corrected_ts_ms))
+        })
+        .collect();
+    if contributions.is_empty() {
+        return;
     }
+    // One sender per batch: its segments (device, attributes, time of day)
+    // are the first event's, plus the referrer of any page view.
+    let site = &first.site_key;
+    let mut segments = crate::segments::of_record(first);
+    for r in accepted.iter().filter(|r| r.event.context.is_some()) {
+        segments.extend(crate::segments::of_record(r));
+    }
+    segments.sort();
+    segments.dedup();
+    let scopes: Vec<String> = std::iter::once(site.clone())
+        .chain(segments.iter().map(|s| crate::segments::scope(site, s)))
+        .collect();
+    state
+        .popularity
+        .add(&scopes, &contributions, state.popularity_half_life);
 }

@@ -24,15 +24,28 @@ pub struct PopularityBuffer {
 }
 
 impl PopularityBuffer {
-    /// Adds `(item, weight, t_ms)` contributions for `site`.
-    pub fn add(&self, site: &str, contributions: &[(String, f64, i64)], half_life: HalfLife) {
+    /// Adds `(item, weight, t_ms)` contributions to each of `scopes` (the site,
+    /// and its segments), under one lock.
+    pub fn add(
+        &self,
+        scopes: &[String],
+        contributions: &[(String, f64, i64)],
+        half_life: HalfLife,
+    ) {
         let mut pending = self.pending.lock().expect("not poisoned");
-        let items = pending.entry(site.to_owned()).or_default();
-        for (item, w, t) in contributions {
-            items
-                .entry(item.clone())
-                .or_default()
-                .add(*w, *t, half_life);
+        for scope in scopes {
+            let items = match pending.get_mut(scope) {
+                Some(items) => items,
+                None => pending.entry(scope.clone()).or_default(),
+            };
+            for (item, w, t) in contributions {
+                match items.get_mut(item) {
+                    Some(score) => score.add(*w, *t, half_life),
+                    None => {
+                        items.insert(item.clone(), DecayedScore::point(*w, *t));
+                    }
+                }
+            }
         }
     }
 
@@ -76,7 +89,11 @@ mod tests {
     fn contributions_merge_per_item() {
         let hl = HalfLife::from_ms(1000.0).unwrap();
         let buf = PopularityBuffer::default();
-        buf.add("s", &[("a".into(), 1.0, 0), ("a".into(), 4.0, 2000)], hl);
+        buf.add(
+            &["s".into()],
+            &[("a".into(), 1.0, 0), ("a".into(), 4.0, 2000)],
+            hl,
+        );
         let pending = buf.pending.lock().unwrap();
         assert_eq!(pending["s"]["a"], DecayedScore::point(4.25, 2000));
     }
