@@ -2,9 +2,9 @@
 //! 3 tags each out of 20, and a full edge state (16 tags, 8 clicks). The worker
 //! (`/__attune/bench/rerank`) and the native bench use the same data.
 
-use attune_core::{EventKind, HalfLife};
+use attune_core::{EventKind, HalfLife, RerankConfig};
 
-use crate::candidates::OriginItem;
+use crate::candidates::{rerank_for, OriginItem};
 use crate::state::EdgeState;
 
 /// The candidates.
@@ -37,4 +37,26 @@ pub fn state(candidates: &[OriginItem], half_life: HalfLife) -> EdgeState {
     }
     s.prune(1_800_000_030_000, half_life);
     s
+}
+
+/// The timed work: `n` reranks of the fixture (top 10, a minute apart);
+/// returns a checksum so the work cannot be optimized away.
+pub fn rerank_loop(n: usize) -> f64 {
+    let hl = HalfLife::from_hours(1.0).expect("positive");
+    let candidates = candidates(200);
+    let state = state(&candidates, hl);
+    (0..n)
+        .map(|i| {
+            let now = 1_800_000_060_000 + i as i64;
+            rerank_for(
+                &candidates,
+                Some(&state),
+                now,
+                hl,
+                RerankConfig::default(),
+                10,
+            )[0]
+            .score
+        })
+        .sum()
 }

@@ -10,7 +10,6 @@ use serde::Deserialize;
 use worker::{Request, Response, Result};
 
 use super::{error, Config};
-use crate::candidates::rerank_for;
 use crate::fixture;
 
 #[derive(Deserialize)]
@@ -81,21 +80,7 @@ pub async fn handle(mut req: Request, _config: &Config) -> Result<Response> {
                 .find(|(k, _)| k == "n")
                 .and_then(|(_, v)| v.parse().ok())
                 .unwrap_or(0);
-            let hl = HalfLife::from_hours(1.0).expect("positive");
-            let candidates = fixture::candidates(200);
-            let state = fixture::state(&candidates, hl);
-            let mut checksum = 0.0;
-            for i in 0..n {
-                let ranked = rerank_for(
-                    &candidates,
-                    Some(&state),
-                    1_800_000_060_000 + i as i64,
-                    hl,
-                    RerankConfig::default(),
-                    10,
-                );
-                checksum += ranked[0].score;
-            }
+            let checksum = fixture::rerank_loop(n);
             Response::from_json(&serde_json::json!({"n": n, "checksum": checksum}))
         }
         path => error(404, "not_found", format!("no debug route {path}"), None),
