@@ -79,7 +79,7 @@ class Attune {
     this.t = new Tracker(o.siteKey, id, o.flushAt, o.maxQueue, seed[0], seed[1]);
     const saved = this.consented && store.get(KEY_QUEUE);
     if (saved) this.t.restore(fromText(saved));
-    this.busy = false;
+    this.busy = 0;
     this.waitUntil = 0;
     this.lastActive = Date.now();
     this.idle = false;
@@ -131,7 +131,9 @@ class Attune {
   /** Sends everything queued; resolves when the queue is empty or sending failed. */
   async flush() {
     while (!this.blocked() && this.t.pending() > 0 && Date.now() >= this.waitUntil) {
-      if (!(await this.send())) break;
+      // A batch in flight: wait for its answer, then send the rest.
+      if (this.busy) await this.busy;
+      else if (!(await this.send())) break;
     }
   }
 
@@ -140,22 +142,18 @@ class Attune {
     if (this.busy || this.blocked() || Date.now() < this.waitUntil) return false;
     const bytes = this.t.nextBatch(Date.now(), unload ? UNLOAD_MAX_BYTES : 512 * 1024);
     if (!bytes) return false;
-    this.busy = true;
     this.persist(); // in-flight events stay stored until answered
-    let status = 0;
-    let retryAfter = 0;
-    try {
-      const r = await fetch(this.o.endpoint, {
-        method: "POST",
-        headers: { "content-type": "application/msgpack" },
-        body: bytes,
-        keepalive: bytes.length < UNLOAD_MAX_BYTES,
-        credentials: "include",
-      });
-      status = r.status;
-      retryAfter = Number(r.headers.get("retry-after")) || 0;
-    } catch {}
-    this.busy = false;
+    // A failed fetch answers {} (status 0): the engine backs off.
+    const r = await (this.busy = fetch(this.o.endpoint, {
+      method: "POST",
+      headers: { "content-type": "application/msgpack" },
+      body: bytes,
+      keepalive: bytes.length < UNLOAD_MAX_BYTES,
+      credentials: "include",
+    }).catch(() => ({})));
+    const status = r.status || 0;
+    const retryAfter = Number(r.headers?.get("retry-after")) || 0;
+    this.busy = 0;
     const delay = this.t.batchResult(status, retryAfter);
     this.persist();
     if (delay > 0) {
@@ -201,6 +199,11 @@ class Attune {
     for (const type of ["pointerdown", "keydown", "touchstart"]) on(document, type, () => this.wake(), { passive: true });
     on(document, "visibilitychange", () => (document.visibilityState === "hidden" ? this.hidden() : this.active(true)));
     on(window, "pagehide", () => this.hidden());
+    // Back online: retry now rather than at the end of the backoff.
+    on(window, "online", () => {
+      this.waitUntil = 0;
+      this.send();
+    });
     this.focused = true;
     for (const type of ["blur", "focus"]) on(window, type, () => this.active((this.focused = type == "focus")));
     this.timer = setInterval(guard(() => {
@@ -216,13 +219,14 @@ class Attune {
     const io = new IntersectionObserver(guard((entries) => {
       const now = Date.now();
       for (const e of entries) {
-        const visible = e.intersectionRatio >= 0.5;
+        // Half of the element, or half of the view for elements taller than it (articles).
+        const visible = e.intersectionRatio >= 0.5 || e.intersectionRect.height * 2 >= e.rootBounds.height;
         const item = e.target.getAttribute("data-attune-item");
         const rec = e.target.getAttribute("data-attune-rec");
         if (item) this.t.setInView(item, visible, now);
         if (rec) this.t.impression(rec, visible, now);
       }
-    }), { threshold: [0, 0.5] });
+    }), { threshold: [0, 0.1, 0.2, 0.3, 0.4, 0.5] });
     const watch = (root) => {
       if (root.matches && root.matches(`${o.itemSelector},${o.recSelector}`)) io.observe(root);
       if (root.querySelectorAll) root.querySelectorAll(`${o.itemSelector},${o.recSelector}`).forEach((el) => io.observe(el));
