@@ -69,12 +69,17 @@ impl Consumer {
     }
 
     async fn applied(&self) -> f64 {
+        self.metric("attune_consumer_events_applied_total").await
+    }
+
+    /// A counter from the consumer's `/metrics` (0 when absent).
+    async fn metric(&self, name: &str) -> f64 {
         let Ok(r) = reqwest::get(format!("http://127.0.0.1:{}/metrics", self.1)).await else {
             return 0.0;
         };
         let text = r.text().await.unwrap_or_default();
         text.lines()
-            .find(|l| l.starts_with("attune_consumer_events_applied_total"))
+            .find(|l| l.starts_with(name))
             .and_then(|l| l.split_whitespace().last()?.parse().ok())
             .unwrap_or(0.0)
     }
@@ -354,4 +359,47 @@ async fn the_online_model_learns_from_events_and_serves_recommendations() {
             "scores are scaled to 0..=1: {after}"
         );
     }
+}
+
+/// A poll that brings only undecodable records (a foreign producer, an old
+/// format) skips them and commits past them, without restarting the consumer.
+#[tokio::test]
+async fn a_batch_of_only_undecodable_records_is_skipped_without_a_restart() {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let (prefix, origin) = setup().await;
+    let site = origin.site.site_key.clone();
+    let consumer = Consumer::start(&prefix, &format!("g-{prefix}"));
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", env("KAFKA_BROKERS"))
+        .create()
+        .unwrap();
+    let topic = format!("{prefix}{}", topics().next().unwrap());
+    for i in 0..5 {
+        producer
+            .send(
+                FutureRecord::to(&topic).key("x").payload(&[0xc1u8, i][..]),
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("produced");
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while consumer.metric("attune_consumer_undecodable_total").await < 5.0 {
+        assert!(
+            Instant::now() < deadline,
+            "the poison records were never read"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The stream goes on: a valid batch after them is applied.
+    let mut expected = Expected::default();
+    let b = user_batch(&site, "after-poison", 0);
+    assert_eq!(origin.post_batch(&b).await.status(), 202);
+    expected.add(&b);
+    expected.wait_for(&origin).await;
+    assert_eq!(
+        consumer.metric("attune_consumer_restarts_total").await,
+        0.0,
+        "skipping poison must not restart the consumer"
+    );
 }

@@ -119,6 +119,10 @@ impl ModelWriter {
         &mut self,
         groups: &mut BTreeMap<(String, String), Vec<ScriptEvent>>,
     ) -> redis::RedisResult<()> {
+        // Redis refuses an empty pipeline (a batch of only undecodable records).
+        if groups.is_empty() {
+            return Ok(());
+        }
         let dim = self.cfg.dim;
         // 1. Which events are new to their user (ids not yet applied)?
         let mut pipe = redis::pipe();
