@@ -16,6 +16,7 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod consume;
+pub mod dashboard;
 pub mod error;
 pub mod event_log;
 pub mod health;
@@ -70,6 +71,8 @@ pub struct AppState {
     pub affinity_half_life: HalfLife,
     /// Popularity credited by ingest, written to the store in the background.
     pub popularity: Arc<ingest::popularity::PopularityBuffer>,
+    /// What this process accepted, for the dashboard.
+    pub activity: Arc<dashboard::activity::Activity>,
     /// Prometheus.
     pub metrics: PrometheusHandle,
     /// Largest body after decompression.
@@ -139,6 +142,7 @@ impl AppState {
             codec_limits: Arc::new(codec_limits),
             weights: Arc::new(FeedbackWeights::default()),
             popularity_half_life,
+            activity: Arc::default(),
             metrics: metrics::handle(),
             max_body_bytes: args.max_body_bytes,
         })
@@ -175,6 +179,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/items/{id}", put(api::items::put_item))
         .route("/v1/users/{id}", delete(api::users::forget_user))
         .route("/v1/users/{id}/attributes", put(api::users::put_attributes))
+        .route("/v1/dashboard", get(dashboard::get_dashboard))
+        .route("/dashboard", get(dashboard::page))
         .route("/openapi.json", get(openapi::document))
         .route("/metrics", get(metrics::render))
         .route("/healthz", get(health::healthz))

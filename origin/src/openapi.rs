@@ -16,6 +16,7 @@ use utoipa::{Modify, OpenApi};
         crate::api::items::put_item,
         crate::api::users::forget_user,
         crate::api::users::put_attributes,
+        crate::dashboard::get_dashboard,
         crate::health::healthz,
         crate::health::readyz,
         crate::metrics::render,

@@ -56,7 +56,12 @@ pub async fn handle(mut req: Request, config: &Config, ctx: &Context) -> Result<
         .and_then(|v| EdgeState::open(v, &config.state_secret).ok())
         .filter(|s| s.site == batch.site_key && s.anonymous_id == batch.anonymous_id)
         .unwrap_or_else(|| EdgeState::new(&batch.site_key, &batch.anonymous_id));
-    let candidates = recommendations::cached(config, &anonymous_user(&batch.anonymous_id)).await;
+    // A newcomer's first clicks are on items from the cold list they were shown.
+    let candidates =
+        match recommendations::cached(config, &anonymous_user(&batch.anonymous_id)).await {
+            Some(list) => Some(list),
+            None => recommendations::cached(config, recommendations::COLD_USER).await,
+        };
     let weights = FeedbackWeights::default();
     for e in &batch.events {
         let Some(item) = &e.item else { continue };

@@ -12,7 +12,7 @@ use crate::candidates::{
 use crate::state::{cookie_value, EdgeState};
 
 /// Candidates for a browser the edge has no state for yet.
-const COLD_USER: &str = "anon:_cold";
+pub const COLD_USER: &str = "anon:_cold";
 /// How long the cache keeps a list at all (stale-if-error beyond TTL + SWR).
 const CACHE_MAX_AGE_S: u32 = 86_400;
 const MAX_K: usize = 100;
@@ -151,7 +151,8 @@ pub async fn handle(req: Request, config: &Config, ctx: &Context) -> Result<Resp
             }
         },
     };
-    let age = now - list.fetched_at_ms;
+    // workerd freezes the clock within a request: never report a negative age.
+    let age = (now - list.fetched_at_ms).max(0);
     Response::from_json(&Reply {
         user,
         source: "edge",

@@ -10,7 +10,10 @@ use attune_core::{DeviceClass, FeedbackWeights, HalfLife, Interaction};
 use serde::Serialize;
 
 use crate::record::EventRecord;
-use crate::store::redis::{user_key, LUA_DECAYED_ADD};
+use redis::Commands;
+
+use crate::store::redis::{user_key, CONSUMERS_KEY, LUA_DECAYED_ADD};
+use crate::store::ConsumerStats;
 
 /// How long event ids are remembered for deduplication (client retries and
 /// persisted browser queues arrive within days).
@@ -194,11 +197,25 @@ impl ProfileWriter {
 
     /// Which of these users asked to be forgotten (their events are dropped).
     pub fn forgotten(&mut self, users: &[&(String, String)]) -> redis::RedisResult<Vec<bool>> {
+        if users.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut pipe = redis::pipe();
         for (site, user) in users {
             pipe.sismember(format!("attune:{{{site}}}:forgotten"), user);
         }
         pipe.query(&mut self.conn)
+    }
+
+    /// Publishes this consumer's stats for the dashboard.
+    pub fn publish_stats(&mut self, stats: &ConsumerStats) -> redis::RedisResult<()> {
+        let json = serde_json::to_string(stats).expect("stats serialize");
+        self.conn.hset(CONSUMERS_KEY, &stats.member, json)
+    }
+
+    /// Removes a stopped consumer's stats.
+    pub fn retire_stats(&mut self, member: &str) -> redis::RedisResult<()> {
+        self.conn.hdel(CONSUMERS_KEY, member)
     }
 
     /// Applies one user's events; returns how many were new.

@@ -10,6 +10,7 @@
 
 pub mod apply;
 pub mod model;
+pub mod stats;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,20 +29,25 @@ use rdkafka::{ClientConfig, ClientContext, Message, Offset, Statistics, TopicPar
 use crate::config::ConsumeArgs;
 use crate::record::EventRecord;
 use apply::{by_user, Incoming, ProfileWriter};
+use stats::{SharedLag, StatsTracker};
 
 const POLL: Duration = Duration::from_millis(100);
 const TX_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Exports consumer lag per partition from librdkafka's statistics.
-struct LagContext;
+/// Exports consumer lag per partition from librdkafka's statistics, to
+/// `/metrics` and to the dashboard's stats.
+struct LagContext(SharedLag);
 
 impl ClientContext for LagContext {
     fn stats(&self, stats: Statistics) {
+        let mut lag = self.0.lock().expect("not poisoned");
+        lag.clear();
         for (topic, t) in &stats.topics {
             for (partition, p) in &t.partitions {
                 if *partition >= 0 && p.consumer_lag >= 0 {
                     metrics::gauge!("attune_consumer_lag", "topic" => topic.clone(), "partition" => partition.to_string())
                         .set(p.consumer_lag as f64);
+                    lag.insert(format!("{topic}/{partition}"), p.consumer_lag);
                 }
             }
         }
@@ -52,17 +58,21 @@ impl ConsumerContext for LagContext {}
 
 /// Runs until `stop` is set; restarts its Kafka clients after any error.
 pub fn run(args: &ConsumeArgs, stop: Arc<AtomicBool>) -> Result<()> {
+    let mut stats = StatsTracker::new(SharedLag::default());
     while !stop.load(Ordering::SeqCst) {
-        if let Err(e) = run_clients(args, &stop) {
+        if let Err(e) = run_clients(args, &stop, &mut stats) {
             tracing::warn!("consumer restarting from the committed offsets: {e:#}");
             metrics::counter!("attune_consumer_restarts_total").increment(1);
             std::thread::sleep(Duration::from_secs(1));
         }
     }
+    if let Ok(mut writer) = ProfileWriter::connect(&args.redis_url) {
+        let _ = writer.retire_stats(stats.member());
+    }
     Ok(())
 }
 
-fn run_clients(args: &ConsumeArgs, stop: &AtomicBool) -> Result<()> {
+fn run_clients(args: &ConsumeArgs, stop: &AtomicBool, stats: &mut StatsTracker) -> Result<()> {
     let names: Vec<String> = topics()
         .map(|t| format!("{}{t}", args.topic_prefix))
         .collect();
@@ -75,7 +85,7 @@ fn run_clients(args: &ConsumeArgs, stop: &AtomicBool) -> Result<()> {
         .set("auto.offset.reset", "earliest")
         .set("session.timeout.ms", "6000")
         .set("statistics.interval.ms", "1000")
-        .create_with_context(LagContext)
+        .create_with_context(LagContext(stats.lag()))
         .context("create the Kafka consumer")?;
     consumer.subscribe(&names.iter().map(String::as_str).collect::<Vec<_>>())?;
     // Unique per client: zombies are fenced by the group generation sent
@@ -101,6 +111,12 @@ fn run_clients(args: &ConsumeArgs, stop: &AtomicBool) -> Result<()> {
     tracing::info!(group = %args.group, topics = ?names, "consumer started");
 
     while !stop.load(Ordering::SeqCst) {
+        if stats.due() {
+            // Best effort: the dashboard reads these; the stream does not need them.
+            if let Err(e) = writer.publish_stats(&stats.snapshot(now_ms())) {
+                tracing::debug!("consumer stats not published: {e}");
+            }
+        }
         let batch = poll_batch(&consumer, args.batch);
         if batch.is_empty() {
             continue;
@@ -131,6 +147,7 @@ fn run_clients(args: &ConsumeArgs, stop: &AtomicBool) -> Result<()> {
         let users: Vec<&(String, String)> = groups.keys().collect();
         let forgotten = writer.forgotten(&users).context("Redis forgotten check")?;
         let mut changed = Vec::new();
+        let (mut applied_total, mut duplicate_total) = (0, 0);
         for ((key, events), gone) in groups.iter().zip(forgotten) {
             if gone {
                 continue;
@@ -138,9 +155,11 @@ fn run_clients(args: &ConsumeArgs, stop: &AtomicBool) -> Result<()> {
             let applied = writer
                 .apply(&key.0, &key.1, events, half_life)
                 .context("apply to Redis")?;
+            let duplicate = events.len() as u64 - applied;
             metrics::counter!("attune_consumer_events_applied_total").increment(applied);
-            metrics::counter!("attune_consumer_events_duplicate_total")
-                .increment(events.len() as u64 - applied);
+            metrics::counter!("attune_consumer_events_duplicate_total").increment(duplicate);
+            (applied_total, duplicate_total) =
+                (applied_total + applied, duplicate_total + duplicate);
             if applied > 0 {
                 changed.push((key, applied));
             }
@@ -170,8 +189,14 @@ fn run_clients(args: &ConsumeArgs, stop: &AtomicBool) -> Result<()> {
             return Err(e).context("commit the transaction");
         }
         metrics::histogram!("attune_consumer_batch_duration_seconds").record(started.elapsed());
+        stats.count(applied_total, duplicate_total);
+        stats.observe(incoming.iter().map(|i| i.record.received_at_ms), now_ms());
     }
     Ok(())
+}
+
+fn now_ms() -> i64 {
+    crate::auth::now_s() as i64 * 1000
 }
 
 /// Up to `max` messages, waiting at most one poll interval for the first.

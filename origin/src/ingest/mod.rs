@@ -117,13 +117,9 @@ pub async fn post_events(
             }
         }
     }
-    for kind in attune_core::EventKind::ALL {
-        let n = accepted.iter().filter(|r| r.event.kind() == kind).count();
-        if n > 0 {
-            metrics::counter!("attune_events_accepted_total", "kind" => kind.as_str())
-                .increment(n as u64);
-        }
-    }
+    state
+        .activity
+        .record(&site.key, &user_id, accepted.iter().map(|r| r.event.kind()));
     update_popularity(&state, &accepted);
 
     if rejected.is_empty() {

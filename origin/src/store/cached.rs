@@ -13,7 +13,9 @@ use async_trait::async_trait;
 use attune_core::{DecayedScore, HalfLife};
 use moka::sync::Cache;
 
-use super::{Attributes, IngestContext, Item, Profile, Store, StoreResult, UserModel};
+use super::{
+    Attributes, ConsumerStats, IngestContext, Item, Profile, Store, StoreResult, UserModel,
+};
 
 /// How long a sender's context is reused.
 pub const CONTEXT_TTL: Duration = Duration::from_secs(1);
@@ -120,5 +122,9 @@ impl Store for CachedStore {
         self.inner.forget_user(site, user).await?;
         self.invalidate(site, user);
         Ok(())
+    }
+
+    async fn consumer_stats(&self) -> StoreResult<Vec<ConsumerStats>> {
+        self.inner.consumer_stats().await
     }
 }

@@ -10,7 +10,10 @@ use async_trait::async_trait;
 use attune_core::{DecayedScore, HalfLife};
 use redb::{Database, ReadableTable, TableDefinition};
 
-use super::{Attributes, IngestContext, Item, Profile, Store, StoreError, StoreResult, UserModel};
+use super::{
+    Attributes, ConsumerStats, IngestContext, Item, Profile, Store, StoreError, StoreResult,
+    UserModel,
+};
 
 /// (site, item) → item JSON.
 const ITEMS: TableDefinition<(&str, &str), &str> = TableDefinition::new("items");
@@ -249,5 +252,9 @@ impl Store for EmbeddedStore {
             Ok(())
         })
         .await
+    }
+
+    async fn consumer_stats(&self) -> StoreResult<Vec<ConsumerStats>> {
+        Ok(Vec::new())
     }
 }

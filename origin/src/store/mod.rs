@@ -81,6 +81,28 @@ pub struct UserModel {
     pub affinities: HashMap<String, f64>,
 }
 
+/// What one stream consumer reports about itself (for the dashboard), a few
+/// times a second.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ConsumerStats {
+    /// The consumer process (`host-pid`).
+    pub member: String,
+    /// When it reported, Unix ms.
+    pub updated_at_ms: i64,
+    /// Messages behind the log end, summed over its partitions.
+    pub lag: i64,
+    /// Lag per `topic/partition`.
+    pub lag_by_partition: BTreeMap<String, i64>,
+    /// Receipt at the origin → profile updated, over the last minute, ms.
+    pub freshness_p50_ms: Option<f64>,
+    /// 99th percentile of the same.
+    pub freshness_p99_ms: Option<f64>,
+    /// Events applied (new) since the process started.
+    pub events_applied: u64,
+    /// Events skipped as already applied (retries, replays).
+    pub events_duplicate: u64,
+}
+
 /// What ingest needs to know about the sender, in one round trip.
 #[derive(Debug, Clone, Default)]
 pub struct IngestContext {
@@ -126,4 +148,6 @@ pub trait Store: Send + Sync {
     async fn item_vectors(&self, site: &str) -> StoreResult<Arc<HashMap<String, Vec<f32>>>>;
     /// Deletes everything about a user and ignores their later events.
     async fn forget_user(&self, site: &str, user: &str) -> StoreResult<()>;
+    /// What the running stream consumers last reported (none in embedded mode).
+    async fn consumer_stats(&self) -> StoreResult<Vec<ConsumerStats>>;
 }

@@ -22,7 +22,10 @@ use redis::AsyncCommands;
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use super::{Attributes, IngestContext, Item, Profile, Store, StoreError, StoreResult, UserModel};
+use super::{
+    Attributes, ConsumerStats, IngestContext, Item, Profile, Store, StoreError, StoreResult,
+    UserModel,
+};
 
 /// Redis through one auto-reconnecting multiplexed connection.
 #[derive(Clone)]
@@ -39,6 +42,11 @@ fn site_key(site: &str, what: &str) -> String {
 pub fn user_key(site: &str, user: &str, what: &str) -> String {
     format!("attune:{{{site}/{user}}}:{what}")
 }
+
+/// Hash of consumer member → its latest [`ConsumerStats`] as JSON.
+pub const CONSUMERS_KEY: &str = "attune:consumers";
+/// Reports older than this are from consumers that stopped.
+const CONSUMER_STATS_MAX_AGE_MS: i64 = 10_000;
 
 /// Every per-user key `forget_user` deletes.
 pub const USER_KEYS: &[&str] = &[
@@ -272,5 +280,18 @@ impl Store for RedisStore {
             .query_async(&mut c)
             .await?;
         Ok(())
+    }
+
+    async fn consumer_stats(&self) -> StoreResult<Vec<ConsumerStats>> {
+        let mut c = self.conn.clone();
+        let all: HashMap<String, String> = c.hgetall(CONSUMERS_KEY).await?;
+        let now_ms = crate::auth::now_s() as i64 * 1000;
+        let mut stats: Vec<ConsumerStats> = all
+            .values()
+            .filter_map(|json| serde_json::from_str::<ConsumerStats>(json).ok())
+            .filter(|s| now_ms - s.updated_at_ms < CONSUMER_STATS_MAX_AGE_MS)
+            .collect();
+        stats.sort_by(|a, b| a.member.cmp(&b.member));
+        Ok(stats)
     }
 }

@@ -1,0 +1,145 @@
+//! What a consumer reports about itself for the dashboard: lag per partition
+//! (from librdkafka's statistics) and freshness — receipt at the origin to the
+//! profile updated — over the last minute.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::store::ConsumerStats;
+
+/// Freshness samples kept (the last minute, at most this many).
+const WINDOW_MS: i64 = 60_000;
+const MAX_SAMPLES: usize = 20_000;
+/// How often the stats are published.
+pub const PUBLISH_EVERY: Duration = Duration::from_millis(500);
+
+/// Lag per `topic/partition`, written by the Kafka statistics callback.
+pub type SharedLag = Arc<Mutex<BTreeMap<String, i64>>>;
+
+/// A consumer's running statistics.
+pub struct StatsTracker {
+    member: String,
+    lag: SharedLag,
+    /// `(applied at, freshness ms)`, oldest first.
+    samples: VecDeque<(i64, f64)>,
+    applied: u64,
+    duplicate: u64,
+    published: Option<Instant>,
+}
+
+impl StatsTracker {
+    /// A tracker for this process, reading lag from `lag`.
+    pub fn new(lag: SharedLag) -> Self {
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "consumer".into());
+        StatsTracker {
+            member: format!("{host}-{}", std::process::id()),
+            lag,
+            samples: VecDeque::new(),
+            applied: 0,
+            duplicate: 0,
+            published: None,
+        }
+    }
+
+    /// The lag map the Kafka statistics callback writes.
+    pub fn lag(&self) -> SharedLag {
+        self.lag.clone()
+    }
+
+    /// This process's member name.
+    pub fn member(&self) -> &str {
+        &self.member
+    }
+
+    /// Events applied at `now_ms` that the origin received at `received_at_ms`.
+    pub fn observe(&mut self, received_at_ms: impl IntoIterator<Item = i64>, now_ms: i64) {
+        for received in received_at_ms {
+            let freshness = (now_ms - received).max(0) as f64;
+            metrics::histogram!("attune_consumer_freshness_seconds").record(freshness / 1000.0);
+            self.samples.push_back((now_ms, freshness));
+        }
+        while self.samples.len() > MAX_SAMPLES {
+            self.samples.pop_front();
+        }
+    }
+
+    /// Counts applied and duplicate events.
+    pub fn count(&mut self, applied: u64, duplicate: u64) {
+        self.applied += applied;
+        self.duplicate += duplicate;
+    }
+
+    /// True when the stats should be published again.
+    pub fn due(&self) -> bool {
+        self.published
+            .is_none_or(|at| at.elapsed() >= PUBLISH_EVERY)
+    }
+
+    /// The stats at `now_ms` (drops samples older than the window).
+    pub fn snapshot(&mut self, now_ms: i64) -> ConsumerStats {
+        self.published = Some(Instant::now());
+        while self
+            .samples
+            .front()
+            .is_some_and(|(at, _)| now_ms - at > WINDOW_MS)
+        {
+            self.samples.pop_front();
+        }
+        let mut sorted: Vec<f64> = self.samples.iter().map(|(_, f)| *f).collect();
+        sorted.sort_by(f64::total_cmp);
+        let lag_by_partition = self.lag.lock().expect("not poisoned").clone();
+        ConsumerStats {
+            member: self.member.clone(),
+            updated_at_ms: now_ms,
+            lag: lag_by_partition.values().sum(),
+            lag_by_partition,
+            freshness_p50_ms: percentile(&sorted, 0.50),
+            freshness_p99_ms: percentile(&sorted, 0.99),
+            events_applied: self.applied,
+            events_duplicate: self.duplicate,
+        }
+    }
+}
+
+/// The nearest-rank percentile of sorted values.
+fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = (p * sorted.len() as f64).ceil() as usize;
+    Some(sorted[rank.clamp(1, sorted.len()) - 1])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&v, 0.5), Some(50.0));
+        assert_eq!(percentile(&v, 0.99), Some(99.0));
+        assert_eq!(percentile(&[7.0], 0.99), Some(7.0));
+        assert_eq!(percentile(&[], 0.5), None);
+    }
+
+    #[test]
+    fn freshness_covers_the_last_minute_and_lag_sums_partitions() {
+        let lag = SharedLag::default();
+        lag.lock()
+            .unwrap()
+            .extend([("t/0".to_string(), 3), ("t/1".to_string(), 4)]);
+        let mut t = StatsTracker::new(lag);
+        t.observe([0, 0], 1_000); // 1 s fresh, applied at t = 1 s
+        t.observe([100_000], 100_050); // 50 ms fresh, at t = 100 s
+        t.count(3, 1);
+        let s = t.snapshot(100_100);
+        // The samples from t = 1 s are past the window.
+        assert_eq!(s.freshness_p50_ms, Some(50.0));
+        assert_eq!(s.freshness_p99_ms, Some(50.0));
+        assert_eq!(s.lag, 7);
+        assert_eq!((s.events_applied, s.events_duplicate), (3, 1));
+        assert!(!t.due());
+    }
+}
