@@ -1,19 +1,33 @@
-//! `cargo xtask demo [--stack]`: the origin until Ctrl-C — embedded (nothing
-//! else to install, data under target/demo-data) or, with `--stack`, on the
-//! real Kafka + Redis stack. Ctrl-C (or SIGTERM) stops the origin and then the
-//! stack if this command started it.
+//! `cargo xtask demo [--stack]`: the whole loop on this machine — the news
+//! site with the tracker, the edge worker in workerd, and the origin, embedded
+//! (data under target/demo-data) or, with `--stack`, on real Kafka + Redis with
+//! a stream consumer. Builds what it needs, loads the catalog, prints the URLs;
+//! Ctrl-C (or SIGTERM) stops every process and then the stack if it started it.
 
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use std::process::{Child, Command};
-
 use crate::process::{self, port_open};
 use crate::stack::Stack;
 use crate::test::cargo;
+use crate::{edge, install, tracker, workspace_root};
+
+/// The built-in development site of `attune-origin` (see its config module).
+const DEMO_SITE_KEY: &str = "demo";
+const DEMO_API_KEY: &str = "demo-secret-api-key";
+/// How long the origin may take to open its port.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn port_of(listen: &str, var: &str) -> Result<u16> {
+    listen
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.parse().ok())
+        .with_context(|| format!("{var}={listen} is not host:port"))
+}
 
 pub fn run(with_stack: bool) -> Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
@@ -21,44 +35,63 @@ pub fn run(with_stack: bool) -> Result<()> {
     ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
         .context("install the Ctrl-C handler")?;
 
+    let listen = std::env::var("ATTUNE_LISTEN").unwrap_or_else(|_| "127.0.0.1:8080".into());
+    let port = port_of(&listen, "ATTUNE_LISTEN")?;
+    let site_port: u16 = std::env::var("NEWS_SITE_PORT")
+        .unwrap_or_else(|_| "3000".into())
+        .parse()
+        .context("NEWS_SITE_PORT is not a port number")?;
+    for (p, var) in [(port, "ATTUNE_LISTEN"), (site_port, "NEWS_SITE_PORT")] {
+        if port_open(p) {
+            bail!("port {p} is in use: stop what runs there or set {var}");
+        }
+    }
+
+    println!("==> installing what is missing (the first run takes a few minutes)");
+    install::wasm_target()?;
+    install::wasm_bindgen_cli()?;
+    install::worker_build()?;
+    install::apt("node", "nodejs")?;
+    install::npm_packages()?;
+    println!("==> building the tracker (wasm + npm package)");
+    tracker::build()?;
+    println!("==> building the edge worker (workers-rs)");
+    edge::build()?;
+    println!("==> building the origin");
+    process::run(cargo().args(["build", "--quiet", "-p", "attune-origin"]))?;
+
     let stack = Stack::from_env();
     let running = if with_stack { Some(stack.up()?) } else { None };
     let backend_env: Vec<(&str, String)> = match &running {
         Some(r) => r.endpoints.vars().into_iter().collect(),
         None => vec![(
             "ATTUNE_DATA_DIR",
-            crate::workspace_root()
+            workspace_root()
                 .join("target/demo-data")
                 .display()
                 .to_string(),
         )],
     };
-    let listen = std::env::var("ATTUNE_LISTEN").unwrap_or_else(|_| "127.0.0.1:8080".into());
-    let port: u16 = listen
-        .rsplit_once(':')
-        .and_then(|(_, p)| p.parse().ok())
-        .with_context(|| format!("ATTUNE_LISTEN={listen} is not host:port"))?;
-
-    println!("==> building the origin");
-    process::run(cargo().args(["build", "--quiet", "-p", "attune-origin"]))?;
-    let bin = crate::workspace_root().join("target/debug/attune-origin");
-    let spawn = |args: &[&str]| -> Result<Child> {
+    let bin = workspace_root().join("target/debug/attune-origin");
+    let spawn_origin = |args: &[&str]| -> Result<Child> {
         Command::new(&bin)
             .args(args)
             .env("ATTUNE_LISTEN", &listen)
             .env_remove("KAFKA_BROKERS")
             .env_remove("REDIS_URL")
+            .env_remove("ATTUNE_CONFIG")
             .envs(backend_env.iter().map(|(k, v)| (*k, v.as_str())))
             .spawn()
             .with_context(|| format!("start attune-origin {}", args.join(" ")))
     };
-    let mut children = vec![("origin", spawn(&["serve"])?)];
+    let mut children = vec![("origin", spawn_origin(&["serve"])?)];
     if running.is_some() {
-        // The consumers turn the event topics into profiles.
-        children.push(("consumer", spawn(&["consume"])?));
+        // The consumers turn the event topics into profiles and the model.
+        children.push(("consumer", spawn_origin(&["consume"])?));
     }
 
     let started = Instant::now();
+    let mut site_started = false;
     let mut announced = false;
     loop {
         let stopping = stop.load(Ordering::SeqCst);
@@ -76,37 +109,56 @@ pub fn run(with_stack: bool) -> Result<()> {
             stop_all(&mut children);
             break;
         }
-        if !announced && port_open(port) {
+        if !site_started && port_open(port) {
+            site_started = true;
+            // The site starts the edge in workerd and loads the catalog.
+            let site = Command::new("node")
+                .arg("server.mjs")
+                .args(["--port", &site_port.to_string()])
+                .args(["--origin", &format!("http://{listen}")])
+                .args(["--api-key", DEMO_API_KEY, "--site-key", DEMO_SITE_KEY])
+                .args(["--load-catalog", "--demo-dashboard-key"])
+                .current_dir(workspace_root().join("examples/news-site"))
+                .spawn()
+                .context("start the news site (node examples/news-site/server.mjs)")?;
+            children.push(("news site", site));
+        }
+        if !site_started && started.elapsed() > START_TIMEOUT {
+            stop_all(&mut children);
+            bail!("the origin did not open {listen} within {START_TIMEOUT:?}");
+        }
+        if site_started && !announced && port_open(site_port) {
             announced = true;
-            let backends = match &running {
-                Some(r) => format!(
-                    "Kafka {} + Redis {}",
-                    r.endpoints.kafka_brokers, r.endpoints.redis_url
-                ),
-                None => "embedded (target/demo-data); `cargo xtask demo --stack` for Kafka + Redis"
-                    .into(),
-            };
-            let key = "Authorization: Bearer demo-secret-api-key";
-            println!(
-                "\n==> Attune is up ({:.0}s), backends: {backends}",
-                started.elapsed().as_secs_f64()
-            );
-            println!(
-                "    API docs  http://{listen}/openapi.json   metrics http://{listen}/metrics"
-            );
-            println!("    add an item:");
-            println!(
-                r#"      curl -X POST http://{listen}/v1/items -H '{key}' -H 'content-type: application/json' -d '{{"items":[{{"id":"a1","tags":["tech"]}}]}}'"#
-            );
-            println!("    recommendations:");
-            println!("      curl 'http://{listen}/v1/recommendations?user=anon:me' -H '{key}'");
-            println!("    Ctrl-C stops everything.");
+            announce(&listen, site_port, running.as_ref(), started);
         }
         std::thread::sleep(Duration::from_millis(200));
     }
     println!("\n==> stopping");
     drop(running);
     Ok(())
+}
+
+fn announce(
+    listen: &str,
+    site_port: u16,
+    running: Option<&crate::stack::Running>,
+    started: Instant,
+) {
+    let backends = match running {
+        Some(r) => format!(
+            "Kafka {} + Redis {}, with a stream consumer",
+            r.endpoints.kafka_brokers, r.endpoints.redis_url
+        ),
+        None => "embedded (target/demo-data); `cargo xtask demo --stack` adds Kafka, Redis and the stream consumer".into(),
+    };
+    println!(
+        "\n==> Attune is up ({:.0}s) · backends: {backends}",
+        started.elapsed().as_secs_f64()
+    );
+    println!("    news site       http://localhost:{site_port}   ← read a few articles of one section and watch \"Recommended for you\"");
+    println!("    live dashboard  http://{listen}/dashboard#key={DEMO_API_KEY}   (also linked at the foot of every page)");
+    println!("    API             http://{listen}/openapi.json · metrics http://{listen}/metrics");
+    println!("    Ctrl-C stops everything.");
 }
 
 /// SIGINT to every child (they shut down gracefully), then wait for them.

@@ -25,7 +25,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Start the origin (embedded, or on Kafka + Redis with --stack); Ctrl-C stops everything.
+    /// The news-site demo: the site with the tracker, the edge in workerd and the origin
+    /// (embedded, or Kafka + Redis + a consumer with --stack); Ctrl-C stops everything.
     Demo {
         /// Run on the real Kafka + Redis stack instead of the embedded default.
         #[arg(long)]

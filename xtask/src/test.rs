@@ -11,6 +11,9 @@ use crate::process::run as run_cmd;
 use crate::stack::Stack;
 use crate::{edge, install, tracker, workspace_root};
 
+/// The end-to-end test's own topics: only its events, whatever ran before.
+const E2E_TOPIC_PREFIX: &str = "e2e.";
+
 /// `cargo`, the same one that runs xtask.
 pub fn cargo() -> Command {
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
@@ -121,6 +124,20 @@ pub fn run() -> Result<()> {
                             .args(["--test", "tests/"])
                             .current_dir(edge::dir())
                             .envs(running.endpoints.vars()),
+                        &mut tests,
+                    )
+                });
+                report.step("news site end to end in Chromium (full stack)", || {
+                    crate::stack::ensure_topics(
+                        &running.endpoints.kafka_brokers,
+                        E2E_TOPIC_PREFIX,
+                    )?;
+                    run_node_tests(
+                        Command::new("node")
+                            .args(["--test", "tests/"])
+                            .current_dir(workspace_root().join("examples/news-site"))
+                            .envs(running.endpoints.vars())
+                            .env("ATTUNE_E2E_TOPIC_PREFIX", E2E_TOPIC_PREFIX),
                         &mut tests,
                     )
                 });

@@ -148,14 +148,19 @@ pub fn wait_ready(stack: &Stack, pid: u32) -> Result<()> {
 }
 
 /// Creates one topic per interaction kind and the consumers' output topic ([`PARTITIONS_PER_TOPIC`] partitions,
-/// keyed by user) through the AdminClient; existing topics are checked.
-pub fn ensure_topics(brokers: &str) -> Result<()> {
+/// keyed by user), each named `{prefix}{topic}`, through the AdminClient;
+/// existing topics are checked.
+pub fn ensure_topics(brokers: &str, prefix: &str) -> Result<()> {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .create()
         .context("create the Kafka admin client")?;
-    let new: Vec<NewTopic> = topics()
+    let names = topics()
         .chain([PROFILE_UPDATES])
+        .map(|t| format!("{prefix}{t}"))
+        .collect::<Vec<_>>();
+    let new: Vec<NewTopic> = names
+        .iter()
         .map(|t| NewTopic::new(t, PARTITIONS_PER_TOPIC, TopicReplication::Fixed(1)))
         .collect();
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -174,11 +179,11 @@ pub fn ensure_topics(brokers: &str) -> Result<()> {
         .inner()
         .fetch_metadata(None, Duration::from_secs(10))
         .context("read topic metadata")?;
-    for name in topics() {
+    for name in &names {
         let partitions = metadata
             .topics()
             .iter()
-            .find(|t| t.name() == name)
+            .find(|t| t.name() == name.as_str())
             .map_or(0, |t| t.partitions().len());
         if partitions < PARTITIONS_PER_TOPIC as usize {
             bail!(

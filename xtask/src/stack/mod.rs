@@ -9,6 +9,8 @@
 mod kafka;
 mod redis;
 
+pub use kafka::ensure_topics;
+
 use std::fs;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -128,7 +130,14 @@ impl Stack {
         running.started_here |= redis.started;
         kafka::wait_ready(self, kafka.pid)?;
         redis::wait_ready(self, redis.pid)?;
-        kafka::ensure_topics(&running.endpoints.kafka_brokers)?;
+        kafka::ensure_topics(&running.endpoints.kafka_brokers, "")?;
+        // The topics of a prefixed deployment (the origin's ATTUNE_TOPIC_PREFIX) too.
+        if let Some(prefix) = std::env::var("ATTUNE_TOPIC_PREFIX")
+            .ok()
+            .filter(|p| !p.is_empty())
+        {
+            kafka::ensure_topics(&running.endpoints.kafka_brokers, &prefix)?;
+        }
         let env: String = running
             .endpoints
             .vars()

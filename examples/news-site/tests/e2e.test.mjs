@@ -1,0 +1,242 @@
+// The whole loop in real parts: headless Chromium on the news site, the
+// tracker from npm, the edge worker in workerd, the origin on real Kafka and
+// Redis, and a stream consumer — run by `cargo xtask test`, which starts the
+// stack, builds everything and creates the topics under ATTUNE_E2E_TOPIC_PREFIX.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import fs from "node:fs";
+import http from "node:http";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+import { decode } from "@msgpack/msgpack";
+import { startSite, loadCatalog } from "../server.mjs";
+import { CATEGORIES } from "../catalog.mjs";
+
+const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
+const outDir = path.join(repo, "target/e2e");
+const FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"];
+const RAIL = 6;
+/** How long the origin may take to reflect the events (consumer + ranking). */
+const CONSISTENCY_WINDOW_MS = 15000;
+
+function need(name) {
+  const v = process.env[name];
+  if (!v) throw new Error(`${name} is not set: run this through \`cargo xtask test\` (it starts Kafka and Redis and creates the topics)`);
+  return v;
+}
+const wait = (ms) => new Promise((r) => setTimeout(r, ms));
+async function until(check, ms, what) {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await check();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await wait(100);
+  }
+}
+async function freePort() {
+  const s = http.createServer();
+  await new Promise((r) => s.listen(0, "127.0.0.1", r));
+  const { port } = s.address();
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
+let origin, consumer, site, browser, context, page;
+const procs = [];
+const id = Math.random().toString(36).slice(2, 10);
+const siteKey = `news-e2e-${id}`;
+const apiKey = `sk-news-e2e-${id}-0123456789`;
+/** Every batch the edge accepted: ids with multiplicity, and the events. */
+const delivered = { ids: [], events: [] };
+const timings = {};
+
+function startProcess(args, env) {
+  const bin = path.join(repo, "target/debug/attune-origin");
+  if (!fs.existsSync(bin)) throw new Error(`${bin} is missing: cargo build -p attune-origin`);
+  const p = spawn(bin, args, { env: { ...process.env, RUST_LOG: "warn", ...env }, stdio: ["ignore", "inherit", "inherit"] });
+  procs.push(p);
+  return p;
+}
+
+async function api(pathAndQuery) {
+  const r = await fetch(`${origin}${pathAndQuery}`, { headers: { authorization: `Bearer ${apiKey}` } });
+  assert.equal(r.status, 200, `${pathAndQuery}: ${r.status}`);
+  return r.json();
+}
+
+before(async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "attune-e2e-"));
+  const config = path.join(dir, "attune.toml");
+  fs.writeFileSync(config, `[[sites]]\nsite_key = "${siteKey}"\napi_key = "${apiKey}"\ntoken_secret = "ts-news-e2e-${id}-0123456789"\nallowed_origins = ["*"]\n`);
+  const backends = { KAFKA_BROKERS: need("KAFKA_BROKERS"), REDIS_URL: need("REDIS_URL"), ATTUNE_TOPIC_PREFIX: need("ATTUNE_E2E_TOPIC_PREFIX") };
+  const port = await freePort();
+  origin = `http://127.0.0.1:${port}`;
+  startProcess(["serve"], { ...backends, ATTUNE_LISTEN: `127.0.0.1:${port}`, ATTUNE_CONFIG: config });
+  consumer = startProcess(["consume"], { ...backends, ATTUNE_CONSUMER_GROUP: `news-e2e-${id}`, ATTUNE_CONSUMER_LISTEN: `127.0.0.1:${await freePort()}` });
+  await until(async () => (await fetch(`${origin}/readyz`).catch(() => null))?.ok, 30000, "the origin to be ready");
+  site = await startSite({
+    originUrl: origin,
+    apiKey,
+    siteKey,
+    onCollect: (body, status) => {
+      if (status !== 202) return;
+      for (const e of decode(body).e) {
+        delivered.ids.push(Buffer.from(e.i).toString("hex"));
+        delivered.events.push(e);
+      }
+    },
+  });
+  await loadCatalog({ originUrl: origin, apiKey, dayStartMs: site.dayStartMs });
+  browser = await chromium.launch({ executablePath: "/usr/bin/chromium", args: FLAGS });
+  context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  page = await context.newPage();
+  page.on("pageerror", (e) => console.error(`page error: ${e.message}`));
+  fs.mkdirSync(outDir, { recursive: true });
+});
+
+after(async () => {
+  await browser?.close();
+  await site?.stop();
+  for (const p of procs) p.kill("SIGINT");
+  fs.mkdirSync(outDir, { recursive: true });
+  fs.writeFileSync(path.join(outDir, "timings.json"), JSON.stringify(timings, null, 2) + "\n");
+});
+
+const rail = () => page.evaluate(() => window.rail);
+const user = async () => `anon:${await page.evaluate(() => localStorage.getItem("attune_aid"))}`;
+const inCategory = (items, category) => items.filter((i) => i.startsWith(`${category}-`)).length;
+
+/** Reads the open article: scrolls through it with the wheel, visibly, for about 1.5 s. */
+async function read() {
+  for (let i = 0; i < 6; i++) {
+    await page.mouse.wheel(0, 600);
+    await wait(250);
+  }
+}
+
+let category;
+let lastClickAt;
+
+test("reading three articles of one category shifts the rail toward it within 1 s of the last click (edge)", async () => {
+  await page.goto(site.url);
+  await page.waitForFunction(() => window.rail.version >= 1);
+  const cold = await rail();
+  // The category the cold rail shows least, so that the shift is the reader's doing.
+  category = Object.keys(CATEGORIES).sort((a, b) => inCategory(cold.items, a) - inCategory(cold.items, b) || a.localeCompare(b))[0];
+  const before = inCategory(cold.items, category);
+  assert.ok(before <= 1, `cold rail ${cold.items}`);
+
+  await page.click(`nav a[data-category=${category}]`);
+  for (let n = 0; n < 3; n++) {
+    const version = (await rail()).version;
+    const link = n === 0 ? `main a[data-article^="${category}-"]` : `#more a[data-article^="${category}-"]`;
+    lastClickAt = Date.now();
+    await page.click(link);
+    await page.waitForFunction((v) => window.rail.version > v, version, { timeout: 5000 });
+    if (n < 2) await read();
+  }
+  const shifted = await until(async () => {
+    const r = await rail();
+    return inCategory(r.items, category) >= 4 ? r : null;
+  }, 1000, `${category} to lead the rail`);
+  timings.click_to_rerank_ms = Date.now() - lastClickAt;
+  timings.click_to_rerank_page_ms = shifted.clickToRailMs;
+  console.log(`# click → reranked rail: ${timings.click_to_rerank_ms} ms (the page measured ${shifted.clickToRailMs} ms); ${category}: ${before} → ${inCategory(shifted.items, category)} of ${RAIL}`);
+  assert.ok(timings.click_to_rerank_ms < 1000, `${timings.click_to_rerank_ms} ms`);
+  await read();
+  await page.screenshot({ path: path.join(outDir, "news-site.png") });
+  // Leaving the article sends its scroll depth and visible dwell.
+  await page.click(".masthead");
+  await page.evaluate(() => window.attune.flush());
+});
+
+test("the origin's recommendations and profile follow within the consistency window", async () => {
+  const who = await user();
+  const started = Date.now();
+  const recs = await until(async () => {
+    const r = await api(`/v1/recommendations?user=${encodeURIComponent(who)}&k=${RAIL}`);
+    return inCategory(r.items.map((i) => i.item), category) >= 4 ? r : null;
+  }, CONSISTENCY_WINDOW_MS, `the origin to rank ${category} first for ${who}`);
+  timings.origin_follows_after_last_click_ms = Date.now() - lastClickAt;
+  console.log(`# origin recommendations lead with ${category} ${timings.origin_follows_after_last_click_ms} ms after the last click (model: ${recs.model}; waited ${Date.now() - started} ms)`);
+  const profile = await api(`/v1/profile?user=${encodeURIComponent(who)}`);
+  const top = Object.entries(profile.affinities).sort((a, b) => b[1] - a[1])[0];
+  assert.equal(top[0], category, JSON.stringify(profile.affinities));
+  assert.ok(profile.counts.click >= 3, JSON.stringify(profile.counts));
+  assert.ok(profile.dwell_ms_total > 0, "visible dwell was recorded");
+  assert.ok(delivered.events.some((e) => e.k === "scroll" && e.dp > 10), "scroll depth was sent");
+});
+
+test("reloading and going offline then online duplicate nothing: profile counts equal distinct event ids", async () => {
+  const who = await user();
+  await page.reload();
+  await page.waitForFunction(() => window.rail.version >= 1);
+
+  // Offline: a click and a read are queued and persisted, not lost.
+  await context.setOffline(true);
+  const offlineItem = await page.getAttribute("main a[data-article]", "data-article");
+  await page.click("main a[data-article]");
+  await read();
+  await page.click(".masthead");
+  await wait(500);
+  assert.ok(!delivered.events.some((e) => e.k === "click" && e.it === offlineItem), "nothing got through while offline");
+  // Reload while the queue holds unsent events, then come back online.
+  await context.setOffline(false);
+  await page.reload();
+  await page.waitForFunction(() => window.rail.version >= 1);
+  await until(() => delivered.events.some((e) => e.k === "click" && e.it === offlineItem), 10000, "the offline click to arrive");
+  await page.evaluate(() => window.attune.flush());
+
+  // Quiet: nothing more on its way from the page for a moment.
+  let seen = -1;
+  await until(async () => {
+    const now = delivered.ids.length;
+    const quiet = now === seen;
+    seen = now;
+    if (!quiet) await wait(1500);
+    return quiet;
+  }, 20000, "the page to stop sending");
+  const distinct = new Set(delivered.ids).size;
+  await until(async () => {
+    const p = await api(`/v1/profile?user=${encodeURIComponent(who)}`);
+    return Object.values(p.counts).reduce((a, b) => a + b, 0) >= distinct;
+  }, CONSISTENCY_WINDOW_MS, `the profile to count ${distinct} events`);
+  // Late duplicates (retries in flight) would show up now.
+  await wait(1500);
+  const p = await api(`/v1/profile?user=${encodeURIComponent(who)}`);
+  const total = Object.values(p.counts).reduce((a, b) => a + b, 0);
+  console.log(`# ${delivered.ids.length} events delivered to the edge, ${distinct} distinct; the profile counts ${total}`);
+  timings.events_delivered = delivered.ids.length;
+  timings.events_distinct = distinct;
+  assert.equal(new Set(delivered.ids).size, distinct, "nothing arrived while counting");
+  assert.equal(total, distinct);
+});
+
+test("the dashboard shows the stream, the consumer and this reader's affinities and rail", async () => {
+  const who = await user();
+  const dash = await context.newPage();
+  await dash.goto(`${origin}/dashboard#key=${encodeURIComponent(apiKey)}&user=${encodeURIComponent(who)}`);
+  await dash.waitForFunction(() => window.dash.polls >= 3 && window.dash.railRows.length >= 1, null, { timeout: 15000 });
+  // The reader goes on reading (the charts fill, the rail history moves on).
+  for (let n = 0; n < 4; n++) {
+    await page.click(n === 0 ? "main a[data-article]" : "#more a[data-article]");
+    await read();
+    await page.evaluate(() => window.attune.flush());
+  }
+  await dash.waitForFunction(() => window.dash.railRows.length >= 2, null, { timeout: CONSISTENCY_WINDOW_MS });
+  const state = await dash.evaluate(() => ({
+    error: window.dash.error,
+    consumers: document.getElementById("consumers-now").textContent,
+    affinities: document.querySelectorAll("#affinities div").length,
+    topCategories: [...document.querySelectorAll("#top-categories span[title]")].map((s) => s.textContent),
+  }));
+  assert.equal(state.error, null);
+  assert.ok(Number(state.consumers) >= 1, `consumers reporting: ${state.consumers}`);
+  assert.ok(state.affinities >= 1, "the reader's affinities are drawn");
+  assert.ok(state.topCategories.includes(category), `top categories ${state.topCategories}`);
+  await dash.screenshot({ path: path.join(outDir, "dashboard.png"), fullPage: true });
+});
