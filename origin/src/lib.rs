@@ -14,6 +14,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod clock;
 pub mod config;
 pub mod consume;
 pub mod dashboard;
@@ -115,10 +116,13 @@ impl AppState {
                     )
                 })?);
                 tracing::info!(path = %path.display(), "backends: embedded");
-                (
-                    Arc::new(event_log::embedded::EmbeddedLog::new(db.clone())?),
-                    Arc::new(store::embedded::EmbeddedStore::new(db)?),
-                )
+                let log = event_log::embedded::EmbeddedLog::new(db.clone())?;
+                let store = store::embedded::EmbeddedStore::new(db.clone())?;
+                // Profiles from the log, in this process (what `consume` does on Kafka).
+                let half_life = HalfLife::from_hours(args.affinity_half_life_h)
+                    .context("ATTUNE_AFFINITY_HALF_LIFE_H must be a positive number of hours")?;
+                consume::embedded::spawn(db, log.subscribe(), half_life);
+                (Arc::new(log), Arc::new(store))
             }
         };
         let popularity_half_life = HalfLife::from_hours(args.popularity_half_life_h)

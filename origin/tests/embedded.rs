@@ -69,6 +69,85 @@ async fn accepted_events_and_catalog_survive_a_restart() {
         .is_empty());
 }
 
+/// The embedded consumer (in the origin process) turns the log into profiles:
+/// every event once, through duplicate batches and a restart; the person's
+/// category interest and consumed items then shape their recommendations.
+#[tokio::test]
+async fn the_embedded_consumer_counts_each_event_once_across_duplicates_and_a_restart() {
+    let origin = start(Backend::Embedded, |_| {}).await;
+    let site = origin.site.site_key.clone();
+    origin
+        .load_items(serde_json::json!({"items": [
+            {"id": "a1", "tags": ["arts"]}, {"id": "a2", "tags": ["arts"]},
+            {"id": "s1", "tags": ["sport"]}, {"id": "s2", "tags": ["sport"]}
+        ]}))
+        .await;
+    let t = now_ms();
+    let first = batch(
+        &site,
+        "reader",
+        vec![
+            event(Interaction::PageView, None, t),
+            event(Interaction::Click, Some("a1"), t),
+            event(Interaction::Dwell { visible_ms: 4000 }, Some("a1"), t),
+        ],
+    );
+    for _ in 0..2 {
+        assert_eq!(origin.post_batch(&first).await.status(), 202);
+    }
+    let want = serde_json::json!({"click": 1, "dwell": 1, "page_view": 1});
+    let profile = wait_for_counts(&origin, "anon:reader", &want).await;
+    assert_eq!(profile["dwell_ms_total"], 4000);
+    assert!(
+        profile["affinities"]["arts"].as_f64().unwrap() > 0.0,
+        "{profile}"
+    );
+    let recs: Value = origin
+        .get_as_site("/v1/recommendations?user=anon:reader&k=4")
+        .await;
+    let ids: Vec<&str> = recs["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["item"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids[0], "a2", "the category of interest leads: {recs}");
+    assert!(!ids.contains(&"a1"), "a consumed item is left out: {recs}");
+
+    // After a restart: the old batch again (a client retry) and a new one.
+    let origin = origin.restart().await;
+    let second = batch(
+        &site,
+        "reader",
+        vec![event(Interaction::Click, Some("s1"), now_ms())],
+    );
+    assert_eq!(origin.post_batch(&first).await.status(), 202);
+    assert_eq!(origin.post_batch(&second).await.status(), 202);
+    let want = serde_json::json!({"click": 2, "dwell": 1, "page_view": 1});
+    wait_for_counts(&origin, "anon:reader", &want).await;
+    // And it stays there: nothing was queued to count twice.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let profile: Value = origin.get_as_site("/v1/profile?user=anon:reader").await;
+    assert_eq!(profile["counts"], want);
+}
+
+async fn wait_for_counts(origin: &common::TestOrigin, user: &str, want: &Value) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let profile: Value = origin
+            .get_as_site(&format!("/v1/profile?user={user}"))
+            .await;
+        if &profile["counts"] == want {
+            return profile;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "counts never became {want}: {profile}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(200))]
 

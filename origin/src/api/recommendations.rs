@@ -214,7 +214,7 @@ pub async fn get_recommendations(
             .user_model(site, &user, state.affinity_half_life),
         state.store.item_vectors(site),
     )?;
-    let now_ms = crate::auth::now_s() as i64 * 1000;
+    let now_ms = crate::clock::now_ms();
     // A newcomer the model does not know: popularity among people like them.
     let popularity = if user_model.vector.is_none() {
         let device = headers

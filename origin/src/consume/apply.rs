@@ -34,29 +34,29 @@ pub struct Incoming {
 /// An event as the profile script reads it (MessagePack through `cmsgpack`).
 #[derive(Debug, Serialize)]
 pub struct ScriptEvent {
-    pub(super) id: String,
+    pub(crate) id: String,
     /// `topic:partition` of the watermark.
-    pub(super) tp: String,
-    pub(super) off: i64,
-    kind: &'static str,
-    pub(super) ts: i64,
+    pub(crate) tp: String,
+    pub(crate) off: i64,
+    pub(crate) kind: &'static str,
+    pub(crate) ts: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(super) item: Option<String>,
+    pub(crate) item: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    ms: Option<u32>,
+    pub(crate) ms: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    dp: Option<u8>,
-    tags: Vec<String>,
-    pub(super) w: f64,
+    pub(crate) dp: Option<u8>,
+    pub(crate) tags: Vec<String>,
+    pub(crate) w: f64,
     /// The user vector's change from this event (the online model).
     #[serde(rename = "ud", skip_serializing_if = "Option::is_none")]
-    pub(super) user_delta: Option<Vec<f32>>,
+    pub(crate) user_delta: Option<Vec<f32>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    dc: Option<&'static str>,
+    pub(crate) dc: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    br: Option<String>,
+    pub(crate) br: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    os: Option<String>,
+    pub(crate) os: Option<String>,
 }
 
 /// Groups a batch by `(site, user)` in offset order, with each event's weight

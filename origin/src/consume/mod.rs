@@ -9,6 +9,7 @@
 //! already changed. Any Kafka error restarts the round from committed offsets.
 
 pub mod apply;
+pub mod embedded;
 pub mod model;
 pub mod stats;
 
@@ -26,6 +27,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, ClientContext, Message, Offset, Statistics, TopicPartitionList};
 
+use crate::clock::now_ms;
 use crate::config::ConsumeArgs;
 use crate::record::EventRecord;
 use apply::{by_user, Incoming, ProfileWriter};
@@ -193,10 +195,6 @@ fn run_clients(args: &ConsumeArgs, stop: &AtomicBool, stats: &mut StatsTracker) 
         stats.observe(incoming.iter().map(|i| i.record.received_at_ms), now_ms());
     }
     Ok(())
-}
-
-fn now_ms() -> i64 {
-    crate::auth::now_s() as i64 * 1000
 }
 
 /// Up to `max` messages, waiting at most one poll interval for the first.

@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use serde::Serialize;
 
 use super::apply::ScriptEvent;
+use crate::clock::now_ms;
 use crate::model::{initial, step, MfConfig};
 use crate::store::redis::user_key;
 
@@ -87,12 +88,6 @@ const RECENT: usize = 10_000;
 
 /// Half-life of an event's weight in the model, by its age when learned.
 pub const RECENCY_HALF_LIFE_H: f64 = 7.0 * 24.0;
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
 
 impl ModelWriter {
     /// Connects.

@@ -74,7 +74,7 @@ pub async fn get_dashboard(
         state.store.popularity(site),
         state.store.consumer_stats(),
     )?;
-    let now_ms = crate::auth::now_s() as i64 * 1000;
+    let now_ms = crate::clock::now_ms();
     let scores: HashMap<&str, f64> = popularity
         .iter()
         .map(|(id, s)| (id.as_str(), s.value_at(now_ms, state.popularity_half_life)))

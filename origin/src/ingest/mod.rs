@@ -15,6 +15,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::auth::{anonymous_user, now_s};
+use crate::clock::now_ms;
 use crate::error::{ApiError, ErrorBody};
 use crate::event_log::AppendError;
 use crate::AppState;
@@ -28,12 +29,6 @@ pub struct Accepted {
     pub accepted: usize,
     /// Events dropped on purpose (the user asked to be forgotten).
     pub ignored: usize,
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Ingests one tracker batch.

@@ -1,14 +1,20 @@
 //! The embedded store: one redb file under `--data-dir`, for a single machine
-//! with nothing else installed. Same behaviour as the Redis store.
+//! with nothing else installed. Same behaviour as the Redis store; profiles
+//! are written by the embedded consumer (`consume::embedded`) with the same
+//! rules as the Redis profile script ([`StoredProfile::apply`]).
 // redb's error type is large; it only travels to the edge of this module.
 #![allow(clippy::result_large_err)]
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use attune_core::{DecayedScore, HalfLife};
 use redb::{Database, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+use crate::clock::now_ms;
+use crate::consume::apply::ScriptEvent;
 
 use super::{
     Attributes, ConsumerStats, IngestContext, Item, Profile, Store, StoreError, StoreResult,
@@ -16,15 +22,106 @@ use super::{
 };
 
 /// (site, item) → item JSON.
-const ITEMS: TableDefinition<(&str, &str), &str> = TableDefinition::new("items");
+pub const ITEMS: TableDefinition<(&str, &str), &str> = TableDefinition::new("items");
 /// (site, item) → (value, at_ms).
 const POPULARITY: TableDefinition<(&str, &str), (f64, i64)> = TableDefinition::new("popularity");
 /// (site, user) → attributes JSON.
 const ATTRIBUTES: TableDefinition<(&str, &str), &str> = TableDefinition::new("attributes");
-/// (site, user) → profile JSON (written by the consumers).
+/// (site, user) → [`StoredProfile`] JSON (written by the embedded consumer).
 pub const PROFILES: TableDefinition<(&str, &str), &str> = TableDefinition::new("profiles");
 /// (site, user) → ().
-const FORGOTTEN: TableDefinition<(&str, &str), ()> = TableDefinition::new("forgotten");
+pub const FORGOTTEN: TableDefinition<(&str, &str), ()> = TableDefinition::new("forgotten");
+/// (`site/user`, event id) → event time: ids already applied, for deduplication.
+pub const SEEN: TableDefinition<(&str, &str), i64> = TableDefinition::new("seen_events");
+/// Topic → next offset the embedded consumer applies.
+pub const POSITIONS: TableDefinition<&str, u64> = TableDefinition::new("consumer_positions");
+/// Consumer member → its latest [`ConsumerStats`] JSON.
+pub const CONSUMER_STATS: TableDefinition<&str, &str> = TableDefinition::new("consumer_stats");
+
+/// A profile as stored: affinities as decayed `(value, at_ms)` pairs, valued
+/// when read.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StoredProfile {
+    counts: BTreeMap<String, u64>,
+    first_seen_ms: Option<i64>,
+    last_seen_ms: Option<i64>,
+    dwell_ms_total: u64,
+    max_scroll: BTreeMap<String, u8>,
+    affinities: BTreeMap<String, DecayedScore>,
+    device: BTreeMap<String, String>,
+    consumed: BTreeSet<String>,
+}
+
+impl StoredProfile {
+    /// Applies one event not applied before: the Redis profile script's rules.
+    pub fn apply(&mut self, e: &ScriptEvent, half_life: HalfLife) {
+        *self.counts.entry(e.kind.to_owned()).or_default() += 1;
+        self.first_seen_ms = Some(self.first_seen_ms.map_or(e.ts, |f| f.min(e.ts)));
+        self.last_seen_ms = Some(self.last_seen_ms.map_or(e.ts, |l| l.max(e.ts)));
+        self.dwell_ms_total += u64::from(e.ms.unwrap_or(0));
+        if let (Some(dp), Some(item)) = (e.dp, &e.item) {
+            let deepest = self.max_scroll.entry(item.clone()).or_default();
+            *deepest = (*deepest).max(dp);
+        }
+        for (field, value) in [
+            ("device_class", e.dc.map(str::to_owned)),
+            ("browser", e.br.clone()),
+            ("os", e.os.clone()),
+        ] {
+            if let Some(v) = value {
+                self.device.insert(field.to_owned(), v);
+            }
+        }
+        if e.w != 0.0 {
+            for tag in &e.tags {
+                self.affinities
+                    .entry(tag.clone())
+                    .or_default()
+                    .add(e.w, e.ts, half_life);
+            }
+        }
+        if let (Some(item), "click" | "dwell") = (&e.item, e.kind) {
+            self.consumed.insert(item.clone());
+        }
+    }
+
+    /// The API's view, affinities valued at `now_ms`.
+    fn profile(&self, now_ms: i64, half_life: HalfLife) -> Profile {
+        Profile {
+            attributes: Attributes::new(),
+            counts: self.counts.clone(),
+            first_seen_ms: self.first_seen_ms,
+            last_seen_ms: self.last_seen_ms,
+            dwell_ms_total: self.dwell_ms_total,
+            max_scroll: self.max_scroll.clone(),
+            affinities: self.affinity_values(now_ms, half_life).collect(),
+            device: self.device.clone(),
+        }
+    }
+
+    fn affinity_values(
+        &self,
+        now_ms: i64,
+        half_life: HalfLife,
+    ) -> impl Iterator<Item = (String, f64)> + '_ {
+        self.affinities
+            .iter()
+            .map(move |(tag, s)| (tag.clone(), s.value_at(now_ms, half_life)))
+    }
+}
+
+/// A user's stored profile (empty if none).
+fn stored_profile(
+    tx: &redb::ReadTransaction,
+    site: &str,
+    user: &str,
+) -> Result<StoredProfile, redb::Error> {
+    Ok(tx
+        .open_table(PROFILES)?
+        .get((site, user))?
+        .and_then(|v| serde_json::from_str(v.value()).ok())
+        .unwrap_or_default())
+}
 
 fn err(e: impl std::fmt::Display) -> StoreError {
     StoreError(format!("embedded store: {e}"))
@@ -46,6 +143,9 @@ impl EmbeddedStore {
         tx.open_table(ATTRIBUTES).map_err(err)?;
         tx.open_table(PROFILES).map_err(err)?;
         tx.open_table(FORGOTTEN).map_err(err)?;
+        tx.open_table(SEEN).map_err(err)?;
+        tx.open_table(POSITIONS).map_err(err)?;
+        tx.open_table(CONSUMER_STATS).map_err(err)?;
         tx.commit().map_err(err)?;
         Ok(EmbeddedStore { db })
     }
@@ -199,41 +299,42 @@ impl Store for EmbeddedStore {
         })
     }
 
-    async fn profile(&self, site: &str, user: &str, _half_life: HalfLife) -> StoreResult<Profile> {
+    async fn profile(&self, site: &str, user: &str, half_life: HalfLife) -> StoreResult<Profile> {
         let (site, user) = (site.to_owned(), user.to_owned());
-        let (attrs, profile) = self
+        let (attrs, stored) = self
             .blocking(move |db| {
                 let tx = db.begin_read()?;
-                let key = (site.as_str(), user.as_str());
                 let attrs = tx
                     .open_table(ATTRIBUTES)?
-                    .get(key)?
+                    .get((site.as_str(), user.as_str()))?
                     .map(|v| v.value().to_owned());
-                let profile = tx
-                    .open_table(PROFILES)?
-                    .get(key)?
-                    .map(|v| v.value().to_owned());
-                Ok((attrs, profile))
+                Ok((attrs, stored_profile(&tx, &site, &user)?))
             })
             .await?;
-        let mut p: Profile = match profile {
-            Some(json) => serde_json::from_str(&json).map_err(err)?,
-            None => Profile::default(),
-        };
+        let mut p = stored.profile(now_ms(), half_life);
         if let Some(json) = attrs {
             p.attributes = serde_json::from_str(&json).map_err(err)?;
         }
         Ok(p)
     }
 
-    /// The embedded mode has no consumers, hence no model: popularity ranks.
+    /// No model in embedded mode: the person's consumed items and category
+    /// interest, with popularity, rank.
     async fn user_model(
         &self,
-        _site: &str,
-        _user: &str,
-        _half_life: HalfLife,
+        site: &str,
+        user: &str,
+        half_life: HalfLife,
     ) -> StoreResult<UserModel> {
-        Ok(UserModel::default())
+        let (site, user) = (site.to_owned(), user.to_owned());
+        let stored = self
+            .blocking(move |db| stored_profile(&db.begin_read()?, &site, &user))
+            .await?;
+        Ok(UserModel {
+            vector: None,
+            affinities: stored.affinity_values(now_ms(), half_life).collect(),
+            consumed: stored.consumed.into_iter().collect(),
+        })
     }
 
     async fn item_vectors(&self, _site: &str) -> StoreResult<Arc<HashMap<String, Vec<f32>>>> {
@@ -248,6 +349,11 @@ impl Store for EmbeddedStore {
             tx.open_table(FORGOTTEN)?.insert(key, ())?;
             tx.open_table(ATTRIBUTES)?.remove(key)?;
             tx.open_table(PROFILES)?.remove(key)?;
+            let seen_key = format!("{site}/{user}");
+            tx.open_table(SEEN)?.retain_in(
+                (seen_key.as_str(), "")..(seen_key.as_str(), "\u{10FFFF}"),
+                |_, _| false,
+            )?;
             tx.commit()?;
             Ok(())
         })
@@ -255,6 +361,21 @@ impl Store for EmbeddedStore {
     }
 
     async fn consumer_stats(&self) -> StoreResult<Vec<ConsumerStats>> {
-        Ok(Vec::new())
+        let rows = self
+            .blocking(|db| {
+                let t = db.begin_read()?.open_table(CONSUMER_STATS)?;
+                let mut out = Vec::new();
+                for row in t.iter()? {
+                    out.push(row?.1.value().to_owned());
+                }
+                Ok(out)
+            })
+            .await?;
+        let now = now_ms();
+        Ok(rows
+            .iter()
+            .filter_map(|json| serde_json::from_str::<ConsumerStats>(json).ok())
+            .filter(|s| now - s.updated_at_ms < super::CONSUMER_STATS_MAX_AGE_MS)
+            .collect())
     }
 }

@@ -103,6 +103,9 @@ pub struct ConsumerStats {
     pub events_duplicate: u64,
 }
 
+/// Consumer reports older than this are from consumers that stopped.
+pub const CONSUMER_STATS_MAX_AGE_MS: i64 = 10_000;
+
 /// What ingest needs to know about the sender, in one round trip.
 #[derive(Debug, Clone, Default)]
 pub struct IngestContext {

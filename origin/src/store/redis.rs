@@ -19,6 +19,7 @@ use attune_core::{DecayedScore, HalfLife};
 use redis::aio::ConnectionManager;
 use redis::AsyncCommands;
 
+use crate::clock::now_ms;
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -45,8 +46,6 @@ pub fn user_key(site: &str, user: &str, what: &str) -> String {
 
 /// Hash of consumer member → its latest [`ConsumerStats`] as JSON.
 pub const CONSUMERS_KEY: &str = "attune:consumers";
-/// Reports older than this are from consumers that stopped.
-const CONSUMER_STATS_MAX_AGE_MS: i64 = 10_000;
 
 /// Every per-user key `forget_user` deletes.
 pub const USER_KEYS: &[&str] = &[
@@ -91,12 +90,6 @@ local function decayed_add(key, field, w, t, h)
   redis.call('HSET', key, field, string.format('%.17g', nv) .. ',' .. string.format('%d', nat))
 end
 ";
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
 
 /// A packed little-endian f32 vector of any length.
 fn unpack_any(bytes: &[u8]) -> Option<Vec<f32>> {
@@ -285,11 +278,11 @@ impl Store for RedisStore {
     async fn consumer_stats(&self) -> StoreResult<Vec<ConsumerStats>> {
         let mut c = self.conn.clone();
         let all: HashMap<String, String> = c.hgetall(CONSUMERS_KEY).await?;
-        let now_ms = crate::auth::now_s() as i64 * 1000;
+        let now_ms = crate::clock::now_ms();
         let mut stats: Vec<ConsumerStats> = all
             .values()
             .filter_map(|json| serde_json::from_str::<ConsumerStats>(json).ok())
-            .filter(|s| now_ms - s.updated_at_ms < CONSUMER_STATS_MAX_AGE_MS)
+            .filter(|s| now_ms - s.updated_at_ms < super::CONSUMER_STATS_MAX_AGE_MS)
             .collect();
         stats.sort_by(|a, b| a.member.cmp(&b.member));
         Ok(stats)

@@ -1,0 +1,253 @@
+//! The embedded consumer: in the origin process of the single-machine mode, it
+//! applies the embedded event log to the profiles in the same redb file. A
+//! topic's read position, the event ids seen and the profile changes commit in
+//! one redb transaction, so a crash or restart applies nothing twice and skips
+//! nothing. No model is trained here: embedded recommendations rank by
+//! popularity and the person's category interest.
+// redb's error type is large; it only travels to the edge of this module.
+#![allow(clippy::result_large_err)]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use attune_core::routing::topics;
+use attune_core::{FeedbackWeights, HalfLife};
+use redb::{Database, ReadableTable};
+use tokio::sync::watch;
+
+use super::apply::{by_user, Incoming};
+use super::stats::{SharedLag, StatsTracker};
+use crate::event_log::embedded::{read_topic, LOG};
+use crate::record::EventRecord;
+use crate::store::embedded::{StoredProfile, CONSUMER_STATS, FORGOTTEN, POSITIONS, PROFILES, SEEN};
+use crate::store::Item;
+
+/// Most records applied per transaction.
+const BATCH: usize = 500;
+
+/// What one round did.
+#[derive(Debug, Default, PartialEq)]
+pub struct Round {
+    /// Records read (decodable or not).
+    pub read: usize,
+    /// Events applied for the first time.
+    pub applied: u64,
+    /// Events skipped: already applied (same id) or of a forgotten user.
+    pub skipped: u64,
+    /// Receipt times of the events read, for freshness.
+    pub received_at_ms: Vec<i64>,
+}
+
+/// Applies up to [`BATCH`] records of each topic past its position, in one
+/// transaction per topic.
+pub fn apply_pending(
+    db: &Database,
+    half_life: HalfLife,
+    weights: &FeedbackWeights,
+) -> Result<Round, redb::Error> {
+    let mut round = Round::default();
+    for topic in topics() {
+        let from = db
+            .begin_read()?
+            .open_table(POSITIONS)?
+            .get(topic)?
+            .map_or(0, |v| v.value());
+        let mut rows = read_topic(db, topic, from)?;
+        rows.truncate(BATCH);
+        let Some(&(last, _, _)) = rows.last() else {
+            continue;
+        };
+        let incoming: Vec<Incoming> = rows
+            .into_iter()
+            .filter_map(|(offset, _, payload)| {
+                round.read += 1;
+                match EventRecord::decode(&payload) {
+                    Ok(record) => Some(Incoming {
+                        topic: topic.to_owned(),
+                        partition: 0,
+                        offset: offset as i64,
+                        record,
+                    }),
+                    Err(e) => {
+                        tracing::warn!(%topic, offset, "undecodable record skipped: {e}");
+                        None
+                    }
+                }
+            })
+            .collect();
+        round
+            .received_at_ms
+            .extend(incoming.iter().map(|i| i.record.received_at_ms));
+        let tags = catalog_tags(db, &incoming)?;
+        let groups = by_user(&incoming, weights, &mut |site, item| {
+            tags.get(&(site.to_owned(), item.to_owned()))
+                .cloned()
+                .unwrap_or_default()
+        });
+
+        let tx = db.begin_write()?;
+        {
+            let forgotten = tx.open_table(FORGOTTEN)?;
+            let mut profiles = tx.open_table(PROFILES)?;
+            let mut seen = tx.open_table(SEEN)?;
+            for ((site, user), events) in &groups {
+                if forgotten.get((site.as_str(), user.as_str()))?.is_some() {
+                    round.skipped += events.len() as u64;
+                    continue;
+                }
+                let mut profile: StoredProfile = profiles
+                    .get((site.as_str(), user.as_str()))?
+                    .and_then(|v| serde_json::from_str(v.value()).ok())
+                    .unwrap_or_default();
+                let seen_key = format!("{site}/{user}");
+                for e in events {
+                    if seen
+                        .insert((seen_key.as_str(), e.id.as_str()), e.ts)?
+                        .is_some()
+                    {
+                        round.skipped += 1;
+                        continue;
+                    }
+                    profile.apply(e, half_life);
+                    round.applied += 1;
+                }
+                let json = serde_json::to_string(&profile).expect("profiles serialize");
+                profiles.insert((site.as_str(), user.as_str()), json.as_str())?;
+            }
+            tx.open_table(POSITIONS)?.insert(topic, last + 1)?;
+        }
+        tx.commit()?;
+    }
+    Ok(round)
+}
+
+/// The tags of the items these events name, from the catalog.
+fn catalog_tags(
+    db: &Database,
+    incoming: &[Incoming],
+) -> Result<BTreeMap<(String, String), Vec<String>>, redb::Error> {
+    let items = db.begin_read()?.open_table(crate::store::embedded::ITEMS)?;
+    let mut out = BTreeMap::new();
+    for i in incoming {
+        let (site, Some(item)) = (&i.record.site_key, &i.record.event.item) else {
+            continue;
+        };
+        let key = (site.clone(), item.clone());
+        if out.contains_key(&key) {
+            continue;
+        }
+        let tags = items
+            .get((site.as_str(), item.as_str()))?
+            .and_then(|v| serde_json::from_str::<Item>(v.value()).ok())
+            .map(|item| item.tags)
+            .unwrap_or_default();
+        out.insert(key, tags);
+    }
+    Ok(out)
+}
+
+/// Records behind the positions, per topic (the embedded consumer's lag).
+fn lag(db: &Database) -> Result<BTreeMap<String, i64>, redb::Error> {
+    let tx = db.begin_read()?;
+    let (log, positions) = (tx.open_table(LOG)?, tx.open_table(POSITIONS)?);
+    let mut out = BTreeMap::new();
+    for topic in topics() {
+        let end = log
+            .range((topic, 0)..=(topic, u64::MAX))?
+            .next_back()
+            .transpose()?
+            .map_or(0, |(k, _)| k.value().1 + 1);
+        let at = positions.get(topic)?.map_or(0, |v| v.value());
+        out.insert(format!("{topic}/0"), end.saturating_sub(at) as i64);
+    }
+    Ok(out)
+}
+
+/// Forgets event ids older than the deduplication window (as Redis trims its
+/// sorted sets).
+fn prune_seen(db: &Database, now_ms: i64) -> Result<(), redb::Error> {
+    let tx = db.begin_write()?;
+    tx.open_table(SEEN)?
+        .retain(|_, ts| now_ms - ts <= super::apply::DEDUP_WINDOW_MS)?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// How often old event ids are pruned.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+/// Runs the embedded consumer until the log is dropped: a round whenever the
+/// log grew, and its stats for the dashboard.
+pub fn spawn(db: Arc<Database>, mut appended: watch::Receiver<u64>, half_life: HalfLife) {
+    tokio::spawn(async move {
+        let shared_lag = SharedLag::default();
+        let mut stats = StatsTracker::new(shared_lag.clone());
+        let mut pruned: Option<std::time::Instant> = None;
+        loop {
+            if pruned.is_none_or(|at| at.elapsed() > PRUNE_EVERY) {
+                pruned = Some(std::time::Instant::now());
+                let db2 = db.clone();
+                let now = crate::clock::now_ms();
+                if let Ok(Err(e)) = tokio::task::spawn_blocking(move || prune_seen(&db2, now)).await
+                {
+                    tracing::warn!("embedded consumer: pruning old event ids: {e}");
+                }
+            }
+            let (db2, weights) = (db.clone(), FeedbackWeights::default());
+            let round =
+                tokio::task::spawn_blocking(move || apply_pending(&db2, half_life, &weights)).await;
+            let now = crate::clock::now_ms();
+            let busy = match round {
+                Ok(Ok(round)) => {
+                    stats.count(round.applied, round.skipped);
+                    stats.observe(round.received_at_ms, now);
+                    round.read > 0
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!("embedded consumer: {e}; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    true
+                }
+                Err(e) => {
+                    tracing::error!("embedded consumer stopped: {e}");
+                    return;
+                }
+            };
+            if stats.due() {
+                let db2 = db.clone();
+                let lag = tokio::task::spawn_blocking(move || lag(&db2)).await;
+                if let Ok(Ok(lag)) = lag {
+                    *shared_lag.lock().expect("not poisoned") = lag;
+                }
+                publish(&db, &stats.snapshot(now)).await;
+            }
+            if !busy {
+                // Wait for the log to grow; wake now and then for the stats.
+                let grew = tokio::time::timeout(Duration::from_secs(1), appended.changed()).await;
+                if let Ok(Err(_)) = grew {
+                    return; // the log is gone: the origin stopped
+                }
+            }
+        }
+    });
+}
+
+async fn publish(db: &Arc<Database>, stats: &crate::store::ConsumerStats) {
+    let (db, json, member) = (
+        db.clone(),
+        serde_json::to_string(stats).expect("stats serialize"),
+        stats.member.clone(),
+    );
+    let written = tokio::task::spawn_blocking(move || -> Result<(), redb::Error> {
+        let tx = db.begin_write()?;
+        tx.open_table(CONSUMER_STATS)?
+            .insert(member.as_str(), json.as_str())?;
+        tx.commit()?;
+        Ok(())
+    })
+    .await;
+    if let Ok(Err(e)) = written {
+        tracing::debug!("embedded consumer stats not written: {e}");
+    }
+}
