@@ -148,6 +148,7 @@ test("reading three articles of one category shifts the rail toward it within 1 
   console.log(`# click → reranked rail: ${timings.click_to_rerank_ms} ms (the page measured ${shifted.clickToRailMs} ms); ${category}: ${before} → ${inCategory(shifted.items, category)} of ${RAIL}`);
   assert.ok(timings.click_to_rerank_ms < 1000, `${timings.click_to_rerank_ms} ms`);
   await read();
+  await page.evaluate(() => scrollTo(0, 0));
   await page.screenshot({ path: path.join(outDir, "news-site.png") });
   // Leaving the article sends its scroll depth and visible dwell.
   await page.click(".masthead");
