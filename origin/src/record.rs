@@ -40,6 +40,38 @@ pub struct EventRecord {
     pub attributes: BTreeMap<String, String>,
 }
 
+/// An [`EventRecord`] made of borrowed parts: ingest encodes these (one batch's
+/// events share the sender's strings) and consumers decode them as
+/// `EventRecord`. Same field names in the same order, hence the same bytes.
+#[derive(Debug, Serialize)]
+pub struct EventRecordRef<'a> {
+    /// Site.
+    pub site_key: &'a str,
+    /// The user.
+    pub user_id: &'a str,
+    /// The browser's anonymous id.
+    pub anonymous_id: &'a str,
+    /// The event as the client sent it.
+    pub event: &'a Event,
+    /// Server clock at receipt, Unix ms.
+    pub received_at_ms: i64,
+    /// `received_at − sent_at`.
+    pub clock_skew_ms: i64,
+    /// `ts + clock_skew`.
+    pub corrected_ts_ms: i64,
+    /// Parsed from the User-Agent.
+    pub device: &'a Device,
+    /// The user's stored static attributes at receipt.
+    pub attributes: &'a BTreeMap<String, String>,
+}
+
+impl EventRecordRef<'_> {
+    /// Appends the MessagePack bytes to `out`.
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        rmp_serde::encode::write_named(out, self).expect("records serialize");
+    }
+}
+
 impl EventRecord {
     /// MessagePack bytes.
     pub fn encode(&self) -> Vec<u8> {

@@ -3,10 +3,9 @@
 //! people like them take: same device class, same time of day, same kind of
 //! referrer, same stated attributes (demographics, locale).
 
-use attune_core::{DecayedScore, DeviceClass, HalfLife};
+use attune_core::{DecayedScore, DeviceClass, Event, HalfLife};
 use std::collections::HashMap;
 
-use crate::record::EventRecord;
 use crate::store::Attributes;
 
 /// The popularity scope of `segment` within `site` (site keys cannot contain `~`).
@@ -65,19 +64,29 @@ fn attributes(attrs: &Attributes) -> impl Iterator<Item = String> + '_ {
     attrs.iter().map(|(k, v)| format!("attr:{k}={v}"))
 }
 
-/// The segments an event counts toward.
-pub fn of_record(r: &EventRecord) -> Vec<String> {
-    let mut out: Vec<String> = r
-        .device
-        .class
+/// The segments a batch's events count toward: the sender's device class and
+/// attributes, the time of day of its first event (on the server clock), and
+/// the kind of referrer of any page view in it. Sorted, without duplicates.
+pub fn of_batch(
+    device: Option<DeviceClass>,
+    attrs: &Attributes,
+    corrected_ts_ms: i64,
+    events: &[&Event],
+) -> Vec<String> {
+    let mut out: Vec<String> = device
         .map(|d| format!("device:{}", d.as_str()))
         .into_iter()
         .collect();
-    out.push(hour_bucket(r.corrected_ts_ms).to_owned());
-    if let Some(referrer) = r.event.context.as_ref().and_then(|c| c.referrer.as_deref()) {
+    out.push(hour_bucket(corrected_ts_ms).to_owned());
+    for referrer in events
+        .iter()
+        .filter_map(|e| e.context.as_ref()?.referrer.as_deref())
+    {
         out.push(referrer_class(referrer).to_owned());
     }
-    out.extend(attributes(&r.attributes));
+    out.extend(attributes(attrs));
+    out.sort();
+    out.dedup();
     out
 }
 

@@ -66,7 +66,7 @@ fn append_all(db: &Database, records: &[LogRecord]) -> Result<(), redb::Error> {
                 .next_back()
                 .transpose()?
                 .map_or(0, |(k, _)| k.value().1 + 1);
-            log.insert((r.topic, next), (r.key.as_str(), r.payload.as_slice()))?;
+            log.insert((r.topic, next), (&*r.key, &r.payload[..]))?;
         }
     }
     tx.commit()?;

@@ -50,7 +50,11 @@ impl EventLog for KafkaLog {
                     format!("{}{}", self.topic_prefix, r.topic).into()
                 };
                 self.producer
-                    .send_result(FutureRecord::to(&topic).key(&r.key).payload(&r.payload))
+                    .send_result(
+                        FutureRecord::to(&topic)
+                            .key(&*r.key)
+                            .payload(&r.payload[..]),
+                    )
                     .map_err(|(e, _)| match e {
                         KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull) => {
                             AppendError::QueueFull

@@ -96,26 +96,33 @@ pub async fn post_events(
         device: &device,
         attributes: &context.attributes,
     };
-    let (records, log_records): (Vec<_>, Vec<_>) =
-        records(&batch, &sender, received_at_ms).into_iter().unzip();
-    let results = state.log.append(log_records).await;
+    let results = state
+        .log
+        .append(records(&batch, &sender, received_at_ms))
+        .await;
 
-    let mut accepted = Vec::new();
+    let mut accepted = Vec::with_capacity(batch.events.len());
     let mut rejected = Vec::new();
     let mut queue_full = false;
-    for (record, result) in records.iter().zip(&results) {
+    for (event, result) in batch.events.iter().zip(&results) {
         match result {
-            Ok(()) => accepted.push(record),
+            Ok(()) => accepted.push(event),
             Err(e) => {
                 queue_full |= matches!(e, AppendError::QueueFull);
-                rejected.push((record, e));
+                rejected.push((event, e));
             }
         }
     }
     state
         .activity
-        .record(&site.key, &user_id, accepted.iter().map(|r| r.event.kind()));
-    update_popularity(&state, &accepted);
+        .record(&site.key, &user_id, accepted.iter().map(|e| e.kind()));
+    update_popularity(
+        &state,
+        &site.key,
+        &sender,
+        &accepted,
+        received_at_ms - batch.sent_at_ms,
+    );
 
     if rejected.is_empty() {
         return Ok((
@@ -138,16 +145,11 @@ pub async fn post_events(
         "{} of {} events were not stored ({}); resend the batch after Retry-After \
          — resending stored events is harmless, their ids deduplicate",
         rejected.len(),
-        records.len(),
+        batch.events.len(),
         rejected[0].1
     ));
-    err.body.accepted = Some(accepted.iter().map(|r| r.event.id.to_string()).collect());
-    err.body.rejected = Some(
-        rejected
-            .iter()
-            .map(|(r, _)| r.event.id.to_string())
-            .collect(),
-    );
+    err.body.accepted = Some(accepted.iter().map(|e| e.id.to_string()).collect());
+    err.body.rejected = Some(rejected.iter().map(|(e, _)| e.id.to_string()).collect());
     Err(err)
 }
 
@@ -178,31 +180,27 @@ fn body_error(e: BytesRejection, limit: usize) -> ApiError {
 
 /// Credits item popularity, site-wide and per segment (buffered; never
 /// delays the reply).
-fn update_popularity(state: &AppState, accepted: &[&crate::record::EventRecord]) {
-    let Some(first) = accepted.first() else {
-        return;
-    };
-    let contributions: Vec<(String, f64, i64)> = accepted
+fn update_popularity(
+    state: &AppState,
+    site: &str,
+    sender: &Sender,
+    accepted: &[&attune_core::Event],
+    skew_ms: i64,
+) {
+    let contributions: Vec<(&str, f64, i64)> = accepted
         .iter()
-        .filter_map(|r| {
-            let item = r.event.item.clone()?;
-            let weight = state.weights.weight(&r.event.interaction);
-            (weight != 0.0).then_some((item, weight, r.corrected_ts_ms))
+        .filter_map(|e| {
+            let item = e.item.as_deref()?;
+            let weight = state.weights.weight(&e.interaction);
+            (weight != 0.0).then_some((item, weight, enrich::corrected_ts(e, skew_ms)))
         })
         .collect();
-    if contributions.is_empty() {
+    let Some(&(_, _, first_ts)) = contributions.first() else {
         return;
-    }
-    // One sender per batch: its segments (device, attributes, time of day)
-    // are the first event's, plus the referrer of any page view.
-    let site = &first.site_key;
-    let mut segments = crate::segments::of_record(first);
-    for r in accepted.iter().filter(|r| r.event.context.is_some()) {
-        segments.extend(crate::segments::of_record(r));
-    }
-    segments.sort();
-    segments.dedup();
-    let scopes: Vec<String> = std::iter::once(site.clone())
+    };
+    let segments =
+        crate::segments::of_batch(sender.device.class, sender.attributes, first_ts, accepted);
+    let scopes: Vec<String> = std::iter::once(site.to_owned())
         .chain(segments.iter().map(|s| crate::segments::scope(site, s)))
         .collect();
     state

@@ -26,23 +26,26 @@ pub struct PopularityBuffer {
 impl PopularityBuffer {
     /// Adds `(item, weight, t_ms)` contributions to each of `scopes` (the site,
     /// and its segments), under one lock.
-    pub fn add(
-        &self,
-        scopes: &[String],
-        contributions: &[(String, f64, i64)],
-        half_life: HalfLife,
-    ) {
+    pub fn add(&self, scopes: &[String], contributions: &[(&str, f64, i64)], half_life: HalfLife) {
+        // One decayed sum per item first, outside the lock.
+        let mut merged: Vec<(&str, DecayedScore)> = Vec::with_capacity(contributions.len());
+        for &(item, w, t) in contributions {
+            match merged.iter_mut().find(|(i, _)| *i == item) {
+                Some((_, score)) => score.add(w, t, half_life),
+                None => merged.push((item, DecayedScore::point(w, t))),
+            }
+        }
         let mut pending = self.pending.lock().expect("not poisoned");
         for scope in scopes {
             let items = match pending.get_mut(scope) {
                 Some(items) => items,
                 None => pending.entry(scope.clone()).or_default(),
             };
-            for (item, w, t) in contributions {
+            for &(item, score) in &merged {
                 match items.get_mut(item) {
-                    Some(score) => score.add(*w, *t, half_life),
+                    Some(s) => *s = s.merge(score, half_life),
                     None => {
-                        items.insert(item.clone(), DecayedScore::point(*w, *t));
+                        items.insert(item.to_owned(), score);
                     }
                 }
             }
@@ -89,11 +92,7 @@ mod tests {
     fn contributions_merge_per_item() {
         let hl = HalfLife::from_ms(1000.0).unwrap();
         let buf = PopularityBuffer::default();
-        buf.add(
-            &["s".into()],
-            &[("a".into(), 1.0, 0), ("a".into(), 4.0, 2000)],
-            hl,
-        );
+        buf.add(&["s".into()], &[("a", 1.0, 0), ("a", 4.0, 2000)], hl);
         let pending = buf.pending.lock().unwrap();
         assert_eq!(pending["s"]["a"], DecayedScore::point(4.25, 2000));
     }
