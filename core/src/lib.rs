@@ -12,6 +12,8 @@
 //! - [`decay`]: exponentially decayed scores that merge in any order.
 //! - [`rerank`]: blends a candidate's base score with decayed tag affinities.
 //! - [`routing`]: Kafka topics per kind and the per-user partition key.
+//! - [`recommended`]: the recommended item shared by the origin's and the
+//!   edge's replies.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -19,6 +21,7 @@ pub mod codec;
 pub mod decay;
 pub mod event;
 pub mod limits;
+pub mod recommended;
 pub mod rerank;
 pub mod routing;
 pub mod weights;
@@ -27,6 +30,7 @@ pub use codec::{DecodeError, Problem};
 pub use decay::{Affinities, DecayedScore, HalfLife};
 pub use event::{Batch, Context, DeviceClass, Event, EventKind, Interaction, Viewport};
 pub use limits::Limits;
+pub use recommended::RecommendedItem;
 pub use rerank::{rerank, Candidate, Ranked, RerankConfig};
 pub use weights::FeedbackWeights;
 

@@ -1,34 +1,16 @@
 //! Candidate lists from the origin, how long the edge trusts a cached one, and
 //! the per-request rerank with the person's edge state.
 
-use attune_core::{rerank, Candidate, HalfLife, RerankConfig};
+use attune_core::{rerank, Candidate, HalfLife, RecommendedItem, RerankConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::state::EdgeState;
-
-/// An item as the origin's `GET /v1/recommendations` returns it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct OriginItem {
-    /// Item id.
-    pub item: String,
-    /// The origin's score (the rerank's base score).
-    pub score: f64,
-    /// Categories and tags.
-    #[serde(default)]
-    pub tags: Vec<String>,
-    /// Publish time.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub published_at_ms: Option<i64>,
-    /// Catalog metadata, passed through.
-    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
-    pub metadata: serde_json::Value,
-}
 
 /// The origin's reply (the fields the edge uses).
 #[derive(Debug, Clone, Deserialize)]
 pub struct OriginRecommendations {
     /// Candidates, best first.
-    pub items: Vec<OriginItem>,
+    pub items: Vec<RecommendedItem>,
 }
 
 /// What the edge caches per user.
@@ -37,7 +19,7 @@ pub struct CachedCandidates {
     /// Edge clock when the origin answered.
     pub fetched_at_ms: i64,
     /// The candidates.
-    pub items: Vec<OriginItem>,
+    pub items: Vec<RecommendedItem>,
 }
 
 impl CachedCandidates {
@@ -72,35 +54,18 @@ pub fn freshness(age_ms: i64, ttl_ms: i64, swr_ms: i64) -> Freshness {
     }
 }
 
-/// An item of the edge's reply.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EdgeItem {
-    /// Item id.
-    pub item: String,
-    /// Blended score.
-    pub score: f64,
-    /// Categories and tags.
-    pub tags: Vec<String>,
-    /// Publish time.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub published_at_ms: Option<i64>,
-    /// Catalog metadata.
-    #[serde(skip_serializing_if = "serde_json::Value::is_null")]
-    pub metadata: serde_json::Value,
-}
-
 /// Reranks `candidates` with the person's affinities (attune-core's rerank, the
 /// same math as everywhere) and returns the best `k`, leaving out items the
 /// person just clicked.
 pub fn rerank_for(
-    candidates: &[OriginItem],
+    candidates: &[RecommendedItem],
     state: Option<&EdgeState>,
     now_ms: i64,
     half_life: HalfLife,
     config: RerankConfig,
     k: usize,
-) -> Vec<EdgeItem> {
-    let unseen: Vec<&OriginItem> = candidates
+) -> Vec<RecommendedItem> {
+    let unseen: Vec<&RecommendedItem> = candidates
         .iter()
         .filter(|c| !state.is_some_and(|s| s.clicked(&c.item)))
         .collect();
@@ -120,7 +85,7 @@ pub fn rerank_for(
         .take(k)
         .filter_map(|ranked| {
             let c = unseen.iter().find(|c| c.item == ranked.item)?;
-            Some(EdgeItem {
+            Some(RecommendedItem {
                 item: ranked.item,
                 score: ranked.score,
                 tags: c.tags.clone(),
@@ -136,8 +101,8 @@ mod tests {
     use super::*;
     use attune_core::EventKind;
 
-    fn item(id: &str, score: f64, tag: &str) -> OriginItem {
-        OriginItem {
+    fn item(id: &str, score: f64, tag: &str) -> RecommendedItem {
+        RecommendedItem {
             item: id.into(),
             score,
             tags: vec![tag.into()],

@@ -2,15 +2,15 @@
 //! 3 tags each out of 20, and a full edge state (16 tags, 8 clicks). The worker
 //! (`/__attune/bench/rerank`) and the native bench use the same data.
 
-use attune_core::{EventKind, HalfLife, RerankConfig};
+use attune_core::{EventKind, HalfLife, RecommendedItem, RerankConfig};
 
-use crate::candidates::{rerank_for, OriginItem};
+use crate::candidates::rerank_for;
 use crate::state::EdgeState;
 
 /// The candidates.
-pub fn candidates(n: usize) -> Vec<OriginItem> {
+pub fn candidates(n: usize) -> Vec<RecommendedItem> {
     (0..n)
-        .map(|i| OriginItem {
+        .map(|i| RecommendedItem {
             item: format!("article-{i:04}"),
             score: 1.0 - i as f64 / n as f64,
             tags: (0..3)
@@ -23,7 +23,7 @@ pub fn candidates(n: usize) -> Vec<OriginItem> {
 }
 
 /// A full state built from clicks on the first candidates.
-pub fn state(candidates: &[OriginItem], half_life: HalfLife) -> EdgeState {
+pub fn state(candidates: &[RecommendedItem], half_life: HalfLife) -> EdgeState {
     let mut s = EdgeState::new("bench", "anon-bench");
     for (i, c) in candidates.iter().take(30).enumerate() {
         s.record(

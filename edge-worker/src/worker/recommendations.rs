@@ -7,7 +7,7 @@ use worker::{Cache, Context, Fetch, Headers, Method, Request, RequestInit, Respo
 
 use super::{error, now_ms, Config};
 use crate::candidates::{
-    freshness, rerank_for, CachedCandidates, EdgeItem, Freshness, OriginRecommendations,
+    freshness, rerank_for, CachedCandidates, Freshness, OriginRecommendations,
 };
 use crate::state::{cookie_value, EdgeState};
 
@@ -23,7 +23,7 @@ struct Reply {
     source: &'static str,
     candidates_age_ms: i64,
     stale: bool,
-    items: Vec<EdgeItem>,
+    items: Vec<attune_core::RecommendedItem>,
 }
 
 /// The cached list of `user`, if any.

@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 
-use attune_core::{DecayedScore, HalfLife};
+use attune_core::{DecayedScore, HalfLife, RecommendedItem};
 use axum::extract::{Query, State};
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -34,23 +34,6 @@ pub struct RecommendationsQuery {
     pub user: Option<String>,
 }
 
-/// One recommended item.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-pub struct Recommended {
-    /// Item id.
-    pub item: String,
-    /// Score in 0..=1 (the edge's rerank base score).
-    pub score: f64,
-    /// Categories and tags.
-    pub tags: Vec<String>,
-    /// Publish time, Unix ms.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub published_at_ms: Option<i64>,
-    /// The item's metadata from the catalog.
-    #[serde(skip_serializing_if = "serde_json::Value::is_null")]
-    pub metadata: serde_json::Value,
-}
-
 /// The reply.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Recommendations {
@@ -61,7 +44,7 @@ pub struct Recommendations {
     /// Server time of the ranking, Unix ms.
     pub generated_at_ms: i64,
     /// Best first.
-    pub items: Vec<Recommended>,
+    pub items: Vec<RecommendedItem>,
 }
 
 /// The person's own interest in an item's categories (profile affinities,
@@ -87,7 +70,7 @@ pub fn rank(
     now_ms: i64,
     half_life: HalfLife,
     k: usize,
-) -> Vec<Recommended> {
+) -> Vec<RecommendedItem> {
     let (consumed, affinities) = (&user.consumed, &user.affinities);
     let model = user.vector.as_deref().map(|u| (u, item_vectors));
     let max_affinity = affinities.values().copied().fold(0.0, f64::max);
@@ -169,7 +152,7 @@ pub fn rank(
         .into_iter()
         .map(|(score, n)| {
             let item = &items[n];
-            Recommended {
+            RecommendedItem {
                 item: item.id.clone(),
                 score: if scale {
                     (score - lo) / (hi - lo)
