@@ -114,6 +114,7 @@ async fn main() -> anyhow::Result<()> {
         rate_per_key: 1_000_000,
         rate_per_ip: 1_000_000,
         produce_timeout_ms: 10_000,
+        kafka_linger_ms: 1,
         popularity_half_life_h: 24.0,
         topic_prefix: prefix.clone(),
         affinity_half_life_h: 24.0,

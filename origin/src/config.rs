@@ -90,6 +90,10 @@ pub struct ServeArgs {
     /// How long ingest waits for Kafka to acknowledge a batch before answering 503.
     #[arg(long, env = "ATTUNE_PRODUCE_TIMEOUT_MS", default_value_t = 5000)]
     pub produce_timeout_ms: u64,
+    /// How long the Kafka producer waits to fill a batch (librdkafka `linger.ms`):
+    /// higher means fewer, larger produce requests and less broker CPU per event.
+    #[arg(long, env = "ATTUNE_KAFKA_LINGER_MS", default_value_t = 1)]
+    pub kafka_linger_ms: u64,
     /// Half-life of item popularity, in hours.
     #[arg(long, env = "ATTUNE_POPULARITY_HALF_LIFE_H", default_value_t = 24.0)]
     pub popularity_half_life_h: f64,

@@ -96,6 +96,7 @@ impl AppState {
             Backends::KafkaRedis { brokers, redis_url } => {
                 let log = event_log::kafka::KafkaLog::new(
                     &brokers,
+                    Duration::from_millis(args.kafka_linger_ms),
                     Duration::from_millis(args.produce_timeout_ms),
                     &args.topic_prefix,
                 )?;

@@ -3,6 +3,12 @@ use attune_origin::config::{Cli, Command};
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc rather than glibc malloc: ingest allocates many small, short-lived
+/// buffers across threads, where glibc's arena locking and consolidation
+/// took ~12 % of an ingest profile; mimalloc takes ~6 % for the same work.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()

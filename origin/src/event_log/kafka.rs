@@ -1,34 +1,134 @@
 //! The production event log: Kafka through an idempotent, `acks=all` producer.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use futures::future::join_all;
+use futures::channel::oneshot;
+use rdkafka::client::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::message::DeliveryResult;
+use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::ClientConfig;
 
 use super::{AppendError, EventLog, LogRecord};
 
 /// Kafka producer.
 pub struct KafkaLog {
-    producer: FutureProducer,
+    producer: ThreadedProducer<BatchAcks>,
     topic_prefix: String,
+}
+
+/// Routes librdkafka's delivery reports to the batch each message belongs to.
+/// A request waits for its batch as a whole and is woken once, by the last
+/// report (a future per message woke it up to 20 times, across threads).
+struct BatchAcks;
+
+impl ClientContext for BatchAcks {}
+
+impl ProducerContext for BatchAcks {
+    type DeliveryOpaque = Box<Slot>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, mut slot: Box<Slot>) {
+        slot.result = Some(match result {
+            Ok(_) => Ok(()),
+            Err((e, _)) => Err(AppendError::Unavailable(e.to_string())),
+        });
+    }
+}
+
+/// One append in flight: a result per record and the wake-up of its request.
+struct Batch {
+    results: Mutex<Vec<Result<(), AppendError>>>,
+    remaining: AtomicUsize,
+    done: Mutex<Option<oneshot::Sender<()>>>,
+}
+
+impl Batch {
+    /// A batch of `len` records, and what fires once all of them reported.
+    fn new(len: usize) -> (Arc<Batch>, oneshot::Receiver<()>) {
+        let (done, all_reported) = oneshot::channel();
+        let batch = Batch {
+            results: Mutex::new(vec![Ok(()); len]),
+            remaining: AtomicUsize::new(len),
+            done: Mutex::new(Some(done)),
+        };
+        (Arc::new(batch), all_reported)
+    }
+
+    fn slot(self: &Arc<Self>, index: usize) -> Box<Slot> {
+        Box::new(Slot {
+            batch: self.clone(),
+            index,
+            result: None,
+        })
+    }
+
+    fn take_results(&self) -> Vec<Result<(), AppendError>> {
+        std::mem::take(&mut *lock(&self.results))
+    }
+}
+
+/// One message's place in its [`Batch`]. It reports when dropped, whatever
+/// happened to the message (delivered, refused at send, or dropped by a
+/// producer shutting down), so a batch can never wait forever.
+struct Slot {
+    batch: Arc<Batch>,
+    index: usize,
+    result: Option<Result<(), AppendError>>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let result = self.result.take().unwrap_or_else(|| {
+            Err(AppendError::Unavailable(
+                "the producer dropped the message".into(),
+            ))
+        });
+        lock(&self.batch.results)[self.index] = result;
+        if self.batch.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+            if let Some(done) = lock(&self.batch.done).take() {
+                let _ = done.send(());
+            }
+        }
+    }
+}
+
+/// The data behind these locks stays consistent even if a holder panicked.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The producer settings of ingest: idempotent, `acks=all`, lz4. `linger`
+/// trades latency for larger produce batches (less broker work per event).
+/// Public so the ingest benchmark's bare producer runs the very same settings.
+pub fn producer_config(brokers: &str, linger: Duration) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", brokers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", linger.as_millis().to_string())
+        .set("compression.type", "lz4")
+        .set("queue.buffering.max.messages", "200000");
+    config
 }
 
 impl KafkaLog {
     /// Creates the producer; `timeout` bounds how long a message may wait for
     /// its acknowledgement (then ingest answers 503).
-    pub fn new(brokers: &str, timeout: Duration, topic_prefix: &str) -> anyhow::Result<Self> {
-        let producer = ClientConfig::new()
-            .set("bootstrap.servers", brokers)
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("linger.ms", "1")
-            .set("compression.type", "lz4")
+    pub fn new(
+        brokers: &str,
+        linger: Duration,
+        timeout: Duration,
+        topic_prefix: &str,
+    ) -> anyhow::Result<Self> {
+        let producer = producer_config(brokers, linger)
             .set("message.timeout.ms", timeout.as_millis().to_string())
-            .set("queue.buffering.max.messages", "200000")
-            .create()?;
+            .create_with_context(BatchAcks)?;
         Ok(KafkaLog {
             producer,
             topic_prefix: topic_prefix.to_owned(),
@@ -39,43 +139,35 @@ impl KafkaLog {
 #[async_trait]
 impl EventLog for KafkaLog {
     async fn append(&self, records: Vec<LogRecord>) -> Vec<Result<(), AppendError>> {
+        if records.is_empty() {
+            return Vec::new();
+        }
         let started = Instant::now();
-        // Enqueue everything first (never blocks), then wait for every ack.
-        let pending: Vec<_> = records
-            .iter()
-            .map(|r| {
-                let topic: std::borrow::Cow<str> = if self.topic_prefix.is_empty() {
-                    r.topic.into()
-                } else {
-                    format!("{}{}", self.topic_prefix, r.topic).into()
-                };
-                self.producer
-                    .send_result(
-                        FutureRecord::to(&topic)
-                            .key(&*r.key)
-                            .payload(&r.payload[..]),
-                    )
-                    .map_err(|(e, _)| match e {
-                        KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull) => {
-                            AppendError::QueueFull
-                        }
-                        other => AppendError::Unavailable(other.to_string()),
-                    })
-            })
-            .collect();
-        let results = join_all(pending.into_iter().map(|p| async move {
-            match p {
-                Err(e) => Err(e),
-                Ok(delivery) => match delivery.await {
-                    Ok(Ok(_)) => Ok(()),
-                    Ok(Err((e, _))) => Err(AppendError::Unavailable(e.to_string())),
-                    Err(_) => Err(AppendError::Unavailable("producer shut down".into())),
-                },
+        let (batch, all_reported) = Batch::new(records.len());
+        // Enqueue everything (never blocks); each slot reports back when done.
+        for (index, r) in records.iter().enumerate() {
+            let topic: std::borrow::Cow<str> = if self.topic_prefix.is_empty() {
+                r.topic.into()
+            } else {
+                format!("{}{}", self.topic_prefix, r.topic).into()
+            };
+            let record = BaseRecord::with_opaque_to(&topic, batch.slot(index))
+                .key(&*r.key)
+                .payload(&r.payload[..]);
+            if let Err((e, refused)) = self.producer.send(record) {
+                let mut slot = refused.delivery_opaque;
+                slot.result = Some(Err(match e {
+                    KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull) => {
+                        AppendError::QueueFull
+                    }
+                    other => AppendError::Unavailable(other.to_string()),
+                }));
             }
-        }))
-        .await;
+        }
+        // Every slot reports exactly once, so the channel always fires.
+        let _ = all_reported.await;
         metrics::histogram!("attune_produce_duration_seconds").record(started.elapsed());
-        results
+        batch.take_results()
     }
 
     async fn ping(&self) -> Result<(), String> {
@@ -93,5 +185,32 @@ impl EventLog for KafkaLog {
 
     fn queue_depth(&self) -> u64 {
         self.producer.in_flight_count().max(0) as u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_last_slot_to_report_wakes_the_batch_with_every_result() {
+        let (batch, mut all_reported) = Batch::new(3);
+        let mut delivered = batch.slot(0);
+        delivered.result = Some(Ok(()));
+        let mut refused = batch.slot(1);
+        refused.result = Some(Err(AppendError::QueueFull));
+        let lost = batch.slot(2);
+
+        drop(delivered);
+        drop(refused);
+        assert_eq!(all_reported.try_recv(), Ok(None), "one record is still out");
+        drop(lost);
+        assert_eq!(all_reported.try_recv(), Ok(Some(())));
+
+        let results = batch.take_results();
+        assert!(results[0].is_ok());
+        assert!(matches!(results[1], Err(AppendError::QueueFull)));
+        // A slot dropped without a delivery report counts as not appended.
+        assert!(matches!(results[2], Err(AppendError::Unavailable(_))));
     }
 }

@@ -77,6 +77,7 @@ pub fn args(backend: Backend, config: PathBuf, data_dir: PathBuf) -> ServeArgs {
         rate_per_key: 10_000,
         rate_per_ip: 10_000,
         produce_timeout_ms: 5000,
+        kafka_linger_ms: 1,
         popularity_half_life_h: 24.0,
         topic_prefix: String::new(),
         affinity_half_life_h: 24.0,
