@@ -4,8 +4,14 @@
 //!  (b) an axum handler that decodes the batch and answers 202 without Kafka,
 //! at two loads: 32 concurrent senders, and 256 (where the two cores are
 //! saturated rather than the senders waiting on acks); then p50/p99 latency of
-//! the origin at 50 % of its measured maximum. Writes `target/bench/ingest.json`.
-//! `ATTUNE_KAFKA_LINGER_MS` sets linger.ms for both Kafka sides, as for the origin.
+//! the origin at 50 % of its measured maximum, beside the bare producer's alone
+//! and with the same HTTP load beside it. Writes `target/bench/ingest.json`.
+//! Batches carry browsers' User-Agents, so the origin does all its enrichment.
+//!
+//! `ATTUNE_KAFKA_LINGER_MS` sets linger.ms for both Kafka sides, as for the
+//! origin. For profiling: `ATTUNE_INGEST_ONLY=<origin|bare|decode>[:senders]`
+//! runs one side alone (`ATTUNE_INGEST_RUNS` times), and
+//! `ATTUNE_INGEST_LATENCY_AT=<batches/s>` only the latency runs.
 //!
 //! Everything runs in this one process on the same cores, so the ratios
 //! compare like with like on a shared, noisy machine. The load generator
@@ -22,7 +28,6 @@ use attune_core::{Batch, Event, Interaction, Limits};
 use attune_origin::config::{ServeArgs, SiteConfig};
 use attune_origin::event_log::kafka::producer_config;
 use attune_origin::ingest::enrich::{self, Sender};
-use attune_origin::record::Device;
 use attune_origin::AppState;
 use axum::body::Bytes;
 use axum::http::StatusCode;
@@ -58,6 +63,21 @@ fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as i64
+}
+
+/// The browsers of the load, batch `i` from `USER_AGENTS[i % len]`: the origin
+/// parses each into the device class, browser and OS of its records.
+const USER_AGENTS: [&str; 6] = [
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 Mobile/15E148 Safari/604.1",
+    "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Mobile Safari/537.36",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 Safari/605.1.15",
+    "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0",
+    "Mozilla/5.0 (iPad; CPU OS 17_7 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.6 Mobile/15E148 Safari/604.1",
+];
+
+fn user_agent(batch: usize) -> &'static str {
+    USER_AGENTS[batch % USER_AGENTS.len()]
 }
 
 /// Distinct batches of 20 mixed events from 500 users.
@@ -266,6 +286,7 @@ where
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let end = Instant::now() + RUN;
+    let start0 = Instant::now();
     let mut tasks = Vec::new();
     let mut i = 0;
     while Instant::now() < end {
@@ -275,7 +296,11 @@ where
         tasks.push(tokio::spawn(async move {
             let t0 = Instant::now();
             let ok = op(conn, n).await;
-            (t0.elapsed().as_secs_f64() * 1000.0, ok)
+            let ms = t0.elapsed().as_secs_f64() * 1000.0;
+            if ms > 15.0 {
+                eprintln!("SLOW {:.1} {:.1}", (t0 - start0).as_secs_f64() * 1000.0, ms);
+            }
+            (ms, ok)
         }));
         i += 1;
     }
@@ -363,6 +388,7 @@ fn post_on(
             let req = hyper::Request::post(&conns.uri)
                 .header("host", "127.0.0.1")
                 .header("content-type", "application/msgpack")
+                .header("user-agent", user_agent(i))
                 .body(Full::new(bodies[i].clone()))
                 .expect("a valid request");
             let mut send = conns.conns[worker].lock().await;
@@ -376,6 +402,117 @@ fn post_on(
             }
         })
     }
+}
+
+/// Latency under an open loop at one rate: the origin's; the bare producer's
+/// alone (an acks=all round trip on this broker); and the bare producer's
+/// with the decode-only server taking the same HTTP load alongside. The last
+/// is the floor for the origin on these shared cores: the HTTP work delays
+/// every thread hop of a Kafka acknowledgement (broker, librdkafka, tokio),
+/// which alone moves the bare producer's p99 from ~15 to ~20–35 ms here.
+struct Latency {
+    rate: f64,
+    origin: Vec<f64>,
+    failed: u64,
+    bare: Vec<f64>,
+    bare_beside_http: Vec<f64>,
+}
+
+impl Latency {
+    async fn measure<B, BF, D, DF>(
+        rate: f64,
+        origin: &str,
+        bodies: Arc<Vec<Bytes>>,
+        bare_op: B,
+        decode_op: D,
+    ) -> anyhow::Result<Latency>
+    where
+        B: Fn(usize, usize) -> BF + Clone + Send + Sync + 'static,
+        BF: std::future::Future<Output = bool> + Send + 'static,
+        D: Fn(usize, usize) -> DF + Send + Sync + 'static,
+        DF: std::future::Future<Output = bool> + Send + 'static,
+    {
+        let n = bodies.len();
+        let conns = connect(origin, "/v1/events", OPEN_LOOP_CONNECTIONS).await?;
+        let (origin, failed) = open_loop(rate, n, post_on(conns, bodies)).await;
+        let (bare, _) = open_loop(rate, n, bare_op.clone()).await;
+        let ((bare_beside_http, _), _) =
+            tokio::join!(open_loop(rate, n, bare_op), open_loop(rate, n, decode_op));
+        let l = Latency {
+            rate,
+            origin,
+            failed,
+            bare,
+            bare_beside_http,
+        };
+        let p = |v: &[f64]| (percentile(v, 0.5), percentile(v, 0.99));
+        let ((o50, o99), (b50, b99), (h50, h99)) =
+            (p(&l.origin), p(&l.bare), p(&l.bare_beside_http));
+        println!(
+            "  origin latency at {rate:.0} batches/s ({} requests, {failed} failed): p50 {o50:.2} ms, p99 {o99:.2} ms (target p99 < 20 ms)",
+            l.origin.len(),
+        );
+        println!(
+            "  (a) bare producer at the same load:              p50 {b50:.2} ms, p99 {b99:.2} ms"
+        );
+        println!("  (a) with (b) taking the same HTTP load alongside: p50 {h50:.2} ms, p99 {h99:.2} ms (the floor on these shared cores)");
+        Ok(l)
+    }
+
+    fn json(&self) -> serde_json::Value {
+        let p = |v: &[f64], q| percentile(v, q);
+        serde_json::json!({"batches_per_second": self.rate, "requests": self.origin.len(), "failed": self.failed,
+            "p50_ms": p(&self.origin, 0.5), "p99_ms": p(&self.origin, 0.99),
+            "bare_producer_p50_ms": p(&self.bare, 0.5), "bare_producer_p99_ms": p(&self.bare, 0.99),
+            "bare_producer_beside_http_p50_ms": p(&self.bare_beside_http, 0.5),
+            "bare_producer_beside_http_p99_ms": p(&self.bare_beside_http, 0.99)})
+    }
+}
+
+/// `ATTUNE_INGEST_ONLY=<origin|bare|decode>[:senders]`: one side alone, for
+/// profiling it (perf, per-process CPU) without the others in the samples.
+async fn profile_one_side<O, B, OF, BF>(
+    only: &str,
+    origin: O,
+    bare: B,
+    decode: O,
+    (n_bodies, n_records): (usize, usize),
+) -> anyhow::Result<()>
+where
+    O: Fn(usize, usize) -> OF + Clone + Send + Sync + 'static,
+    OF: std::future::Future<Output = bool> + Send,
+    B: Fn(usize, usize) -> BF + Clone + Send + Sync + 'static,
+    BF: std::future::Future<Output = bool> + Send,
+{
+    let (side, senders) = only.split_once(':').unwrap_or((only, "256"));
+    let senders: usize = senders.parse()?;
+    for _ in 0..env_or("ATTUNE_INGEST_RUNS", 3) {
+        match side {
+            "origin" => {
+                closed_loop(
+                    "origin /v1/events (Kafka)",
+                    senders,
+                    n_bodies,
+                    origin.clone(),
+                )
+                .await
+            }
+            "bare" => {
+                closed_loop(
+                    "(a) bare rdkafka producer",
+                    senders,
+                    n_records,
+                    bare.clone(),
+                )
+                .await
+            }
+            "decode" => {
+                closed_loop("(b) axum decode-only", senders, n_bodies, decode.clone()).await
+            }
+            other => anyhow::bail!("ATTUNE_INGEST_ONLY: `{other}` is not origin, bare or decode"),
+        };
+    }
+    Ok(())
 }
 
 #[tokio::main]
@@ -436,11 +573,12 @@ async fn main() -> anyhow::Result<()> {
     let records: Arc<Vec<Vec<Record>>> = Arc::new(
         batches
             .iter()
-            .map(|b| {
+            .enumerate()
+            .map(|(i, b)| {
                 let user = format!("anon:{}", b.anonymous_id);
                 let sender = Sender {
                     user_id: &user,
-                    device: &Device::default(),
+                    device: &enrich::parse_user_agent(user_agent(i)),
                     attributes: &Default::default(),
                 };
                 enrich::records(b, &sender, b.sent_at_ms)
@@ -484,6 +622,21 @@ async fn main() -> anyhow::Result<()> {
         let send_bare = send_bare.clone();
         move |_worker: usize, i: usize| send_bare(i)
     };
+    // `ATTUNE_INGEST_LATENCY_AT=<batches/s>`: only the latency runs, at that rate.
+    if let Ok(rate) = std::env::var("ATTUNE_INGEST_LATENCY_AT") {
+        Latency::measure(rate.parse()?, &origin, bodies, bare_op, decode_op).await?;
+        return Ok(());
+    }
+    if let Ok(only) = std::env::var("ATTUNE_INGEST_ONLY") {
+        return profile_one_side(
+            &only,
+            origin_op,
+            bare_op,
+            decode_op,
+            (bodies.len(), records.len()),
+        )
+        .await;
+    }
     // The broker (a JVM) warms up on the first load it sees; whichever path
     // ran first would pay for it. Both paths warm up first, unmeasured.
     println!("  warm-up (not counted):");
@@ -501,33 +654,14 @@ async fn main() -> anyhow::Result<()> {
         bare_op.clone(),
     )
     .await;
-    let ops = (origin_op.clone(), bare_op.clone(), decode_op);
+    let ops = (origin_op.clone(), bare_op.clone(), decode_op.clone());
     let sizes = (bodies.len(), records.len());
     let moderate = Comparison::run(CONCURRENCY, ROUNDS, ops.clone(), sizes).await;
     let saturated = Comparison::run(SATURATING_CONCURRENCY, SATURATED_ROUNDS, ops, sizes).await;
     let ingest = moderate.ingest().max(saturated.ingest());
 
     let rate = 0.5 * ingest / EVENTS_PER_BATCH as f64;
-    let (lat, failed) = open_loop(
-        rate,
-        bodies.len(),
-        post_on(
-            connect(&origin, "/v1/events", OPEN_LOOP_CONNECTIONS).await?,
-            bodies,
-        ),
-    )
-    .await;
-    let (p50, p99) = (percentile(&lat, 0.5), percentile(&lat, 0.99));
-    println!(
-        "  origin latency at 50% of its max ({:.0} batches/s, {} requests, {failed} failed): p50 {p50:.2} ms, p99 {p99:.2} ms (target p99 < 20 ms)",
-        rate,
-        lat.len()
-    );
-    // The same load straight to Kafka: the latency floor of an acks=all round trip here.
-    let (floor_lat, _) = open_loop(rate, records.len(), bare_op).await;
-    let (floor_p50, floor_p99) = (percentile(&floor_lat, 0.5), percentile(&floor_lat, 0.99));
-    println!("  (a) bare producer at the same load:               p50 {floor_p50:.2} ms, p99 {floor_p99:.2} ms");
-
+    let latency = Latency::measure(rate, &origin, bodies, bare_op, decode_op).await?;
     let json = serde_json::json!({
         "events_per_batch": EVENTS_PER_BATCH,
         "kafka_linger_ms": args.kafka_linger_ms,
@@ -535,8 +669,7 @@ async fn main() -> anyhow::Result<()> {
         "at_32_senders": moderate.json(),
         "saturated": saturated.json(),
         "origin_max_events_per_second": ingest,
-        "latency_at_half_max": {"batches_per_second": rate, "requests": lat.len(), "failed": failed, "p50_ms": p50, "p99_ms": p99,
-            "bare_producer_p50_ms": floor_p50, "bare_producer_p99_ms": floor_p99},
+        "latency_at_half_max": latency.json(),
     });
     let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
     std::fs::create_dir_all(&out)?;

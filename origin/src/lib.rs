@@ -51,9 +51,26 @@ use crate::event_log::EventLog;
 use crate::ratelimit::RateLimits;
 use crate::store::Store;
 
-/// Everything a handler needs, built once at start-up.
+/// The text of the User-Agents remembered parsed (a few thousand browsers).
+const USER_AGENT_CACHE_BYTES: u64 = 4 << 20;
+
+/// Everything a handler needs, built once at start-up. axum clones the state
+/// for every layer and handler of every request, so it is one shared
+/// reference: a clone is one count, not one per part (the counts of a dozen
+/// parts bounced between the cores on each request).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The parts of [`AppState`].
+pub struct Shared {
     /// Configured sites.
     pub sites: Arc<Sites>,
     /// The event log.
@@ -72,6 +89,8 @@ pub struct AppState {
     pub affinity_half_life: HalfLife,
     /// Popularity credited by ingest, written to the store in the background.
     pub popularity: Arc<ingest::popularity::PopularityBuffer>,
+    /// Parsed User-Agents.
+    pub user_agents: ingest::enrich::UserAgents,
     /// What this process accepted, for the dashboard.
     pub activity: Arc<dashboard::activity::Activity>,
     /// Prometheus.
@@ -137,7 +156,7 @@ impl AppState {
         popularity.spawn_flusher(&store, popularity_half_life);
         let affinity_half_life = HalfLife::from_hours(args.affinity_half_life_h)
             .context("ATTUNE_AFFINITY_HALF_LIFE_H must be a positive number of hours")?;
-        Ok(AppState {
+        Ok(AppState(Arc::new(Shared {
             affinity_half_life,
             sites: Arc::new(sites),
             log,
@@ -147,10 +166,11 @@ impl AppState {
             codec_limits: Arc::new(codec_limits),
             weights: Arc::new(FeedbackWeights::default()),
             popularity_half_life,
+            user_agents: ingest::enrich::UserAgents::new(USER_AGENT_CACHE_BYTES),
             activity: Arc::default(),
             metrics: metrics::handle(),
             max_body_bytes: args.max_body_bytes,
-        })
+        })))
     }
 }
 

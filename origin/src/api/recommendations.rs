@@ -203,7 +203,7 @@ pub async fn get_recommendations(
         let device = headers
             .get(axum::http::header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
-            .and_then(|ua| crate::ingest::enrich::parse_user_agent(ua).class);
+            .and_then(|ua| state.user_agents.device(ua).class);
         let attrs = state.store.ingest_context(site, &user).await?.attributes;
         let scopes: Vec<String> = segments::of_request(device, &attrs, now_ms)
             .iter()

@@ -33,7 +33,10 @@ impl Activity {
         }
         // A hint for the dashboard's user picker: skipped rather than waited for.
         if let Ok(mut recent) = self.recent.try_lock() {
-            let users = recent.entry(site.to_owned()).or_default();
+            let users = match recent.get_mut(site) {
+                Some(users) => users,
+                None => recent.entry(site.to_owned()).or_default(),
+            };
             if users.front().map(String::as_str) != Some(user) {
                 users.retain(|u| u != user);
                 users.push_front(user.to_owned());

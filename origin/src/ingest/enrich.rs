@@ -34,6 +34,36 @@ pub fn parse_user_agent(ua: &str) -> Device {
     }
 }
 
+/// User-Agents parsed before. A site's traffic comes from a few thousand
+/// distinct browsers, and parsing one (woothee's patterns) costs more than the
+/// rest of a batch's enrichment; a lookup costs a hash of the string.
+pub struct UserAgents {
+    parsed: moka::sync::Cache<Box<str>, Arc<Device>>,
+}
+
+impl UserAgents {
+    /// Remembers User-Agents up to `max_bytes` of their text in all, so odd
+    /// or forged headers cannot grow it without bound.
+    pub fn new(max_bytes: u64) -> Self {
+        UserAgents {
+            parsed: moka::sync::Cache::<Box<str>, Arc<Device>>::builder()
+                .max_capacity(max_bytes)
+                .weigher(|ua, _| u32::try_from(ua.len()).unwrap_or(u32::MAX))
+                .build(),
+        }
+    }
+
+    /// The device `user_agent` names.
+    pub fn device(&self, user_agent: &str) -> Arc<Device> {
+        if let Some(device) = self.parsed.get(user_agent) {
+            return device;
+        }
+        let device = Arc::new(parse_user_agent(user_agent));
+        self.parsed.insert(user_agent.into(), device.clone());
+        device
+    }
+}
+
 /// Who sent the batch, as resolved by ingest.
 pub struct Sender<'a> {
     /// The user id events are keyed by.
@@ -105,6 +135,20 @@ mod tests {
         assert_eq!(d.class, Some(DeviceClass::Desktop));
         assert_eq!(d.browser.as_deref(), Some("Chrome"));
         assert_eq!(parse_user_agent("").class, None);
+    }
+
+    #[test]
+    fn a_remembered_user_agent_gives_the_device_it_parses_to() {
+        let agents = UserAgents::new(1 << 20);
+        let ipad = "Mozilla/5.0 (iPad; CPU OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1";
+        let first = agents.device(ipad);
+        let again = agents.device(ipad);
+        assert!(
+            Arc::ptr_eq(&first, &again),
+            "the second lookup is the cached parse"
+        );
+        assert_eq!(*again, parse_user_agent(ipad));
+        assert_eq!(again.class, Some(DeviceClass::Tablet));
     }
 
     #[test]

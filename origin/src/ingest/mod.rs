@@ -20,7 +20,7 @@ use crate::error::{ApiError, ErrorBody};
 use crate::event_log::AppendError;
 use crate::AppState;
 use decode::decode_body;
-use enrich::{parse_user_agent, records, Sender};
+use enrich::{records, Sender};
 
 /// The reply to an accepted batch.
 #[derive(Debug, Serialize, ToSchema)]
@@ -89,7 +89,7 @@ pub async fn post_events(
     let device = headers
         .get(USER_AGENT)
         .and_then(|v| v.to_str().ok())
-        .map(parse_user_agent)
+        .map(|ua| state.user_agents.device(ua))
         .unwrap_or_default();
     let sender = Sender {
         user_id: &user_id,
