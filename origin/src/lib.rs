@@ -80,9 +80,9 @@ pub struct Shared {
     /// Rate limiters.
     pub limits: Arc<RateLimits>,
     /// Batch limits.
-    pub codec_limits: Arc<Limits>,
+    pub codec_limits: Limits,
     /// Feedback weights.
-    pub weights: Arc<FeedbackWeights>,
+    pub weights: FeedbackWeights,
     /// Half-life of item popularity.
     pub popularity_half_life: HalfLife,
     /// Half-life of profile affinities (as the consumers write them).
@@ -92,7 +92,7 @@ pub struct Shared {
     /// Parsed User-Agents.
     pub user_agents: ingest::enrich::UserAgents,
     /// What this process accepted, for the dashboard.
-    pub activity: Arc<dashboard::activity::Activity>,
+    pub activity: dashboard::activity::Activity,
     /// Prometheus.
     pub metrics: PrometheusHandle,
     /// Largest body after decompression.
@@ -163,11 +163,11 @@ impl AppState {
             store,
             popularity,
             limits: Arc::new(RateLimits::new(args.rate_per_key, args.rate_per_ip)),
-            codec_limits: Arc::new(codec_limits),
-            weights: Arc::new(FeedbackWeights::default()),
+            codec_limits,
+            weights: FeedbackWeights::default(),
             popularity_half_life,
             user_agents: ingest::enrich::UserAgents::new(USER_AGENT_CACHE_BYTES),
-            activity: Arc::default(),
+            activity: Default::default(),
             metrics: metrics::handle(),
             max_body_bytes: args.max_body_bytes,
         })))
