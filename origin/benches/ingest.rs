@@ -43,6 +43,11 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const EVENTS_PER_BATCH: usize = 20;
 
+/// The three sides, as the output names them.
+const ORIGIN: &str = "origin /v1/events (Kafka)";
+const BARE: &str = "(a) bare rdkafka producer";
+const DECODE_ONLY: &str = "(b) axum decode-only, no Kafka";
+
 /// (topic, key, payload) of one message the bare producer sends.
 type Record = (&'static str, String, Vec<u8>);
 /// Concurrent senders (HTTP connections, or producer tasks for the bare side)
@@ -184,32 +189,12 @@ impl Comparison {
             println!("   round {}:", round + 1);
             for side in (0..3).map(|k| (k + round) % 3) {
                 match side {
-                    0 => ingest_runs.push(
-                        closed_loop(
-                            "origin /v1/events (Kafka)",
-                            concurrency,
-                            n_bodies,
-                            origin.clone(),
-                        )
-                        .await,
-                    ),
-                    1 => bare_runs.push(
-                        closed_loop(
-                            "(a) bare rdkafka producer",
-                            concurrency,
-                            n_records,
-                            bare.clone(),
-                        )
-                        .await,
-                    ),
+                    0 => ingest_runs
+                        .push(closed_loop(ORIGIN, concurrency, n_bodies, origin.clone()).await),
+                    1 => bare_runs
+                        .push(closed_loop(BARE, concurrency, n_records, bare.clone()).await),
                     _ => decode_runs.push(
-                        closed_loop(
-                            "(b) axum decode-only, no Kafka",
-                            concurrency,
-                            n_bodies,
-                            decode.clone(),
-                        )
-                        .await,
+                        closed_loop(DECODE_ONLY, concurrency, n_bodies, decode.clone()).await,
                     ),
                 }
             }
@@ -483,27 +468,9 @@ where
     let senders: usize = senders.parse()?;
     for _ in 0..env_or("ATTUNE_INGEST_RUNS", 3) {
         match side {
-            "origin" => {
-                closed_loop(
-                    "origin /v1/events (Kafka)",
-                    senders,
-                    n_bodies,
-                    origin.clone(),
-                )
-                .await
-            }
-            "bare" => {
-                closed_loop(
-                    "(a) bare rdkafka producer",
-                    senders,
-                    n_records,
-                    bare.clone(),
-                )
-                .await
-            }
-            "decode" => {
-                closed_loop("(b) axum decode-only", senders, n_bodies, decode.clone()).await
-            }
+            "origin" => closed_loop(ORIGIN, senders, n_bodies, origin.clone()).await,
+            "bare" => closed_loop(BARE, senders, n_records, bare.clone()).await,
+            "decode" => closed_loop(DECODE_ONLY, senders, n_bodies, decode.clone()).await,
             other => anyhow::bail!("ATTUNE_INGEST_ONLY: `{other}` is not origin, bare or decode"),
         };
     }
@@ -635,20 +602,8 @@ async fn main() -> anyhow::Result<()> {
     // The broker (a JVM) warms up on the first load it sees; whichever path
     // ran first would pay for it. Both paths warm up first, unmeasured.
     println!("  warm-up (not counted):");
-    closed_loop(
-        "origin /v1/events (Kafka)",
-        CONCURRENCY,
-        bodies.len(),
-        origin_op.clone(),
-    )
-    .await;
-    closed_loop(
-        "(a) bare rdkafka producer",
-        CONCURRENCY,
-        records.len(),
-        bare_op.clone(),
-    )
-    .await;
+    closed_loop(ORIGIN, CONCURRENCY, bodies.len(), origin_op.clone()).await;
+    closed_loop(BARE, CONCURRENCY, records.len(), bare_op.clone()).await;
     let ops = (origin_op.clone(), bare_op.clone(), decode_op.clone());
     let sizes = (bodies.len(), records.len());
     let moderate = Comparison::run(CONCURRENCY, ROUNDS, ops.clone(), sizes).await;
