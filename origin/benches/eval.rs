@@ -1,23 +1,45 @@
-//! `cargo xtask eval` (Rust side): prequential (test-then-learn) replay of
-//! MovieLens-100k in time order for Attune's online model and for
-//! recency-decayed popularity, then a holdout on the last 10 % of time.
-//! Writes JSON to the path in ATTUNE_EVAL_OUT; the data directory is
-//! ATTUNE_EVAL_DATA (ml-100k.inter and ml-100k.item from the recbole wheel).
+//! `cargo xtask eval` (Rust side): MovieLens-100k replayed in time order,
+//! test-then-learn, for Attune's production ranking (`ranking::rank`, the
+//! function `GET /v1/recommendations` serves) with its state built by the
+//! consumers' own code, its ablations, and the Rust peers (item-kNN,
+//! recency-decayed popularity). Writes JSON to ATTUNE_EVAL_OUT; the data
+//! directory is ATTUNE_EVAL_DATA (ml-100k.inter and .item from the recbole
+//! wheel). With ATTUNE_EVAL_TUNE=1 it tunes the hyper-parameters on the
+//! validation part of the stream instead (see `docs/eval.md`).
 //!
-//! Ratings become feedback by a fixed rule: 4–5★ a click and a long dwell,
-//! 3★ a click, 1–2★ a 5-second dwell; weights are attune-core's defaults.
+//! Protocol: 10 % warm-up (learn only); then each rating is first predicted
+//! (HR@10 / NDCG@10 of its item among the items the user has not rated) and
+//! then learned, up to 90 %; the last 10 % is a holdout predicted without
+//! learning. Tuning only ever sees the stream before [`VALIDATION_END`].
+//!
+//! Ratings become events as a site would see them: 4–5★ a click and a
+//! 60-second dwell, 3★ a click, 1–2★ a 5-second dwell, weighted by
+//! attune-core's default feedback weights.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
-use attune_core::{DecayedScore, FeedbackWeights, HalfLife, Interaction};
-use attune_origin::model::{dot, initial, step, MfConfig};
+use attune_core::{DecayedScore, Event, FeedbackWeights, HalfLife, Interaction};
+use attune_origin::consume::apply::{by_user, Incoming, ScriptEvent};
+use attune_origin::model::covisit::{CovisitConfig, Neighbours};
+use attune_origin::model::online::{age_weighted, learn, NegativePool};
+use attune_origin::model::{initial, MfConfig};
+use attune_origin::ranking::{rank, RankWeights, Signals};
+use attune_origin::record::{Device, EventRecord};
+use attune_origin::store::embedded::StoredProfile;
+use attune_origin::store::Item;
 use indicatif::{ProgressBar, ProgressStyle};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
 
 const K: usize = 10;
 const WARMUP: f64 = 0.1;
 const HOLDOUT: f64 = 0.1;
+/// Tuning sees only the prequential part before this point of the stream.
+const VALIDATION_END: f64 = 0.5;
 const WINDOW: usize = 2000;
+const SITE: &str = "ml";
+const BOOTSTRAP: usize = 1000;
 
 struct Rating {
     user: usize,
@@ -26,10 +48,17 @@ struct Rating {
     t_ms: i64,
 }
 
-fn load(dir: &str) -> anyhow::Result<(Vec<Rating>, usize)> {
+struct Data {
+    ratings: Vec<Rating>,
+    /// Catalog in item-index order (tags are the genres).
+    items: Vec<Item>,
+}
+
+fn load(dir: &str) -> anyhow::Result<Data> {
     let inter = std::fs::read_to_string(format!("{dir}/ml-100k.inter"))?;
-    let (mut users, mut items) = (HashMap::new(), HashMap::new());
+    let (mut users, mut index) = (HashMap::new(), HashMap::new());
     let mut ratings = Vec::new();
+    let mut ids: Vec<String> = Vec::new();
     for line in inter.lines().skip(1) {
         let f: Vec<&str> = line.split('\t').collect();
         if f.len() < 4 {
@@ -37,8 +66,10 @@ fn load(dir: &str) -> anyhow::Result<(Vec<Rating>, usize)> {
         }
         let n = users.len();
         let user = *users.entry(f[0].to_owned()).or_insert(n);
-        let n = items.len();
-        let item = *items.entry(f[1].to_owned()).or_insert(n);
+        let item = *index.entry(f[1].to_owned()).or_insert_with(|| {
+            ids.push(f[1].to_owned());
+            ids.len() - 1
+        });
         ratings.push(Rating {
             user,
             item,
@@ -47,229 +78,583 @@ fn load(dir: &str) -> anyhow::Result<(Vec<Rating>, usize)> {
         });
     }
     ratings.sort_by_key(|r| r.t_ms);
-    Ok((ratings, items.len()))
+    let mut genres: HashMap<String, Vec<String>> = HashMap::new();
+    let meta = std::fs::read_to_string(format!("{dir}/ml-100k.item"))?;
+    for line in meta.lines().skip(1) {
+        let f: Vec<&str> = line.split('\t').collect();
+        if let (Some(id), Some(classes)) = (f.first(), f.get(3)) {
+            genres.insert(
+                id.to_string(),
+                classes.split_whitespace().map(str::to_owned).collect(),
+            );
+        }
+    }
+    let items = ids
+        .iter()
+        .map(|id| Item {
+            id: id.clone(),
+            tags: genres.get(id).cloned().unwrap_or_default(),
+            published_at_ms: None,
+            metadata: serde_json::Value::Null,
+        })
+        .collect();
+    Ok(Data { ratings, items })
 }
 
-/// The feedback weight of a rating, by the rule in the module doc.
-fn weight(stars: f64, w: &FeedbackWeights) -> f64 {
-    let click = w.weight(&Interaction::Click);
+/// The events a site would have seen for a rating.
+fn interactions(stars: f64) -> &'static [Interaction] {
     if stars >= 4.0 {
-        click + w.weight(&Interaction::Dwell { visible_ms: 60_000 })
+        &[
+            Interaction::Click,
+            Interaction::Dwell { visible_ms: 60_000 },
+        ]
     } else if stars >= 3.0 {
-        click
+        &[Interaction::Click]
     } else {
-        w.weight(&Interaction::Dwell { visible_ms: 5_000 })
+        &[Interaction::Dwell { visible_ms: 5_000 }]
     }
 }
 
 trait Recommender {
-    fn name(&self) -> &'static str;
-    fn scores(&self, user: usize, out: &mut Vec<f64>, now_ms: i64);
-    fn learn(&mut self, user: usize, item: usize, weight: f64, t_ms: i64);
+    fn name(&self) -> String;
+    /// The best K items (indices) the user has not rated.
+    fn top(&mut self, user: usize, now_ms: i64, rated: &HashSet<usize>) -> Vec<usize>;
+    fn learn(&mut self, r: &Rating);
+}
+
+/// Hyper-parameters of the production ranking that the eval may vary.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Params {
+    weights: RankWeights,
+    covisit: CovisitConfig,
+    popularity_half_life_h: f64,
+    affinity_half_life_h: f64,
+}
+
+impl Default for Params {
+    /// What serves: the library's defaults and the origin's default half-lives.
+    fn default() -> Self {
+        Params {
+            weights: RankWeights::default(),
+            covisit: CovisitConfig::default(),
+            popularity_half_life_h: 24.0,
+            affinity_half_life_h: 24.0,
+        }
+    }
+}
+
+/// The production ranking over state built by the consumers' code: the
+/// profile rules (`StoredProfile::apply`, the embedded twin of the Redis
+/// script), the online learner (`model::online::learn`, what the Redis
+/// trainer runs), ingest's popularity credit.
+struct Attune {
+    label: String,
+    p: Params,
+    mf: MfConfig,
+    feedback: FeedbackWeights,
+    items: Vec<Item>,
+    index: HashMap<String, usize>,
+    popularity: HashMap<String, DecayedScore>,
+    profiles: HashMap<usize, (StoredProfile, Option<Vec<f32>>)>,
+    vectors: HashMap<String, Vec<f32>>,
+    neighbours: Neighbours,
+    pool: NegativePool,
+    seq: u128,
+}
+
+impl Attune {
+    fn new(label: &str, p: Params, items: &[Item]) -> Self {
+        let mf = MfConfig::default();
+        Attune {
+            label: label.to_owned(),
+            p,
+            mf,
+            feedback: FeedbackWeights::default(),
+            index: items
+                .iter()
+                .enumerate()
+                .map(|(n, i)| (i.id.clone(), n))
+                .collect(),
+            vectors: items
+                .iter()
+                .map(|i| (i.id.clone(), initial(&format!("{SITE}/{}", i.id), mf.dim)))
+                .collect(),
+            items: items.to_vec(),
+            popularity: HashMap::new(),
+            profiles: HashMap::new(),
+            neighbours: Neighbours::default(),
+            pool: NegativePool::new(0x5eed),
+            seq: 0,
+        }
+    }
+
+    fn half_life(h: f64) -> HalfLife {
+        HalfLife::from_hours(h).expect("positive")
+    }
+
+    /// The rating's events as the consumers receive them.
+    fn script_events(&mut self, r: &Rating) -> Vec<ScriptEvent> {
+        let user = format!("u{}", r.user);
+        let item = self.items[r.item].id.clone();
+        let incoming: Vec<Incoming> = interactions(r.stars)
+            .iter()
+            .map(|interaction| {
+                self.seq += 1;
+                Incoming {
+                    topic: "eval".into(),
+                    partition: 0,
+                    offset: self.seq as i64,
+                    record: EventRecord {
+                        site_key: SITE.into(),
+                        user_id: user.clone(),
+                        anonymous_id: user.clone(),
+                        event: Event {
+                            id: uuid::Uuid::from_u128(self.seq),
+                            ts_ms: r.t_ms,
+                            interaction: *interaction,
+                            item: Some(item.clone()),
+                            context: None,
+                        },
+                        received_at_ms: r.t_ms,
+                        clock_skew_ms: 0,
+                        corrected_ts_ms: r.t_ms,
+                        device: Device::default(),
+                        attributes: Default::default(),
+                    },
+                }
+            })
+            .collect();
+        let tags = self.items[r.item].tags.clone();
+        by_user(&incoming, &self.feedback, &mut |_, _| tags.clone())
+            .into_values()
+            .flatten()
+            .collect()
+    }
+}
+
+impl Recommender for Attune {
+    fn name(&self) -> String {
+        self.label.clone()
+    }
+
+    fn top(&mut self, user: usize, now_ms: i64, _rated: &HashSet<usize>) -> Vec<usize> {
+        let empty = (StoredProfile::default(), None);
+        let (profile, vector) = self.profiles.get(&user).unwrap_or(&empty);
+        let model = profile.user_model(
+            vector.clone(),
+            now_ms,
+            Self::half_life(self.p.affinity_half_life_h),
+        );
+        let signals = Signals {
+            items: &self.items,
+            popularity: &self.popularity,
+            popularity_half_life: Self::half_life(self.p.popularity_half_life_h),
+            item_vectors: &self.vectors,
+            neighbours: &self.neighbours,
+            covisit: &self.p.covisit,
+            now_ms,
+        };
+        // The consumed filter inside `rank` leaves out what the user rated.
+        rank(&signals, &model, &self.p.weights, K)
+            .iter()
+            .map(|r| self.index[&r.item])
+            .collect()
+    }
+
+    fn learn(&mut self, r: &Rating) {
+        let events = self.script_events(r);
+        let (pop_hl, aff_hl) = (
+            Self::half_life(self.p.popularity_half_life_h),
+            Self::half_life(self.p.affinity_half_life_h),
+        );
+        let dim = self.mf.dim;
+        let (profile, vector) = self.profiles.entry(r.user).or_default();
+        for e in &events {
+            let Some(item) = e.item() else { continue };
+            if e.weight() != 0.0 {
+                self.popularity.entry(item.to_owned()).or_default().add(
+                    e.weight(),
+                    e.ts_ms(),
+                    pop_hl,
+                );
+            }
+            if e.weight() > 0.0 {
+                let u = vector.get_or_insert_with(|| initial(&format!("{SITE}/u{}", r.user), dim));
+                let negatives = self.pool.draw(self.mf.negatives, item);
+                let mut window = profile.recent.clone();
+                let learned = learn(
+                    u,
+                    &mut window,
+                    &mut self.vectors,
+                    item,
+                    age_weighted(e.weight(), e.ts_ms(), e.ts_ms()) as f32,
+                    &negatives,
+                    &self.mf,
+                    &self.p.covisit,
+                );
+                if let Some(d) = &learned.covisit {
+                    self.neighbours.apply(d);
+                }
+                self.pool.record(item);
+            }
+            profile.apply(e, aff_hl);
+        }
+    }
+}
+
+/// Item-based kNN (the peer): co-occurrence counts over each user's whole
+/// history, updated online; a candidate scores the sum of its similarity to
+/// the user's last 20 items — cosine, or raw counts.
+struct ItemKnn {
+    cosine: bool,
+    n_items: usize,
+    co: Vec<f32>,
+    count: Vec<f32>,
+    history: HashMap<usize, Vec<usize>>,
+}
+
+impl ItemKnn {
+    fn new(n_items: usize, cosine: bool) -> Self {
+        ItemKnn {
+            cosine,
+            n_items,
+            co: vec![0.0; n_items * n_items],
+            count: vec![0.0; n_items],
+            history: HashMap::new(),
+        }
+    }
+}
+
+impl Recommender for ItemKnn {
+    fn name(&self) -> String {
+        if self.cosine {
+            "item-knn"
+        } else {
+            "item-knn-raw"
+        }
+        .into()
+    }
+
+    fn top(&mut self, user: usize, _now: i64, rated: &HashSet<usize>) -> Vec<usize> {
+        let mut scores = vec![0.0f64; self.n_items];
+        if let Some(h) = self.history.get(&user) {
+            for &j in h.iter().rev().take(20) {
+                let row = &self.co[j * self.n_items..(j + 1) * self.n_items];
+                for (x, c) in row.iter().enumerate() {
+                    if *c > 0.0 {
+                        scores[x] += if self.cosine {
+                            f64::from(*c) / f64::from(self.count[j] * self.count[x]).sqrt()
+                        } else {
+                            f64::from(*c)
+                        };
+                    }
+                }
+            }
+        }
+        top_k(&scores, rated)
+    }
+
+    fn learn(&mut self, r: &Rating) {
+        let h = self.history.entry(r.user).or_default();
+        for &j in h.iter() {
+            self.co[r.item * self.n_items + j] += 1.0;
+            self.co[j * self.n_items + r.item] += 1.0;
+        }
+        self.count[r.item] += 1.0;
+        h.push(r.item);
+    }
 }
 
 /// Recency-decayed popularity.
 struct Popularity {
     scores: Vec<DecayedScore>,
     half_life: HalfLife,
+    feedback: FeedbackWeights,
 }
 
 impl Recommender for Popularity {
-    fn name(&self) -> &'static str {
-        "popularity"
+    fn name(&self) -> String {
+        "popularity".into()
     }
-    fn scores(&self, _user: usize, out: &mut Vec<f64>, now: i64) {
-        out.clear();
-        out.extend(self.scores.iter().map(|s| s.value_at(now, self.half_life)));
+    fn top(&mut self, _user: usize, now: i64, rated: &HashSet<usize>) -> Vec<usize> {
+        let scores: Vec<f64> = self
+            .scores
+            .iter()
+            .map(|s| s.value_at(now, self.half_life))
+            .collect();
+        top_k(&scores, rated)
     }
-    fn learn(&mut self, _user: usize, item: usize, weight: f64, t: i64) {
-        self.scores[item].add(weight, t, self.half_life);
-    }
-}
-
-/// Attune: online MF blended with decayed popularity.
-struct Attune {
-    cfg: MfConfig,
-    users: HashMap<usize, Vec<f32>>,
-    items: Vec<Vec<f32>>,
-    popularity: Popularity,
-    history: Vec<usize>,
-    rng: u64,
-    blend: f64,
-}
-
-impl Attune {
-    fn random(&mut self) -> f64 {
-        self.rng ^= self.rng << 13;
-        self.rng ^= self.rng >> 7;
-        self.rng ^= self.rng << 17;
-        (self.rng >> 11) as f64 / (1u64 << 53) as f64
+    fn learn(&mut self, r: &Rating) {
+        let w: f64 = interactions(r.stars)
+            .iter()
+            .map(|i| self.feedback.weight(i))
+            .sum();
+        self.scores[r.item].add(w, r.t_ms, self.half_life);
     }
 }
 
-impl Recommender for Attune {
-    fn name(&self) -> &'static str {
-        "attune"
-    }
-    fn scores(&self, user: usize, out: &mut Vec<f64>, now: i64) {
-        self.popularity.scores(user, out, now);
-        let max = out.iter().copied().fold(0.0, f64::max).max(1e-12);
-        let fresh;
-        let u = match self.users.get(&user) {
-            Some(u) => u,
-            None => {
-                fresh = initial(&user.to_string(), self.cfg.dim);
-                &fresh
-            }
-        };
-        for (s, q) in out.iter_mut().zip(&self.items) {
-            *s = f64::from(dot(u, q)) + self.blend * *s / max;
-        }
-    }
-    fn learn(&mut self, user: usize, item: usize, weight: f64, t: i64) {
-        let dim = self.cfg.dim;
-        let mut u = self
-            .users
-            .remove(&user)
-            .unwrap_or_else(|| initial(&user.to_string(), dim));
-        step(&mut u, &mut self.items[item], 1.0, weight as f32, &self.cfg);
-        for _ in 0..self.cfg.negatives {
-            if self.history.is_empty() {
-                break;
-            }
-            let pick = (self.random() * self.history.len() as f64) as usize;
-            let j = self.history[pick];
-            if j != item {
-                let w = self.cfg.negative_weight;
-                step(&mut u, &mut self.items[j], 0.0, w, &self.cfg);
-            }
-        }
-        self.users.insert(user, u);
-        self.history.push(item);
-        self.popularity.learn(user, item, weight, t);
-    }
-}
-
-fn top_k(scores: &[f64], seen: &HashSet<usize>) -> Vec<usize> {
-    let mut idx: Vec<usize> = (0..scores.len()).filter(|i| !seen.contains(i)).collect();
+fn top_k(scores: &[f64], rated: &HashSet<usize>) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..scores.len()).filter(|i| !rated.contains(i)).collect();
     let k = K.min(idx.len());
     if k == 0 {
         return idx;
     }
-    idx.select_nth_unstable_by(k - 1, |a, b| scores[*b].total_cmp(&scores[*a]));
+    let best_first = |a: &usize, b: &usize| scores[*b].total_cmp(&scores[*a]).then(a.cmp(b));
+    idx.select_nth_unstable_by(k - 1, best_first);
     idx.truncate(k);
-    idx.sort_by(|a, b| scores[*b].total_cmp(&scores[*a]));
+    idx.sort_by(best_first);
     idx
 }
 
-struct Outcome {
-    hr: f64,
-    ndcg: f64,
-    update_us: f64,
-    series: Vec<f64>,
-    holdout_hr: f64,
+/// Hits and NDCG per user, for means and bootstrap intervals.
+#[derive(Default)]
+struct Tally {
+    per_user: HashMap<usize, (f64, f64, f64)>,
 }
 
-fn evaluate(
-    mut r: Box<dyn Recommender>,
-    ratings: &[Rating],
-    feedback: &FeedbackWeights,
-) -> Outcome {
+impl Tally {
+    fn add(&mut self, user: usize, rank: Option<usize>) {
+        let e = self.per_user.entry(user).or_default();
+        e.2 += 1.0;
+        if let Some(r) = rank {
+            e.0 += 1.0;
+            e.1 += 1.0 / (r as f64 + 2.0).log2();
+        }
+    }
+
+    fn means(&self) -> (f64, f64) {
+        let (h, g, n) = self
+            .per_user
+            .values()
+            .fold((0.0, 0.0, 0.0), |a, v| (a.0 + v.0, a.1 + v.1, a.2 + v.2));
+        (h / n.max(1.0), g / n.max(1.0))
+    }
+
+    /// 95 % percentile intervals of HR and NDCG, resampling users.
+    fn intervals(&self) -> ([f64; 2], [f64; 2]) {
+        let users: Vec<&(f64, f64, f64)> = self.per_user.values().collect();
+        let mut rng = SmallRng::seed_from_u64(42);
+        let (mut hr, mut ndcg) = (Vec::new(), Vec::new());
+        for _ in 0..BOOTSTRAP {
+            let (mut h, mut g, mut n) = (0.0, 0.0, 0.0);
+            for _ in 0..users.len() {
+                let u = users[rng.random_range(0..users.len())];
+                (h, g, n) = (h + u.0, g + u.1, n + u.2);
+            }
+            hr.push(h / n);
+            ndcg.push(g / n);
+        }
+        let ci = |mut v: Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            [v[BOOTSTRAP * 25 / 1000], v[BOOTSTRAP * 975 / 1000]]
+        };
+        (ci(hr), ci(ndcg))
+    }
+}
+
+struct Outcome {
+    prequential: Tally,
+    holdout: Tally,
+    update_us: f64,
+    series: Vec<f64>,
+}
+
+/// Prequential over `[warm-up, end)` of the stream, then (when `end` is the
+/// holdout's start) the holdout without learning.
+fn evaluate(r: &mut dyn Recommender, ratings: &[Rating], end: usize, bar: &ProgressBar) -> Outcome {
     let n = ratings.len();
     let warm = (n as f64 * WARMUP) as usize;
     let hold = (n as f64 * (1.0 - HOLDOUT)) as usize;
-    let mut seen: HashMap<usize, HashSet<usize>> = HashMap::new();
-    let (mut hits, mut ndcg, mut tested) = (0.0, 0.0, 0usize);
-    let (mut window_hits, mut series) = (0.0, Vec::new());
-    let mut update_s = 0.0;
-    let mut scores = Vec::new();
-    let bar = ProgressBar::new(n as u64).with_style(
-        ProgressStyle::with_template("  {msg:<12} {bar:40} {pos}/{len} {eta}").expect("template"),
-    );
-    bar.set_message(r.name());
+    let mut rated: HashMap<usize, HashSet<usize>> = HashMap::new();
     let empty = HashSet::new();
-    // Prequential over the first 90 %: test, then learn.
-    for (idx, x) in ratings[..hold].iter().enumerate() {
+    let (mut pre, mut holdout) = (Tally::default(), Tally::default());
+    let (mut tested, mut window_hits, mut series, mut update_s) = (0usize, 0.0, Vec::new(), 0.0);
+    bar.set_message(r.name());
+    for (idx, x) in ratings[..end].iter().enumerate() {
         if idx >= warm {
-            r.scores(x.user, &mut scores, x.t_ms);
-            let top = top_k(&scores, seen.get(&x.user).unwrap_or(&empty));
+            let top = r.top(x.user, x.t_ms, rated.get(&x.user).unwrap_or(&empty));
+            let rank = top.iter().position(|i| *i == x.item);
+            pre.add(x.user, rank);
             tested += 1;
-            if let Some(rank) = top.iter().position(|i| *i == x.item) {
-                hits += 1.0;
-                window_hits += 1.0;
-                ndcg += 1.0 / (rank as f64 + 2.0).log2();
-            }
+            window_hits += f64::from(u8::from(rank.is_some()));
             if tested % WINDOW == 0 {
                 series.push(window_hits / WINDOW as f64);
                 window_hits = 0.0;
             }
         }
         let t0 = Instant::now();
-        r.learn(x.user, x.item, weight(x.stars, feedback), x.t_ms);
+        r.learn(x);
         update_s += t0.elapsed().as_secs_f64();
-        seen.entry(x.user).or_default().insert(x.item);
+        rated.entry(x.user).or_default().insert(x.item);
         bar.inc(1);
     }
-    // Holdout: the last 10 % of time, no learning.
-    let mut holdout_hits = 0.0;
-    for x in &ratings[hold..] {
-        r.scores(x.user, &mut scores, x.t_ms);
-        if top_k(&scores, seen.get(&x.user).unwrap_or(&empty)).contains(&x.item) {
-            holdout_hits += 1.0;
+    if end == hold {
+        for x in &ratings[hold..] {
+            let top = r.top(x.user, x.t_ms, rated.get(&x.user).unwrap_or(&empty));
+            holdout.add(x.user, top.iter().position(|i| *i == x.item));
+            bar.inc(1);
         }
-        bar.inc(1);
     }
-    bar.finish_and_clear();
     Outcome {
-        hr: hits / tested as f64,
-        ndcg: ndcg / tested as f64,
-        update_us: update_s * 1e6 / hold as f64,
+        prequential: pre,
+        holdout,
+        update_us: update_s * 1e6 / end as f64,
         series,
-        holdout_hr: holdout_hits / (n - hold) as f64,
     }
 }
 
-fn main() -> anyhow::Result<()> {
-    let dir =
-        std::env::var("ATTUNE_EVAL_DATA").map_err(|_| anyhow::anyhow!("run `cargo xtask eval`"))?;
-    let out =
-        std::env::var("ATTUNE_EVAL_OUT").map_err(|_| anyhow::anyhow!("run `cargo xtask eval`"))?;
-    let (ratings, n_items) = load(&dir)?;
-    let feedback = FeedbackWeights::default();
-    // Popularity interest in MovieLens fades over weeks, not hours.
-    let half_life = HalfLife::from_hours(24.0 * 30.0).expect("positive");
-    let popularity = || Popularity {
-        scores: vec![DecayedScore::default(); n_items],
-        half_life,
-    };
-    let cfg = MfConfig::default();
-    let systems: Vec<Box<dyn Recommender>> = vec![
-        Box::new(popularity()),
-        Box::new(Attune {
-            cfg,
-            users: HashMap::new(),
-            items: (0..n_items)
-                .map(|i| initial(&format!("item-{i}"), cfg.dim))
-                .collect(),
-            popularity: popularity(),
-            history: Vec::new(),
-            rng: 0x9e37_79b9_7f4a_7c15,
-            blend: 1.0,
+fn bar(len: u64) -> ProgressBar {
+    ProgressBar::new(len).with_style(
+        ProgressStyle::with_template("  {msg:<22} {bar:40} {pos}/{len} {eta}").expect("template"),
+    )
+}
+
+/// The validation score that tuning maximizes: prequential NDCG@10 before
+/// [`VALIDATION_END`].
+fn validate(p: Params, data: &Data, bar: &ProgressBar) -> f64 {
+    let end = (data.ratings.len() as f64 * VALIDATION_END) as usize;
+    let mut a = Attune::new("tuning", p, &data.items);
+    evaluate(&mut a, &data.ratings, end, bar)
+        .prequential
+        .means()
+        .1
+}
+
+/// Coordinate search over the production ranking's hyper-parameters on the
+/// validation part, from the served defaults, one pass (each run replays
+/// half the stream; the knobs are the ones the ablations showed to matter).
+fn tune(data: &Data) -> anyhow::Result<()> {
+    type Knob = (&'static str, &'static [f64], fn(&mut Params, f64));
+    let knobs: &[Knob] = &[
+        ("weights.affinity", &[0.0, 0.1, 0.25, 0.5], |p, v| {
+            p.weights.affinity = v
+        }),
+        ("weights.covisit", &[2.0, 4.0], |p, v| p.weights.covisit = v),
+        ("weights.model", &[0.0, 0.5, 2.0], |p, v| {
+            p.weights.model = v
+        }),
+        ("weights.item", &[0.1, 0.25, 1.0], |p, v| p.weights.item = v),
+        ("covisit.recency_decay", &[0.8, 1.0], |p, v| {
+            p.covisit.recency_decay = v
+        }),
+        ("covisit.pair_decay", &[0.8, 1.0], |p, v| {
+            p.covisit.pair_decay = v
+        }),
+        ("covisit.alpha", &[0.3, 0.7], |p, v| p.covisit.alpha = v),
+        ("popularity_half_life_h", &[168.0, 720.0], |p, v| {
+            p.popularity_half_life_h = v
         }),
     ];
+    let end = (data.ratings.len() as f64 * VALIDATION_END) as usize;
+    let mut best = Params::default();
+    let progress = bar(end as u64);
+    let mut best_score = validate(best, data, &progress);
+    progress.suspend(|| eprintln!("defaults: validation NDCG@10 {best_score:.4}"));
+    {
+        for (name, values, set) in knobs {
+            for v in *values {
+                let mut p = best;
+                set(&mut p, *v);
+                if p == best {
+                    continue;
+                }
+                progress.reset();
+                let s = validate(p, data, &progress);
+                if s > best_score {
+                    (best, best_score) = (p, s);
+                    progress.suspend(|| eprintln!("{name} = {v} → {s:.4}"));
+                }
+            }
+        }
+    }
+    progress.finish_and_clear();
+    println!("best on validation (NDCG@10 {best_score:.4}): {best:#?}");
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    let env = |k: &str| std::env::var(k).map_err(|_| anyhow::anyhow!("run `cargo xtask eval`"));
+    let data = load(&env("ATTUNE_EVAL_DATA")?)?;
+    if std::env::var("ATTUNE_EVAL_TUNE").is_ok_and(|v| v == "1") {
+        return tune(&data);
+    }
+    let out = env("ATTUNE_EVAL_OUT")?;
+    let n_items = data.items.len();
+    let served = Params::default();
+    let with = |f: fn(&mut RankWeights)| {
+        let mut p = served;
+        f(&mut p.weights);
+        p
+    };
+    let mut systems: Vec<Box<dyn Recommender>> = vec![
+        Box::new(Attune::new("attune", served, &data.items)),
+        Box::new(Attune::new(
+            "attune −covisit",
+            with(|w| w.covisit = 0.0),
+            &data.items,
+        )),
+        Box::new(Attune::new(
+            "attune −model",
+            with(|w| w.model = 0.0),
+            &data.items,
+        )),
+        Box::new(Attune::new(
+            "attune −affinity",
+            with(|w| w.affinity = 0.0),
+            &data.items,
+        )),
+        Box::new(Attune::new(
+            "attune −popularity",
+            with(|w| (w.item, w.category, w.freshness) = (0.0, 0.0, 0.0)),
+            &data.items,
+        )),
+        Box::new(Attune::new(
+            "model only (mf+pop)",
+            with(|w| {
+                *w = RankWeights {
+                    model: 1.0,
+                    item: 1.0,
+                    covisit: 0.0,
+                    affinity: 0.0,
+                    category: 0.0,
+                    freshness: 0.0,
+                }
+            }),
+            &data.items,
+        )),
+        Box::new(ItemKnn::new(n_items, true)),
+        Box::new(ItemKnn::new(n_items, false)),
+        Box::new(Popularity {
+            scores: vec![DecayedScore::default(); n_items],
+            half_life: HalfLife::from_hours(24.0 * 30.0).expect("positive"),
+            feedback: FeedbackWeights::default(),
+        }),
+    ];
+    let n = data.ratings.len();
+    let hold = (n as f64 * (1.0 - HOLDOUT)) as usize;
     let mut results = serde_json::Map::new();
-    for s in systems {
+    let progress = bar(n as u64);
+    for s in &mut systems {
+        progress.reset();
+        let o = evaluate(s.as_mut(), &data.ratings, hold, &progress);
+        let (hr, ndcg) = o.prequential.means();
+        let (hr_ci, ndcg_ci) = o.prequential.intervals();
+        let (holdout_hr, holdout_ndcg) = o.holdout.means();
         let name = s.name();
-        let o = evaluate(s, &ratings, &feedback);
-        println!(
-            "  {name:<12} HR@10 {:.4}  NDCG@10 {:.4}  holdout HR@10 {:.4}  update {:.2} us/event",
-            o.hr, o.ndcg, o.holdout_hr, o.update_us
-        );
+        progress.println(format!(
+            "  {name:<22} HR@10 {hr:.4} [{:.4}, {:.4}]  NDCG@10 {ndcg:.4} [{:.4}, {:.4}]  holdout HR@10 {holdout_hr:.4}  update {:.2} us/rating",
+            hr_ci[0], hr_ci[1], ndcg_ci[0], ndcg_ci[1], o.update_us
+        ));
         results.insert(
-            name.to_owned(),
-            serde_json::json!({"hr10": o.hr, "ndcg10": o.ndcg, "holdout_hr10": o.holdout_hr, "update_us": o.update_us, "hr10_series": o.series}),
+            name,
+            serde_json::json!({
+                "hr10": hr, "hr10_ci": hr_ci, "ndcg10": ndcg, "ndcg10_ci": ndcg_ci,
+                "holdout_hr10": holdout_hr, "holdout_ndcg10": holdout_ndcg,
+                "update_us": o.update_us, "hr10_series": o.series,
+            }),
         );
     }
+    progress.finish_and_clear();
     std::fs::write(out, serde_json::to_string_pretty(&results)?)?;
     Ok(())
 }

@@ -66,7 +66,7 @@ async fn recs_reflect_click(http: &reqwest::Client, base: &str, user: &str) -> b
     let Ok(v) = r.json::<serde_json::Value>().await else {
         return false;
     };
-    v["model"] == "mf+popularity"
+    v["model"] == "covisit+mf+popularity"
         && v["items"]
             .as_array()
             .is_some_and(|items| !items.iter().any(|i| i["item"] == "article-0"))

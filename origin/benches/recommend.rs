@@ -1,6 +1,7 @@
 //! `cargo xtask bench recommend`: latency of ranking 10,000 items with 64
-//! factors for one request (`api::recommendations::rank`: model score,
-//! popularity, categories, freshness, consumed items, top-K), beside the
+//! factors for one request (`ranking::rank`: co-visitation over a 20-item
+//! window with 200 neighbours per row, model score, popularity, categories,
+//! freshness, consumed items, top-K), beside the
 //! physical floor — a bare dot product over all items and a top-K selection —
 //! in the same run. Writes target/bench/recommend.json.
 
@@ -8,8 +9,11 @@ use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
 use attune_core::{DecayedScore, HalfLife};
-use attune_origin::api::recommendations::rank;
+use std::sync::Arc;
+
+use attune_origin::model::covisit::{CovisitConfig, Neighbours};
 use attune_origin::model::{dot, initial};
+use attune_origin::ranking::{rank, RankWeights, Signals};
 use attune_origin::store::{Item, UserModel};
 
 const ITEMS: usize = 10_000;
@@ -69,11 +73,49 @@ fn main() -> anyhow::Result<()> {
                 .map(|i| format!("item-{}", i * 13 + u))
                 .collect::<HashSet<_>>(),
             affinities: (0..16).map(|c| (format!("cat-{c}"), c as f64)).collect(),
+            recent: (0..20).map(|i| format!("item-{}", i * 17 + u)).collect(),
         })
         .collect();
+    // Every recent item's row: 200 neighbours.
+    let rows = (0..ITEMS)
+        .map(|i| {
+            let row = (1..=200)
+                .map(|k| (format!("item-{}", (i + k * 37) % ITEMS), k as f64))
+                .collect();
+            (format!("item-{i}"), row)
+        })
+        .collect::<HashMap<_, HashMap<_, _>>>();
+    let norms = Arc::new(
+        items
+            .iter()
+            .map(|i| (i.id.clone(), 100.0))
+            .collect::<HashMap<_, _>>(),
+    );
+    // What a request reads: the rows of its user's window only.
+    let neighbours: Vec<Neighbours> = users
+        .iter()
+        .map(|u| Neighbours {
+            rows: u
+                .recent
+                .iter()
+                .map(|r| (r.clone(), rows[r].clone()))
+                .collect(),
+            norms: norms.clone(),
+        })
+        .collect();
+    let covisit = CovisitConfig::default();
 
     let (p50, p99) = time(|r| {
-        let ranked = rank(&items, &popularity, &users[r % 64], &vectors, now, hl, K);
+        let signals = Signals {
+            items: &items,
+            popularity: &popularity,
+            popularity_half_life: hl,
+            item_vectors: &vectors,
+            neighbours: &neighbours[r % 64],
+            covisit: &covisit,
+            now_ms: now,
+        };
+        let ranked = rank(&signals, &users[r % 64], &RankWeights::default(), K);
         assert_eq!(ranked.len(), K);
     });
     // The floor: contiguous factors, one dot product per item, top-K selection.
@@ -92,7 +134,7 @@ fn main() -> anyhow::Result<()> {
         assert!(scores.len() > K);
     });
     println!("recommend benchmark: {ITEMS} items × {DIM} factors, top {K}, {RUNS} requests");
-    println!("  rank (model + popularity + categories + freshness + consumed): p50 {:.0} us, p99 {:.0} us (target p99 < 5000 us)", p50, p99);
+    println!("  rank (covisit + model + popularity + categories + freshness + consumed): p50 {:.0} us, p99 {:.0} us (target p99 < 5000 us)", p50, p99);
     println!("  floor (dot products + top-K):                                  p50 {:.0} us, p99 {:.0} us", floor50, floor99);
     println!("  ratio at p99: {:.1}x the floor", p99 / floor99);
     let json = serde_json::json!({

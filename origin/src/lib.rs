@@ -25,6 +25,7 @@ pub mod ingest;
 pub mod metrics;
 pub mod model;
 pub mod openapi;
+pub mod ranking;
 pub mod ratelimit;
 pub mod record;
 pub mod segments;

@@ -131,6 +131,58 @@ async fn the_embedded_consumer_counts_each_event_once_across_duplicates_and_a_re
     assert_eq!(profile["counts"], want);
 }
 
+/// The embedded consumer learns co-visitation in the same transaction as the
+/// profiles: a reader of x is recommended what other readers of x read next,
+/// ahead of a more popular item, and duplicate batches count nothing twice.
+#[tokio::test]
+async fn the_embedded_consumer_learns_what_readers_read_next() {
+    let origin = start(Backend::Embedded, |_| {}).await;
+    let site = origin.site.site_key.clone();
+    origin
+        .load_items(serde_json::json!({"items": [
+            {"id": "x", "tags": ["news"]}, {"id": "y", "tags": ["news"]},
+            {"id": "z", "tags": ["news"]}, {"id": "w", "tags": ["news"]}
+        ]}))
+        .await;
+    let t = now_ms();
+    let click = |item: &str, dt: i64| event(Interaction::Click, Some(item), t + dt);
+    for fan in 0..8 {
+        let b = batch(&site, &format!("fan{fan}"), vec![click("z", 0)]);
+        assert_eq!(origin.post_batch(&b).await.status(), 202);
+    }
+    for reader in ["r1", "r2"] {
+        let b = batch(&site, reader, vec![click("x", 0), click("y", 1)]);
+        for _ in 0..2 {
+            assert_eq!(origin.post_batch(&b).await.status(), 202);
+        }
+        wait_for_counts(
+            &origin,
+            &format!("anon:{reader}"),
+            &serde_json::json!({"click": 2}),
+        )
+        .await;
+    }
+    let b = batch(&site, "r3", vec![click("x", 2)]);
+    assert_eq!(origin.post_batch(&b).await.status(), 202);
+    wait_for_counts(&origin, "anon:r3", &serde_json::json!({"click": 1})).await;
+    // Popularity is flushed in the background: wait until it ranks z first.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let cold: Value = origin
+            .get_as_site("/v1/recommendations?user=anon:newcomer&k=3")
+            .await;
+        if cold["items"][0]["item"] == "z" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "popularity never led: {cold}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let recs: Value = origin
+        .get_as_site("/v1/recommendations?user=anon:r3&k=3")
+        .await;
+    assert_eq!(recs["items"][0]["item"], "y", "{recs}");
+}
+
 async fn wait_for_counts(origin: &common::TestOrigin, user: &str, want: &Value) -> Value {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {

@@ -12,7 +12,8 @@ use serde::Serialize;
 use crate::record::EventRecord;
 use redis::Commands;
 
-use crate::store::redis::{user_key, CONSUMERS_KEY, LUA_DECAYED_ADD};
+use crate::model::covisit::CovisitConfig;
+use crate::store::redis::{user_key, CONSUMERS_KEY, LUA_DECAYED_ADD, LUA_VEC_ADD};
 use crate::store::ConsumerStats;
 
 /// How long event ids are remembered for deduplication (client retries and
@@ -59,6 +60,23 @@ pub struct ScriptEvent {
     pub(crate) os: Option<String>,
 }
 
+impl ScriptEvent {
+    /// The item, if the event names one.
+    pub fn item(&self) -> Option<&str> {
+        self.item.as_deref()
+    }
+
+    /// The feedback weight.
+    pub fn weight(&self) -> f64 {
+        self.w
+    }
+
+    /// Event time on the server clock, Unix ms.
+    pub fn ts_ms(&self) -> i64 {
+        self.ts
+    }
+}
+
 /// Groups a batch by `(site, user)` in offset order, with each event's weight
 /// and its item's tags.
 pub fn by_user(
@@ -101,12 +119,14 @@ pub fn by_user(
     out
 }
 
-/// KEYS: profile, seen, wm, affinity, scroll, vector, consumed. ARGV: events (MessagePack),
-/// half-life ms, dedup window ms. Returns how many events were applied.
+/// KEYS: profile, seen, wm, affinity, scroll, vector, consumed, recent. ARGV:
+/// events (MessagePack), half-life ms, dedup window ms, co-visitation window.
+/// Returns how many events were applied.
 const PROFILE_SCRIPT: &str = r"
 local events = cmsgpack.unpack(ARGV[1])
 local h = tonumber(ARGV[2])
 local window = tonumber(ARGV[3])
+local recent = tonumber(ARGV[4])
 local applied, newest = 0, nil
 for _, e in ipairs(events) do
   local wm = tonumber(redis.call('HGET', KEYS[3], e.tp) or '-1')
@@ -136,6 +156,11 @@ for _, e in ipairs(events) do
         if cur then redis.call('SET', KEYS[6], vec_add(cur, e.ud)) end
       end
       if e.item and (e.kind == 'click' or e.kind == 'dwell') then redis.call('SADD', KEYS[7], e.item) end
+      if e.item and e.w > 0 then
+        redis.call('LREM', KEYS[8], 0, e.item)
+        redis.call('LPUSH', KEYS[8], e.item)
+        redis.call('LTRIM', KEYS[8], 0, recent - 1)
+      end
     end
   end
 end
@@ -160,10 +185,7 @@ impl ProfileWriter {
         let conn = redis::Client::open(url)?.get_connection()?;
         Ok(ProfileWriter {
             conn,
-            script: redis::Script::new(&format!(
-                "{LUA_DECAYED_ADD}{}{PROFILE_SCRIPT}",
-                super::model::LUA_VEC_ADD
-            )),
+            script: redis::Script::new(&format!("{LUA_DECAYED_ADD}{LUA_VEC_ADD}{PROFILE_SCRIPT}")),
             catalog: HashMap::new(),
         })
     }
@@ -235,9 +257,11 @@ impl ProfileWriter {
             .key(user_key(site, user, "scroll"))
             .key(user_key(site, user, "vector"))
             .key(user_key(site, user, "consumed"))
+            .key(user_key(site, user, "recent"))
             .arg(payload)
             .arg(half_life.as_ms())
             .arg(DEDUP_WINDOW_MS)
+            .arg(CovisitConfig::default().window)
             .invoke(&mut self.conn)
     }
 }

@@ -2,8 +2,9 @@
 //! applies the embedded event log to the profiles in the same redb file. A
 //! topic's read position, the event ids seen and the profile changes commit in
 //! one redb transaction, so a crash or restart applies nothing twice and skips
-//! nothing. No model is trained here: embedded recommendations rank by
-//! popularity and the person's category interest.
+//! nothing. Co-visitation is learned here in the same transaction; the
+//! factors are not (embedded recommendations rank by co-visitation,
+//! popularity and the person's category interest).
 // redb's error type is large; it only travels to the edge of this module.
 #![allow(clippy::result_large_err)]
 
@@ -19,8 +20,11 @@ use tokio::sync::watch;
 use super::apply::{by_user, Incoming};
 use super::stats::{SharedLag, StatsTracker};
 use crate::event_log::embedded::{read_topic, LOG};
+use crate::model::covisit::{self, CovisitConfig};
 use crate::record::EventRecord;
-use crate::store::embedded::{StoredProfile, CONSUMER_STATS, FORGOTTEN, POSITIONS, PROFILES, SEEN};
+use crate::store::embedded::{
+    StoredProfile, CONSUMER_STATS, COVISIT, COVISIT_NORMS, FORGOTTEN, POSITIONS, PROFILES, SEEN,
+};
 use crate::store::Item;
 
 /// Most records applied per transaction.
@@ -86,11 +90,14 @@ pub fn apply_pending(
                 .unwrap_or_default()
         });
 
+        let covisit_cfg = CovisitConfig::default();
         let tx = db.begin_write()?;
         {
             let forgotten = tx.open_table(FORGOTTEN)?;
             let mut profiles = tx.open_table(PROFILES)?;
             let mut seen = tx.open_table(SEEN)?;
+            let mut covisits = tx.open_table(COVISIT)?;
+            let mut norms = tx.open_table(COVISIT_NORMS)?;
             for ((site, user), events) in &groups {
                 if forgotten.get((site.as_str(), user.as_str()))?.is_some() {
                     round.skipped += events.len() as u64;
@@ -109,6 +116,11 @@ pub fn apply_pending(
                         round.skipped += 1;
                         continue;
                     }
+                    if let Some(item) = e.item.as_deref().filter(|_| e.w > 0.0) {
+                        if let Some(d) = covisit::visit(&profile.recent, item, &covisit_cfg) {
+                            add_covisit(&mut covisits, &mut norms, site, &d)?;
+                        }
+                    }
                     profile.apply(e, half_life);
                     round.applied += 1;
                 }
@@ -120,6 +132,25 @@ pub fn apply_pending(
         tx.commit()?;
     }
     Ok(round)
+}
+
+/// Adds one visit's counts to both rows and the item's norm.
+fn add_covisit(
+    covisits: &mut redb::Table<(&str, &str, &str), f64>,
+    norms: &mut redb::Table<(&str, &str), f64>,
+    site: &str,
+    d: &covisit::CovisitDelta,
+) -> Result<(), redb::Error> {
+    let item = d.item.as_str();
+    let norm = norms.get((site, item))?.map_or(0.0, |v| v.value());
+    norms.insert((site, item), norm + d.norm)?;
+    for (other, amount) in &d.pairs {
+        for key in [(site, item, other.as_str()), (site, other.as_str(), item)] {
+            let count = covisits.get(key)?.map_or(0.0, |v| v.value());
+            covisits.insert(key, count + amount)?;
+        }
+    }
+    Ok(())
 }
 
 /// The tags of the items these events name, from the catalog.

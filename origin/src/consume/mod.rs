@@ -10,8 +10,8 @@
 
 pub mod apply;
 pub mod embedded;
-pub mod model;
 pub mod stats;
+pub mod train;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -104,7 +104,7 @@ fn run_clients(args: &ConsumeArgs, stop: &AtomicBool, stats: &mut StatsTracker) 
         .context("create the transactional producer")?;
     producer.init_transactions(Duration::from_secs(30))?;
     let mut writer = ProfileWriter::connect(&args.redis_url).context("connect to Redis")?;
-    let mut model = model::ModelWriter::connect(&args.redis_url, MfConfig::default())
+    let mut model = train::Trainer::connect(&args.redis_url, MfConfig::default())
         .context("connect to Redis")?;
     let half_life = HalfLife::from_hours(args.affinity_half_life_h)
         .context("ATTUNE_AFFINITY_HALF_LIFE_H must be positive")?;

@@ -7,6 +7,13 @@
 //! than summed so that one update costs O(dimensions × samples), not O(items).
 //! L2 regularization keeps the factors small. Scores blend the dot product
 //! with decayed popularity, which carries new users and new items.
+//!
+//! [`covisit`] is the other learned signal (item-to-item, from each reader's
+//! sequence); [`online`] is one engagement's whole update of both, shared by
+//! the consumers and `cargo xtask eval`.
+
+pub mod covisit;
+pub mod online;
 
 /// Hyper-parameters.
 #[derive(Debug, Clone, Copy)]
@@ -73,41 +80,6 @@ pub fn step(user: &mut [f32], item: &mut [f32], target: f32, weight: f32, cfg: &
     }
 }
 
-/// Samples items in proportion to a weight (popularity), in O(log n) per draw.
-#[derive(Debug, Default, Clone)]
-pub struct PopularitySampler {
-    cumulative: Vec<f64>,
-}
-
-impl PopularitySampler {
-    /// From per-item weights (index = item); zero-weight items are never drawn.
-    pub fn new(weights: impl IntoIterator<Item = f64>) -> Self {
-        let mut total = 0.0;
-        let cumulative = weights
-            .into_iter()
-            .map(|w| {
-                total += w.max(0.0);
-                total
-            })
-            .collect();
-        PopularitySampler { cumulative }
-    }
-
-    /// The item for a uniform `u` in 0..1, or `None` if every weight is 0.
-    pub fn draw(&self, u: f64) -> Option<usize> {
-        let total = *self.cumulative.last()?;
-        if total <= 0.0 {
-            return None;
-        }
-        let target = u * total;
-        Some(
-            self.cumulative
-                .partition_point(|c| *c <= target)
-                .min(self.cumulative.len() - 1),
-        )
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,17 +106,5 @@ mod tests {
             step(&mut u, &mut i, 0.0, 1.0, &cfg);
         }
         assert!(dot(&u, &i) < up);
-    }
-
-    #[test]
-    fn sampling_follows_the_weights() {
-        let s = PopularitySampler::new([0.0, 1.0, 3.0]);
-        let draws: Vec<_> = (0..1000)
-            .map(|k| s.draw(k as f64 / 1000.0).unwrap())
-            .collect();
-        assert!(!draws.contains(&0));
-        let threes = draws.iter().filter(|d| **d == 2).count();
-        assert!((700..800).contains(&threes), "{threes}");
-        assert_eq!(PopularitySampler::new([0.0]).draw(0.5), None);
     }
 }

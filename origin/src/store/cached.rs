@@ -14,7 +14,8 @@ use attune_core::{DecayedScore, HalfLife};
 use moka::sync::Cache;
 
 use super::{
-    Attributes, ConsumerStats, IngestContext, Item, Profile, Store, StoreResult, UserModel,
+    Attributes, ConsumerStats, CovisitRows, IngestContext, Item, Profile, Store, StoreResult,
+    UserModel,
 };
 
 /// How long a sender's context is reused.
@@ -25,6 +26,7 @@ pub struct CachedStore {
     inner: Arc<dyn Store>,
     contexts: Cache<(String, String), IngestContext>,
     item_vectors: Cache<String, Arc<HashMap<String, Vec<f32>>>>,
+    covisit_norms: Cache<String, Arc<HashMap<String, f64>>>,
 }
 
 impl CachedStore {
@@ -37,6 +39,10 @@ impl CachedStore {
                 .time_to_live(CONTEXT_TTL)
                 .build(),
             item_vectors: Cache::builder()
+                .max_capacity(1_000)
+                .time_to_live(CONTEXT_TTL)
+                .build(),
+            covisit_norms: Cache::builder()
                 .max_capacity(1_000)
                 .time_to_live(CONTEXT_TTL)
                 .build(),
@@ -116,6 +122,21 @@ impl Store for CachedStore {
         let fresh = self.inner.item_vectors(site).await?;
         self.item_vectors.insert(site.to_owned(), fresh.clone());
         Ok(fresh)
+    }
+
+    /// Like the item factors: aggregates, read once per site per [`CONTEXT_TTL`].
+    async fn covisit_norms(&self, site: &str) -> StoreResult<Arc<HashMap<String, f64>>> {
+        if let Some(hit) = self.covisit_norms.get(site) {
+            return Ok(hit);
+        }
+        let fresh = self.inner.covisit_norms(site).await?;
+        self.covisit_norms.insert(site.to_owned(), fresh.clone());
+        Ok(fresh)
+    }
+
+    /// Read at every request: the user's last click changes which rows matter.
+    async fn covisit_rows(&self, site: &str, items: &[String]) -> StoreResult<CovisitRows> {
+        self.inner.covisit_rows(site, items).await
     }
 
     async fn forget_user(&self, site: &str, user: &str) -> StoreResult<()> {

@@ -15,10 +15,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::now_ms;
 use crate::consume::apply::ScriptEvent;
+use crate::model::covisit::{self, CovisitConfig};
 
 use super::{
-    Attributes, ConsumerStats, IngestContext, Item, Profile, Store, StoreError, StoreResult,
-    UserModel,
+    Attributes, ConsumerStats, CovisitRows, IngestContext, Item, Profile, Store, StoreError,
+    StoreResult, UserModel,
 };
 
 /// (site, item) → item JSON.
@@ -35,6 +36,10 @@ pub const FORGOTTEN: TableDefinition<(&str, &str), ()> = TableDefinition::new("f
 pub const SEEN: TableDefinition<(&str, &str), i64> = TableDefinition::new("seen_events");
 /// Topic → next offset the embedded consumer applies.
 pub const POSITIONS: TableDefinition<&str, u64> = TableDefinition::new("consumer_positions");
+/// (site, item, other item) → co-visit count (written by the embedded consumer).
+pub const COVISIT: TableDefinition<(&str, &str, &str), f64> = TableDefinition::new("covisit");
+/// (site, item) → co-visit norm.
+pub const COVISIT_NORMS: TableDefinition<(&str, &str), f64> = TableDefinition::new("covisit_norms");
 /// Consumer member → its latest [`ConsumerStats`] JSON.
 pub const CONSUMER_STATS: TableDefinition<&str, &str> = TableDefinition::new("consumer_stats");
 
@@ -50,6 +55,9 @@ pub struct StoredProfile {
     affinities: BTreeMap<String, DecayedScore>,
     device: BTreeMap<String, String>,
     consumed: BTreeSet<String>,
+    /// Co-visitation's window: distinct items, newest first.
+    #[serde(default)]
+    pub recent: Vec<String>,
 }
 
 impl StoredProfile {
@@ -83,6 +91,9 @@ impl StoredProfile {
         if let (Some(item), "click" | "dwell") = (&e.item, e.kind) {
             self.consumed.insert(item.clone());
         }
+        if let Some(item) = e.item.as_deref().filter(|_| e.w > 0.0) {
+            covisit::push(&mut self.recent, item, CovisitConfig::default().window);
+        }
     }
 
     /// The API's view, affinities valued at `now_ms`.
@@ -96,6 +107,21 @@ impl StoredProfile {
             max_scroll: self.max_scroll.clone(),
             affinities: self.affinity_values(now_ms, half_life).collect(),
             device: self.device.clone(),
+        }
+    }
+
+    /// What ranking reads of this profile (no factors: `vector` is the caller's).
+    pub fn user_model(
+        &self,
+        vector: Option<Vec<f32>>,
+        now_ms: i64,
+        half_life: HalfLife,
+    ) -> UserModel {
+        UserModel {
+            vector,
+            affinities: self.affinity_values(now_ms, half_life).collect(),
+            consumed: self.consumed.iter().cloned().collect(),
+            recent: self.recent.clone(),
         }
     }
 
@@ -146,6 +172,8 @@ impl EmbeddedStore {
         tx.open_table(SEEN).map_err(err)?;
         tx.open_table(POSITIONS).map_err(err)?;
         tx.open_table(CONSUMER_STATS).map_err(err)?;
+        tx.open_table(COVISIT).map_err(err)?;
+        tx.open_table(COVISIT_NORMS).map_err(err)?;
         tx.commit().map_err(err)?;
         Ok(EmbeddedStore { db })
     }
@@ -318,8 +346,8 @@ impl Store for EmbeddedStore {
         Ok(p)
     }
 
-    /// No model in embedded mode: the person's consumed items and category
-    /// interest, with popularity, rank.
+    /// No factors in embedded mode: co-visitation, the person's consumed items
+    /// and category interest, with popularity, rank.
     async fn user_model(
         &self,
         site: &str,
@@ -330,15 +358,46 @@ impl Store for EmbeddedStore {
         let stored = self
             .blocking(move |db| stored_profile(&db.begin_read()?, &site, &user))
             .await?;
-        Ok(UserModel {
-            vector: None,
-            affinities: stored.affinity_values(now_ms(), half_life).collect(),
-            consumed: stored.consumed.into_iter().collect(),
-        })
+        Ok(stored.user_model(None, now_ms(), half_life))
     }
 
     async fn item_vectors(&self, _site: &str) -> StoreResult<Arc<HashMap<String, Vec<f32>>>> {
         Ok(Arc::default())
+    }
+
+    async fn covisit_norms(&self, site: &str) -> StoreResult<Arc<HashMap<String, f64>>> {
+        let site = site.to_owned();
+        let norms = self
+            .blocking(move |db| {
+                let t = db.begin_read()?.open_table(COVISIT_NORMS)?;
+                let mut out = HashMap::new();
+                for row in t.range((site.as_str(), "")..(site.as_str(), "\u{10FFFF}"))? {
+                    let (k, v) = row?;
+                    out.insert(k.value().1.to_owned(), v.value());
+                }
+                Ok(out)
+            })
+            .await?;
+        Ok(Arc::new(norms))
+    }
+
+    async fn covisit_rows(&self, site: &str, items: &[String]) -> StoreResult<CovisitRows> {
+        let (site, items) = (site.to_owned(), items.to_vec());
+        self.blocking(move |db| {
+            let t = db.begin_read()?.open_table(COVISIT)?;
+            let mut out = CovisitRows::new();
+            for item in &items {
+                let (s, i) = (site.as_str(), item.as_str());
+                let mut row = HashMap::new();
+                for cell in t.range((s, i, "")..(s, i, "\u{10FFFF}"))? {
+                    let (k, v) = cell?;
+                    row.insert(k.value().2.to_owned(), v.value());
+                }
+                out.insert(item.clone(), row);
+            }
+            Ok(out)
+        })
+        .await
     }
 
     async fn forget_user(&self, site: &str, user: &str) -> StoreResult<()> {

@@ -27,6 +27,9 @@ impl From<::redis::RedisError> for StoreError {
     }
 }
 
+/// Co-visitation rows: item → other item → count.
+pub type CovisitRows = HashMap<String, HashMap<String, f64>>;
+
 /// Result of store calls.
 pub type StoreResult<T> = Result<T, StoreError>;
 
@@ -79,6 +82,8 @@ pub struct UserModel {
     pub consumed: HashSet<String>,
     /// Decayed interest per category/tag, valued now.
     pub affinities: HashMap<String, f64>,
+    /// The items engaged with last, distinct, newest first (co-visitation's window).
+    pub recent: Vec<String>,
 }
 
 /// What one stream consumer reports about itself (for the dashboard), a few
@@ -149,6 +154,10 @@ pub trait Store: Send + Sync {
     ) -> StoreResult<UserModel>;
     /// Every item's model factors.
     async fn item_vectors(&self, site: &str) -> StoreResult<Arc<HashMap<String, Vec<f32>>>>;
+    /// Every item's co-visitation norm (`crate::model::covisit`).
+    async fn covisit_norms(&self, site: &str) -> StoreResult<Arc<HashMap<String, f64>>>;
+    /// The co-visitation rows of `items` (item → other item → count).
+    async fn covisit_rows(&self, site: &str, items: &[String]) -> StoreResult<CovisitRows>;
     /// Deletes everything about a user and ignores their later events.
     async fn forget_user(&self, site: &str, user: &str) -> StoreResult<()>;
     /// What the running stream consumers last reported (none in embedded mode).

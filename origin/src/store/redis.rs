@@ -11,6 +11,14 @@
 //! | `attune:{site/user}:wm` | hash | `topic:partition` → last applied offset |
 //! | `attune:{site/user}:affinity` | hash | tag → `value,at_ms` decayed interest |
 //! | `attune:{site/user}:scroll` | hash | item → deepest scroll % |
+//! | `attune:{site/user}:vector` | string | the user's factors (packed f32) |
+//! | `attune:{site/user}:consumed` | set | items clicked or read |
+//! | `attune:{site/user}:recent` | list | co-visitation window: distinct items, newest first |
+//! | `attune:{site}:item_vectors` | hash | item → factors (packed f32) |
+//! | `attune:{site}:item_wm` | hash | `item|topic:partition` → last offset applied to its factors |
+//! | `attune:{site}:covisit:<item>` | hash | other item → co-visit count |
+//! | `attune:{site}:covisit_norm` | hash | item → co-visit norm |
+//! | `attune:{site}:covisit_wm` | hash | `item|topic:partition` → last offset applied to its row |
 
 use std::collections::HashMap;
 
@@ -24,8 +32,8 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use super::{
-    Attributes, ConsumerStats, IngestContext, Item, Profile, Store, StoreError, StoreResult,
-    UserModel,
+    Attributes, ConsumerStats, CovisitRows, IngestContext, Item, Profile, Store, StoreError,
+    StoreResult, UserModel,
 };
 
 /// Redis through one auto-reconnecting multiplexed connection.
@@ -35,7 +43,8 @@ pub struct RedisStore {
     add_popularity: redis::Script,
 }
 
-fn site_key(site: &str, what: &str) -> String {
+/// A key of site-wide data (hash-tagged by `site`).
+pub fn site_key(site: &str, what: &str) -> String {
     format!("attune:{{{site}}}:{what}")
 }
 
@@ -44,12 +53,17 @@ pub fn user_key(site: &str, user: &str, what: &str) -> String {
     format!("attune:{{{site}/{user}}}:{what}")
 }
 
+/// One item's co-visitation row.
+pub fn covisit_row_key(site: &str, item: &str) -> String {
+    format!("attune:{{{site}}}:covisit:{item}")
+}
+
 /// Hash of consumer member → its latest [`ConsumerStats`] as JSON.
 pub const CONSUMERS_KEY: &str = "attune:consumers";
 
 /// Every per-user key `forget_user` deletes.
 pub const USER_KEYS: &[&str] = &[
-    "attrs", "profile", "seen", "wm", "affinity", "scroll", "vector", "consumed",
+    "attrs", "profile", "seen", "wm", "affinity", "scroll", "vector", "consumed", "recent",
 ];
 
 impl RedisStore {
@@ -91,9 +105,35 @@ local function decayed_add(key, field, w, t, h)
 end
 ";
 
+/// Lua: adds a delta (a list of numbers) to a packed f32 vector string.
+pub const LUA_VEC_ADD: &str = r"
+local function vec_add(cur, d)
+  local n = #d
+  local fmt = '<' .. string.rep('f', n)
+  local v = {struct.unpack(fmt, cur)}
+  for k = 1, n do v[k] = v[k] + d[k] end
+  return struct.pack(fmt, unpack(v, 1, n))
+end
+";
+
+/// Packs a vector as little-endian f32 (how factors are stored).
+pub fn pack(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// Unpacks a little-endian f32 vector; `None` if the length is not `dim`.
+pub fn unpack(bytes: &[u8], dim: usize) -> Option<Vec<f32>> {
+    (bytes.len() == dim * 4).then(|| {
+        bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect()
+    })
+}
+
 /// A packed little-endian f32 vector of any length.
 fn unpack_any(bytes: &[u8]) -> Option<Vec<f32>> {
-    crate::consume::model::unpack(bytes, bytes.len() / 4)
+    unpack(bytes, bytes.len() / 4)
 }
 
 fn parse_score(s: &str) -> Option<DecayedScore> {
@@ -234,11 +274,17 @@ impl Store for RedisStore {
         half_life: HalfLife,
     ) -> StoreResult<UserModel> {
         let mut c = self.conn.clone();
-        type Parts = (Option<Vec<u8>>, HashSet<String>, HashMap<String, String>);
-        let (vector, consumed, affinity): Parts = redis::pipe()
+        type Parts = (
+            Option<Vec<u8>>,
+            HashSet<String>,
+            HashMap<String, String>,
+            Vec<String>,
+        );
+        let (vector, consumed, affinity, recent): Parts = redis::pipe()
             .get(user_key(site, user, "vector"))
             .smembers(user_key(site, user, "consumed"))
             .hgetall(user_key(site, user, "affinity"))
+            .lrange(user_key(site, user, "recent"), 0, -1)
             .query_async(&mut c)
             .await?;
         let now = now_ms();
@@ -249,6 +295,7 @@ impl Store for RedisStore {
                 .into_iter()
                 .filter_map(|(tag, v)| Some((tag, parse_score(&v)?.value_at(now, half_life))))
                 .collect(),
+            recent,
         })
     }
 
@@ -260,6 +307,25 @@ impl Store for RedisStore {
                 .filter_map(|(item, b)| Some((item, unpack_any(&b)?)))
                 .collect(),
         ))
+    }
+
+    async fn covisit_norms(&self, site: &str) -> StoreResult<Arc<HashMap<String, f64>>> {
+        let mut c = self.conn.clone();
+        let all: HashMap<String, f64> = c.hgetall(site_key(site, "covisit_norm")).await?;
+        Ok(Arc::new(all))
+    }
+
+    async fn covisit_rows(&self, site: &str, items: &[String]) -> StoreResult<CovisitRows> {
+        if items.is_empty() {
+            return Ok(CovisitRows::new());
+        }
+        let mut c = self.conn.clone();
+        let mut pipe = redis::pipe();
+        for item in items {
+            pipe.hgetall(covisit_row_key(site, item));
+        }
+        let rows: Vec<HashMap<String, f64>> = pipe.query_async(&mut c).await?;
+        Ok(items.iter().cloned().zip(rows).collect())
     }
 
     async fn forget_user(&self, site: &str, user: &str) -> StoreResult<()> {
@@ -286,5 +352,17 @@ impl Store for RedisStore {
             .collect();
         stats.sort_by(|a, b| a.member.cmp(&b.member));
         Ok(stats)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vectors_pack_and_unpack() {
+        let v = crate::model::initial("x", 8);
+        assert_eq!(unpack(&pack(&v), 8), Some(v));
+        assert_eq!(unpack(&[0; 7], 8), None);
     }
 }

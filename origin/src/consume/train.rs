@@ -1,0 +1,319 @@
+//! Trains the online model in Redis from each consumed batch, exactly once
+//! like the profiles. The math is `crate::model::online` and
+//! `crate::model::covisit`, the same code `cargo xtask eval` scores.
+//!
+//! Per batch: events whose ids the user already has are left out; every new
+//! event with an item and a positive weight takes its factor steps (its
+//! weight decayed by its age) and, when its item is new to the reader's
+//! window, a co-visit with the window's items. Item factors and co-visit rows
+//! are changed by Lua scripts only past that item's `topic:partition` offset
+//! watermark (so a replay adds nothing); the user's factor change and window
+//! ride in the profile script, which applies them only with the event's id
+//! (so a retry adds nothing). Keys: `crate::store::redis`.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use serde::Serialize;
+
+use super::apply::ScriptEvent;
+use crate::clock::now_ms;
+use crate::model::covisit::CovisitConfig;
+use crate::model::online::{age_weighted, learn, NegativePool};
+use crate::model::{initial, MfConfig};
+use crate::store::redis::{covisit_row_key, pack, site_key, unpack, user_key, LUA_VEC_ADD};
+
+/// KEYS: item_vectors, item_wm. ARGV: updates (MessagePack).
+const ITEM_SCRIPT: &str = r"
+local updates = cmsgpack.unpack(ARGV[1])
+for _, u in ipairs(updates) do
+  local field = u.item .. '|' .. u.tp
+  local wm = tonumber(redis.call('HGET', KEYS[2], field) or '-1')
+  if u.off > wm then
+    local cur = redis.call('HGET', KEYS[1], u.item)
+    if cur then redis.call('HSET', KEYS[1], u.item, vec_add(cur, u.d)) end
+    redis.call('HSET', KEYS[2], field, u.off)
+  end
+end
+return 1
+";
+
+/// KEYS: covisit_norm, covisit_wm. ARGV: row key prefix (`attune:{site}:covisit:`,
+/// so every row shares the site's hash tag), updates (MessagePack).
+const COVISIT_SCRIPT: &str = r"
+local updates = cmsgpack.unpack(ARGV[2])
+for _, u in ipairs(updates) do
+  local field = u.row .. '|' .. u.tp
+  local wm = tonumber(redis.call('HGET', KEYS[2], field) or '-1')
+  if u.off > wm then
+    if u.norm ~= 0 then redis.call('HINCRBYFLOAT', KEYS[1], u.row, u.norm) end
+    for other, amount in pairs(u.cells) do
+      redis.call('HINCRBYFLOAT', ARGV[1] .. u.row, other, amount)
+    end
+    redis.call('HSET', KEYS[2], field, u.off)
+  end
+end
+return 1
+";
+
+#[derive(Serialize)]
+struct ItemUpdate {
+    item: String,
+    tp: String,
+    off: i64,
+    d: Vec<f32>,
+}
+
+/// One event's change of one co-visit row.
+#[derive(Serialize)]
+struct RowUpdate {
+    row: String,
+    tp: String,
+    off: i64,
+    norm: f64,
+    cells: HashMap<String, f64>,
+}
+
+/// Position of a planned event: (group, event in group, negatives).
+type Planned = (usize, usize, Vec<String>);
+
+/// The consumer's model trainer.
+pub struct Trainer {
+    conn: redis::Connection,
+    item_script: redis::Script,
+    covisit_script: redis::Script,
+    cfg: MfConfig,
+    covisit: CovisitConfig,
+    negatives: HashMap<String, NegativePool>,
+}
+
+impl Trainer {
+    /// Connects.
+    pub fn connect(url: &str, cfg: MfConfig) -> redis::RedisResult<Self> {
+        Ok(Trainer {
+            conn: redis::Client::open(url)?.get_connection()?,
+            item_script: redis::Script::new(&format!("{LUA_VEC_ADD}{ITEM_SCRIPT}")),
+            covisit_script: redis::Script::new(COVISIT_SCRIPT),
+            cfg,
+            covisit: CovisitConfig::default(),
+            negatives: HashMap::new(),
+        })
+    }
+
+    /// Learns this batch: applies the item side and leaves the user side in
+    /// each event's `user_delta` for the profile script.
+    pub fn update(
+        &mut self,
+        groups: &mut BTreeMap<(String, String), Vec<ScriptEvent>>,
+    ) -> redis::RedisResult<()> {
+        // Redis refuses an empty pipeline (a batch of only undecodable records).
+        if groups.is_empty() {
+            return Ok(());
+        }
+        let plan = self.plan(groups)?;
+        if plan.is_empty() {
+            return Ok(());
+        }
+        let keys: Vec<(String, String)> = groups.keys().cloned().collect();
+        let (mut users, mut windows, mut vectors) = self.read_state(&keys, &plan, groups)?;
+
+        // The steps, in batch order.
+        let now = now_ms();
+        let mut items: BTreeMap<String, Vec<ItemUpdate>> = BTreeMap::new();
+        let mut rows: BTreeMap<String, Vec<RowUpdate>> = BTreeMap::new();
+        let mut events: Vec<&mut Vec<ScriptEvent>> = groups.values_mut().collect();
+        for (g, k, negatives) in plan {
+            let site = &keys[g].0;
+            let event = &mut events[g][k];
+            let item = event.item.clone().unwrap_or_default();
+            let weight = age_weighted(event.w, event.ts, now) as f32;
+            let learned = learn(
+                &mut users[g],
+                &mut windows[g],
+                vectors.entry(site.clone()).or_default(),
+                &item,
+                weight,
+                &negatives,
+                &self.cfg,
+                &self.covisit,
+            );
+            let (tp, off) = (event.tp.clone(), event.off);
+            items
+                .entry(site.clone())
+                .or_default()
+                .extend(
+                    learned
+                        .factors
+                        .items
+                        .into_iter()
+                        .map(|(item, d)| ItemUpdate {
+                            item,
+                            tp: tp.clone(),
+                            off,
+                            d,
+                        }),
+                );
+            event.user_delta = Some(learned.factors.user);
+            if let Some(v) = learned.covisit {
+                let site_rows = rows.entry(site.clone()).or_default();
+                site_rows.push(RowUpdate {
+                    row: v.item.clone(),
+                    tp: tp.clone(),
+                    off,
+                    norm: v.norm,
+                    cells: v.pairs.iter().cloned().collect(),
+                });
+                site_rows.extend(v.pairs.into_iter().map(|(j, amount)| RowUpdate {
+                    row: j,
+                    tp: tp.clone(),
+                    off,
+                    norm: 0.0,
+                    cells: HashMap::from([(item.clone(), amount)]),
+                }));
+            }
+            self.pool(site).record(&item);
+        }
+        self.write(items, rows)
+    }
+
+    fn pool(&mut self, site: &str) -> &mut NegativePool {
+        self.negatives
+            .entry(site.to_owned())
+            .or_insert_with(|| NegativePool::new(u64::from(std::process::id())))
+    }
+
+    /// The new positive events with an item, and their negatives.
+    fn plan(
+        &mut self,
+        groups: &BTreeMap<(String, String), Vec<ScriptEvent>>,
+    ) -> redis::RedisResult<Vec<Planned>> {
+        let mut pipe = redis::pipe();
+        for ((site, user), events) in groups {
+            let mut cmd = redis::cmd("ZMSCORE");
+            cmd.arg(user_key(site, user, "seen"));
+            for e in events {
+                cmd.arg(&e.id);
+            }
+            pipe.add_command(cmd);
+        }
+        let seen: Vec<Vec<Option<f64>>> = pipe.query(&mut self.conn)?;
+        let mut plan = Vec::new();
+        for (g, (((site, _), events), seen)) in groups.iter().zip(&seen).enumerate() {
+            let mut ids = HashSet::new();
+            for (k, (e, s)) in events.iter().zip(seen).enumerate() {
+                let Some(item) = e.item.as_deref() else {
+                    continue;
+                };
+                if s.is_some() || e.w <= 0.0 || !ids.insert(e.id.as_str()) {
+                    continue;
+                }
+                let n = self.cfg.negatives;
+                let negatives = self.pool(site).draw(n, item);
+                plan.push((g, k, negatives));
+            }
+        }
+        Ok(plan)
+    }
+
+    /// The users' factors and windows, and the factors of every item the
+    /// plan touches (created at their start point if new).
+    #[allow(clippy::type_complexity)]
+    fn read_state(
+        &mut self,
+        keys: &[(String, String)],
+        plan: &[Planned],
+        groups: &BTreeMap<(String, String), Vec<ScriptEvent>>,
+    ) -> redis::RedisResult<(
+        Vec<Vec<f32>>,
+        Vec<Vec<String>>,
+        HashMap<String, HashMap<String, Vec<f32>>>,
+    )> {
+        let dim = self.cfg.dim;
+        let events: Vec<&Vec<ScriptEvent>> = groups.values().collect();
+        let mut touched: HashSet<(&str, &str)> = HashSet::new();
+        for (g, k, negatives) in plan {
+            let site = keys[*g].0.as_str();
+            touched.insert((site, events[*g][*k].item.as_deref().unwrap_or_default()));
+            touched.extend(negatives.iter().map(|j| (site, j.as_str())));
+        }
+        let touched: Vec<(&str, &str)> = touched.into_iter().collect();
+        let mut pipe = redis::pipe();
+        for (site, user) in keys {
+            pipe.cmd("SET")
+                .arg(user_key(site, user, "vector"))
+                .arg(pack(&initial(&format!("{site}/{user}"), dim)))
+                .arg("NX")
+                .ignore();
+        }
+        for (site, item) in &touched {
+            pipe.hset_nx(
+                site_key(site, "item_vectors"),
+                item,
+                pack(&initial(&format!("{site}/{item}"), dim)),
+            )
+            .ignore();
+        }
+        for (site, user) in keys {
+            pipe.get(user_key(site, user, "vector"));
+        }
+        for (site, item) in &touched {
+            pipe.hget(site_key(site, "item_vectors"), item);
+        }
+        let raw: Vec<Option<Vec<u8>>> = pipe.query(&mut self.conn)?;
+        let users = keys
+            .iter()
+            .zip(&raw)
+            .map(|((s, u), b)| {
+                b.as_deref()
+                    .and_then(|b| unpack(b, dim))
+                    .unwrap_or_else(|| initial(&format!("{s}/{u}"), dim))
+            })
+            .collect();
+        let mut vectors: HashMap<String, HashMap<String, Vec<f32>>> = HashMap::new();
+        for ((s, i), b) in touched.iter().zip(&raw[keys.len()..]) {
+            let v = b
+                .as_deref()
+                .and_then(|b| unpack(b, dim))
+                .unwrap_or_else(|| initial(&format!("{s}/{i}"), dim));
+            vectors
+                .entry((*s).to_owned())
+                .or_default()
+                .insert((*i).to_owned(), v);
+        }
+        let mut pipe = redis::pipe();
+        for (site, user) in keys {
+            pipe.lrange(user_key(site, user, "recent"), 0, -1);
+        }
+        let windows = pipe.query(&mut self.conn)?;
+        Ok((users, windows, vectors))
+    }
+
+    /// Item factors and co-visit rows, each past its watermark.
+    fn write(
+        &mut self,
+        items: BTreeMap<String, Vec<ItemUpdate>>,
+        rows: BTreeMap<String, Vec<RowUpdate>>,
+    ) -> redis::RedisResult<()> {
+        for (site, mut ups) in items {
+            ups.sort_by(|a, b| (&a.tp, a.off).cmp(&(&b.tp, b.off)));
+            let payload = rmp_serde::to_vec_named(&ups).expect("updates serialize");
+            let _: i64 = self
+                .item_script
+                .key(site_key(&site, "item_vectors"))
+                .key(site_key(&site, "item_wm"))
+                .arg(payload)
+                .invoke(&mut self.conn)?;
+        }
+        for (site, mut ups) in rows {
+            ups.sort_by(|a, b| (&a.tp, a.off).cmp(&(&b.tp, b.off)));
+            let payload = rmp_serde::to_vec_named(&ups).expect("updates serialize");
+            let _: i64 = self
+                .covisit_script
+                .key(site_key(&site, "covisit_norm"))
+                .key(site_key(&site, "covisit_wm"))
+                .arg(covisit_row_key(&site, ""))
+                .arg(payload)
+                .invoke(&mut self.conn)?;
+        }
+        Ok(())
+    }
+}
