@@ -39,8 +39,13 @@ enum Command {
         #[arg(value_enum)]
         bench: bench::Bench,
     },
-    /// Quality: MovieLens-100k replayed test-then-learn, Attune beside popularity, eALS and ALS.
-    Eval,
+    /// Quality: MovieLens-100k replayed test-then-learn, Attune's production ranking beside item-kNN, ALS, eALS and popularity.
+    Eval {
+        /// Search the production ranking's hyper-parameters on the validation
+        /// part of the stream instead (prints the best; nothing is changed).
+        #[arg(long)]
+        tune: bool,
+    },
     /// Gzipped size of the tracker beside posthog-js, Snowplow, RudderStack and Segment.
     Size,
     /// Manage the local Kafka + Redis stack (ports, logs and data under target/stack).
@@ -78,7 +83,7 @@ fn main() {
         Command::Demo { stack } => demo::run(stack),
         Command::Test => test::run(),
         Command::Size => size::run_size(),
-        Command::Eval => eval::run_eval(),
+        Command::Eval { tune } => eval::run_eval(tune),
         Command::Bench { bench } => bench::run_bench(bench),
         Command::Stack { action } => {
             let stack = stack::Stack::from_env();

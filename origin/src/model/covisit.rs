@@ -32,9 +32,9 @@ impl Default for CovisitConfig {
     fn default() -> Self {
         CovisitConfig {
             window: 20,
-            pair_decay: 0.9,
-            recency_decay: 0.9,
-            alpha: 0.5,
+            pair_decay: 1.0,
+            recency_decay: 0.8,
+            alpha: 0.7,
         }
     }
 }
@@ -144,7 +144,12 @@ mod tests {
         let cfg = CovisitConfig::default();
         let d = visit(&window(&["b", "a"]), "c", &cfg).unwrap();
         assert_eq!(d.norm, 1.0);
-        assert_eq!(d.pairs, [("b".into(), 1.0), ("a".into(), cfg.pair_decay)]);
+        let cfg = CovisitConfig {
+            pair_decay: 0.5,
+            ..cfg
+        };
+        let d = visit(&window(&["b", "a"]), "c", &cfg).unwrap();
+        assert_eq!(d.pairs, [("b".into(), 1.0), ("a".into(), 0.5)]);
         assert_eq!(visit(&window(&["b", "c"]), "c", &cfg), None);
     }
 
