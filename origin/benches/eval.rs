@@ -651,7 +651,7 @@ fn main() -> anyhow::Result<()> {
         let (hr_ci, ndcg_ci) = o.prequential.intervals();
         let (holdout_hr, holdout_ndcg) = o.holdout.means();
         let name = s.name();
-        progress.println(format!(
+        progress.suspend(|| println!(
             "  {name:<22} HR@10 {hr:.4} [{:.4}, {:.4}]  NDCG@10 {ndcg:.4} [{:.4}, {:.4}]  holdout HR@10 {holdout_hr:.4}  update {:.2} us/rating",
             hr_ci[0], hr_ci[1], ndcg_ci[0], ndcg_ci[1], o.update_us
         ));

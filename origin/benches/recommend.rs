@@ -76,15 +76,13 @@ fn main() -> anyhow::Result<()> {
             recent: (0..20).map(|i| format!("item-{}", i * 17 + u)).collect(),
         })
         .collect();
-    // Every recent item's row: 200 neighbours.
-    let rows = (0..ITEMS)
-        .map(|i| {
-            let row = (1..=200)
-                .map(|k| (format!("item-{}", (i + k * 37) % ITEMS), k as f64))
-                .collect();
-            (format!("item-{i}"), row)
-        })
-        .collect::<HashMap<_, HashMap<_, _>>>();
+    // A row of 200 neighbours for every item in a window.
+    let row = |item: &str| -> HashMap<String, f64> {
+        let i: usize = item["item-".len()..].parse().expect("an item id");
+        (1..=200)
+            .map(|k| (format!("item-{}", (i + k * 37) % ITEMS), k as f64))
+            .collect()
+    };
     let norms = Arc::new(
         items
             .iter()
@@ -95,11 +93,7 @@ fn main() -> anyhow::Result<()> {
     let neighbours: Vec<Neighbours> = users
         .iter()
         .map(|u| Neighbours {
-            rows: u
-                .recent
-                .iter()
-                .map(|r| (r.clone(), rows[r].clone()))
-                .collect(),
+            rows: u.recent.iter().map(|r| (r.clone(), row(r))).collect(),
             norms: norms.clone(),
         })
         .collect();

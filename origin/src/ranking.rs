@@ -154,8 +154,6 @@ pub fn score(s: &Signals<'_>, user: &UserModel, w: &RankWeights) -> Vec<(f64, us
     let max_category = category_pop.values().copied().fold(0.0, f64::max);
     let max_covisit = covisit.values().copied().fold(0.0, f64::max);
     let norm = |v: f64, max: f64| if max > 0.0 { v / max } else { 0.0 };
-    let best =
-        |tags: &[String], of: &dyn Fn(&str) -> f64| tags.iter().map(|t| of(t)).fold(0.0, f64::max);
     let freshness = HalfLife::from_ms(FRESHNESS_HALF_LIFE_MS).expect("positive");
     s.items
         .iter()
@@ -164,18 +162,27 @@ pub fn score(s: &Signals<'_>, user: &UserModel, w: &RankWeights) -> Vec<(f64, us
         .map(|(n, item)| {
             let id = item.id.as_str();
             let pop = norm(item_pop.get(id).copied().unwrap_or(0.0), max_item);
-            let cat = best(&item.tags, &|t| {
-                norm(category_pop.get(t).copied().unwrap_or(0.0), max_category)
-            });
+            let cat = item
+                .tags
+                .iter()
+                .map(|t| {
+                    norm(
+                        category_pop.get(t.as_str()).copied().unwrap_or(0.0),
+                        max_category,
+                    )
+                })
+                .fold(0.0, f64::max);
             let fresh = item
                 .published_at_ms
                 .map_or(0.0, |p| freshness.factor(s.now_ms.saturating_sub(p).max(0)));
             let learned = model
                 .and_then(|(u, vectors)| vectors.get(id).map(|q| f64::from(dot(u, q))))
                 .unwrap_or(0.0);
-            let interest = best(&item.tags, &|t| {
-                norm(affinities.get(t).copied().unwrap_or(0.0), max_affinity)
-            });
+            let interest = item
+                .tags
+                .iter()
+                .map(|t| norm(affinities.get(t).copied().unwrap_or(0.0), max_affinity))
+                .fold(0.0, f64::max);
             let co = norm(covisit.get(id).copied().unwrap_or(0.0), max_covisit);
             let score = w.item * pop
                 + w.category * cat

@@ -293,9 +293,8 @@ impl Trainer {
         items: BTreeMap<String, Vec<ItemUpdate>>,
         rows: BTreeMap<String, Vec<RowUpdate>>,
     ) -> redis::RedisResult<()> {
-        for (site, mut ups) in items {
-            ups.sort_by(|a, b| (&a.tp, a.off).cmp(&(&b.tp, b.off)));
-            let payload = rmp_serde::to_vec_named(&ups).expect("updates serialize");
+        for (site, ups) in items {
+            let payload = in_offset_order(ups, |u| (&u.tp, u.off));
             let _: i64 = self
                 .item_script
                 .key(site_key(&site, "item_vectors"))
@@ -303,9 +302,8 @@ impl Trainer {
                 .arg(payload)
                 .invoke(&mut self.conn)?;
         }
-        for (site, mut ups) in rows {
-            ups.sort_by(|a, b| (&a.tp, a.off).cmp(&(&b.tp, b.off)));
-            let payload = rmp_serde::to_vec_named(&ups).expect("updates serialize");
+        for (site, ups) in rows {
+            let payload = in_offset_order(ups, |u| (&u.tp, u.off));
             let _: i64 = self
                 .covisit_script
                 .key(site_key(&site, "covisit_norm"))
@@ -316,4 +314,11 @@ impl Trainer {
         }
         Ok(())
     }
+}
+
+/// A script's updates as MessagePack, in `topic:partition`, offset order: each
+/// watermark then moves forward only.
+fn in_offset_order<T: Serialize>(mut ups: Vec<T>, key: impl Fn(&T) -> (&String, i64)) -> Vec<u8> {
+    ups.sort_by(|a, b| key(a).cmp(&key(b)));
+    rmp_serde::to_vec_named(&ups).expect("updates serialize")
 }
