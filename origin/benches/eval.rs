@@ -24,7 +24,7 @@ use attune_origin::consume::apply::{by_user, Incoming, ScriptEvent};
 use attune_origin::model::covisit::{CovisitConfig, Neighbours};
 use attune_origin::model::online::{age_weighted, learn, NegativePool};
 use attune_origin::model::{initial, MfConfig};
-use attune_origin::ranking::{rank, RankWeights, Signals};
+use attune_origin::ranking::{rank, Catalog, Learned, Popularity, RankWeights, Signals};
 use attune_origin::record::{Device, EventRecord};
 use attune_origin::store::embedded::StoredProfile;
 use attune_origin::store::Item;
@@ -122,6 +122,10 @@ trait Recommender {
     /// Learns the rating; returns the seconds the model's update took
     /// (without building the events a rating becomes).
     fn learn(&mut self, r: &Rating) -> f64;
+    /// What else its costs are, after `ratings` were learned.
+    fn costs(&self, _ratings: usize) -> serde_json::Value {
+        serde_json::Value::Null
+    }
 }
 
 /// Hyper-parameters of the production ranking that the eval may vary.
@@ -159,6 +163,7 @@ struct Attune {
     mf: MfConfig,
     feedback: FeedbackWeights,
     items: Vec<Item>,
+    catalog: Catalog,
     index: HashMap<String, usize>,
     popularity: HashMap<String, DecayedScore>,
     profiles: HashMap<usize, (StoredProfile, Option<Vec<f32>>)>,
@@ -166,6 +171,8 @@ struct Attune {
     neighbours: Neighbours,
     pool: NegativePool,
     seq: u128,
+    /// Time in the profile rules (not the model: eALS keeps no profile).
+    profile_s: f64,
 }
 
 impl Attune {
@@ -186,11 +193,13 @@ impl Attune {
                 .map(|i| (i.id.clone(), initial(&format!("{SITE}/{}", i.id), mf.dim)))
                 .collect(),
             items: items.to_vec(),
+            catalog: Catalog::new(items.to_vec()),
             popularity: HashMap::new(),
             profiles: HashMap::new(),
             neighbours: Neighbours::default(),
             pool: NegativePool::new(0x5eed),
             seq: 0,
+            profile_s: 0.0,
         }
     }
 
@@ -251,12 +260,19 @@ impl Recommender for Attune {
             now_ms,
             Self::half_life(self.p.affinity_half_life_h),
         );
+        // What a request's site snapshot would hold at this moment.
+        let learned = Learned::new(&self.catalog, &self.vectors, self.neighbours.norms.clone());
+        let popularity = Popularity::new(
+            &self.catalog,
+            &self.popularity,
+            Self::half_life(self.p.popularity_half_life_h),
+            now_ms,
+        );
         let signals = Signals {
-            items: &self.items,
-            popularity: &self.popularity,
-            popularity_half_life: Self::half_life(self.p.popularity_half_life_h),
-            item_vectors: &self.vectors,
-            neighbours: &self.neighbours,
+            catalog: &self.catalog,
+            learned: &learned,
+            popularity: &popularity,
+            rows: &self.neighbours.rows,
             covisit: &self.p.covisit,
             now_ms,
         };
@@ -275,6 +291,7 @@ impl Recommender for Attune {
             Self::half_life(self.p.affinity_half_life_h),
         );
         let dim = self.mf.dim;
+        let mut profile_s = 0.0;
         let (profile, vector) = self.profiles.entry(r.user).or_default();
         for e in &events {
             let Some(item) = e.item() else { continue };
@@ -300,13 +317,61 @@ impl Recommender for Attune {
                     &self.p.covisit,
                 );
                 if let Some(d) = &learned.covisit {
-                    self.neighbours.apply(d);
+                    self.neighbours.apply(d, &self.p.covisit);
                 }
                 self.pool.record(item);
             }
+            let t1 = Instant::now();
             profile.apply(e, aff_hl);
+            profile_s += t1.elapsed().as_secs_f64();
         }
-        t0.elapsed().as_secs_f64()
+        self.profile_s += profile_s;
+        t0.elapsed().as_secs_f64() - profile_s
+    }
+
+    /// Profile time, and the state's payload per item and per user (ids and
+    /// values as stored, without the store's own per-key overhead).
+    fn costs(&self, ratings: usize) -> serde_json::Value {
+        const ID: usize = 8; // a value (f64) or a score beside an id
+        let items = self.items.len().max(1) as f64;
+        let cells: usize = self.neighbours.rows.values().map(HashMap::len).sum();
+        let longest = self
+            .neighbours
+            .rows
+            .values()
+            .map(HashMap::len)
+            .max()
+            .unwrap_or(0);
+        let row_bytes: usize = self
+            .neighbours
+            .rows
+            .values()
+            .flat_map(|row| row.keys().map(|k| k.len() + ID))
+            .sum();
+        let users = self.profiles.len().max(1) as f64;
+        let user_bytes: usize = self
+            .profiles
+            .values()
+            .map(|(p, v)| {
+                let m = p.user_model(None, 0, Self::half_life(24.0));
+                v.as_ref().map_or(0, |v| 4 * v.len())
+                    + m.recent.iter().map(String::len).sum::<usize>()
+                    + m.consumed.iter().map(String::len).sum::<usize>()
+                    + m.affinities.keys().map(|k| k.len() + 2 * ID).sum::<usize>()
+            })
+            .sum();
+        serde_json::json!({
+            "profile_us": self.profile_s * 1e6 / ratings.max(1) as f64,
+            "memory": {
+                "item_factor_bytes": 4 * self.mf.dim,
+                "covisit_cells_per_item": cells as f64 / items,
+                "covisit_cells_longest_row": longest,
+                "covisit_row_cap": [self.p.covisit.row_cap, 2 * self.p.covisit.row_cap],
+                "bytes_per_item": (4 * self.mf.dim) as f64 + row_bytes as f64 / items + ID as f64,
+                "bytes_per_user": user_bytes as f64 / users,
+                "note": "payload (ids, 4-byte factors, 8-byte values) of the state after the stream; the store adds its own per-key overhead",
+            },
+        })
     }
 }
 
@@ -376,13 +441,13 @@ impl Recommender for ItemKnn {
 }
 
 /// Recency-decayed popularity.
-struct Popularity {
+struct PopularityPeer {
     scores: Vec<DecayedScore>,
     half_life: HalfLife,
     feedback: FeedbackWeights,
 }
 
-impl Recommender for Popularity {
+impl Recommender for PopularityPeer {
     fn name(&self) -> String {
         "popularity".into()
     }
@@ -468,6 +533,7 @@ struct Outcome {
     prequential: Tally,
     holdout: Tally,
     update_us: f64,
+    costs: serde_json::Value,
     series: Vec<f64>,
 }
 
@@ -509,6 +575,7 @@ fn evaluate(r: &mut dyn Recommender, ratings: &[Rating], end: usize, bar: &Progr
         prequential: pre,
         holdout,
         update_us: update_s * 1e6 / end as f64,
+        costs: r.costs(end),
         series,
     }
 }
@@ -554,7 +621,19 @@ fn tune(data: &Data) -> anyhow::Result<()> {
         ("popularity_half_life_h", &[168.0, 720.0], |p, v| {
             p.popularity_half_life_h = v
         }),
+        (
+            "covisit.row_cap",
+            &[50.0, 100.0, 400.0, 100_000.0],
+            |p, v| p.covisit.row_cap = v as usize,
+        ),
     ];
+    // `cargo xtask eval --tune --only a,b`: just those knobs.
+    let only = std::env::var("ATTUNE_EVAL_TUNE_ONLY").unwrap_or_default();
+    let knobs: Vec<&Knob> = knobs
+        .iter()
+        .filter(|(name, ..)| only.is_empty() || only.split(',').any(|o| o == *name))
+        .collect();
+    anyhow::ensure!(!knobs.is_empty(), "no knob is named {only}");
     let end = (data.ratings.len() as f64 * VALIDATION_END) as usize;
     let mut best = Params::default();
     let progress = bar(end as u64);
@@ -570,9 +649,12 @@ fn tune(data: &Data) -> anyhow::Result<()> {
                 }
                 progress.reset();
                 let s = validate(p, data, &progress);
-                if s > best_score {
+                let kept = s > best_score;
+                progress.suspend(|| {
+                    eprintln!("{name} = {v} → {s:.4}{}", if kept { " (kept)" } else { "" })
+                });
+                if kept {
                     (best, best_score) = (p, s);
-                    progress.suspend(|| eprintln!("{name} = {v} → {s:.4}"));
                 }
             }
         }
@@ -634,7 +716,7 @@ fn main() -> anyhow::Result<()> {
         )),
         Box::new(ItemKnn::new(n_items, true)),
         Box::new(ItemKnn::new(n_items, false)),
-        Box::new(Popularity {
+        Box::new(PopularityPeer {
             scores: vec![DecayedScore::default(); n_items],
             half_life: HalfLife::from_hours(24.0 * 30.0).expect("positive"),
             feedback: FeedbackWeights::default(),
@@ -660,7 +742,7 @@ fn main() -> anyhow::Result<()> {
             serde_json::json!({
                 "hr10": hr, "hr10_ci": hr_ci, "ndcg10": ndcg, "ndcg10_ci": ndcg_ci,
                 "holdout_hr10": holdout_hr, "holdout_ndcg10": holdout_ndcg,
-                "update_us": o.update_us, "hr10_series": o.series,
+                "update_us": o.update_us, "costs": o.costs, "hr10_series": o.series,
             }),
         );
     }

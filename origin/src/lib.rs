@@ -98,6 +98,8 @@ pub struct Shared {
     pub metrics: PrometheusHandle,
     /// Largest body after decompression.
     pub max_body_bytes: usize,
+    /// Each site's ranking inputs, shared by its requests for a second.
+    pub snapshots: ranking::snapshots::Snapshots,
 }
 
 impl AppState {
@@ -171,6 +173,7 @@ impl AppState {
             activity: Default::default(),
             metrics: metrics::handle(),
             max_body_bytes: args.max_body_bytes,
+            snapshots: Default::default(),
         })))
     }
 }

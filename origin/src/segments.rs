@@ -3,8 +3,7 @@
 //! people like them take: same device class, same time of day, same kind of
 //! referrer, same stated attributes (demographics, locale).
 
-use attune_core::{DecayedScore, DeviceClass, Event, HalfLife};
-use std::collections::HashMap;
+use attune_core::{DeviceClass, Event};
 
 use crate::store::Attributes;
 
@@ -101,47 +100,6 @@ pub fn of_request(device: Option<DeviceClass>, attrs: &Attributes, now_ms: i64) 
     out
 }
 
-/// Popularity for a newcomer: half the site's, half the mean of their
-/// segments' (each normalized), valued at `now_ms`.
-pub fn blend(
-    site: &HashMap<String, DecayedScore>,
-    segments: &[HashMap<String, DecayedScore>],
-    now_ms: i64,
-    half_life: HalfLife,
-) -> HashMap<String, DecayedScore> {
-    let normalized = |m: &HashMap<String, DecayedScore>| -> HashMap<String, f64> {
-        let values: HashMap<String, f64> = m
-            .iter()
-            .map(|(k, s)| (k.clone(), s.value_at(now_ms, half_life)))
-            .collect();
-        let max = values.values().copied().fold(0.0, f64::max);
-        values
-            .into_iter()
-            .map(|(k, v)| (k, if max > 0.0 { v / max } else { 0.0 }))
-            .collect()
-    };
-    let segments: Vec<HashMap<String, f64>> = segments
-        .iter()
-        .map(normalized)
-        .filter(|m| !m.is_empty())
-        .collect();
-    if segments.is_empty() {
-        return site.clone();
-    }
-    let mut out: HashMap<String, f64> = normalized(site)
-        .into_iter()
-        .map(|(k, v)| (k, 0.5 * v))
-        .collect();
-    for m in &segments {
-        for (k, v) in m {
-            *out.entry(k.clone()).or_default() += 0.5 * v / segments.len() as f64;
-        }
-    }
-    out.into_iter()
-        .map(|(k, v)| (k, DecayedScore::point(v, now_ms)))
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,18 +117,5 @@ mod tests {
         let attrs = Attributes::from([("locale".to_string(), "de-DE".to_string())]);
         let s = of_request(Some(DeviceClass::Mobile), &attrs, 0);
         assert_eq!(s, ["device:mobile", "hour:night", "attr:locale=de-DE"]);
-    }
-
-    #[test]
-    fn a_segment_breaks_a_tie_of_the_site() {
-        let hl = HalfLife::from_hours(24.0).unwrap();
-        let site = HashMap::from([
-            ("m".to_string(), DecayedScore::point(5.0, 0)),
-            ("d".to_string(), DecayedScore::point(5.0, 0)),
-        ]);
-        let mobile = HashMap::from([("m".to_string(), DecayedScore::point(5.0, 0))]);
-        let blended = blend(&site, &[mobile], 0, hl);
-        assert!(blended["m"].value > blended["d"].value);
-        assert_eq!(blend(&site, &[], 0, hl), site);
     }
 }

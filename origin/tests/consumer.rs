@@ -529,3 +529,94 @@ fn a_replayed_round_counts_each_co_visit_once() {
         .unwrap();
     assert_eq!((ab, ba, norm_b), (1.0, 1.0, 1.0));
 }
+
+/// A hub item co-visited with more items than its row may hold: the Redis
+/// trainer's script trims the row exactly as `Neighbours::apply` (what the
+/// eval scores) does — every row equal cell for cell — and the items every
+/// reader shared keep their exact counts.
+#[test]
+fn a_popular_items_row_is_trimmed_as_the_model_trims_it() {
+    use attune_core::FeedbackWeights;
+    use attune_origin::consume::apply::{by_user, Incoming};
+    use attune_origin::consume::train::Trainer;
+    use attune_origin::model::covisit::{push, visit, CovisitConfig, Neighbours};
+    use attune_origin::model::MfConfig;
+    use attune_origin::record::{Device, EventRecord};
+    use std::collections::HashMap;
+
+    let site = format!("trim{}", &uuid::Uuid::now_v7().simple().to_string()[20..]);
+    let cfg = CovisitConfig::default();
+    let t = now_ms();
+    // 30 readers: the hub, five items everyone reads, then 15 of their own.
+    let paths: Vec<(String, Vec<String>)> = (0..30)
+        .map(|r| {
+            let own = (0..15).map(|k| format!("own{r:02}-{k:02}"));
+            let shared = (1..=5).map(|s| format!("shared{s}"));
+            let path = std::iter::once("hub".to_string()).chain(shared).chain(own);
+            (format!("r{r:02}"), path.collect())
+        })
+        .collect();
+    let mut incoming = Vec::new();
+    let mut expected = Neighbours::default();
+    for (user, path) in &paths {
+        let mut window = Vec::new();
+        for item in path {
+            incoming.push(Incoming {
+                topic: "trim".into(),
+                partition: 0,
+                offset: incoming.len() as i64,
+                record: EventRecord {
+                    site_key: site.clone(),
+                    user_id: user.clone(),
+                    anonymous_id: user.clone(),
+                    event: event(Interaction::Click, Some(item), t),
+                    received_at_ms: t,
+                    clock_skew_ms: 0,
+                    corrected_ts_ms: t,
+                    device: Device::default(),
+                    attributes: Default::default(),
+                },
+            });
+            if let Some(d) = visit(&window, item, &cfg) {
+                expected.apply(&d, &cfg);
+            }
+            push(&mut window, item, cfg.window);
+        }
+    }
+    let mut trainer = Trainer::connect(&env("REDIS_URL"), MfConfig::default()).unwrap();
+    let mut groups = by_user(&incoming, &FeedbackWeights::default(), &mut |_, _| vec![]);
+    trainer.update(&mut groups).unwrap();
+
+    let mut redis = redis::Client::open(env("REDIS_URL"))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let mut pipe = redis::pipe();
+    let rows: Vec<&String> = expected.rows.keys().collect();
+    for row in &rows {
+        pipe.hgetall(format!("attune:{{{site}}}:covisit:{row}"));
+    }
+    let stored: Vec<HashMap<String, f64>> = pipe.query(&mut redis).unwrap();
+    let hub = &expected.rows["hub"];
+    assert!(
+        hub.len() <= 2 * cfg.row_cap && hub.len() < 5 + 30 * 15,
+        "the hub's row was trimmed: {} cells",
+        hub.len()
+    );
+    for s in 1..=5 {
+        assert_eq!(
+            hub[&format!("shared{s}")],
+            30.0,
+            "shared items keep their counts"
+        );
+    }
+    for (row, got) in rows.iter().zip(&stored) {
+        let want = &expected.rows[*row];
+        assert!(
+            got == want,
+            "row {row}: {} cells stored, {} expected",
+            got.len(),
+            want.len()
+        );
+    }
+}

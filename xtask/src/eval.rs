@@ -87,7 +87,7 @@ const PEERS: [&str; 5] = [
     "popularity",
 ];
 
-pub fn run_eval(tune: bool) -> Result<()> {
+pub fn run_eval(tune: bool, only: &[String]) -> Result<()> {
     let (python, data) = prepare()?;
     let attune_json = dir().join("attune.json");
     let peers_json = dir().join("peers.json");
@@ -100,7 +100,9 @@ pub fn run_eval(tune: bool) -> Result<()> {
     };
     if tune {
         println!("==> tuning the production ranking on the validation part (Rust)");
-        return run(bench().env("ATTUNE_EVAL_TUNE", "1"));
+        return run(bench()
+            .env("ATTUNE_EVAL_TUNE", "1")
+            .env("ATTUNE_EVAL_TUNE_ONLY", only.join(",")));
     }
     println!("==> Attune's production ranking, ablations, item-kNN and popularity (Rust)");
     run(&mut bench())?;
@@ -109,6 +111,10 @@ pub fn run_eval(tune: bool) -> Result<()> {
         .arg(workspace_root().join("xtask/eval/peers.py"))
         .arg(&data)
         .arg(&peers_json))?;
+
+    println!("==> the cost of one request at 10,000 items (cargo xtask bench recommend)");
+    run(cargo().args(["bench", "-q", "-p", "attune-origin", "--bench", "recommend"]))?;
+    let recommend = read(&workspace_root().join("target/bench/recommend.json"))?;
 
     let mut systems = serde_json::Map::new();
     for file in [&attune_json, &peers_json] {
@@ -154,6 +160,15 @@ pub fn run_eval(tune: bool) -> Result<()> {
         num("attune", "hr10") / best_hr,
         num("attune", "ndcg10") / best_ndcg,
     );
+    let costs = &systems["attune"]["costs"];
+    println!(
+        "Attune's costs: model update {:.2} µs per rating (+ profile rules {:.2} µs); {:.0} B per item, {:.0} B per user (payload); recommend p99 {:.0} µs at 10,000 items (target 5,000)",
+        num("attune", "update_us"),
+        costs["profile_us"].as_f64().unwrap_or(f64::NAN),
+        costs["memory"]["bytes_per_item"].as_f64().unwrap_or(f64::NAN),
+        costs["memory"]["bytes_per_user"].as_f64().unwrap_or(f64::NAN),
+        recommend["rank_us"]["p99"].as_f64().unwrap_or(f64::NAN),
+    );
     let report = serde_json::json!({
         "dataset": "MovieLens-100k (recbole 1.2.1), time order, 10 % warm-up, prequential on the next 80 %, holdout on the last 10 %; tuning on the prequential part before 50 % only",
         "feedback_rule": "4-5 stars: a click and a 60 s dwell; 3: a click; 1-2: a 5 s dwell (attune-core's default weights)",
@@ -161,6 +176,7 @@ pub fn run_eval(tune: bool) -> Result<()> {
         "attune_over_best_peer_hr10": num("attune", "hr10") / best_hr,
         "attune_over_best_peer_ndcg10": num("attune", "ndcg10") / best_ndcg,
         "eals_update_over_attune": speedup,
+        "recommend": recommend,
     });
     let out = workspace_root().join("target/bench");
     std::fs::create_dir_all(&out)?;

@@ -45,6 +45,9 @@ enum Command {
         /// part of the stream instead (prints the best; nothing is changed).
         #[arg(long)]
         tune: bool,
+        /// With --tune: only these knobs (comma-separated, e.g. `covisit.row_cap`).
+        #[arg(long, requires = "tune", value_delimiter = ',')]
+        only: Vec<String>,
     },
     /// Gzipped size of the tracker beside posthog-js, Snowplow, RudderStack and Segment.
     Size,
@@ -83,7 +86,7 @@ fn main() {
         Command::Demo { stack } => demo::run(stack),
         Command::Test => test::run(),
         Command::Size => size::run_size(),
-        Command::Eval { tune } => eval::run_eval(tune),
+        Command::Eval { tune, only } => eval::run_eval(tune, &only),
         Command::Bench { bench } => bench::run_bench(bench),
         Command::Stack { action } => {
             let stack = stack::Stack::from_env();

@@ -81,6 +81,7 @@ pub async fn post_items(
         validate(item, &format!("items[{i}]"))?;
     }
     state.store.upsert_items(&site.key, &req.items).await?;
+    state.snapshots.invalidate(&site.key).await;
     Ok(Json(Upserted {
         upserted: req.items.len(),
     }))
@@ -110,5 +111,6 @@ pub async fn put_item(
         .store
         .upsert_items(&site.key, std::slice::from_ref(&item))
         .await?;
+    state.snapshots.invalidate(&site.key).await;
     Ok((StatusCode::OK, Json(Upserted { upserted: 1 })))
 }

@@ -13,7 +13,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
-use crate::model::covisit::{CovisitConfig, Neighbours};
+use crate::model::covisit::CovisitConfig;
 use crate::ranking::{self, RankWeights, Signals};
 use crate::segments;
 use crate::AppState;
@@ -65,22 +65,21 @@ pub async fn get_recommendations(
         );
     }
     let site = &caller.site().key;
-    let (items, popularity, user_model, vectors, norms) = tokio::try_join!(
-        state.store.items(site),
-        state.store.popularity(site),
+    let (snapshot, user_model) = tokio::try_join!(
+        state
+            .snapshots
+            .get(state.store.as_ref(), site, state.popularity_half_life),
         state
             .store
             .user_model(site, &user, state.affinity_half_life),
-        state.store.item_vectors(site),
-        state.store.covisit_norms(site),
     )?;
-    let neighbours = Neighbours {
-        rows: state.store.covisit_rows(site, &user_model.recent).await?,
-        norms,
-    };
+    let rows = state.store.covisit_rows(site, &user_model.recent).await?;
     let now_ms = crate::clock::now_ms();
     // A newcomer the model does not know: popularity among people like them.
-    let popularity = if !ranking::is_personal(&user_model) {
+    let newcomer_popularity;
+    let popularity = if ranking::is_personal(&user_model) {
+        &snapshot.popularity
+    } else {
         let device = headers
             .get(axum::http::header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
@@ -92,14 +91,13 @@ pub async fn get_recommendations(
             .collect();
         let per_segment: Vec<HashMap<String, DecayedScore>> =
             futures::future::try_join_all(scopes.iter().map(|s| state.store.popularity(s))).await?;
-        segments::blend(
-            &popularity,
+        newcomer_popularity = snapshot.popularity.blend(
+            &snapshot.catalog,
             &per_segment,
-            now_ms,
             state.popularity_half_life,
-        )
-    } else {
-        popularity
+            now_ms,
+        );
+        &newcomer_popularity
     };
     Ok(Json(Recommendations {
         user,
@@ -112,11 +110,10 @@ pub async fn get_recommendations(
         generated_at_ms: now_ms,
         items: ranking::rank(
             &Signals {
-                items: &items,
-                popularity: &popularity,
-                popularity_half_life: state.popularity_half_life,
-                item_vectors: &vectors,
-                neighbours: &neighbours,
+                catalog: &snapshot.catalog,
+                learned: &snapshot.learned,
+                popularity,
+                rows: &rows,
                 covisit: &CovisitConfig::default(),
                 now_ms,
             },

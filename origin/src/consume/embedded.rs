@@ -8,7 +8,7 @@
 // redb's error type is large; it only travels to the edge of this module.
 #![allow(clippy::result_large_err)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -118,7 +118,7 @@ pub fn apply_pending(
                     }
                     if let Some(item) = e.item.as_deref().filter(|_| e.w > 0.0) {
                         if let Some(d) = covisit::visit(&profile.recent, item, &covisit_cfg) {
-                            add_covisit(&mut covisits, &mut norms, site, &d)?;
+                            add_covisit(&mut covisits, &mut norms, site, &d, &covisit_cfg)?;
                         }
                     }
                     profile.apply(e, half_life);
@@ -134,21 +134,63 @@ pub fn apply_pending(
     Ok(round)
 }
 
-/// Adds one visit's counts to both rows and the item's norm.
+/// Adds one visit's counts to both rows and the item's norm, trimming each
+/// changed row as `Neighbours::apply` does.
 fn add_covisit(
     covisits: &mut redb::Table<(&str, &str, &str), f64>,
     norms: &mut redb::Table<(&str, &str), f64>,
     site: &str,
     d: &covisit::CovisitDelta,
+    cfg: &CovisitConfig,
 ) -> Result<(), redb::Error> {
     let item = d.item.as_str();
     let norm = norms.get((site, item))?.map_or(0.0, |v| v.value());
     norms.insert((site, item), norm + d.norm)?;
+    let mut grew = false;
     for (other, amount) in &d.pairs {
-        for key in [(site, item, other.as_str()), (site, other.as_str(), item)] {
-            let count = covisits.get(key)?.map_or(0.0, |v| v.value());
-            covisits.insert(key, count + amount)?;
+        grew |= add_cell(covisits, (site, item, other), *amount)?;
+    }
+    if grew {
+        trim_row(covisits, site, item, cfg.row_cap)?;
+    }
+    for (other, amount) in &d.pairs {
+        if add_cell(covisits, (site, other, item), *amount)? {
+            trim_row(covisits, site, other, cfg.row_cap)?;
         }
+    }
+    Ok(())
+}
+
+/// Adds to one cell; true when the cell is new (the row grew).
+fn add_cell(
+    covisits: &mut redb::Table<(&str, &str, &str), f64>,
+    key: (&str, &str, &str),
+    amount: f64,
+) -> Result<bool, redb::Error> {
+    let count = covisits.get(key)?.map(|v| v.value());
+    covisits.insert(key, count.unwrap_or(0.0) + amount)?;
+    Ok(count.is_none())
+}
+
+/// [`covisit::trim`] of one stored row.
+fn trim_row(
+    covisits: &mut redb::Table<(&str, &str, &str), f64>,
+    site: &str,
+    item: &str,
+    cap: usize,
+) -> Result<(), redb::Error> {
+    let mut row = HashMap::new();
+    for cell in covisits.range((site, item, "")..(site, item, "\u{10FFFF}"))? {
+        let (k, v) = cell?;
+        row.insert(k.value().2.to_owned(), v.value());
+    }
+    if row.len() <= 2 * cap {
+        return Ok(());
+    }
+    let before: Vec<String> = row.keys().cloned().collect();
+    covisit::trim(&mut row, cap);
+    for other in before.iter().filter(|o| !row.contains_key(*o)) {
+        covisits.remove((site, item, other.as_str()))?;
     }
     Ok(())
 }
@@ -280,5 +322,54 @@ async fn publish(db: &Arc<Database>, stats: &crate::store::ConsumerStats) {
     .await;
     if let Ok(Err(e)) = written {
         tracing::debug!("embedded consumer stats not written: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::covisit::{push, visit, Neighbours};
+
+    /// The embedded rows follow `Neighbours::apply` (what the eval scores)
+    /// cell for cell, trims included.
+    #[test]
+    fn embedded_rows_are_trimmed_as_the_model_trims_them() {
+        let cfg = CovisitConfig {
+            row_cap: 1,
+            ..CovisitConfig::default()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::create(dir.path().join("t.redb")).unwrap();
+        let mut expected = Neighbours::default();
+        let tx = db.begin_write().unwrap();
+        {
+            let mut covisits = tx.open_table(COVISIT).unwrap();
+            let mut norms = tx.open_table(COVISIT_NORMS).unwrap();
+            for r in 0..6 {
+                let mut window = Vec::new();
+                let own = (0..3).map(|k| format!("own{r}-{k}"));
+                for item in ["hub".to_string(), "shared".into()].into_iter().chain(own) {
+                    if let Some(d) = visit(&window, &item, &cfg) {
+                        add_covisit(&mut covisits, &mut norms, "s", &d, &cfg).unwrap();
+                        expected.apply(&d, &cfg);
+                    }
+                    push(&mut window, &item, cfg.window);
+                }
+            }
+        }
+        tx.commit().unwrap();
+        let t = db.begin_read().unwrap().open_table(COVISIT).unwrap();
+        let mut stored: crate::store::CovisitRows = HashMap::new();
+        for cell in t.iter().unwrap() {
+            let (k, v) = cell.unwrap();
+            let (_, row, other) = k.value();
+            stored
+                .entry(row.to_owned())
+                .or_default()
+                .insert(other.to_owned(), v.value());
+        }
+        // Untrimmed, the hub's row would hold `shared` and 18 own items.
+        assert!(expected.rows["hub"].len() <= 2 * cfg.row_cap);
+        assert_eq!(stored, expected.rows);
     }
 }

@@ -38,17 +38,40 @@ return 1
 ";
 
 /// KEYS: covisit_norm, covisit_wm. ARGV: row key prefix (`attune:{site}:covisit:`,
-/// so every row shares the site's hash tag), updates (MessagePack).
+/// so every row shares the site's hash tag), updates (MessagePack), row cap.
+/// Each changed row is trimmed by `model::covisit::trim`'s rule (ties by
+/// byte order, not the server's locale).
 const COVISIT_SCRIPT: &str = r"
 local updates = cmsgpack.unpack(ARGV[2])
+local cap = tonumber(ARGV[3])
+local function before(a, b)
+  for i = 1, math.min(#a, #b) do
+    local x, y = a:byte(i), b:byte(i)
+    if x ~= y then return x < y end
+  end
+  return #a < #b
+end
+local function trim(row)
+  if redis.call('HLEN', row) <= 2 * cap then return end
+  local flat = redis.call('HGETALL', row)
+  local cells = {}
+  for i = 1, #flat, 2 do cells[#cells + 1] = {flat[i], tonumber(flat[i + 1])} end
+  table.sort(cells, function(a, b)
+    if a[2] ~= b[2] then return a[2] > b[2] end
+    return before(a[1], b[1])
+  end)
+  for i = cap + 1, #cells do redis.call('HDEL', row, cells[i][1]) end
+end
 for _, u in ipairs(updates) do
   local field = u.row .. '|' .. u.tp
   local wm = tonumber(redis.call('HGET', KEYS[2], field) or '-1')
   if u.off > wm then
     if u.norm ~= 0 then redis.call('HINCRBYFLOAT', KEYS[1], u.row, u.norm) end
+    local row = ARGV[1] .. u.row
     for other, amount in pairs(u.cells) do
-      redis.call('HINCRBYFLOAT', ARGV[1] .. u.row, other, amount)
+      redis.call('HINCRBYFLOAT', row, other, amount)
     end
+    trim(row)
     redis.call('HSET', KEYS[2], field, u.off)
   end
 end
@@ -310,6 +333,7 @@ impl Trainer {
                 .key(site_key(&site, "covisit_wm"))
                 .arg(covisit_row_key(&site, ""))
                 .arg(payload)
+                .arg(self.covisit.row_cap)
                 .invoke(&mut self.conn)?;
         }
         Ok(())

@@ -24,8 +24,12 @@ pub struct CovisitConfig {
     /// At request time, the window item at position `p` counts `recency_decay^p`.
     pub recency_decay: f64,
     /// Similarity `c(j, x) / (n(j)^alpha · n(x)^(1 − alpha))`; 0.5 is cosine.
-    /// Larger values favour popular candidates less.
+    /// Larger values penalize popular candidates less.
     pub alpha: f64,
+    /// A row keeps at least this many of its largest counts and at most
+    /// twice as many (see [`trim`]): memory per item and request cost stay
+    /// bounded however popular the item.
+    pub row_cap: usize,
 }
 
 impl Default for CovisitConfig {
@@ -35,7 +39,23 @@ impl Default for CovisitConfig {
             pair_decay: 1.0,
             recency_decay: 0.8,
             alpha: 0.7,
+            row_cap: 200,
         }
+    }
+}
+
+impl CovisitConfig {
+    /// How much the window item at position `p`, with norm `nj`, weighs its
+    /// row: `recency_decay^p / nj^alpha`.
+    pub fn row_weight(&self, p: i32, nj: f64) -> f64 {
+        self.recency_decay.powi(p) / nj.max(1e-9).powf(self.alpha)
+    }
+
+    /// A candidate's share of a row for its count `c` and norm `nx`:
+    /// `c / nx^(1 − alpha)`. With [`Self::row_weight`], the similarity
+    /// `c(j, x) / (n(j)^alpha · n(x)^(1 − alpha))`.
+    pub fn candidate_share(&self, c: f64, nx: f64) -> f64 {
+        c / nx.max(1e-9).powf(1.0 - self.alpha)
     }
 }
 
@@ -81,6 +101,20 @@ pub fn push(window: &mut Vec<String>, item: &str, size: usize) {
     window.truncate(size);
 }
 
+/// The rule every store applies after each change of a row: once it holds
+/// more than `2 · cap` cells, only the `cap` largest counts stay (ties: the
+/// smaller id). Amortized, a trim runs once per `cap` new cells; the Redis
+/// trainer's script and the embedded consumer implement the same rule.
+pub fn trim(row: &mut HashMap<String, f64>, cap: usize) {
+    if row.len() <= 2 * cap {
+        return;
+    }
+    let mut cells: Vec<(String, f64)> = row.drain().collect();
+    cells.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    cells.truncate(cap);
+    row.extend(cells);
+}
+
 /// Co-visit counts of some items and every item's norm.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Neighbours {
@@ -91,43 +125,22 @@ pub struct Neighbours {
 }
 
 impl Neighbours {
-    /// Adds a delta to both rows and the norm (what the stores do).
-    pub fn apply(&mut self, d: &CovisitDelta) {
+    /// Adds a delta to both rows and the norm, trimming each changed row
+    /// (what the stores do, in this order).
+    pub fn apply(&mut self, d: &CovisitDelta, cfg: &CovisitConfig) {
         *Arc::make_mut(&mut self.norms)
             .entry(d.item.clone())
             .or_default() += d.norm;
+        let row = self.rows.entry(d.item.clone()).or_default();
         for (j, amount) in &d.pairs {
-            *self
-                .rows
-                .entry(d.item.clone())
-                .or_default()
-                .entry(j.clone())
-                .or_default() += amount;
-            *self
-                .rows
-                .entry(j.clone())
-                .or_default()
-                .entry(d.item.clone())
-                .or_default() += amount;
+            *row.entry(j.clone()).or_default() += amount;
         }
-    }
-
-    /// The reader's score per candidate: Σ over their window (newest first)
-    /// of `recency_decay^p · similarity(window item, candidate)`. Items with no
-    /// co-visits are absent.
-    pub fn scores(&self, window: &[String], cfg: &CovisitConfig) -> HashMap<&str, f64> {
-        let mut out: HashMap<&str, f64> = HashMap::new();
-        for (j, p) in window.iter().take(cfg.window).zip(0..) {
-            let (Some(row), Some(&nj)) = (self.rows.get(j), self.norms.get(j)) else {
-                continue;
-            };
-            let weight = cfg.recency_decay.powi(p) / nj.max(1e-9).powf(cfg.alpha);
-            for (x, c) in row {
-                let nx = self.norms.get(x).copied().unwrap_or(1.0).max(1e-9);
-                *out.entry(x.as_str()).or_default() += weight * c / nx.powf(1.0 - cfg.alpha);
-            }
+        trim(row, cfg.row_cap);
+        for (j, amount) in &d.pairs {
+            let row = self.rows.entry(j.clone()).or_default();
+            *row.entry(d.item.clone()).or_default() += amount;
+            trim(row, cfg.row_cap);
         }
-        out
     }
 }
 
@@ -163,7 +176,7 @@ mod tests {
     }
 
     #[test]
-    fn items_visited_together_score_for_a_reader_of_one_of_them() {
+    fn readers_sequences_become_symmetric_counts_and_norms() {
         let cfg = CovisitConfig::default();
         let mut n = Neighbours::default();
         // Three readers read a then b; one read a then c.
@@ -171,15 +184,43 @@ mod tests {
             let mut w = Vec::new();
             for item in reader {
                 if let Some(d) = visit(&w, item, &cfg) {
-                    n.apply(&d);
+                    n.apply(&d, &cfg);
                 }
                 push(&mut w, item, cfg.window);
             }
         }
-        let s = n.scores(&window(&["a"]), &cfg);
-        assert!(s["b"] > s["c"], "{s:?}");
-        assert!(!s.contains_key("a"));
-        // b's row knows a (symmetry).
-        assert_eq!(n.rows["b"]["a"], 3.0);
+        assert_eq!((n.rows["a"]["b"], n.rows["b"]["a"]), (3.0, 3.0));
+        assert_eq!(n.rows["a"]["c"], 1.0);
+        assert_eq!((n.norms["a"], n.norms["b"], n.norms["c"]), (4.0, 3.0, 1.0));
+    }
+
+    #[test]
+    fn a_row_past_twice_its_cap_keeps_its_largest_counts() {
+        let mut row: HashMap<String, f64> = (0..6)
+            .map(|i| (format!("x{i}"), f64::from(i % 3)))
+            .collect();
+        trim(&mut row, 3);
+        assert_eq!(row.len(), 6, "at 2 · cap nothing is dropped");
+        row.insert("y".into(), 0.5);
+        trim(&mut row, 3);
+        let mut kept: Vec<_> = row.keys().cloned().collect();
+        kept.sort();
+        // x2 and x5 hold 2; of the 1s, x1 wins the tie against x4.
+        assert_eq!(kept, ["x1", "x2", "x5"]);
+    }
+
+    #[test]
+    fn similarity_favours_close_counts_and_penalizes_popular_candidates_by_alpha() {
+        let cfg = CovisitConfig {
+            alpha: 0.5,
+            recency_decay: 0.5,
+            ..CovisitConfig::default()
+        };
+        // Cosine at alpha 0.5: 2 / sqrt(4 · 4).
+        assert_eq!(cfg.row_weight(0, 4.0) * cfg.candidate_share(2.0, 4.0), 0.5);
+        assert_eq!(cfg.row_weight(1, 4.0), 0.25);
+        // A smaller alpha penalizes a popular candidate more.
+        let niche = CovisitConfig { alpha: 0.2, ..cfg };
+        assert!(niche.candidate_share(1.0, 9.0) < cfg.candidate_share(1.0, 9.0));
     }
 }

@@ -25,8 +25,6 @@ pub const CONTEXT_TTL: Duration = Duration::from_secs(1);
 pub struct CachedStore {
     inner: Arc<dyn Store>,
     contexts: Cache<(String, String), IngestContext>,
-    item_vectors: Cache<String, Arc<HashMap<String, Vec<f32>>>>,
-    covisit_norms: Cache<String, Arc<HashMap<String, f64>>>,
 }
 
 impl CachedStore {
@@ -36,14 +34,6 @@ impl CachedStore {
             inner,
             contexts: Cache::builder()
                 .max_capacity(100_000)
-                .time_to_live(CONTEXT_TTL)
-                .build(),
-            item_vectors: Cache::builder()
-                .max_capacity(1_000)
-                .time_to_live(CONTEXT_TTL)
-                .build(),
-            covisit_norms: Cache::builder()
-                .max_capacity(1_000)
                 .time_to_live(CONTEXT_TTL)
                 .build(),
         }
@@ -113,28 +103,14 @@ impl Store for CachedStore {
         self.inner.user_model(site, user, half_life).await
     }
 
-    /// Item factors change with every event but matter in aggregate: one
-    /// read per site per [`CONTEXT_TTL`] keeps ranking off the store's hot path.
     async fn item_vectors(&self, site: &str) -> StoreResult<Arc<HashMap<String, Vec<f32>>>> {
-        if let Some(hit) = self.item_vectors.get(site) {
-            return Ok(hit);
-        }
-        let fresh = self.inner.item_vectors(site).await?;
-        self.item_vectors.insert(site.to_owned(), fresh.clone());
-        Ok(fresh)
+        self.inner.item_vectors(site).await
     }
 
-    /// Like the item factors: aggregates, read once per site per [`CONTEXT_TTL`].
     async fn covisit_norms(&self, site: &str) -> StoreResult<Arc<HashMap<String, f64>>> {
-        if let Some(hit) = self.covisit_norms.get(site) {
-            return Ok(hit);
-        }
-        let fresh = self.inner.covisit_norms(site).await?;
-        self.covisit_norms.insert(site.to_owned(), fresh.clone());
-        Ok(fresh)
+        self.inner.covisit_norms(site).await
     }
 
-    /// Read at every request: the user's last click changes which rows matter.
     async fn covisit_rows(&self, site: &str, items: &[String]) -> StoreResult<CovisitRows> {
         self.inner.covisit_rows(site, items).await
     }

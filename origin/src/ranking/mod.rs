@@ -16,13 +16,15 @@
 //! Popularity and freshness alone carry new users (cold start, blended per
 //! segment by the handler) and new items (through their categories).
 
-use std::collections::HashMap;
+pub mod candidates;
+pub mod snapshots;
 
-use attune_core::{DecayedScore, HalfLife, RecommendedItem};
+use attune_core::{HalfLife, RecommendedItem};
 
-use crate::model::covisit::{CovisitConfig, Neighbours};
+use crate::model::covisit::CovisitConfig;
 use crate::model::dot;
-use crate::store::{Item, UserModel};
+use crate::store::{CovisitRows, UserModel};
+pub use candidates::{Catalog, Learned, Popularity};
 
 /// The weight of each term. [`RankWeights::default`] is what serves; how
 /// the values were chosen is in `docs/eval.md`.
@@ -61,18 +63,16 @@ impl Default for RankWeights {
 /// Freshness halves every three days.
 const FRESHNESS_HALF_LIFE_MS: f64 = 3.0 * 86_400_000.0;
 
-/// What the stores hold that ranking reads, for one site.
+/// What the stores hold that ranking reads, for one site and one request.
 pub struct Signals<'a> {
     /// The catalog.
-    pub items: &'a [Item],
-    /// Decayed popularity per item (for a newcomer, blended with their segments').
-    pub popularity: &'a HashMap<String, DecayedScore>,
-    /// Its half-life.
-    pub popularity_half_life: HalfLife,
-    /// Item factors.
-    pub item_vectors: &'a HashMap<String, Vec<f32>>,
-    /// Co-visit rows of the user's recent items, and every item's norm.
-    pub neighbours: &'a Neighbours,
+    pub catalog: &'a Catalog,
+    /// Item factors and co-visit norms, in catalog order.
+    pub learned: &'a Learned,
+    /// The site's popularity (for a newcomer, blended with their segments').
+    pub popularity: &'a Popularity,
+    /// Co-visit rows of the user's recent items (other rows are ignored).
+    pub rows: &'a CovisitRows,
     /// Co-visitation's hyper-parameters.
     pub covisit: &'a CovisitConfig,
     /// Server time of the ranking.
@@ -93,7 +93,7 @@ pub fn rank(s: &Signals<'_>, user: &UserModel, w: &RankWeights, k: usize) -> Vec
         .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), (s, _)| {
             (lo.min(*s), hi.max(*s))
         });
-    let items = s.items;
+    let items = s.catalog.items();
     let best_first = |a: &(f64, usize), b: &(f64, usize)| {
         b.0.total_cmp(&a.0)
             .then_with(|| items[a.1].id.cmp(&items[b.1].id))
@@ -128,79 +128,94 @@ pub fn is_personal(user: &UserModel) -> bool {
     user.vector.is_some() || !user.recent.is_empty()
 }
 
-/// Every unconsumed item's score, with its index in `s.items`.
+/// Every unconsumed item's score, with its catalog position. The user's data
+/// is looked up by key once (consumed items, interests, window rows); the
+/// pass over the catalog then reads columns only.
 pub fn score(s: &Signals<'_>, user: &UserModel, w: &RankWeights) -> Vec<(f64, usize)> {
-    let (consumed, affinities) = (&user.consumed, &user.affinities);
-    let model = user.vector.as_deref().map(|u| (u, s.item_vectors));
-    let max_affinity = affinities.values().copied().fold(0.0, f64::max);
-    let item_pop: HashMap<&str, f64> = s
-        .popularity
-        .iter()
-        .map(|(id, p)| (id.as_str(), p.value_at(s.now_ms, s.popularity_half_life)))
-        .collect();
-    let mut category_pop: HashMap<&str, f64> = HashMap::new();
-    for item in s.items {
-        let p = item_pop.get(item.id.as_str()).copied().unwrap_or(0.0);
-        for tag in &item.tags {
-            *category_pop.entry(tag.as_str()).or_default() += p;
+    let catalog = s.catalog;
+    let mut consumed = vec![false; catalog.len()];
+    for id in &user.consumed {
+        if let Some(n) = catalog.position(id) {
+            consumed[n] = true;
+        }
+    }
+    let max_affinity = user.affinities.values().copied().fold(0.0, f64::max);
+    let mut interest_in = vec![0.0; catalog.tag_count()];
+    if max_affinity > 0.0 {
+        for (tag, a) in &user.affinities {
+            if let Some(t) = catalog.tag(tag) {
+                interest_in[t] = a / max_affinity;
+            }
         }
     }
     let covisit = if w.covisit != 0.0 {
-        s.neighbours.scores(&user.recent, s.covisit)
+        covisit_scores(s, &user.recent)
     } else {
-        HashMap::new()
+        Vec::new()
     };
-    let max_item = item_pop.values().copied().fold(0.0, f64::max);
-    let max_category = category_pop.values().copied().fold(0.0, f64::max);
-    let max_covisit = covisit.values().copied().fold(0.0, f64::max);
-    let norm = |v: f64, max: f64| if max > 0.0 { v / max } else { 0.0 };
+    let max_covisit = covisit.iter().copied().fold(0.0, f64::max);
+    let co_scale = if max_covisit > 0.0 {
+        w.covisit / max_covisit
+    } else {
+        0.0
+    };
+    let model = user.vector.as_deref().filter(|_| w.model != 0.0);
     let freshness = HalfLife::from_ms(FRESHNESS_HALF_LIFE_MS).expect("positive");
-    s.items
+    catalog
+        .items()
         .iter()
         .enumerate()
-        .filter(|(_, item)| !consumed.contains(&item.id))
+        .filter(|&(n, _)| !consumed[n])
         .map(|(n, item)| {
-            let id = item.id.as_str();
-            let pop = norm(item_pop.get(id).copied().unwrap_or(0.0), max_item);
-            let cat = item
-                .tags
-                .iter()
-                .map(|t| {
-                    norm(
-                        category_pop.get(t.as_str()).copied().unwrap_or(0.0),
-                        max_category,
-                    )
-                })
-                .fold(0.0, f64::max);
             let fresh = item
                 .published_at_ms
                 .map_or(0.0, |p| freshness.factor(s.now_ms.saturating_sub(p).max(0)));
-            let learned = model
-                .and_then(|(u, vectors)| vectors.get(id).map(|q| f64::from(dot(u, q))))
-                .unwrap_or(0.0);
-            let interest = item
-                .tags
+            let learned = model.map_or(0.0, |u| f64::from(dot(u, s.learned.vector(n))));
+            let interest = catalog
+                .tags_of(n)
                 .iter()
-                .map(|t| norm(affinities.get(t).copied().unwrap_or(0.0), max_affinity))
+                .map(|&t| interest_in[t as usize])
                 .fold(0.0, f64::max);
-            let co = norm(covisit.get(id).copied().unwrap_or(0.0), max_covisit);
-            let score = w.item * pop
-                + w.category * cat
+            let co = covisit.get(n).copied().unwrap_or(0.0);
+            let score = w.item * s.popularity.item[n]
+                + w.category * s.popularity.category[n]
                 + w.freshness * fresh
                 + w.affinity * interest
                 + w.model * learned
-                + w.covisit * co;
+                + co_scale * co;
             (score, n)
         })
         .collect()
 }
 
+/// The reader's co-visit score per catalog position: Σ over their window
+/// (newest first) of `recency_decay^p · similarity(window item, candidate)`.
+fn covisit_scores(s: &Signals<'_>, window: &[String]) -> Vec<f64> {
+    let cfg = s.covisit;
+    let mut out = vec![0.0; s.catalog.len()];
+    for (j, p) in window.iter().take(cfg.window).zip(0..) {
+        let (Some(row), Some(&nj)) = (s.rows.get(j), s.learned.norms.get(j)) else {
+            continue;
+        };
+        let weight = cfg.row_weight(p, nj);
+        for (x, c) in row {
+            if let Some(n) = s.catalog.position(x) {
+                out[n] += weight * cfg.candidate_share(*c, s.learned.norm_at(n));
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
-    use std::collections::HashSet;
+    use std::collections::{HashMap, HashSet};
+
+    use attune_core::DecayedScore;
 
     use super::*;
-    use crate::model::covisit::{push, visit};
+    use crate::model::covisit::{push, visit, Neighbours};
+    use crate::store::Item;
 
     fn item(id: &str, tags: &[&str], published: Option<i64>) -> Item {
         Item {
@@ -225,12 +240,13 @@ mod tests {
             .iter()
             .map(|(id, v)| (id.to_string(), DecayedScore::point(*v, 0)))
             .collect();
+        let catalog = Catalog::new(items.to_vec());
+        let hl = HalfLife::from_hours(24.0).unwrap();
         let signals = Signals {
-            items,
-            popularity: &popularity,
-            popularity_half_life: HalfLife::from_hours(24.0).unwrap(),
-            item_vectors: vectors,
-            neighbours,
+            learned: &Learned::new(&catalog, vectors, neighbours.norms.clone()),
+            popularity: &Popularity::new(&catalog, &popularity, hl, now_ms),
+            catalog: &catalog,
+            rows: &neighbours.rows,
             covisit: &CovisitConfig::default(),
             now_ms,
         };
@@ -331,7 +347,7 @@ mod tests {
         for _ in 0..3 {
             let mut w = Vec::new();
             for i in ["a", "b"] {
-                n.apply(&visit(&w, i, &cfg).unwrap());
+                n.apply(&visit(&w, i, &cfg).unwrap(), &cfg);
                 push(&mut w, i, cfg.window);
             }
         }
