@@ -20,13 +20,14 @@ use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
 use attune_core::{DecayedScore, Event, FeedbackWeights, HalfLife, Interaction};
-use attune_origin::consume::apply::{by_user, Incoming, ScriptEvent};
+use attune_origin::consume::apply::{by_user, Incoming};
 use attune_origin::model::covisit::{CovisitConfig, Neighbours};
 use attune_origin::model::online::{age_weighted, learn, NegativePool};
 use attune_origin::model::{initial, MfConfig};
 use attune_origin::ranking::{rank, Catalog, Learned, Popularity, RankWeights, Signals};
 use attune_origin::record::{Device, EventRecord};
 use attune_origin::store::embedded::StoredProfile;
+use attune_origin::store::profile_event::ProfileEvent;
 use attune_origin::store::Item;
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::rngs::SmallRng;
@@ -208,7 +209,7 @@ impl Attune {
     }
 
     /// The rating's events as the consumers receive them.
-    fn script_events(&mut self, r: &Rating) -> Vec<ScriptEvent> {
+    fn script_events(&mut self, r: &Rating) -> Vec<ProfileEvent> {
         let user = format!("u{}", r.user);
         let item = self.items[r.item].id.clone();
         let incoming: Vec<Incoming> = interactions(r.stars)
@@ -294,15 +295,16 @@ impl Recommender for Attune {
         let mut profile_s = 0.0;
         let (profile, vector) = self.profiles.entry(r.user).or_default();
         for e in &events {
-            let Some(item) = e.item() else { continue };
-            if e.weight() != 0.0 {
-                self.popularity.entry(item.to_owned()).or_default().add(
-                    e.weight(),
-                    e.ts_ms(),
-                    pop_hl,
-                );
+            let Some(item) = e.item.as_deref() else {
+                continue;
+            };
+            if e.weight != 0.0 {
+                self.popularity
+                    .entry(item.to_owned())
+                    .or_default()
+                    .add(e.weight, e.ts_ms, pop_hl);
             }
-            if e.weight() > 0.0 {
+            if e.weight > 0.0 {
                 let u = vector.get_or_insert_with(|| initial(&format!("{SITE}/u{}", r.user), dim));
                 let negatives = self.pool.draw(self.mf.negatives, item);
                 let mut window = profile.recent.clone();
@@ -311,7 +313,7 @@ impl Recommender for Attune {
                     &mut window,
                     &mut self.vectors,
                     item,
-                    age_weighted(e.weight(), e.ts_ms(), e.ts_ms()) as f32,
+                    age_weighted(e.weight, e.ts_ms, e.ts_ms) as f32,
                     &negatives,
                     &self.mf,
                     &self.p.covisit,

@@ -7,12 +7,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use attune_core::{DeviceClass, FeedbackWeights, HalfLife, Interaction};
-use serde::Serialize;
 
 use crate::record::EventRecord;
 use redis::Commands;
 
 use crate::model::covisit::CovisitConfig;
+use crate::store::profile_event::ProfileEvent;
 use crate::store::redis::{user_key, CONSUMERS_KEY, LUA_DECAYED_ADD, LUA_VEC_ADD};
 use crate::store::ConsumerStats;
 
@@ -32,63 +32,18 @@ pub struct Incoming {
     pub record: EventRecord,
 }
 
-/// An event as the profile script reads it (MessagePack through `cmsgpack`).
-#[derive(Debug, Serialize)]
-pub struct ScriptEvent {
-    pub(crate) id: String,
-    /// `topic:partition` of the watermark.
-    pub(crate) tp: String,
-    pub(crate) off: i64,
-    pub(crate) kind: &'static str,
-    pub(crate) ts: i64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) item: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) ms: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) dp: Option<u8>,
-    pub(crate) tags: Vec<String>,
-    pub(crate) w: f64,
-    /// The user vector's change from this event (the online model).
-    #[serde(rename = "ud", skip_serializing_if = "Option::is_none")]
-    pub(crate) user_delta: Option<Vec<f32>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) dc: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) br: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) os: Option<String>,
-}
-
-impl ScriptEvent {
-    /// The item, if the event names one.
-    pub fn item(&self) -> Option<&str> {
-        self.item.as_deref()
-    }
-
-    /// The feedback weight.
-    pub fn weight(&self) -> f64 {
-        self.w
-    }
-
-    /// Event time on the server clock, Unix ms.
-    pub fn ts_ms(&self) -> i64 {
-        self.ts
-    }
-}
-
 /// Groups a batch by `(site, user)` in offset order, with each event's weight
 /// and its item's tags.
 pub fn by_user(
     batch: &[Incoming],
     weights: &FeedbackWeights,
     tags_of: &mut impl FnMut(&str, &str) -> Vec<String>,
-) -> BTreeMap<(String, String), Vec<ScriptEvent>> {
-    let mut out: BTreeMap<(String, String), Vec<ScriptEvent>> = BTreeMap::new();
+) -> BTreeMap<(String, String), Vec<ProfileEvent>> {
+    let mut out: BTreeMap<(String, String), Vec<ProfileEvent>> = BTreeMap::new();
     for m in batch {
         let r = &m.record;
         let e = &r.event;
-        let (ms, dp) = match e.interaction {
+        let (dwell_ms, depth_pct) = match e.interaction {
             Interaction::Dwell { visible_ms } => (Some(visible_ms), None),
             Interaction::Scroll { depth_pct } => (None, Some(depth_pct)),
             _ => (None, None),
@@ -99,20 +54,20 @@ pub fn by_user(
             .map_or_else(Vec::new, |item| tags_of(&r.site_key, item));
         out.entry((r.site_key.clone(), r.user_id.clone()))
             .or_default()
-            .push(ScriptEvent {
+            .push(ProfileEvent {
                 id: e.id.simple().to_string(),
-                tp: format!("{}:{}", m.topic, m.partition),
-                off: m.offset,
+                topic_partition: format!("{}:{}", m.topic, m.partition),
+                offset: m.offset,
                 kind: e.kind().as_str(),
-                ts: r.corrected_ts_ms,
+                ts_ms: r.corrected_ts_ms,
                 item: e.item.clone(),
-                ms,
-                dp,
+                dwell_ms,
+                depth_pct,
                 tags,
-                w: weights.weight(&e.interaction),
+                weight: weights.weight(&e.interaction),
                 user_delta: None,
-                dc: r.device.class.map(DeviceClass::as_str),
-                br: r.device.browser.clone(),
+                device_class: r.device.class.map(DeviceClass::as_str),
+                browser: r.device.browser.clone(),
                 os: r.device.os.clone(),
             });
     }
@@ -245,7 +200,7 @@ impl ProfileWriter {
         &mut self,
         site: &str,
         user: &str,
-        events: &[ScriptEvent],
+        events: &[ProfileEvent],
         half_life: HalfLife,
     ) -> redis::RedisResult<u64> {
         let payload = rmp_serde::to_vec_named(events).expect("script events serialize");

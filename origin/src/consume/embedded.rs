@@ -110,13 +110,13 @@ pub fn apply_pending(
                 let seen_key = format!("{site}/{user}");
                 for e in events {
                     if seen
-                        .insert((seen_key.as_str(), e.id.as_str()), e.ts)?
+                        .insert((seen_key.as_str(), e.id.as_str()), e.ts_ms)?
                         .is_some()
                     {
                         round.skipped += 1;
                         continue;
                     }
-                    if let Some(item) = e.item.as_deref().filter(|_| e.w > 0.0) {
+                    if let Some(item) = e.item.as_deref().filter(|_| e.weight > 0.0) {
                         if let Some(d) = covisit::visit(&profile.recent, item, &covisit_cfg) {
                             add_covisit(&mut covisits, &mut norms, site, &d, &covisit_cfg)?;
                         }

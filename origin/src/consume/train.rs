@@ -15,11 +15,11 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::Serialize;
 
-use super::apply::ScriptEvent;
 use crate::clock::now_ms;
 use crate::model::covisit::CovisitConfig;
 use crate::model::online::{age_weighted, learn, NegativePool};
 use crate::model::{initial, MfConfig};
+use crate::store::profile_event::ProfileEvent;
 use crate::store::redis::{covisit_row_key, pack, site_key, unpack, user_key, LUA_VEC_ADD};
 
 /// KEYS: item_vectors, item_wm. ARGV: updates (MessagePack).
@@ -126,7 +126,7 @@ impl Trainer {
     /// each event's `user_delta` for the profile script.
     pub fn update(
         &mut self,
-        groups: &mut BTreeMap<(String, String), Vec<ScriptEvent>>,
+        groups: &mut BTreeMap<(String, String), Vec<ProfileEvent>>,
     ) -> redis::RedisResult<()> {
         // Redis refuses an empty pipeline (a batch of only undecodable records).
         if groups.is_empty() {
@@ -143,12 +143,12 @@ impl Trainer {
         let now = now_ms();
         let mut items: BTreeMap<String, Vec<ItemUpdate>> = BTreeMap::new();
         let mut rows: BTreeMap<String, Vec<RowUpdate>> = BTreeMap::new();
-        let mut events: Vec<&mut Vec<ScriptEvent>> = groups.values_mut().collect();
+        let mut events: Vec<&mut Vec<ProfileEvent>> = groups.values_mut().collect();
         for (g, k, negatives) in plan {
             let site = &keys[g].0;
             let event = &mut events[g][k];
             let item = event.item.clone().unwrap_or_default();
-            let weight = age_weighted(event.w, event.ts, now) as f32;
+            let weight = age_weighted(event.weight, event.ts_ms, now) as f32;
             let learned = learn(
                 &mut users[g],
                 &mut windows[g],
@@ -159,7 +159,7 @@ impl Trainer {
                 &self.cfg,
                 &self.covisit,
             );
-            let (tp, off) = (event.tp.clone(), event.off);
+            let (tp, off) = (event.topic_partition.clone(), event.offset);
             items
                 .entry(site.clone())
                 .or_default()
@@ -207,7 +207,7 @@ impl Trainer {
     /// The new positive events with an item, and their negatives.
     fn plan(
         &mut self,
-        groups: &BTreeMap<(String, String), Vec<ScriptEvent>>,
+        groups: &BTreeMap<(String, String), Vec<ProfileEvent>>,
     ) -> redis::RedisResult<Vec<Planned>> {
         let mut pipe = redis::pipe();
         for ((site, user), events) in groups {
@@ -226,7 +226,7 @@ impl Trainer {
                 let Some(item) = e.item.as_deref() else {
                     continue;
                 };
-                if s.is_some() || e.w <= 0.0 || !ids.insert(e.id.as_str()) {
+                if s.is_some() || e.weight <= 0.0 || !ids.insert(e.id.as_str()) {
                     continue;
                 }
                 let n = self.cfg.negatives;
@@ -244,14 +244,14 @@ impl Trainer {
         &mut self,
         keys: &[(String, String)],
         plan: &[Planned],
-        groups: &BTreeMap<(String, String), Vec<ScriptEvent>>,
+        groups: &BTreeMap<(String, String), Vec<ProfileEvent>>,
     ) -> redis::RedisResult<(
         Vec<Vec<f32>>,
         Vec<Vec<String>>,
         HashMap<String, HashMap<String, Vec<f32>>>,
     )> {
         let dim = self.cfg.dim;
-        let events: Vec<&Vec<ScriptEvent>> = groups.values().collect();
+        let events: Vec<&Vec<ProfileEvent>> = groups.values().collect();
         let mut touched: HashSet<(&str, &str)> = HashSet::new();
         for (g, k, negatives) in plan {
             let site = keys[*g].0.as_str();

@@ -115,11 +115,14 @@ pub fn trim(row: &mut HashMap<String, f64>, cap: usize) {
     row.extend(cells);
 }
 
+/// Co-visitation rows: item → other item → count.
+pub type CovisitRows = HashMap<String, HashMap<String, f64>>;
+
 /// Co-visit counts of some items and every item's norm.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Neighbours {
     /// Item → (other item → count).
-    pub rows: crate::store::CovisitRows,
+    pub rows: CovisitRows,
     /// Item → norm (shared: every request of a site reads the same).
     pub norms: Arc<HashMap<String, f64>>,
 }

@@ -13,8 +13,8 @@ use attune_core::{DecayedScore, HalfLife};
 use redb::{Database, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
+use super::profile_event::ProfileEvent;
 use crate::clock::now_ms;
-use crate::consume::apply::ScriptEvent;
 use crate::model::covisit::{self, CovisitConfig};
 
 use super::{
@@ -62,36 +62,36 @@ pub struct StoredProfile {
 
 impl StoredProfile {
     /// Applies one event not applied before: the Redis profile script's rules.
-    pub fn apply(&mut self, e: &ScriptEvent, half_life: HalfLife) {
+    pub fn apply(&mut self, e: &ProfileEvent, half_life: HalfLife) {
         *self.counts.entry(e.kind.to_owned()).or_default() += 1;
-        self.first_seen_ms = Some(self.first_seen_ms.map_or(e.ts, |f| f.min(e.ts)));
-        self.last_seen_ms = Some(self.last_seen_ms.map_or(e.ts, |l| l.max(e.ts)));
-        self.dwell_ms_total += u64::from(e.ms.unwrap_or(0));
-        if let (Some(dp), Some(item)) = (e.dp, &e.item) {
+        self.first_seen_ms = Some(self.first_seen_ms.map_or(e.ts_ms, |f| f.min(e.ts_ms)));
+        self.last_seen_ms = Some(self.last_seen_ms.map_or(e.ts_ms, |l| l.max(e.ts_ms)));
+        self.dwell_ms_total += u64::from(e.dwell_ms.unwrap_or(0));
+        if let (Some(dp), Some(item)) = (e.depth_pct, &e.item) {
             let deepest = self.max_scroll.entry(item.clone()).or_default();
             *deepest = (*deepest).max(dp);
         }
         for (field, value) in [
-            ("device_class", e.dc.map(str::to_owned)),
-            ("browser", e.br.clone()),
+            ("device_class", e.device_class.map(str::to_owned)),
+            ("browser", e.browser.clone()),
             ("os", e.os.clone()),
         ] {
             if let Some(v) = value {
                 self.device.insert(field.to_owned(), v);
             }
         }
-        if e.w != 0.0 {
+        if e.weight != 0.0 {
             for tag in &e.tags {
                 self.affinities
                     .entry(tag.clone())
                     .or_default()
-                    .add(e.w, e.ts, half_life);
+                    .add(e.weight, e.ts_ms, half_life);
             }
         }
         if let (Some(item), "click" | "dwell") = (&e.item, e.kind) {
             self.consumed.insert(item.clone());
         }
-        if let Some(item) = e.item.as_deref().filter(|_| e.w > 0.0) {
+        if let Some(item) = e.item.as_deref().filter(|_| e.weight > 0.0) {
             covisit::push(&mut self.recent, item, CovisitConfig::default().window);
         }
     }

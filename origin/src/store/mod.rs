@@ -6,6 +6,7 @@
 
 pub mod cached;
 pub mod embedded;
+pub mod profile_event;
 pub mod redis;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -27,8 +28,7 @@ impl From<::redis::RedisError> for StoreError {
     }
 }
 
-/// Co-visitation rows: item → other item → count.
-pub type CovisitRows = HashMap<String, HashMap<String, f64>>;
+pub use crate::model::covisit::CovisitRows;
 
 /// Result of store calls.
 pub type StoreResult<T> = Result<T, StoreError>;

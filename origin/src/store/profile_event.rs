@@ -1,0 +1,49 @@
+//! One event as the profile rules receive it: the Redis profile script
+//! (MessagePack through `cmsgpack`, so the wire names stay short) and its
+//! embedded twin, `StoredProfile::apply`. `consume::apply::by_user` builds them.
+
+use serde::Serialize;
+
+/// An event, with its weight and its item's tags, ready for the profile rules.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProfileEvent {
+    /// Event id (simple UUID form).
+    pub id: String,
+    /// `topic:partition` of the watermark.
+    #[serde(rename = "tp")]
+    pub topic_partition: String,
+    /// Offset in that partition.
+    #[serde(rename = "off")]
+    pub offset: i64,
+    /// Interaction kind (`click`, `dwell`…).
+    pub kind: &'static str,
+    /// Event time on the server clock, Unix ms.
+    #[serde(rename = "ts")]
+    pub ts_ms: i64,
+    /// The item, if the event names one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub item: Option<String>,
+    /// Visible dwell (dwell events).
+    #[serde(rename = "ms", skip_serializing_if = "Option::is_none")]
+    pub dwell_ms: Option<u32>,
+    /// Scroll depth (scroll events).
+    #[serde(rename = "dp", skip_serializing_if = "Option::is_none")]
+    pub depth_pct: Option<u8>,
+    /// The item's tags, from the catalog.
+    pub tags: Vec<String>,
+    /// Feedback weight.
+    #[serde(rename = "w")]
+    pub weight: f64,
+    /// The user vector's change from this event (the online model).
+    #[serde(rename = "ud", skip_serializing_if = "Option::is_none")]
+    pub user_delta: Option<Vec<f32>>,
+    /// Device class, from the User-Agent.
+    #[serde(rename = "dc", skip_serializing_if = "Option::is_none")]
+    pub device_class: Option<&'static str>,
+    /// Browser.
+    #[serde(rename = "br", skip_serializing_if = "Option::is_none")]
+    pub browser: Option<String>,
+    /// Operating system.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub os: Option<String>,
+}
