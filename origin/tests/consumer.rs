@@ -479,6 +479,35 @@ async fn a_reader_is_recommended_what_readers_of_the_same_item_read_next() {
     );
 }
 
+/// A click on `item` by `user` as the consumers receive it, at `offset` of
+/// partition 0 of `topic` (for tests that drive the trainer directly).
+fn click_as_consumed(
+    topic: &str,
+    offset: i64,
+    site: &str,
+    user: &str,
+    item: &str,
+    t: i64,
+) -> attune_origin::consume::apply::Incoming {
+    use attune_origin::record::{Device, EventRecord};
+    attune_origin::consume::apply::Incoming {
+        topic: topic.into(),
+        partition: 0,
+        offset,
+        record: EventRecord {
+            site_key: site.into(),
+            user_id: user.into(),
+            anonymous_id: user.into(),
+            event: event(Interaction::Click, Some(item), t),
+            received_at_ms: t,
+            clock_skew_ms: 0,
+            corrected_ts_ms: t,
+            device: Device::default(),
+            attributes: Default::default(),
+        },
+    }
+}
+
 /// A round replayed after a crash between the model's writes and the
 /// profile script (the ids not yet seen) adds no co-visit twice: the rows'
 /// offset watermarks hold.
@@ -488,29 +517,13 @@ fn a_replayed_round_counts_each_co_visit_once() {
     use attune_origin::consume::apply::{by_user, Incoming};
     use attune_origin::consume::train::Trainer;
     use attune_origin::model::MfConfig;
-    use attune_origin::record::{Device, EventRecord};
 
     let site = format!("replay{}", &uuid::Uuid::now_v7().simple().to_string()[20..]);
     let t = now_ms();
     let incoming: Vec<Incoming> = ["a", "b"]
         .iter()
         .enumerate()
-        .map(|(n, item)| Incoming {
-            topic: "replay".into(),
-            partition: 0,
-            offset: n as i64,
-            record: EventRecord {
-                site_key: site.clone(),
-                user_id: "u".into(),
-                anonymous_id: "u".into(),
-                event: event(Interaction::Click, Some(item), t),
-                received_at_ms: t,
-                clock_skew_ms: 0,
-                corrected_ts_ms: t,
-                device: Device::default(),
-                attributes: Default::default(),
-            },
-        })
+        .map(|(n, item)| click_as_consumed("replay", n as i64, &site, "u", item, t))
         .collect();
     let mut trainer = Trainer::connect(&env("REDIS_URL"), MfConfig::default()).unwrap();
     for _ in 0..2 {
@@ -537,11 +550,10 @@ fn a_replayed_round_counts_each_co_visit_once() {
 #[test]
 fn a_popular_items_row_is_trimmed_as_the_model_trims_it() {
     use attune_core::FeedbackWeights;
-    use attune_origin::consume::apply::{by_user, Incoming};
+    use attune_origin::consume::apply::by_user;
     use attune_origin::consume::train::Trainer;
     use attune_origin::model::covisit::{push, visit, CovisitConfig, Neighbours};
     use attune_origin::model::MfConfig;
-    use attune_origin::record::{Device, EventRecord};
     use std::collections::HashMap;
 
     let site = format!("trim{}", &uuid::Uuid::now_v7().simple().to_string()[20..]);
@@ -561,22 +573,8 @@ fn a_popular_items_row_is_trimmed_as_the_model_trims_it() {
     for (user, path) in &paths {
         let mut window = Vec::new();
         for item in path {
-            incoming.push(Incoming {
-                topic: "trim".into(),
-                partition: 0,
-                offset: incoming.len() as i64,
-                record: EventRecord {
-                    site_key: site.clone(),
-                    user_id: user.clone(),
-                    anonymous_id: user.clone(),
-                    event: event(Interaction::Click, Some(item), t),
-                    received_at_ms: t,
-                    clock_skew_ms: 0,
-                    corrected_ts_ms: t,
-                    device: Device::default(),
-                    attributes: Default::default(),
-                },
-            });
+            let offset = incoming.len() as i64;
+            incoming.push(click_as_consumed("trim", offset, &site, user, item, t));
             if let Some(d) = visit(&window, item, &cfg) {
                 expected.apply(&d, &cfg);
             }

@@ -153,13 +153,7 @@ impl Popularity {
         half_life: HalfLife,
         now_ms: i64,
     ) -> Self {
-        let mut values = vec![0.0; catalog.len()];
-        for (id, s) in scores {
-            if let Some(n) = catalog.position(id) {
-                values[n] = s.value_at(now_ms, half_life);
-            }
-        }
-        Self::from_values(catalog, values)
+        Self::from_values(catalog, values(catalog, scores, half_life, now_ms))
     }
 
     /// A newcomer's: half the site's, half the mean of their segments'
@@ -171,19 +165,19 @@ impl Popularity {
         half_life: HalfLife,
         now_ms: i64,
     ) -> Self {
-        let segments: Vec<Popularity> = segments
+        let segments: Vec<Vec<f64>> = segments
             .iter()
             .filter(|s| !s.is_empty())
-            .map(|s| Self::new(catalog, s, half_life, now_ms))
+            .map(|s| normalized(values(catalog, s, half_life, now_ms)))
             .collect();
         if segments.is_empty() {
             return self.clone();
         }
         let share = 0.5 / segments.len() as f64;
-        let values = (0..catalog.len())
-            .map(|n| 0.5 * self.item[n] + segments.iter().map(|s| share * s.item[n]).sum::<f64>())
+        let blended = (0..catalog.len())
+            .map(|n| 0.5 * self.item[n] + segments.iter().map(|s| share * s[n]).sum::<f64>())
             .collect();
-        Self::from_values(catalog, values)
+        Self::from_values(catalog, blended)
     }
 
     fn from_values(catalog: &Catalog, item: Vec<f64>) -> Self {
@@ -206,6 +200,22 @@ impl Popularity {
             .collect();
         Popularity { item, category }
     }
+}
+
+/// Decayed scores valued at `now_ms`, by catalog position (0 where none).
+fn values(
+    catalog: &Catalog,
+    scores: &HashMap<String, DecayedScore>,
+    half_life: HalfLife,
+    now_ms: i64,
+) -> Vec<f64> {
+    let mut out = vec![0.0; catalog.len()];
+    for (id, s) in scores {
+        if let Some(n) = catalog.position(id) {
+            out[n] = s.value_at(now_ms, half_life);
+        }
+    }
+    out
 }
 
 /// Scaled so the largest is 1 (all zeros stay zeros).
