@@ -25,6 +25,25 @@ pub struct ErrorBody {
     pub rejected: Option<Vec<String>>,
 }
 
+/// Longest message an error carries: messages may quote the input, and a
+/// reply must not echo a 200 KB value back.
+pub const MAX_MESSAGE_BYTES: usize = 512;
+/// Longest field path an error carries.
+pub const MAX_FIELD_BYTES: usize = 128;
+
+/// `s` cut to at most `max` bytes at a character boundary, `…` marking a cut.
+fn bounded(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut end = max - '…'.len_utf8();
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+        s.push('…');
+    }
+    s
+}
+
 /// An error reply.
 #[derive(Debug, Clone)]
 pub struct ApiError {
@@ -43,7 +62,7 @@ impl ApiError {
             status,
             body: Box::new(ErrorBody {
                 error,
-                message: message.into(),
+                message: bounded(message.into(), MAX_MESSAGE_BYTES),
                 field: None,
                 accepted: None,
                 rejected: None,
@@ -54,7 +73,7 @@ impl ApiError {
 
     /// Names the field at fault.
     pub fn field(mut self, field: impl Into<String>) -> Self {
-        self.body.field = Some(field.into());
+        self.body.field = Some(bounded(field.into(), MAX_FIELD_BYTES));
         self
     }
 
@@ -114,5 +133,25 @@ impl From<crate::store::StoreError> for ApiError {
         ApiError::unavailable(format!(
             "the profile store is unavailable ({e}); retry later"
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn echoed_input_is_cut_at_a_character_boundary() {
+        let huge = format!("the id `{}` is bad", "é".repeat(100_000));
+        let e = ApiError::bad_request("bad", huge).field("x".repeat(10_000));
+        assert!(
+            e.body.message.len() <= MAX_MESSAGE_BYTES,
+            "{}",
+            e.body.message.len()
+        );
+        assert!(e.body.message.starts_with("the id `é") && e.body.message.ends_with('…'));
+        assert_eq!(e.body.field.as_ref().unwrap().len(), MAX_FIELD_BYTES);
+        let short = ApiError::bad_request("bad", "k must be 1..=500");
+        assert_eq!(short.body.message, "k must be 1..=500");
     }
 }

@@ -10,6 +10,10 @@
 //! | `attune_events_accepted_total` | counter | kind |
 //! | `attune_events_rejected_total` | counter | reason |
 //! | `attune_rate_limited_total` | counter | by |
+//!
+//! Every label comes from a closed set: methods outside the standard seven
+//! are `other`, routes are the router's templates (`unmatched` otherwise),
+//! statuses are the server's own; the rest are enums of the code.
 
 use std::sync::OnceLock;
 use std::time::Instant;
@@ -44,14 +48,30 @@ pub async fn track(request: Request, next: Next) -> Response {
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = request.method().to_string();
+    let method = method_label(request.method());
     let started = Instant::now();
     let response = next.run(request).await;
     let status = response.status().as_u16().to_string();
-    metrics::counter!("attune_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status).increment(1);
+    metrics::counter!("attune_http_requests_total", "method" => method, "route" => route.clone(), "status" => status).increment(1);
     metrics::histogram!("attune_http_request_duration_seconds", "method" => method, "route" => route)
         .record(started.elapsed());
     response
+}
+
+/// A request method as a label from a closed set: clients choose the method
+/// token, and every distinct label value is a series kept for ever.
+fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        _ => "other",
+    }
 }
 
 /// `GET /metrics`: Prometheus text format.

@@ -25,8 +25,8 @@ fn quota(per_second: u32) -> Quota {
     Quota::per_second(n).allow_burst(n)
 }
 
-fn too_many(what: &str, wait: std::time::Duration) -> ApiError {
-    metrics::counter!("attune_rate_limited_total", "by" => what.to_owned()).increment(1);
+fn too_many(what: &'static str, wait: std::time::Duration) -> ApiError {
+    metrics::counter!("attune_rate_limited_total", "by" => what).increment(1);
     ApiError::new(
         axum::http::StatusCode::TOO_MANY_REQUESTS,
         "rate_limited",

@@ -496,3 +496,64 @@ async fn newcomers_get_what_people_like_them_take() {
         }
     }
 }
+
+/// Labels a client can influence come from closed sets: 40 requests with
+/// made-up methods (one of 4 KB) add no series of their own to `/metrics`,
+/// and an error quoting a 50 KB value does not echo it back.
+#[tokio::test]
+async fn hostile_requests_add_no_metric_series_and_get_bounded_errors() {
+    let origin = start(Backend::KafkaRedis, |_| {}).await;
+    let scrape = async || {
+        origin
+            .http
+            .get(origin.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    let before = scrape().await.len();
+    for i in 0..40 {
+        let token = if i == 0 {
+            "X".repeat(4096)
+        } else {
+            format!("PROBE{i}")
+        };
+        let method = reqwest::Method::from_bytes(token.as_bytes()).unwrap();
+        let _ = origin
+            .http
+            .request(method, origin.url("/v1/events"))
+            .send()
+            .await;
+    }
+    let text = scrape().await;
+    assert!(
+        !text.contains("PROBE") && !text.contains("XXXX"),
+        "a client's method became a label"
+    );
+    assert!(
+        text.contains(r#"method="other""#),
+        "made-up methods count as `other`"
+    );
+    assert!(
+        text.len() < before + 32 * 1024,
+        "/metrics grew {} B after 40 probes",
+        text.len() - before
+    );
+
+    let huge = "a".repeat(50_000);
+    let r = origin
+        .http
+        .put(origin.url("/v1/items/x"))
+        .bearer_auth(&origin.site.api_key)
+        .json(&serde_json::json!({ "id": huge }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body = r.text().await.unwrap();
+    assert!(body.len() < 1024, "a {} B error body", body.len());
+    assert!(body.contains("id_mismatch"), "{body}");
+}
