@@ -109,10 +109,17 @@ pub fn trim(row: &mut HashMap<String, f64>, cap: usize) {
     if row.len() <= 2 * cap {
         return;
     }
-    let mut cells: Vec<(String, f64)> = row.drain().collect();
-    cells.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    cells.truncate(cap);
-    row.extend(cells);
+    if cap == 0 {
+        row.clear();
+        return;
+    }
+    // The cap-th best cell, found in linear time; then keep what is not worse
+    // (the order is total: counts descending, then ids ascending).
+    let better = |a: (f64, &str), b: (f64, &str)| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(b.1));
+    let mut cells: Vec<(f64, &str)> = row.iter().map(|(k, v)| (*v, k.as_str())).collect();
+    cells.select_nth_unstable_by(cap - 1, |a, b| better(*a, *b));
+    let (last_count, last_id) = (cells[cap - 1].0, cells[cap - 1].1.to_owned());
+    row.retain(|k, v| better((*v, k), (last_count, &last_id)).is_le());
 }
 
 /// Co-visitation rows: item → other item → count.
@@ -131,20 +138,27 @@ impl Neighbours {
     /// Adds a delta to both rows and the norm, trimming each changed row
     /// (what the stores do, in this order).
     pub fn apply(&mut self, d: &CovisitDelta, cfg: &CovisitConfig) {
-        *Arc::make_mut(&mut self.norms)
-            .entry(d.item.clone())
-            .or_default() += d.norm;
-        let row = self.rows.entry(d.item.clone()).or_default();
+        *entry(Arc::make_mut(&mut self.norms), &d.item) += d.norm;
+        let row = entry(&mut self.rows, &d.item);
         for (j, amount) in &d.pairs {
-            *row.entry(j.clone()).or_default() += amount;
+            *entry(row, j) += amount;
         }
         trim(row, cfg.row_cap);
         for (j, amount) in &d.pairs {
-            let row = self.rows.entry(j.clone()).or_default();
-            *row.entry(d.item.clone()).or_default() += amount;
+            let row = entry(&mut self.rows, j);
+            *entry(row, &d.item) += amount;
             trim(row, cfg.row_cap);
         }
     }
+}
+
+/// `map.entry(key.to_owned()).or_default()` without allocating the key when
+/// it is already there (the common case: rows and cells repeat).
+fn entry<'m, V: Default>(map: &'m mut HashMap<String, V>, key: &str) -> &'m mut V {
+    if !map.contains_key(key) {
+        map.insert(key.to_owned(), V::default());
+    }
+    map.get_mut(key).expect("just inserted")
 }
 
 #[cfg(test)]
@@ -210,6 +224,25 @@ mod tests {
         kept.sort();
         // x2 and x5 hold 2; of the 1s, x1 wins the tie against x4.
         assert_eq!(kept, ["x1", "x2", "x5"]);
+    }
+
+    proptest::proptest! {
+        /// Linear-time trim keeps exactly what sorting would keep.
+        #[test]
+        fn trim_keeps_what_a_full_sort_keeps(
+            counts in proptest::collection::hash_map("[a-e]{1,3}", 0u8..4, 0..60),
+            cap in 0usize..12,
+        ) {
+            let mut row: HashMap<String, f64> =
+                counts.into_iter().map(|(k, v)| (k, f64::from(v))).collect();
+            let mut sorted: Vec<(String, f64)> = row.clone().into_iter().collect();
+            sorted.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            if sorted.len() > 2 * cap {
+                sorted.truncate(cap);
+            }
+            trim(&mut row, cap);
+            proptest::prop_assert_eq!(row, sorted.into_iter().collect::<HashMap<_, _>>());
+        }
     }
 
     #[test]
