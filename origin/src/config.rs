@@ -87,6 +87,16 @@ pub struct ServeArgs {
     /// Requests per second allowed per client IP.
     #[arg(long, env = "ATTUNE_RATE_PER_IP", default_value_t = 200)]
     pub rate_per_ip: u32,
+    /// How long a client may take to send a request's headers (also how long
+    /// a silent or idle keep-alive connection stays open).
+    #[arg(long, env = "ATTUNE_HEADER_TIMEOUT_MS", default_value_t = 10_000)]
+    pub header_timeout_ms: u64,
+    /// How long a client may take to send a request's body.
+    #[arg(long, env = "ATTUNE_BODY_TIMEOUT_MS", default_value_t = 30_000)]
+    pub body_timeout_ms: u64,
+    /// Most connections open at once; more wait in the listen backlog.
+    #[arg(long, env = "ATTUNE_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
     /// How long ingest waits for Kafka to acknowledge a batch before answering 503.
     #[arg(long, env = "ATTUNE_PRODUCE_TIMEOUT_MS", default_value_t = 5000)]
     pub produce_timeout_ms: u64,

@@ -29,6 +29,7 @@ pub mod ranking;
 pub mod ratelimit;
 pub mod record;
 pub mod segments;
+pub mod server;
 pub mod store;
 
 use std::sync::Arc;
@@ -44,6 +45,7 @@ use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::decompression::RequestDecompressionLayer;
+use tower_http::timeout::RequestBodyTimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::auth::Sites;
@@ -100,6 +102,10 @@ pub struct Shared {
     pub max_body_bytes: usize,
     /// Each site's ranking inputs, shared by its requests for a second.
     pub snapshots: ranking::snapshots::Snapshots,
+    /// Header deadline and connection cap of the server loop.
+    pub connection_limits: server::ConnectionLimits,
+    /// How long a request's body may take to arrive.
+    pub body_timeout: Duration,
 }
 
 impl AppState {
@@ -174,6 +180,11 @@ impl AppState {
             metrics: metrics::handle(),
             max_body_bytes: args.max_body_bytes,
             snapshots: Default::default(),
+            connection_limits: server::ConnectionLimits {
+                header_timeout: Duration::from_millis(args.header_timeout_ms),
+                max_connections: args.max_connections,
+            },
+            body_timeout: Duration::from_millis(args.body_timeout_ms),
         })))
     }
 }
@@ -195,7 +206,8 @@ fn cors(sites: Arc<Sites>) -> CorsLayer {
 }
 
 /// The HTTP API with its layers: tracing, metrics, per-IP rate limit, CORS,
-/// gzip request decompression, body limit (applied after decompression).
+/// a deadline for reading the body, gzip request decompression, body limit
+/// (applied after decompression).
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/events", post(ingest::post_events))
@@ -216,6 +228,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(health::readyz))
         .layer(DefaultBodyLimit::max(state.max_body_bytes))
         .layer(RequestDecompressionLayer::new())
+        .layer(RequestBodyTimeoutLayer::new(state.body_timeout))
         .layer(cors(state.sites.clone()))
         .layer(from_fn_with_state(state.clone(), ratelimit::per_ip))
         .layer(from_fn(metrics::track))
@@ -243,12 +256,8 @@ pub async fn serve(
         state.store.clone(),
         state.popularity_half_life,
     );
-    axum::serve(
-        listener,
-        router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await?;
+    let connection_limits = state.connection_limits;
+    server::run(listener, router(state), connection_limits, shutdown).await;
     // Write the popularity still buffered before the process exits.
     popularity.flush(store.as_ref(), half_life).await;
     Ok(())

@@ -13,7 +13,7 @@ const LAYERS: &[&[&str]] = &[
     &["error", "segments", "ranking", "consume"],
     &["auth", "ratelimit"],
     &["ingest", "api", "dashboard", "health"],
-    &["openapi"],
+    &["openapi", "server"],
 ];
 
 fn src() -> PathBuf {
