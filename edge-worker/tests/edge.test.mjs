@@ -192,3 +192,21 @@ test("tampered or foreign state is rejected, never trusted", async () => {
   r = await recs(edge, theirs);
   assert.equal((await r.json()).user, "anon:someone-else");
 });
+
+test("a truncated upload gets the origin's 400 JSON error, not a 500", async () => {
+  const url = new URL(await edge.ready);
+  const net = await import("node:net");
+  const socket = net.connect(Number(url.port), url.hostname);
+  await new Promise((resolve) => socket.once("connect", resolve));
+  const reply = new Promise((resolve) => {
+    let text = "";
+    socket.on("data", (d) => (text += d));
+    socket.on("close", () => resolve(text));
+    socket.on("error", () => resolve(text));
+  });
+  socket.write("POST /v1/collect HTTP/1.1\r\nHost: edge.test\r\nContent-Type: application/msgpack\r\nContent-Length: 1000\r\n\r\n");
+  socket.end(Buffer.alloc(10, 0x90));
+  const text = await reply;
+  assert.match(text, /^HTTP\/1\.1 400/, text);
+  assert.match(text, /"error":"unreadable_body"/, text);
+});

@@ -12,7 +12,16 @@ use crate::state::{cookie_value, set_cookie, EdgeState};
 pub async fn handle(mut req: Request, config: &Config, ctx: &Context) -> Result<Response> {
     let headers = req.headers().clone();
     let content_type = headers.get("content-type")?.unwrap_or_default();
-    let body = req.bytes().await?;
+    // A body cut short (client gone, connection lost) is the client's
+    // error, answered as the origin answers it, not a 500.
+    let Ok(body) = req.bytes().await else {
+        return error(
+            400,
+            "unreadable_body",
+            "the body could not be read in full: send the batch again",
+            None,
+        );
+    };
     let Some(format) = format_of(&content_type) else {
         return error(
             415,
