@@ -2,10 +2,10 @@
 //!
 //! The Cloudflare Worker (workers-rs) in front of the origin:
 //!
-//! - `POST /v1/collect` decodes the tracker's batch with attune-core, updates
-//!   the person's decayed tag affinities at once (in a signed cookie, see
-//!   [`state`]), forwards the untouched batch to the origin in the background
-//!   with retries, and answers 202.
+//! - `POST /v1/collect` decodes the tracker's batch with attune-core, hands
+//!   the untouched batch to the origin and answers with the origin's answer —
+//!   a 202 only once the events are stored; with it, the person's decayed tag
+//!   affinities move on (in a signed cookie, see [`state`]).
 //! - `GET /v1/recommendations` takes the person's candidate list from the
 //!   origin, cached at the edge ([`candidates::freshness`]: TTL, then
 //!   stale-while-revalidate, then stale-if-error), reranks it per request with

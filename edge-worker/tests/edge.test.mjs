@@ -2,7 +2,8 @@
 // real Kafka + Redis, through a recording proxy that can fail on demand.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { startOrigin, startProxy, startWorker, golden, batch, cookieOf } from "./harness.mjs";
+import { decode } from "@msgpack/msgpack";
+import { startOrigin, startProxy, startWorker, startQueuedWorker, golden, batch, cookieOf } from "./harness.mjs";
 
 let origin, proxy, edge, staleEdge;
 const BASE = "http://edge.test";
@@ -96,14 +97,15 @@ test("golden vectors: the worker's decay and rerank equal attune-core's, bit for
   }
 });
 
-test("golden batches are accepted; golden bad batches get their error and field", async () => {
-  // The golden batches name the site `news-demo`; an edge for that site accepts
-  // them (its forwards fail at the origin, which does not know the site).
+test("golden batches pass the edge's decoder; golden bad batches get their error and field", async () => {
+  // The golden batches name the site `news-demo`; an edge for that site
+  // decodes them and asks an origin that is not there: 503, not a 4xx.
   const demo = startWorker({ ORIGIN_URL: "http://127.0.0.1:9", SITE_KEY: "news-demo", ORIGIN_API_KEY: "unused-0123456789" });
   try {
     for (const c of golden.codec) {
       const r = await post(demo, Buffer.from(c.msgpack_hex, "hex"));
-      assert.equal(r.status, 202, c.name);
+      assert.equal(r.status, 503, c.name);
+      assert.equal((await r.json()).error, "origin_unavailable", c.name);
     }
     for (const c of golden.invalid) {
       const r = await post(demo, Buffer.from(c.msgpack_hex, "hex"));
@@ -117,16 +119,110 @@ test("golden batches are accepted; golden bad batches get their error and field"
   }
 });
 
-test("forwarding delivers the exact bytes to the origin, and retries after it fails", async () => {
+test("the edge answers with the origin's answer: one quick retry inside the request, the exact bytes each time", async () => {
   const site = origin.site.site_key;
   const body = batch(site, `anon-fwd-${Date.now()}`, [{ kind: "click", item: "s1" }, { kind: "scroll", item: "s1", dp: 80 }]);
   const sent = Buffer.from(body);
-  proxy.state.failNext = 2;
+  proxy.state.failNext = 1;
   const r = await post(edge, body);
   assert.equal(r.status, 202);
-  const same = () => proxy.state.events.filter((e) => e.body.equals(sent));
-  assert.ok(await until(() => same().some((e) => e.status === 202)), "the origin accepted the forwarded batch");
-  assert.deepEqual(same().map((e) => e.status), [503, 503, 202], "two failures, then the same bytes again");
+  assert.deepEqual(await r.json(), { accepted: 2, ignored: 0 }, "the origin's own count");
+  assert.ok(cookieOf(r), "the state moves on with the 202");
+  const same = proxy.state.events.filter((e) => e.body.equals(sent));
+  assert.deepEqual(same.map((e) => e.status), [503, 202], "a failure, then the same bytes again, before the answer");
+});
+
+test("origin down: 503 with Retry-After and no new state; the resent batch is stored and counted once", async () => {
+  const site = origin.site.site_key;
+  const anon = `anon-outage-${Date.now()}`;
+  let r = await post(edge, batch(site, anon, [{ kind: "click", item: "t1" }]));
+  const cookie = cookieOf(r);
+  const body = batch(site, anon, [{ kind: "click", item: "t2" }]);
+  const sent = Buffer.from(body);
+  proxy.state.down = true;
+  try {
+    r = await post(edge, body, { cookie });
+    assert.equal(r.status, 503);
+    assert.equal((await r.json()).error, "origin_unavailable");
+    assert.ok(Number(r.headers.get("retry-after")) > 0, "the tracker is told when to resend");
+    assert.equal(r.headers.get("set-cookie"), null, "nothing stored, so the state does not move");
+  } finally {
+    proxy.state.down = false;
+  }
+  r = await post(edge, body, { cookie });
+  assert.equal(r.status, 202);
+  assert.deepEqual(
+    proxy.state.events.filter((e) => e.body.equals(sent)).map((e) => e.status),
+    [202],
+    "the origin got the batch once it was back",
+  );
+  // The resent click reached the state (a signed MessagePack array: site, id,
+  // affinities, clicks); the failed attempt gave the browser no state to keep.
+  const [, , , clicks] = decode(Buffer.from(cookieOf(r).split("=")[1].split(".")[0], "base64url"));
+  assert.deepEqual(clicks.map(([item]) => item), ["t1", "t2"]);
+});
+
+test("FORWARD=queue: 202 once the queue holds the batch, origin down or not; it reaches the origin once back", async () => {
+  const site = origin.site.site_key;
+  const queued = startQueuedWorker({ ORIGIN_URL: proxy.url, SITE_KEY: site, ORIGIN_API_KEY: origin.site.api_key });
+  try {
+    const body = batch(site, `anon-queue-${Date.now()}`, [{ kind: "click", item: "w1" }]);
+    const sent = Buffer.from(body);
+    const same = () => proxy.state.events.filter((e) => e.body.equals(sent));
+    proxy.state.down = true;
+    let r;
+    try {
+      r = await post(queued, body);
+      assert.equal(r.status, 202);
+      assert.deepEqual(await r.json(), { accepted: 1, queued: true });
+      assert.ok(cookieOf(r), "the state moves on at once");
+      await new Promise((done) => setTimeout(done, 1500));
+      assert.equal(same().length, 0, "nothing reached the origin while it was down");
+    } finally {
+      proxy.state.down = false;
+    }
+    assert.ok(await until(() => same().some((e) => e.status === 202), 20000), "the queue delivered it once the origin was back");
+    assert.deepEqual(same().map((e) => e.status), [202], "the exact bytes, stored once");
+  } finally {
+    await queued.dispose();
+  }
+});
+
+test("FORWARD=queue: a batch the origin refuses for good goes to the dead-letter queue with the reason", async () => {
+  const queued = startQueuedWorker({ ORIGIN_URL: proxy.url, SITE_KEY: "unknown-to-the-origin", ORIGIN_API_KEY: "unused-0123456789" });
+  try {
+    const r = await post(queued, batch("unknown-to-the-origin", "a", [{ kind: "page_view" }]));
+    assert.equal(r.status, 202);
+    const dlq = await queued.getWorker("dead-letters");
+    let seen = [];
+    for (const end = Date.now() + 15000; seen.length === 0 && Date.now() < end; ) {
+      await new Promise((done) => setTimeout(done, 100));
+      seen = await (await dlq.fetch("http://dlq/")).json();
+    }
+    assert.equal(seen.length, 1, "one dead letter");
+    assert.match(seen[0], /^4\d\d /, "the origin's status and error are kept with it");
+  } finally {
+    await queued.dispose();
+  }
+});
+
+test("a batch the origin refuses gets the origin's status and error, and no new state", async () => {
+  // The edge serves this site, the origin does not know it.
+  const other = startWorker({ ORIGIN_URL: proxy.url, SITE_KEY: "unknown-to-the-origin", ORIGIN_API_KEY: "unused-0123456789" });
+  try {
+    const r = await post(other, batch("unknown-to-the-origin", "a", [{ kind: "page_view" }]));
+    const direct = await fetch(`${origin.url}/v1/events`, {
+      method: "POST",
+      headers: { "content-type": "application/msgpack" },
+      body: batch("unknown-to-the-origin", "a", [{ kind: "page_view" }]),
+    });
+    assert.equal(r.status, direct.status);
+    assert.ok(r.status >= 400 && r.status < 500, `${r.status}`);
+    assert.equal((await r.json()).error, (await direct.json()).error);
+    assert.equal(r.headers.get("set-cookie"), null);
+  } finally {
+    await other.dispose();
+  }
 });
 
 test("bad input gets a clear error", async () => {

@@ -49,7 +49,7 @@ export async function startOrigin() {
   const config = path.join(dir, "attune.toml");
   fs.writeFileSync(config, `[[sites]]\nsite_key = "${site.site_key}"\napi_key = "${site.api_key}"\ntoken_secret = "${site.token_secret}"\nallowed_origins = ["*"]\n`);
   const port = await freePort();
-  const bin = path.join(repoDir, "target/debug/attune-origin");
+  const bin = process.env.ATTUNE_ORIGIN_BIN ?? path.join(repoDir, "target/debug/attune-origin");
   if (!fs.existsSync(bin)) throw new Error(`${bin} is missing: cargo build -p attune-origin`);
   const proc = spawn(bin, ["serve"], {
     env: { ...process.env, KAFKA_BROKERS: need("KAFKA_BROKERS"), REDIS_URL: need("REDIS_URL"), ATTUNE_LISTEN: `127.0.0.1:${port}`, ATTUNE_CONFIG: config, RUST_LOG: "warn" },
@@ -90,17 +90,50 @@ export async function startProxy(target) {
   return { url: `http://127.0.0.1:${server.address().port}`, state, stop: () => server.close() };
 }
 
-/** The built worker (build/) in workerd. */
-export function startWorker(bindings) {
+function edgeWorker(bindings) {
   const build = path.join(crateDir, "build");
   if (!fs.existsSync(path.join(build, "index.js"))) throw new Error("edge-worker/build is missing: run `cargo xtask test` (it runs worker-build)");
-  return new Miniflare({
+  return {
     modules: true,
     modulesRoot: build,
     scriptPath: path.join(build, "index.js"),
     modulesRules: [{ type: "CompiledWasm", include: ["**/*.wasm"] }],
     compatibilityDate: "2025-01-01",
     bindings: { DEBUG_ENDPOINTS: "1", EDGE_STATE_SECRET: "edge-state-secret-for-tests", ...bindings },
+  };
+}
+
+/** The built worker (build/) in workerd. */
+export function startWorker(bindings) {
+  return new Miniflare(edgeWorker(bindings));
+}
+
+/**
+ * The worker with `FORWARD = "queue"` and its queues in workerd, beside a
+ * small worker that keeps what reaches the dead-letter queue
+ * (`GET /dead-letters` on it answers the bodies' `refused` reasons).
+ */
+export function startQueuedWorker(bindings) {
+  return new Miniflare({
+    workers: [
+      {
+        name: "edge",
+        ...edgeWorker({ ...bindings, FORWARD: "queue" }),
+        queueProducers: { EVENTS_QUEUE: "attune-events", EVENTS_DEAD_LETTERS: "attune-events-dlq" },
+        queueConsumers: { "attune-events": { maxBatchTimeout: 0.05, maxRetries: 100, retryDelay: 1, deadLetterQueue: "attune-events-dlq" } },
+      },
+      {
+        name: "dead-letters",
+        modules: true,
+        compatibilityDate: "2025-01-01",
+        script: `const seen = [];
+export default {
+  async fetch() { return Response.json(seen); },
+  async queue(batch) { for (const m of batch.messages) { seen.push(m.body.refused ?? null); m.ack(); } },
+};`,
+        queueConsumers: { "attune-events-dlq": { maxBatchTimeout: 0.05 } },
+      },
+    ],
   });
 }
 

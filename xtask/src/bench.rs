@@ -20,7 +20,8 @@ pub enum Bench {
     Freshness,
     /// Ranking latency for 10,000 items and 64 factors beside a dot-product floor.
     Recommend,
-    /// The edge: rerank CPU time in workerd vs native, and the bundle size.
+    /// The edge: rerank CPU time in workerd vs native, collect latency by
+    /// FORWARD mode beside the origin alone, and the bundle size.
     Edge,
     /// Tracker main-thread script time in Chromium beside posthog-js.
     Tracker,
@@ -48,7 +49,8 @@ pub fn run_bench(bench: Bench) -> Result<()> {
 }
 
 /// Rerank of 200 candidates in workerd (Miniflare) beside the same Rust
-/// natively, and the gzipped worker bundle. Writes target/bench/edge.json.
+/// natively, collect latency by FORWARD mode beside the origin alone (on the
+/// real stack), and the gzipped worker bundle. Writes target/bench/edge.json.
 fn edge_bench() -> Result<()> {
     install::npm_packages()?;
     install::worker_build()?;
@@ -69,6 +71,24 @@ fn edge_bench() -> Result<()> {
         )
         .context("the workerd rerank bench failed")?,
     )?;
+    // Collect latency needs the origin on the real stack.
+    run(cargo().args(["build", "--release", "-p", "attune-origin"]))?;
+    let stack = Stack::from_env();
+    let running = stack.up()?;
+    let collect = json(
+        output(
+            Command::new("node")
+                .arg("bench/collect.mjs")
+                .current_dir(edge::dir())
+                .envs(running.endpoints.vars())
+                .env(
+                    "ATTUNE_ORIGIN_BIN",
+                    crate::workspace_root().join("target/release/attune-origin"),
+                ),
+        )
+        .context("the collect latency bench failed")?,
+    )?;
+    drop(running);
     let (wasm_gz, js_gz) = edge::gzipped_sizes()?;
     let native_us = native["native_us_per_rerank"].as_f64().unwrap_or(f64::NAN);
     let workerd_us = workerd["workerd_us_per_rerank"]
@@ -78,6 +98,19 @@ fn edge_bench() -> Result<()> {
     println!("  workerd   {workerd_us:8.1} us per rerank (target < 1000)");
     println!("  native    {native_us:8.1} us per rerank (the floor)");
     println!("  ratio     {:8.2}x", workerd_us / native_us);
+    println!("collect latency, batch of 5 events (p50 / p99 ms; loopback, no edge–origin RTT)");
+    for (name, what) in [
+        ("origin_direct", "origin directly (the floor)"),
+        ("edge_forward_origin", "edge, FORWARD=origin (default)"),
+        ("edge_forward_queue", "edge, FORWARD=queue"),
+    ] {
+        let v = &collect[name];
+        println!(
+            "  {what:<32} {:6.2} / {:6.2}",
+            v["p50_ms"].as_f64().unwrap_or(f64::NAN),
+            v["p99_ms"].as_f64().unwrap_or(f64::NAN)
+        );
+    }
     println!(
         "  bundle    {:.1} KB gzipped ({:.1} KB wasm + {:.1} KB JS)",
         (wasm_gz + js_gz) as f64 / 1024.0,
@@ -87,6 +120,7 @@ fn edge_bench() -> Result<()> {
     let report = serde_json::json!({
         "rerank_200_candidates_us": {"workerd": workerd_us, "native": native_us, "ratio": workerd_us / native_us},
         "bundle_gzip_bytes": {"wasm": wasm_gz, "js": js_gz, "total": wasm_gz + js_gz},
+        "collect_latency_ms": collect,
     });
     let dir = crate::workspace_root().join("target/bench");
     std::fs::create_dir_all(&dir)?;

@@ -1,15 +1,15 @@
-//! `POST /v1/collect`: the tracker's batch, applied to the person's edge state
-//! at once and forwarded to the origin in the background.
+//! `POST /v1/collect`: the tracker's batch, stored at the origin and applied to
+//! the person's edge state before the answer.
 
 use attune_core::codec::{decode, format_of, DecodeError};
 use attune_core::routing::anonymous_user;
 use attune_core::FeedbackWeights;
-use worker::{Context, Request, Response, Result};
+use worker::{console_error, Env, Request, Response, Result};
 
-use super::{error, forward, now_ms, recommendations, Config};
+use super::{error, forward, now_ms, queue, recommendations, Config, ForwardTo};
 use crate::state::{cookie_value, set_cookie, EdgeState};
 
-pub async fn handle(mut req: Request, config: &Config, ctx: &Context) -> Result<Response> {
+pub async fn handle(mut req: Request, config: &Config, env: &Env) -> Result<Response> {
     let headers = req.headers().clone();
     let content_type = headers.get("content-type")?.unwrap_or_default();
     // A body cut short (client gone, connection lost) is the client's
@@ -89,17 +89,64 @@ pub async fn handle(mut req: Request, config: &Config, ctx: &Context) -> Result<
     }
     state.prune(now, config.half_life);
 
-    forward::spawn(
-        ctx,
-        format!("{}/v1/events", config.origin_url),
-        body,
-        content_type,
-        headers.get("user-agent")?,
-        headers.get("cf-connecting-ip")?,
-    );
-    let mut resp = Response::from_json(&serde_json::json!({ "accepted": batch.events.len() }))?
-        .with_status(202);
-    resp.headers_mut()
-        .set("set-cookie", &set_cookie(&state.seal(&config.state_secret)))?;
+    // 202 only once the events are durable: in the origin's log, or in the
+    // queue. The cookie moves on only then, so a resent batch is counted once
+    // in the edge state too.
+    let upload = forward::Upload {
+        url: format!("{}/v1/events", config.origin_url),
+        body: &body,
+        content_type: &content_type,
+        user_agent: headers.get("user-agent")?,
+        client_ip: headers.get("cf-connecting-ip")?,
+    };
+    let cookie = set_cookie(&state.seal(&config.state_secret));
+    if config.forward == ForwardTo::Queue && body.len() <= queue::MAX_MESSAGE_BYTES {
+        match queue::enqueue(env, &upload).await {
+            Ok(()) => {
+                let mut resp = Response::from_json(&serde_json::json!({
+                    "accepted": batch.events.len(),
+                    "queued": true,
+                }))?
+                .with_status(202);
+                resp.headers_mut().set("set-cookie", &cookie)?;
+                return Ok(resp);
+            }
+            // The queue is down: the origin itself is the other durable place.
+            Err(e) => console_error!("the events queue did not take a batch: {e}"),
+        }
+    }
+    match forward::deliver(&upload).await {
+        forward::Delivery::Answered { status, body } => {
+            let mut resp = json_bytes(status, body)?;
+            if (200..300).contains(&status) {
+                resp.headers_mut().set("set-cookie", &cookie)?;
+            }
+            Ok(resp)
+        }
+        forward::Delivery::Unavailable {
+            status,
+            retry_after_s,
+            body,
+        } => {
+            let mut resp = match body {
+                Some(body) => json_bytes(status, body)?,
+                None => error(
+                    503,
+                    "origin_unavailable",
+                    "the events could not be stored now: keep the batch and send it again after Retry-After",
+                    None,
+                )?,
+            };
+            resp.headers_mut()
+                .set("retry-after", &retry_after_s.to_string())?;
+            Ok(resp)
+        }
+    }
+}
+
+/// The origin's JSON answer, passed on as it is.
+fn json_bytes(status: u16, body: Vec<u8>) -> Result<Response> {
+    let mut resp = Response::from_bytes(body)?.with_status(status);
+    resp.headers_mut().set("content-type", "application/json")?;
     Ok(resp)
 }

@@ -3,8 +3,19 @@
 use attune_core::{HalfLife, Limits, RerankConfig};
 use worker::Env;
 
+/// Where a batch goes before the edge answers 202.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForwardTo {
+    /// The origin itself: the 202 is the origin's (`FORWARD = "origin"`, the default).
+    Origin,
+    /// A Cloudflare Queue, drained into the origin by this worker (`FORWARD = "queue"`).
+    Queue,
+}
+
 /// Parsed bindings.
 pub struct Config {
+    /// Where batches go before the 202.
+    pub forward: ForwardTo,
     /// Base URL of the origin, e.g. `https://origin.example`.
     pub origin_url: String,
     /// The one site this worker serves.
@@ -59,7 +70,17 @@ impl Config {
         let origin_url = required(env, "ORIGIN_URL")?
             .trim_end_matches('/')
             .to_owned();
+        let forward = match text(env, "FORWARD").as_deref() {
+            None | Some("origin") => ForwardTo::Origin,
+            Some("queue") => ForwardTo::Queue,
+            Some(other) => {
+                return Err(format!(
+                    "the worker binding FORWARD={other} is not `origin` or `queue`"
+                ))
+            }
+        };
         Ok(Config {
+            forward,
             origin_url,
             site_key: required(env, "SITE_KEY")?,
             api_key: required(env, "ORIGIN_API_KEY")?,

@@ -1,74 +1,106 @@
-//! Forwards a batch, byte for byte (so event ids are kept), to the origin after
-//! the reply, retrying network errors, 5xx and 429 with jittered backoff.
+//! Hands a batch, byte for byte (so event ids are kept), to the origin before
+//! the edge answers: the edge's 202 is the origin's 202, which means the
+//! events are in the log. A transient failure gets one quick retry inside the
+//! request; past that the tracker keeps the batch and sends it again (it
+//! persists what is unanswered), so nothing acknowledged depends on the edge.
 
 use std::time::Duration;
 
-use worker::{console_error, Context, Delay, Fetch, Headers, Method, Request, RequestInit};
+use worker::{console_error, Delay, Fetch, Headers, Method, Request, RequestInit};
 
-const ATTEMPTS: u32 = 6;
-const FIRST_DELAY_MS: f64 = 200.0;
-const MAX_RETRY_AFTER_MS: f64 = 5000.0;
+/// Attempts inside one request: the first and one retry.
+const ATTEMPTS: u32 = 2;
+/// Wait before the retry (jittered ×0.5–1.5).
+const RETRY_DELAY_MS: f64 = 150.0;
+/// What the edge asks the client to wait when the origin gave no Retry-After.
+pub const RETRY_AFTER_S: u32 = 5;
 
-/// Starts the forwarding; the worker stays alive for it (`waitUntil`).
-pub fn spawn(
-    ctx: &Context,
-    url: String,
-    body: Vec<u8>,
-    content_type: String,
-    user_agent: Option<String>,
-    client_ip: Option<String>,
-) {
-    ctx.wait_until(async move {
-        for attempt in 0..ATTEMPTS {
-            let wait_ms = match send(&url, &body, &content_type, &user_agent, &client_ip).await {
-                Ok((status, _)) if status < 300 => return,
-                Ok((status, retry_after)) if status == 429 || status >= 500 => retry_after,
-                Ok((status, _)) => {
-                    console_error!(
-                        "the origin refused a forwarded batch with {status}; not retrying"
-                    );
-                    return;
-                }
-                Err(e) => {
-                    console_error!("forwarding to the origin failed: {e}");
-                    None
-                }
-            };
-            let backoff =
-                FIRST_DELAY_MS * 2f64.powi(attempt as i32) * (0.5 + js_sys::Math::random());
-            let delay = wait_ms.map_or(backoff, |ms| ms.min(MAX_RETRY_AFTER_MS));
-            Delay::from(Duration::from_millis(delay as u64)).await;
-        }
-        console_error!("gave up forwarding a batch after {ATTEMPTS} attempts");
-    });
+/// A batch as the edge passes it on.
+pub struct Upload<'a> {
+    pub url: String,
+    pub body: &'a [u8],
+    pub content_type: &'a str,
+    pub user_agent: Option<String>,
+    pub client_ip: Option<String>,
 }
 
-async fn send(
-    url: &str,
-    body: &[u8],
-    content_type: &str,
-    user_agent: &Option<String>,
-    client_ip: &Option<String>,
-) -> worker::Result<(u16, Option<f64>)> {
+/// What the origin made of a batch.
+pub enum Delivery {
+    /// The origin answered with a final status (2xx: stored; 4xx other than
+    /// 429: refused for good); its body is the client's answer.
+    Answered { status: u16, body: Vec<u8> },
+    /// Not stored now (5xx, 429 or no answer): the client should resend after
+    /// `retry_after_s`. `body` is the origin's own answer, when there was one
+    /// (a partial 503 lists the ids it stored).
+    Unavailable {
+        status: u16,
+        retry_after_s: u32,
+        body: Option<Vec<u8>>,
+    },
+}
+
+/// True when the origin's `status` is final: stored, or refused for good.
+pub fn is_final(status: u16) -> bool {
+    status < 300 || (status < 500 && status != 429)
+}
+
+/// Sends `upload`, retrying a transient failure once.
+pub async fn deliver(upload: &Upload<'_>) -> Delivery {
+    let mut last = Delivery::Unavailable {
+        status: 503,
+        retry_after_s: RETRY_AFTER_S,
+        body: None,
+    };
+    for attempt in 0..ATTEMPTS {
+        if attempt > 0 {
+            let jitter = 0.5 + js_sys::Math::random();
+            Delay::from(Duration::from_millis((RETRY_DELAY_MS * jitter) as u64)).await;
+        }
+        match send(upload).await {
+            Ok((status, body, _)) if is_final(status) => {
+                return Delivery::Answered { status, body };
+            }
+            Ok((status, body, retry_after)) => {
+                console_error!("the origin answered {status} to a batch");
+                last = Delivery::Unavailable {
+                    status,
+                    retry_after_s: retry_after.unwrap_or(RETRY_AFTER_S),
+                    body: Some(body),
+                };
+                // The origin asked for a pause: do not retry at once.
+                if retry_after.is_some_and(|s| s > 0) {
+                    break;
+                }
+            }
+            Err(e) => console_error!("the origin could not be reached: {e}"),
+        }
+    }
+    last
+}
+
+/// One attempt: status, body and the Retry-After seconds.
+pub async fn send(u: &Upload<'_>) -> worker::Result<(u16, Vec<u8>, Option<u32>)> {
     let headers = Headers::new();
-    headers.set("content-type", content_type)?;
-    if let Some(ua) = user_agent {
+    headers.set("content-type", u.content_type)?;
+    if let Some(ua) = &u.user_agent {
         headers.set("user-agent", ua)?;
     }
-    if let Some(ip) = client_ip {
+    if let Some(ip) = &u.client_ip {
         headers.set("x-forwarded-for", ip)?;
     }
     let mut init = RequestInit::new();
     init.with_method(Method::Post)
         .with_headers(headers)
-        .with_body(Some(js_sys::Uint8Array::from(body).into()));
-    let response = Fetch::Request(Request::new_with_init(url, &init)?)
+        .with_body(Some(js_sys::Uint8Array::from(u.body).into()));
+    let mut response = Fetch::Request(Request::new_with_init(&u.url, &init)?)
         .send()
         .await?;
     let retry_after = response
         .headers()
         .get("retry-after")?
-        .and_then(|s| s.parse::<f64>().ok())
-        .map(|s| s * 1000.0);
-    Ok((response.status_code(), retry_after))
+        .and_then(|s| s.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(|s| s.ceil().min(3600.0) as u32);
+    let body = response.bytes().await?;
+    Ok((response.status_code(), body, retry_after))
 }

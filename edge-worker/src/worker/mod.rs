@@ -4,12 +4,13 @@ mod collect;
 mod config;
 mod debug;
 mod forward;
+mod queue;
 mod recommendations;
 
 use serde::Serialize;
 use worker::{event, Context, Env, Method, Request, Response, Result};
 
-pub use config::Config;
+pub use config::{Config, ForwardTo};
 
 /// Every error reply: `{error, message, field?}`, as the origin's.
 #[derive(Serialize)]
@@ -51,7 +52,7 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
     let path = req.path();
     let route = path.rfind("/v1/").map_or(path.as_str(), |i| &path[i..]);
     match (req.method(), route) {
-        (Method::Post, "/v1/collect") => collect::handle(req, &config, &ctx).await,
+        (Method::Post, "/v1/collect") => collect::handle(req, &config, &env).await,
         (Method::Get, "/v1/recommendations") => recommendations::handle(req, &config, &ctx).await,
         (Method::Get, "/healthz") => Response::ok("ok"),
         (_, p) if config.debug && p.starts_with("/__attune/") => debug::handle(req, &config).await,

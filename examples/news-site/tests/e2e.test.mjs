@@ -52,6 +52,29 @@ const siteKey = `news-e2e-${id}`;
 const apiKey = `sk-news-e2e-${id}-0123456789`;
 /** Every batch the edge accepted: ids with multiplicity, and the events. */
 const delivered = { ids: [], events: [] };
+/** Every event id the tracker sent the edge, whatever the answer. */
+const sent = new Set();
+/** Between the edge and the origin: forwards, or drops connections while `down`. */
+const link = { down: false, url: null, server: null };
+
+async function startLink(target) {
+  link.server = http.createServer(async (req, res) => {
+    const chunks = [];
+    for await (const c of req) chunks.push(c);
+    if (link.down) return req.socket.destroy();
+    try {
+      const headers = { ...req.headers };
+      delete headers.host;
+      const up = await fetch(target + req.url, { method: req.method, headers, body: ["GET", "HEAD"].includes(req.method) ? undefined : Buffer.concat(chunks) });
+      const type = up.headers.get("content-type");
+      res.writeHead(up.status, type ? { "content-type": type } : {}).end(Buffer.from(await up.arrayBuffer()));
+    } catch {
+      req.socket.destroy();
+    }
+  });
+  await new Promise((r) => link.server.listen(0, "127.0.0.1", r));
+  link.url = `http://127.0.0.1:${link.server.address().port}`;
+}
 const timings = {};
 
 function startProcess(args, env) {
@@ -78,11 +101,15 @@ before(async () => {
   startProcess(["serve"], { ...backends, ATTUNE_LISTEN: `127.0.0.1:${port}`, ATTUNE_CONFIG: config });
   consumer = startProcess(["consume"], { ...backends, ATTUNE_CONSUMER_GROUP: `news-e2e-${id}`, ATTUNE_CONSUMER_LISTEN: `127.0.0.1:${await freePort()}` });
   await until(async () => (await fetch(`${origin}/readyz`).catch(() => null))?.ok, 30000, "the origin to be ready");
+  await startLink(origin);
   site = await startSite({
-    originUrl: origin,
+    originUrl: link.url,
     apiKey,
     siteKey,
     onCollect: (body, status) => {
+      try {
+        for (const e of decode(body).e) sent.add(Buffer.from(e.i).toString("hex"));
+      } catch {}
       if (status !== 202) return;
       for (const e of decode(body).e) {
         delivered.ids.push(Buffer.from(e.i).toString("hex"));
@@ -101,6 +128,7 @@ before(async () => {
 after(async () => {
   await browser?.close();
   await site?.stop();
+  link.server?.close();
   for (const p of procs) p.kill("SIGINT");
   fs.mkdirSync(outDir, { recursive: true });
   fs.writeFileSync(path.join(outDir, "timings.json"), JSON.stringify(timings, null, 2) + "\n");
@@ -192,7 +220,18 @@ test("reloading and going offline then online duplicate nothing: profile counts 
   await until(() => delivered.events.some((e) => e.k === "click" && e.it === offlineItem), 10000, "the offline click to arrive");
   await page.evaluate(() => window.attune.flush());
 
-  // Quiet: nothing more on its way from the page for a moment.
+  const { distinct, total } = await countsOnceQuiet(who);
+  console.log(`# ${delivered.ids.length} events delivered to the edge, ${distinct} distinct; the profile counts ${total}`);
+  timings.events_delivered = delivered.ids.length;
+  timings.events_distinct = distinct;
+  assert.equal(total, distinct);
+});
+
+/**
+ * Once the page has stopped sending: the distinct event ids the edge
+ * acknowledged, and the events the reader's profile counts.
+ */
+async function countsOnceQuiet(who) {
   let seen = -1;
   await until(async () => {
     const now = delivered.ids.length;
@@ -209,13 +248,9 @@ test("reloading and going offline then online duplicate nothing: profile counts 
   // Late duplicates (retries in flight) would show up now.
   await wait(1500);
   const p = await api(`/v1/profile?user=${encodeURIComponent(who)}`);
-  const total = Object.values(p.counts).reduce((a, b) => a + b, 0);
-  console.log(`# ${delivered.ids.length} events delivered to the edge, ${distinct} distinct; the profile counts ${total}`);
-  timings.events_delivered = delivered.ids.length;
-  timings.events_distinct = distinct;
   assert.equal(new Set(delivered.ids).size, distinct, "nothing arrived while counting");
-  assert.equal(total, distinct);
-});
+  return { distinct, total: Object.values(p.counts).reduce((a, b) => a + b, 0) };
+}
 
 test("the dashboard shows the stream, the consumer and this reader's affinities and rail", async () => {
   const who = await user();
@@ -240,4 +275,35 @@ test("the dashboard shows the stream, the consumer and this reader's affinities 
   assert.ok(state.affinities >= 1, "the reader's affinities are drawn");
   assert.ok(state.topCategories.includes(category), `top categories ${state.topCategories}`);
   await dash.screenshot({ path: path.join(outDir, "dashboard.png"), fullPage: true });
+});
+
+test("origin down for 60 s while the reader goes on: every event id is stored once it is back, none twice", async () => {
+  const who = await user();
+  const acknowledged = new Set(delivered.ids);
+  link.down = true;
+  const downAt = Date.now();
+  try {
+    // The reader keeps reading; the rail is served from the edge cache.
+    while (Date.now() - downAt < 60000) {
+      await page.click("#more a[data-article], main a[data-article]");
+      await read();
+      await page.evaluate(() => window.attune.flush());
+      await wait(2000);
+    }
+  } finally {
+    link.down = false;
+  }
+  const during = [...sent].filter((i) => !acknowledged.has(i));
+  assert.ok(during.length >= 10, `the tracker sent ${during.length} new events during the outage`);
+  assert.ok(!during.some((i) => delivered.ids.includes(i)), "nothing was acknowledged while the origin was down");
+  const back = Date.now();
+  await until(() => during.every((i) => delivered.ids.includes(i)), 30000, "every event of the outage to be acknowledged");
+  timings.outage_events = during.length;
+  timings.outage_recovery_ms = Date.now() - back;
+  // The tracker also queued what it had not sent yet; that follows now.
+  const { distinct, total } = await countsOnceQuiet(who);
+  const unacknowledged = [...sent].filter((i) => !delivered.ids.includes(i));
+  console.log(`# origin down 60 s: ${during.length} events sent meanwhile, all acknowledged ${timings.outage_recovery_ms} ms after it came back; the profile counts ${total} for ${distinct} distinct ids`);
+  assert.deepEqual(unacknowledged, [], "every event the tracker sent was stored in the end");
+  assert.equal(total, distinct, "each event applied once");
 });
