@@ -34,6 +34,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
+/// The origin binary's allocator, so the costs measured are those of what serves.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const K: usize = 10;
 const WARMUP: f64 = 0.1;
 const HOLDOUT: f64 = 0.1;
@@ -179,6 +183,8 @@ struct Attune {
 
 impl Attune {
     fn new(label: &str, p: Params, items: &[Item]) -> Self {
+        // The model's window is the profile's (one window per reader).
+        assert_eq!(p.covisit.window, CovisitConfig::default().window);
         let mf = MfConfig::default();
         Attune {
             label: label.to_owned(),
@@ -274,7 +280,8 @@ impl Recommender for Attune {
             catalog: &self.catalog,
             learned: &learned,
             popularity: &popularity,
-            rows: &self.neighbours.rows,
+            // What the store answers for the reader's window.
+            rows: &self.neighbours.rows_of(&model.recent),
             covisit: &self.p.covisit,
             now_ms,
         };
@@ -300,18 +307,22 @@ impl Recommender for Attune {
                 continue;
             };
             if e.weight != 0.0 {
-                self.popularity
-                    .entry(item.to_owned())
-                    .or_default()
-                    .add(e.weight, e.ts_ms, pop_hl);
+                match self.popularity.get_mut(item) {
+                    Some(p) => p.add(e.weight, e.ts_ms, pop_hl),
+                    None => {
+                        let p = DecayedScore::point(e.weight, e.ts_ms);
+                        self.popularity.insert(item.to_owned(), p);
+                    }
+                }
             }
             if e.weight > 0.0 {
                 let u = vector.get_or_insert_with(|| initial(&format!("{SITE}/u{}", r.user), dim));
                 let negatives = self.pool.draw(self.mf.negatives, item);
-                let mut window = profile.recent.clone();
+                // The reader's window, as the trainer reads it; `learn` moves
+                // the item to its front, which the profile rules do next too.
                 let learned = learn(
                     u,
-                    &mut window,
+                    &mut profile.recent,
                     &mut self.vectors,
                     item,
                     age_weighted(e.weight, e.ts_ms, e.ts_ms) as f32,
@@ -337,17 +348,10 @@ impl Recommender for Attune {
     fn costs(&self, ratings: usize) -> serde_json::Value {
         const ID: usize = 8; // a value (f64) or a score beside an id
         let items = self.items.len().max(1) as f64;
-        let cells: usize = self.neighbours.rows.values().map(HashMap::len).sum();
-        let longest = self
-            .neighbours
-            .rows
-            .values()
-            .map(HashMap::len)
-            .max()
-            .unwrap_or(0);
-        let row_bytes: usize = self
-            .neighbours
-            .rows
+        let rows = self.neighbours.rows();
+        let cells: usize = rows.values().map(HashMap::len).sum();
+        let longest = rows.values().map(HashMap::len).max().unwrap_or(0);
+        let row_bytes: usize = rows
             .values()
             .flat_map(|row| row.keys().map(|k| k.len() + ID))
             .sum();

@@ -106,30 +106,54 @@ pub fn push(window: &mut Vec<String>, item: &str, size: usize) {
 /// smaller id). Amortized, a trim runs once per `cap` new cells; the Redis
 /// trainer's script and the embedded consumer implement the same rule.
 pub fn trim(row: &mut HashMap<String, f64>, cap: usize) {
-    if row.len() <= 2 * cap {
-        return;
+    if let Some(worst) = worst_kept(row.iter().map(|(k, v)| (*v, k.as_str())), cap) {
+        row.retain(|k, v| kept((*v, k), &worst));
+    }
+}
+
+/// The order of cells: counts descending, then ids ascending (total).
+fn better(a: (f64, &str), b: (f64, &str)) -> std::cmp::Ordering {
+    b.0.total_cmp(&a.0).then_with(|| a.1.cmp(b.1))
+}
+
+/// Whether a trim keeps `cell`, given the worst cell it keeps.
+fn kept(cell: (f64, &str), worst: &(f64, String)) -> bool {
+    better(cell, (worst.0, &worst.1)).is_le()
+}
+
+/// For a row of `cells` that a trim to `cap` shrinks, the worst cell it keeps
+/// (the cap-th best, found in linear time); `None` when nothing goes.
+fn worst_kept<'n>(
+    cells: impl ExactSizeIterator<Item = (f64, &'n str)>,
+    cap: usize,
+) -> Option<(f64, String)> {
+    if cells.len() <= 2 * cap {
+        return None;
     }
     if cap == 0 {
-        row.clear();
-        return;
+        return Some((f64::INFINITY, String::new()));
     }
-    // The cap-th best cell, found in linear time; then keep what is not worse
-    // (the order is total: counts descending, then ids ascending).
-    let better = |a: (f64, &str), b: (f64, &str)| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(b.1));
-    let mut cells: Vec<(f64, &str)> = row.iter().map(|(k, v)| (*v, k.as_str())).collect();
+    let mut cells: Vec<(f64, &str)> = cells.collect();
     cells.select_nth_unstable_by(cap - 1, |a, b| better(*a, *b));
-    let (last_count, last_id) = (cells[cap - 1].0, cells[cap - 1].1.to_owned());
-    row.retain(|k, v| better((*v, k), (last_count, &last_id)).is_le());
+    Some((cells[cap - 1].0, cells[cap - 1].1.to_owned()))
 }
 
 /// Co-visitation rows: item → other item → count.
 pub type CovisitRows = HashMap<String, HashMap<String, f64>>;
 
-/// Co-visit counts of some items and every item's norm.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// A fast hasher for the in-memory rows: their keys are small integers the
+/// interner hands out, never chosen by a client.
+type Fast = foldhash::fast::RandomState;
+
+/// Co-visit counts and every item's norm, in memory (`cargo xtask eval`, and
+/// the tests that hold the stores to the same rules). Item ids are interned,
+/// so a cell is an integer and a count, and updating one compares no strings.
+#[derive(Debug, Clone, Default)]
 pub struct Neighbours {
-    /// Item → (other item → count).
-    pub rows: CovisitRows,
+    ids: HashMap<String, u32, Fast>,
+    names: Vec<String>,
+    /// By interned id: other id → count.
+    rows: Vec<HashMap<u32, f64, Fast>>,
     /// Item → norm (shared: every request of a site reads the same).
     pub norms: Arc<HashMap<String, f64>>,
 }
@@ -139,16 +163,67 @@ impl Neighbours {
     /// (what the stores do, in this order).
     pub fn apply(&mut self, d: &CovisitDelta, cfg: &CovisitConfig) {
         *entry(Arc::make_mut(&mut self.norms), &d.item) += d.norm;
-        let row = entry(&mut self.rows, &d.item);
-        for (j, amount) in &d.pairs {
-            *entry(row, j) += amount;
+        let item = self.intern(&d.item);
+        let others: Vec<(u32, f64)> = d
+            .pairs
+            .iter()
+            .map(|(j, amount)| (self.intern(j), *amount))
+            .collect();
+        let row = &mut self.rows[item as usize];
+        for &(j, amount) in &others {
+            *row.entry(j).or_default() += amount;
         }
-        trim(row, cfg.row_cap);
-        for (j, amount) in &d.pairs {
-            let row = entry(&mut self.rows, j);
-            *entry(row, &d.item) += amount;
-            trim(row, cfg.row_cap);
+        self.trim(item, cfg.row_cap);
+        for &(j, amount) in &others {
+            *self.rows[j as usize].entry(item).or_default() += amount;
+            self.trim(j, cfg.row_cap);
         }
+    }
+
+    /// [`trim`] of the row of interned `item`.
+    fn trim(&mut self, item: u32, cap: usize) {
+        let (row, names) = (&mut self.rows[item as usize], &self.names);
+        let name = |k: &u32| names[*k as usize].as_str();
+        if let Some(worst) = worst_kept(row.iter().map(|(k, v)| (*v, name(k))), cap) {
+            row.retain(|k, v| kept((*v, name(k)), &worst));
+        }
+    }
+
+    fn intern(&mut self, id: &str) -> u32 {
+        if let Some(&n) = self.ids.get(id) {
+            return n;
+        }
+        let n = u32::try_from(self.names.len()).expect("fewer than 2^32 items");
+        self.ids.insert(id.to_owned(), n);
+        self.names.push(id.to_owned());
+        self.rows.push(HashMap::default());
+        n
+    }
+
+    /// The count of `a` with `b`, if the row of `a` holds one.
+    pub fn count(&self, a: &str, b: &str) -> Option<f64> {
+        let (a, b) = (self.ids.get(a)?, self.ids.get(b)?);
+        self.rows[*a as usize].get(b).copied()
+    }
+
+    /// The rows of `items` that have any, as a store's `covisit_rows` answers.
+    pub fn rows_of<'s>(&self, items: impl IntoIterator<Item = &'s String>) -> CovisitRows {
+        items
+            .into_iter()
+            .filter_map(|item| {
+                let row = &self.rows[*self.ids.get(item)? as usize];
+                let row: HashMap<String, f64> = row
+                    .iter()
+                    .map(|(k, v)| (self.names[*k as usize].clone(), *v))
+                    .collect();
+                (!row.is_empty()).then(|| (item.clone(), row))
+            })
+            .collect()
+    }
+
+    /// Every row.
+    pub fn rows(&self) -> CovisitRows {
+        self.rows_of(&self.names)
     }
 }
 
@@ -206,8 +281,12 @@ mod tests {
                 push(&mut w, item, cfg.window);
             }
         }
-        assert_eq!((n.rows["a"]["b"], n.rows["b"]["a"]), (3.0, 3.0));
-        assert_eq!(n.rows["a"]["c"], 1.0);
+        assert_eq!(
+            (n.count("a", "b"), n.count("b", "a")),
+            (Some(3.0), Some(3.0))
+        );
+        assert_eq!(n.count("a", "c"), Some(1.0));
+        assert_eq!(n.count("b", "c"), None);
         assert_eq!((n.norms["a"], n.norms["b"], n.norms["c"]), (4.0, 3.0, 1.0));
     }
 

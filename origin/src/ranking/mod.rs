@@ -246,7 +246,7 @@ mod tests {
             learned: &Learned::new(&catalog, vectors, neighbours.norms.clone()),
             popularity: &Popularity::new(&catalog, &popularity, hl, now_ms),
             catalog: &catalog,
-            rows: &neighbours.rows,
+            rows: &neighbours.rows_of(&user.recent),
             covisit: &CovisitConfig::default(),
             now_ms,
         };
