@@ -121,6 +121,7 @@ async fn main() -> anyhow::Result<()> {
         popularity_half_life_h: 24.0,
         topic_prefix: prefix.clone(),
         affinity_half_life_h: 24.0,
+        consumer_group: "attune-profiles".into(),
     };
     let state = AppState::with_sites(&args, std::slice::from_ref(&site)).await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

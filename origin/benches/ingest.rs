@@ -506,6 +506,7 @@ async fn main() -> anyhow::Result<()> {
         popularity_half_life_h: 24.0,
         topic_prefix: String::new(),
         affinity_half_life_h: 24.0,
+        consumer_group: "attune-profiles".into(),
     };
     let state = AppState::with_sites(&args, std::slice::from_ref(&site)).await?;
     let origin = serve(attune_origin::router(state)).await;

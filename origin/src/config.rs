@@ -54,7 +54,7 @@ pub struct ConsumeArgs {
     /// Half-life of profile affinities, in hours.
     #[arg(long, env = "ATTUNE_AFFINITY_HALF_LIFE_H", default_value_t = 24.0)]
     pub affinity_half_life_h: f64,
-    /// Where to serve /metrics (consumer lag) and /healthz.
+    /// Where to serve /metrics and /healthz.
     #[arg(long, env = "ATTUNE_CONSUMER_LISTEN", default_value = "127.0.0.1:9464")]
     pub listen: SocketAddr,
 }
@@ -113,6 +113,9 @@ pub struct ServeArgs {
     /// Half-life of profile affinities, in hours (as `consume` writes them).
     #[arg(long, env = "ATTUNE_AFFINITY_HALF_LIFE_H", default_value_t = 24.0)]
     pub affinity_half_life_h: f64,
+    /// The consumers' group, whose lag this origin measures and reports.
+    #[arg(long, env = "ATTUNE_CONSUMER_GROUP", default_value = "attune-profiles")]
+    pub consumer_group: String,
 }
 
 /// Which backends to use.

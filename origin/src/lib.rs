@@ -106,6 +106,8 @@ pub struct Shared {
     pub connection_limits: server::ConnectionLimits,
     /// How long a request's body may take to arrive.
     pub body_timeout: Duration,
+    /// The consumer group's lag, measured here (Kafka only).
+    pub consumer_lag: Option<event_log::lag::LagProbe>,
 }
 
 impl AppState {
@@ -120,8 +122,16 @@ impl AppState {
         sites: &[config::SiteConfig],
     ) -> anyhow::Result<Self> {
         let sites = Sites::new(sites)?;
+        let mut consumer_lag = None;
         let (log, store): (Arc<dyn EventLog>, Arc<dyn Store>) = match args.backends()? {
             Backends::KafkaRedis { brokers, redis_url } => {
+                let topics = attune_core::routing::topics()
+                    .map(|t| format!("{}{t}", args.topic_prefix))
+                    .collect();
+                consumer_lag = Some(
+                    event_log::lag::LagProbe::spawn(&brokers, &args.consumer_group, topics)
+                        .context("start measuring the consumer lag")?,
+                );
                 let log = event_log::kafka::KafkaLog::new(
                     &brokers,
                     Duration::from_millis(args.kafka_linger_ms),
@@ -185,6 +195,7 @@ impl AppState {
                 max_connections: args.max_connections,
             },
             body_timeout: Duration::from_millis(args.body_timeout_ms),
+            consumer_lag,
         })))
     }
 }

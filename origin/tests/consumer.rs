@@ -1,7 +1,7 @@
 //! The consumers against the real Kafka and Redis: profiles count every
 //! accepted event exactly once through kill -9, restarts, duplicate batches and
 //! rebalances; forgetting a user removes their profile and ignores what comes
-//! later. Each test runs on its own topics (a prefix), so history never leaks in.
+//! later; the origin reports the group's true lag. Each test runs on its own topics (a prefix), so history never leaks in.
 
 mod common;
 
@@ -217,6 +217,77 @@ async fn profiles_count_once_through_kill9_restart_and_duplicate_batches() {
         }
     }
     expected.wait_for(&origin).await;
+}
+
+/// The group's lag as the origin measures it: the dashboard's figure, and the
+/// sum of `attune_consumer_lag` on the origin's `/metrics` for these topics.
+async fn group_lag(origin: &TestOrigin, prefix: &str) -> (Option<i64>, f64) {
+    let dashboard = origin.get_as_site("/v1/dashboard").await;
+    let metrics = reqwest::get(origin.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let from_metrics = metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("attune_consumer_lag{") && l.contains(&format!("topic=\"{prefix}"))
+        })
+        .filter_map(|l| l.split_whitespace().last()?.parse::<f64>().ok())
+        .sum();
+    (dashboard["consumer_lag"]["total"].as_i64(), from_metrics)
+}
+
+/// Waits until both lag figures read `want`.
+async fn lag_reaches(origin: &TestOrigin, prefix: &str, want: i64) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let got = group_lag(origin, prefix).await;
+        if got == (Some(want), want as f64) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "lag {got:?}, want {want}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_origin_reports_the_groups_true_lag_with_consumers_stopped_started_and_restarted() {
+    let (prefix, origin) = {
+        let prefix = format!("it{}.", &uuid::Uuid::now_v7().simple().to_string()[20..]);
+        create_topics(&prefix).await;
+        let (p, g) = (prefix.clone(), format!("g-{prefix}"));
+        let origin = start(Backend::KafkaRedis, move |a| {
+            a.topic_prefix = p;
+            a.consumer_group = g;
+        })
+        .await;
+        (prefix, origin)
+    };
+    let (site, group) = (origin.site.site_key.clone(), format!("g-{prefix}"));
+    // No consumer has ever run: every accepted event is behind.
+    for u in 0..3 {
+        let b = user_batch(&site, &format!("lag{u}"), 0);
+        assert_eq!(origin.post_batch(&b).await.status(), 202);
+    }
+    lag_reaches(&origin, &prefix, 30).await;
+
+    let first = Consumer::start(&prefix, &group);
+    lag_reaches(&origin, &prefix, 0).await;
+    first.kill9();
+    // Stopped: what arrives now is lag again.
+    let b = user_batch(&site, "lag0", 1);
+    assert_eq!(origin.post_batch(&b).await.status(), 202);
+    lag_reaches(&origin, &prefix, 10).await;
+    // Restarted: back to 0, and it stays there (no drift from commits the
+    // consumer made through its transactions).
+    let _second = Consumer::start(&prefix, &group);
+    lag_reaches(&origin, &prefix, 0).await;
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(group_lag(&origin, &prefix).await, (Some(0), 0.0));
+    }
 }
 
 #[tokio::test]

@@ -255,7 +255,7 @@ const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 pub fn spawn(db: Arc<Database>, mut appended: watch::Receiver<u64>, half_life: HalfLife) {
     tokio::spawn(async move {
         let shared_lag = SharedLag::default();
-        let mut stats = StatsTracker::new(shared_lag.clone());
+        let mut stats = StatsTracker::new(Some(shared_lag.clone()));
         let mut pruned: Option<std::time::Instant> = None;
         loop {
             if pruned.is_none_or(|at| at.elapsed() > PRUNE_EVERY) {

@@ -23,44 +23,22 @@ use attune_core::routing::{topics, PROFILE_UPDATES};
 use attune_core::{FeedbackWeights, HalfLife};
 
 use crate::model::MfConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use rdkafka::{ClientConfig, ClientContext, Message, Offset, Statistics, TopicPartitionList};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
 use crate::clock::now_ms;
 use crate::config::ConsumeArgs;
 use crate::record::EventRecord;
 use apply::{by_user, Incoming, ProfileWriter};
-use stats::{SharedLag, StatsTracker};
+use stats::StatsTracker;
 
 const POLL: Duration = Duration::from_millis(100);
 const TX_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Exports consumer lag per partition from librdkafka's statistics, to
-/// `/metrics` and to the dashboard's stats.
-struct LagContext(SharedLag);
-
-impl ClientContext for LagContext {
-    fn stats(&self, stats: Statistics) {
-        let mut lag = self.0.lock().expect("not poisoned");
-        lag.clear();
-        for (topic, t) in &stats.topics {
-            for (partition, p) in &t.partitions {
-                if *partition >= 0 && p.consumer_lag >= 0 {
-                    metrics::gauge!("attune_consumer_lag", "topic" => topic.clone(), "partition" => partition.to_string())
-                        .set(p.consumer_lag as f64);
-                    lag.insert(format!("{topic}/{partition}"), p.consumer_lag);
-                }
-            }
-        }
-    }
-}
-
-impl ConsumerContext for LagContext {}
-
 /// Runs until `stop` is set; restarts its Kafka clients after any error.
 pub fn run(args: &ConsumeArgs, stop: Arc<AtomicBool>) -> Result<()> {
-    let mut stats = StatsTracker::new(SharedLag::default());
+    let mut stats = StatsTracker::new(None);
     while !stop.load(Ordering::SeqCst) {
         if let Err(e) = run_clients(args, &stop, &mut stats) {
             tracing::warn!("consumer restarting from the committed offsets: {e:#}");
@@ -78,7 +56,7 @@ fn run_clients(args: &ConsumeArgs, stop: &AtomicBool, stats: &mut StatsTracker) 
     let names: Vec<String> = topics()
         .map(|t| format!("{}{t}", args.topic_prefix))
         .collect();
-    let consumer: BaseConsumer<LagContext> = ClientConfig::new()
+    let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", &args.kafka_brokers)
         .set("group.id", &args.group)
         .set("enable.auto.commit", "false")
@@ -86,8 +64,7 @@ fn run_clients(args: &ConsumeArgs, stop: &AtomicBool, stats: &mut StatsTracker) 
         .set("isolation.level", "read_committed")
         .set("auto.offset.reset", "earliest")
         .set("session.timeout.ms", "6000")
-        .set("statistics.interval.ms", "1000")
-        .create_with_context(LagContext(stats.lag()))
+        .create()
         .context("create the Kafka consumer")?;
     consumer.subscribe(&names.iter().map(String::as_str).collect::<Vec<_>>())?;
     // Unique per client: zombies are fenced by the group generation sent
@@ -198,7 +175,7 @@ fn run_clients(args: &ConsumeArgs, stop: &AtomicBool, stats: &mut StatsTracker) 
 }
 
 /// Up to `max` messages, waiting at most one poll interval for the first.
-fn poll_batch(consumer: &BaseConsumer<LagContext>, max: usize) -> Vec<(String, i32, i64, Vec<u8>)> {
+fn poll_batch(consumer: &BaseConsumer, max: usize) -> Vec<(String, i32, i64, Vec<u8>)> {
     let mut out = Vec::new();
     let deadline = Instant::now() + POLL;
     while out.len() < max {

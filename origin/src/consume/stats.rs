@@ -1,6 +1,8 @@
-//! What a consumer reports about itself for the dashboard: lag per partition
-//! (from librdkafka's statistics) and freshness — receipt at the origin to the
-//! profile updated — over the last minute.
+//! What a consumer reports about itself for the dashboard: freshness —
+//! receipt at the origin to the profile updated — over the last minute, its
+//! counts, and (embedded mode) its lag. On Kafka the origin measures the
+//! group's lag itself (`event_log::lag`): a consumer cannot see the commits
+//! it makes through its transactional producer, nor report while it is down.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -14,13 +16,13 @@ const MAX_SAMPLES: usize = 20_000;
 /// How often the stats are published.
 pub const PUBLISH_EVERY: Duration = Duration::from_millis(500);
 
-/// Lag per `topic/partition`, written by the Kafka statistics callback.
+/// Lag per `topic/partition`, written by the embedded consumer.
 pub type SharedLag = Arc<Mutex<BTreeMap<String, i64>>>;
 
 /// A consumer's running statistics.
 pub struct StatsTracker {
     member: String,
-    lag: SharedLag,
+    lag: Option<SharedLag>,
     /// `(applied at, freshness ms)`, oldest first.
     samples: VecDeque<(i64, f64)>,
     applied: u64,
@@ -29,8 +31,8 @@ pub struct StatsTracker {
 }
 
 impl StatsTracker {
-    /// A tracker for this process, reading lag from `lag`.
-    pub fn new(lag: SharedLag) -> Self {
+    /// A tracker for this process, reading lag from `lag` if it knows it.
+    pub fn new(lag: Option<SharedLag>) -> Self {
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "consumer".into());
         StatsTracker {
             member: format!("{host}-{}", std::process::id()),
@@ -40,11 +42,6 @@ impl StatsTracker {
             duplicate: 0,
             published: None,
         }
-    }
-
-    /// The lag map the Kafka statistics callback writes.
-    pub fn lag(&self) -> SharedLag {
-        self.lag.clone()
     }
 
     /// This process's member name.
@@ -88,12 +85,15 @@ impl StatsTracker {
         }
         let mut sorted: Vec<f64> = self.samples.iter().map(|(_, f)| *f).collect();
         sorted.sort_by(f64::total_cmp);
-        let lag_by_partition = self.lag.lock().expect("not poisoned").clone();
+        let lag_by_partition = self
+            .lag
+            .as_ref()
+            .map(|l| l.lock().expect("not poisoned").clone());
         ConsumerStats {
             member: self.member.clone(),
             updated_at_ms: now_ms,
-            lag: lag_by_partition.values().sum(),
-            lag_by_partition,
+            lag: lag_by_partition.as_ref().map(|l| l.values().sum()),
+            lag_by_partition: lag_by_partition.unwrap_or_default(),
             freshness_p50_ms: percentile(&sorted, 0.50),
             freshness_p99_ms: percentile(&sorted, 0.99),
             events_applied: self.applied,
@@ -130,7 +130,7 @@ mod tests {
         lag.lock()
             .unwrap()
             .extend([("t/0".to_string(), 3), ("t/1".to_string(), 4)]);
-        let mut t = StatsTracker::new(lag);
+        let mut t = StatsTracker::new(Some(lag));
         t.observe([0, 0], 1_000); // 1 s fresh, applied at t = 1 s
         t.observe([100_000], 100_050); // 50 ms fresh, at t = 100 s
         t.count(3, 1);
@@ -138,7 +138,7 @@ mod tests {
         // The samples from t = 1 s are past the window.
         assert_eq!(s.freshness_p50_ms, Some(50.0));
         assert_eq!(s.freshness_p99_ms, Some(50.0));
-        assert_eq!(s.lag, 7);
+        assert_eq!(s.lag, Some(7));
         assert_eq!((s.events_applied, s.events_duplicate), (3, 1));
         assert!(!t.due());
     }

@@ -14,6 +14,7 @@ use utoipa::ToSchema;
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
+use crate::event_log::lag::GroupLag;
 use crate::store::{ConsumerStats, Item};
 use crate::AppState;
 
@@ -51,8 +52,13 @@ pub struct Dashboard {
     /// Events this origin process accepted per kind since it started (all
     /// sites); rates come from two readings.
     pub events_total_by_kind: BTreeMap<String, u64>,
-    /// The running stream consumers (empty in embedded mode).
+    /// The running stream consumers.
     pub consumers: Vec<ConsumerStats>,
+    /// The Kafka consumer group's lag, measured by this origin whether or not
+    /// any consumer runs (absent in embedded mode, where the consumer reports
+    /// its own).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consumer_lag: Option<GroupLag>,
     /// Most popular items of the site.
     pub top_items: Vec<TopItem>,
     /// Most popular categories of the site.
@@ -89,6 +95,7 @@ pub async fn get_dashboard(
             .map(|(k, n)| (k.to_owned(), n))
             .collect(),
         consumers,
+        consumer_lag: state.consumer_lag.as_ref().and_then(|p| p.latest()),
         top_items,
         top_categories,
         recent_users: state.activity.recent_users(site),

@@ -3,6 +3,7 @@
 
 pub mod embedded;
 pub mod kafka;
+pub mod lag;
 
 use std::sync::Arc;
 

@@ -94,9 +94,12 @@ pub struct ConsumerStats {
     pub member: String,
     /// When it reported, Unix ms.
     pub updated_at_ms: i64,
-    /// Messages behind the log end, summed over its partitions.
-    pub lag: i64,
-    /// Lag per `topic/partition`.
+    /// Messages behind the log end, summed over its partitions, where the
+    /// consumer knows it (embedded mode; on Kafka see `Dashboard.consumer_lag`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag: Option<i64>,
+    /// Lag per `topic/partition` (embedded mode).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub lag_by_partition: BTreeMap<String, i64>,
     /// Receipt at the origin → profile updated, over the last minute, ms.
     pub freshness_p50_ms: Option<f64>,

@@ -84,6 +84,7 @@ pub fn args(backend: Backend, config: PathBuf, data_dir: PathBuf) -> ServeArgs {
         popularity_half_life_h: 24.0,
         topic_prefix: String::new(),
         affinity_half_life_h: 24.0,
+        consumer_group: "attune-profiles".into(),
     }
 }
 
