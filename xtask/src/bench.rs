@@ -81,10 +81,7 @@ fn edge_bench() -> Result<()> {
                 .arg("bench/collect.mjs")
                 .current_dir(edge::dir())
                 .envs(running.endpoints.vars())
-                .env(
-                    "ATTUNE_ORIGIN_BIN",
-                    crate::workspace_root().join("target/release/attune-origin"),
-                ),
+                .env("ATTUNE_ORIGIN_BIN", target_dir().join("release/attune-origin")),
         )
         .context("the collect latency bench failed")?,
     )?;
@@ -130,6 +127,13 @@ fn edge_bench() -> Result<()> {
     )?;
     println!("  wrote target/bench/edge.json");
     Ok(())
+}
+
+/// Where cargo builds: `CARGO_TARGET_DIR`, else `target/`.
+fn target_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(Into::into)
+        .unwrap_or_else(|| crate::workspace_root().join("target"))
 }
 
 /// 10,000 scroll events and 1,000 clicks in headless Chromium: main-thread
