@@ -81,7 +81,10 @@ fn edge_bench() -> Result<()> {
                 .arg("bench/collect.mjs")
                 .current_dir(edge::dir())
                 .envs(running.endpoints.vars())
-                .env("ATTUNE_ORIGIN_BIN", target_dir().join("release/attune-origin")),
+                .env(
+                    "ATTUNE_ORIGIN_BIN",
+                    target_dir().join("release/attune-origin"),
+                ),
         )
         .context("the collect latency bench failed")?,
     )?;
