@@ -243,6 +243,7 @@ impl Attune {
                         corrected_ts_ms: r.t_ms,
                         device: Device::default(),
                         attributes: Default::default(),
+                        segments: Vec::new(),
                     },
                 }
             })

@@ -54,6 +54,9 @@ pub struct ConsumeArgs {
     /// Half-life of profile affinities, in hours.
     #[arg(long, env = "ATTUNE_AFFINITY_HALF_LIFE_H", default_value_t = 24.0)]
     pub affinity_half_life_h: f64,
+    /// Half-life of item popularity, in hours (as `serve` reads it).
+    #[arg(long, env = "ATTUNE_POPULARITY_HALF_LIFE_H", default_value_t = 24.0)]
+    pub popularity_half_life_h: f64,
     /// Where to serve /metrics and /healthz.
     #[arg(long, env = "ATTUNE_CONSUMER_LISTEN", default_value = "127.0.0.1:9464")]
     pub listen: SocketAddr,
@@ -104,7 +107,7 @@ pub struct ServeArgs {
     /// higher means fewer, larger produce requests and less broker CPU per event.
     #[arg(long, env = "ATTUNE_KAFKA_LINGER_MS", default_value_t = 1)]
     pub kafka_linger_ms: u64,
-    /// Half-life of item popularity, in hours.
+    /// Half-life of item popularity, in hours (as the consumers credit it).
     #[arg(long, env = "ATTUNE_POPULARITY_HALF_LIFE_H", default_value_t = 24.0)]
     pub popularity_half_life_h: f64,
     /// Prefix of the interaction topics (several deployments on one cluster).

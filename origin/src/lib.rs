@@ -90,8 +90,6 @@ pub struct Shared {
     pub popularity_half_life: HalfLife,
     /// Half-life of profile affinities (as the consumers write them).
     pub affinity_half_life: HalfLife,
-    /// Popularity credited by ingest, written to the store in the background.
-    pub popularity: Arc<ingest::popularity::PopularityBuffer>,
     /// Parsed User-Agents.
     pub user_agents: ingest::enrich::UserAgents,
     /// What this process accepted, for the dashboard.
@@ -158,9 +156,15 @@ impl AppState {
                 let log = event_log::embedded::EmbeddedLog::new(db.clone())?;
                 let store = store::embedded::EmbeddedStore::new(db.clone())?;
                 // Profiles from the log, in this process (what `consume` does on Kafka).
-                let half_life = HalfLife::from_hours(args.affinity_half_life_h)
-                    .context("ATTUNE_AFFINITY_HALF_LIFE_H must be a positive number of hours")?;
-                consume::embedded::spawn(db, log.subscribe(), half_life);
+                let half_lives = consume::embedded::HalfLives {
+                    affinity: HalfLife::from_hours(args.affinity_half_life_h).context(
+                        "ATTUNE_AFFINITY_HALF_LIFE_H must be a positive number of hours",
+                    )?,
+                    popularity: HalfLife::from_hours(args.popularity_half_life_h).context(
+                        "ATTUNE_POPULARITY_HALF_LIFE_H must be a positive number of hours",
+                    )?,
+                };
+                consume::embedded::spawn(db, log.subscribe(), half_lives);
                 (Arc::new(log), Arc::new(store))
             }
         };
@@ -171,8 +175,6 @@ impl AppState {
             ..Limits::default()
         };
         let store: Arc<dyn Store> = Arc::new(store::cached::CachedStore::new(store));
-        let popularity = Arc::new(ingest::popularity::PopularityBuffer::default());
-        popularity.spawn_flusher(&store, popularity_half_life);
         let affinity_half_life = HalfLife::from_hours(args.affinity_half_life_h)
             .context("ATTUNE_AFFINITY_HALF_LIFE_H must be a positive number of hours")?;
         Ok(AppState(Arc::new(Shared {
@@ -180,7 +182,6 @@ impl AppState {
             sites: Arc::new(sites),
             log,
             store,
-            popularity,
             limits: Arc::new(RateLimits::new(args.rate_per_key, args.rate_per_ip)),
             codec_limits,
             weights: FeedbackWeights::default(),
@@ -247,8 +248,8 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves until `shutdown` resolves, then writes buffered popularity; idle
-/// rate-limit keys are dropped each minute.
+/// Serves until `shutdown` resolves; idle rate-limit keys are dropped each
+/// minute.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
@@ -262,14 +263,7 @@ pub async fn serve(
             limits.forget_idle();
         }
     });
-    let (popularity, store, half_life) = (
-        state.popularity.clone(),
-        state.store.clone(),
-        state.popularity_half_life,
-    );
     let connection_limits = state.connection_limits;
     server::run(listener, router(state), connection_limits, shutdown).await;
-    // Write the popularity still buffered before the process exits.
-    popularity.flush(store.as_ref(), half_life).await;
     Ok(())
 }

@@ -38,6 +38,10 @@ pub struct EventRecord {
     pub device: Device,
     /// The user's stored static attributes at receipt.
     pub attributes: BTreeMap<String, String>,
+    /// The contextual segments (`crate::segments`) whose popularity the event
+    /// also counts toward, decided at ingest from its whole batch.
+    #[serde(default)]
+    pub segments: Vec<String>,
 }
 
 /// An [`EventRecord`] made of borrowed parts: ingest encodes these (one batch's
@@ -63,6 +67,8 @@ pub struct EventRecordRef<'a> {
     pub device: &'a Device,
     /// The user's stored static attributes at receipt.
     pub attributes: &'a BTreeMap<String, String>,
+    /// Popularity segments.
+    pub segments: &'a [String],
 }
 
 impl EventRecordRef<'_> {

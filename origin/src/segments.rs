@@ -70,7 +70,7 @@ pub fn of_batch(
     device: Option<DeviceClass>,
     attrs: &Attributes,
     corrected_ts_ms: i64,
-    events: &[&Event],
+    events: &[Event],
 ) -> Vec<String> {
     let mut out: Vec<String> = device
         .map(|d| format!("device:{}", d.as_str()))

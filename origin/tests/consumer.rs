@@ -6,100 +6,14 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use attune_core::routing::{topics, PARTITIONS_PER_TOPIC, PROFILE_UPDATES};
+use attune_core::routing::topics;
 use attune_core::{Batch, Interaction};
-use common::{batch, env, event, now_ms, start, Backend, TestOrigin};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use common::kafka::{create_topics, setup, Consumer};
+use common::{batch, env, event, now_ms, start, Backend, Popularity, TestOrigin};
 use rdkafka::ClientConfig;
 use serde_json::Value;
-
-async fn create_topics(prefix: &str) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", env("KAFKA_BROKERS"))
-        .create()
-        .unwrap();
-    let names: Vec<String> = topics()
-        .chain([PROFILE_UPDATES])
-        .map(|t| format!("{prefix}{t}"))
-        .collect();
-    let new: Vec<NewTopic> = names
-        .iter()
-        .map(|t| NewTopic::new(t, PARTITIONS_PER_TOPIC, TopicReplication::Fixed(1)))
-        .collect();
-    for r in admin
-        .create_topics(&new, &AdminOptions::new())
-        .await
-        .unwrap()
-    {
-        r.expect("topic created");
-    }
-}
-
-struct Consumer(Child, u16);
-
-impl Consumer {
-    fn start(prefix: &str, group: &str) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new(env!("CARGO_BIN_EXE_attune-origin"))
-            .arg("consume")
-            .env("KAFKA_BROKERS", env("KAFKA_BROKERS"))
-            .env("REDIS_URL", env("REDIS_URL"))
-            .env("ATTUNE_TOPIC_PREFIX", prefix)
-            .env("ATTUNE_CONSUMER_GROUP", group)
-            .env("ATTUNE_CONSUMER_LISTEN", format!("127.0.0.1:{port}"))
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start attune-origin consume");
-        Consumer(child, port)
-    }
-
-    /// kill -9: no chance to commit or clean up.
-    fn kill9(mut self) {
-        self.0.kill().unwrap();
-        self.0.wait().unwrap();
-    }
-
-    async fn applied(&self) -> f64 {
-        self.metric("attune_consumer_events_applied_total").await
-    }
-
-    /// A counter from the consumer's `/metrics` (0 when absent).
-    async fn metric(&self, name: &str) -> f64 {
-        let Ok(r) = reqwest::get(format!("http://127.0.0.1:{}/metrics", self.1)).await else {
-            return 0.0;
-        };
-        let text = r.text().await.unwrap_or_default();
-        text.lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().last()?.parse().ok())
-            .unwrap_or(0.0)
-    }
-}
-
-impl Drop for Consumer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A unique prefix and an origin producing to it.
-async fn setup() -> (String, TestOrigin) {
-    let prefix = format!("it{}.", &uuid::Uuid::now_v7().simple().to_string()[20..]);
-    create_topics(&prefix).await;
-    let p = prefix.clone();
-    let origin = start(Backend::KafkaRedis, move |a| a.topic_prefix = p).await;
-    (prefix, origin)
-}
 
 /// Ten events of every kind for `anon`: (batch, expected count per kind, dwell ms).
 fn user_batch(site: &str, anon: &str, round: usize) -> Batch {
@@ -134,14 +48,18 @@ async fn profile(origin: &TestOrigin, user: &str) -> Value {
         .await
 }
 
-/// What the profiles must show: distinct events per user and kind, and dwell.
+/// What the profiles must show (distinct events per user and kind, and
+/// dwell) and the site's popularity (each distinct event's weight, once).
 #[derive(Default)]
-struct Expected(BTreeMap<String, (BTreeMap<String, u64>, u64)>);
+struct Expected {
+    profiles: BTreeMap<String, (BTreeMap<String, u64>, u64)>,
+    popularity: Popularity,
+}
 
 impl Expected {
     fn add(&mut self, b: &Batch) {
         let (counts, dwell) = self
-            .0
+            .profiles
             .entry(format!("anon:{}", b.anonymous_id))
             .or_default();
         for e in &b.events {
@@ -150,6 +68,7 @@ impl Expected {
                 *dwell += u64::from(visible_ms);
             }
         }
+        self.popularity.add(b);
     }
 
     /// Waits until every profile matches (and stays matched for a moment).
@@ -158,7 +77,7 @@ impl Expected {
         loop {
             let mut all = true;
             let mut last = String::new();
-            for (user, (counts, dwell)) in &self.0 {
+            for (user, (counts, dwell)) in &self.profiles {
                 let p = profile(origin, user).await;
                 let got: BTreeMap<String, u64> =
                     serde_json::from_value(p["counts"].clone()).unwrap();
@@ -217,6 +136,7 @@ async fn profiles_count_once_through_kill9_restart_and_duplicate_batches() {
         }
     }
     expected.wait_for(&origin).await;
+    expected.popularity.check(&origin).await;
 }
 
 /// The group's lag as the origin measures it: the dashboard's figure, and the
@@ -370,7 +290,7 @@ async fn forgetting_a_user_removes_the_profile_and_ignores_later_events() {
     let more = user_batch(&site, "kept", 1);
     assert_eq!(origin.post_batch(&more).await.status(), 202);
     expected.add(&more);
-    expected.0.remove("anon:gone");
+    expected.profiles.remove("anon:gone");
     expected.wait_for(&origin).await;
     assert_eq!(
         profile(&origin, "anon:gone").await["counts"],
@@ -575,7 +495,49 @@ fn click_as_consumed(
             corrected_ts_ms: t,
             device: Device::default(),
             attributes: Default::default(),
+            segments: Vec::new(),
         },
+    }
+}
+
+/// A round replayed after a crash between the popularity credit and the
+/// profile script (the ids not yet seen) credits nothing twice, site-wide or
+/// in a segment: the scopes' offset watermarks hold.
+#[test]
+fn a_replayed_round_credits_popularity_once() {
+    use attune_core::{DecayedScore, FeedbackWeights, HalfLife};
+    use attune_origin::consume::apply::by_user;
+    use attune_origin::consume::popularity::PopularityWriter;
+
+    let site = format!("pop{}", &uuid::Uuid::now_v7().simple().to_string()[20..]);
+    let t = now_ms();
+    let incoming: Vec<_> = (0..3)
+        .map(|n| {
+            let mut m = click_as_consumed("replay", n, &site, &format!("u{n}"), "a", t);
+            m.record.segments = vec!["device:mobile".into()];
+            m
+        })
+        .collect();
+    let half_life = HalfLife::from_hours(24.0).unwrap();
+    let mut writer = PopularityWriter::connect(&env("REDIS_URL"), half_life).unwrap();
+    for _ in 0..2 {
+        let groups = by_user(&incoming, &FeedbackWeights::default(), &mut |_, _| vec![]);
+        writer.credit(&groups).unwrap();
+    }
+    let mut redis = redis::Client::open(env("REDIS_URL"))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let click = FeedbackWeights::default().weight(&Interaction::Click);
+    for scope in [site.clone(), format!("{site}~device:mobile")] {
+        let stored: String = redis::cmd("HGET")
+            .arg(format!("attune:{{{scope}}}:pop"))
+            .arg("a")
+            .query(&mut redis)
+            .unwrap();
+        let value: f64 = stored.split(',').next().unwrap().parse().unwrap();
+        let want = DecayedScore::point(3.0 * click, t).value;
+        assert!((value - want).abs() < 1e-9, "{scope}: {value}, want {want}");
     }
 }
 

@@ -10,7 +10,7 @@ use attune_core::routing::{partition_key, topic};
 use attune_core::{EventKind, Interaction};
 use attune_origin::event_log::embedded::read_topic;
 use attune_origin::record::EventRecord;
-use common::{batch, event, now_ms, start, Backend};
+use common::{batch, event, now_ms, start, Backend, Popularity};
 use proptest::prelude::*;
 use serde_json::Value;
 
@@ -70,8 +70,9 @@ async fn accepted_events_and_catalog_survive_a_restart() {
 }
 
 /// The embedded consumer (in the origin process) turns the log into profiles:
-/// every event once, through duplicate batches and a restart; the person's
-/// category interest and consumed items then shape their recommendations.
+/// every event once, through duplicate batches and a restart (profiles and
+/// popularity); the person's category interest and consumed items then shape
+/// their recommendations.
 #[tokio::test]
 async fn the_embedded_consumer_counts_each_event_once_across_duplicates_and_a_restart() {
     let origin = start(Backend::Embedded, |_| {}).await;
@@ -129,6 +130,10 @@ async fn the_embedded_consumer_counts_each_event_once_across_duplicates_and_a_re
     tokio::time::sleep(Duration::from_millis(500)).await;
     let profile: Value = origin.get_as_site("/v1/profile?user=anon:reader").await;
     assert_eq!(profile["counts"], want);
+    let mut popularity = Popularity::default();
+    popularity.add(&first);
+    popularity.add(&second);
+    popularity.check(&origin).await;
 }
 
 /// The embedded consumer learns co-visitation in the same transaction as the

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use attune_core::routing::{partition_key, topic};
 use attune_core::{EventKind, Interaction};
-use common::kafka::{high_watermarks, read_key};
+use common::kafka::{high_watermarks, read_key, setup, Consumer};
 use common::{batch, env, event, now_ms, start, Backend};
 use serde_json::{json, Value};
 
@@ -387,7 +387,8 @@ async fn rate_limits_answer_429_with_retry_after() {
 /// rise; forgetting a user deletes their data and ignores their later events.
 #[tokio::test]
 async fn catalog_recommendations_and_forget() {
-    let origin = start(Backend::KafkaRedis, |_| {}).await;
+    let (prefix, origin) = setup().await;
+    let _consumer = Consumer::start(&prefix, &format!("g-{prefix}"));
     common::catalog_recommendations_and_forget(&origin).await;
 }
 
@@ -451,7 +452,8 @@ const DESKTOP: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML
 /// of device) take, where the site as a whole is tied.
 #[tokio::test]
 async fn newcomers_get_what_people_like_them_take() {
-    let origin = start(Backend::KafkaRedis, |_| {}).await;
+    let (prefix, origin) = setup().await;
+    let _consumer = Consumer::start(&prefix, &format!("g-{prefix}"));
     let site = origin.site.site_key.clone();
     origin.load_items(serde_json::json!({"items": [{"id": "m1", "tags": ["x"]}, {"id": "d1", "tags": ["y"]}]})).await;
     for (ua, item) in [(IPHONE, "m1"), (DESKTOP, "d1")] {

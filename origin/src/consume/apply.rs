@@ -3,7 +3,7 @@
 //! anything, and records both with the change, atomically. A replay after a
 //! crash (same offsets) and a client retry (same id, new offset) change nothing.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use attune_core::{DeviceClass, FeedbackWeights, HalfLife, Interaction};
@@ -13,7 +13,7 @@ use redis::Commands;
 
 use crate::model::covisit::CovisitConfig;
 use crate::store::profile_event::ProfileEvent;
-use crate::store::redis::{user_key, CONSUMERS_KEY, LUA_DECAYED_ADD, LUA_VEC_ADD};
+use crate::store::redis::{site_key, user_key, CONSUMERS_KEY, LUA_DECAYED_ADD, LUA_VEC_ADD};
 use crate::store::ConsumerStats;
 
 /// How long event ids are remembered for deduplication (client retries and
@@ -32,14 +32,17 @@ pub struct Incoming {
     pub record: EventRecord,
 }
 
+/// A round's events by `(site, user)`, each user's in offset order.
+pub type UserEvents = BTreeMap<(String, String), Vec<ProfileEvent>>;
+
 /// Groups a batch by `(site, user)` in offset order, with each event's weight
-/// and its item's tags.
+/// and its item's tags (every event `unseen` until [`ProfileWriter::mark_seen`]).
 pub fn by_user(
     batch: &[Incoming],
     weights: &FeedbackWeights,
     tags_of: &mut impl FnMut(&str, &str) -> Vec<String>,
-) -> BTreeMap<(String, String), Vec<ProfileEvent>> {
-    let mut out: BTreeMap<(String, String), Vec<ProfileEvent>> = BTreeMap::new();
+) -> UserEvents {
+    let mut out = UserEvents::new();
     for m in batch {
         let r = &m.record;
         let e = &r.event;
@@ -69,6 +72,8 @@ pub fn by_user(
                 device_class: r.device.class.map(DeviceClass::as_str),
                 browser: r.device.browser.clone(),
                 os: r.device.os.clone(),
+                segments: r.segments.clone(),
+                unseen: true,
             });
     }
     out
@@ -152,7 +157,7 @@ impl ProfileWriter {
             .get(site)
             .is_none_or(|(at, _)| at.elapsed() > CATALOG_TTL);
         if stale {
-            let key = format!("attune:{{{site}}}:items");
+            let key = site_key(site, "items");
             let items: HashMap<String, String> = redis::cmd("HGETALL")
                 .arg(&key)
                 .query(&mut self.conn)
@@ -172,16 +177,45 @@ impl ProfileWriter {
             .unwrap_or_default()
     }
 
-    /// Which of these users asked to be forgotten (their events are dropped).
-    pub fn forgotten(&mut self, users: &[&(String, String)]) -> redis::RedisResult<Vec<bool>> {
-        if users.is_empty() {
-            return Ok(Vec::new());
+    /// Drops the events of users who asked to be forgotten.
+    pub fn drop_forgotten(&mut self, groups: &mut UserEvents) -> redis::RedisResult<()> {
+        if groups.is_empty() {
+            return Ok(());
         }
         let mut pipe = redis::pipe();
-        for (site, user) in users {
-            pipe.sismember(format!("attune:{{{site}}}:forgotten"), user);
+        for (site, user) in groups.keys() {
+            pipe.sismember(site_key(site, "forgotten"), user);
         }
-        pipe.query(&mut self.conn)
+        let forgotten: Vec<bool> = pipe.query(&mut self.conn)?;
+        let mut flags = forgotten.into_iter();
+        groups.retain(|_, _| !flags.next().unwrap_or(false));
+        Ok(())
+    }
+
+    /// Marks as not `unseen` each event whose id its user already has, or
+    /// that came earlier in the round: the model and popularity learn only
+    /// from the rest (the profile script decides the same by itself).
+    pub fn mark_seen(&mut self, groups: &mut UserEvents) -> redis::RedisResult<()> {
+        if groups.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for ((site, user), events) in groups.iter() {
+            let mut cmd = redis::cmd("ZMSCORE");
+            cmd.arg(user_key(site, user, "seen"));
+            for e in events {
+                cmd.arg(&e.id);
+            }
+            pipe.add_command(cmd);
+        }
+        let seen: Vec<Vec<Option<f64>>> = pipe.query(&mut self.conn)?;
+        for (events, seen) in groups.values_mut().zip(seen) {
+            let mut ids = HashSet::new();
+            for (e, s) in events.iter_mut().zip(seen) {
+                e.unseen = s.is_none() && ids.insert(e.id.clone());
+            }
+        }
+        Ok(())
     }
 
     /// Publishes this consumer's stats for the dashboard.

@@ -2,8 +2,8 @@
 //! applies the embedded event log to the profiles in the same redb file. A
 //! topic's read position, the event ids seen and the profile changes commit in
 //! one redb transaction, so a crash or restart applies nothing twice and skips
-//! nothing. Co-visitation is learned here in the same transaction; the
-//! factors are not (embedded recommendations rank by co-visitation,
+//! nothing. Co-visitation and popularity (site-wide and per segment) are
+//! learned here in the same transaction; the factors are not (embedded recommendations rank by co-visitation,
 //! popularity and the person's category interest).
 // redb's error type is large; it only travels to the edge of this module.
 #![allow(clippy::result_large_err)]
@@ -18,14 +18,25 @@ use redb::{Database, ReadableTable};
 use tokio::sync::watch;
 
 use super::apply::{by_user, Incoming};
+use super::popularity::credit_of;
 use super::stats::{SharedLag, StatsTracker};
 use crate::event_log::embedded::{read_topic, LOG};
 use crate::model::covisit::{self, CovisitConfig};
 use crate::record::EventRecord;
 use crate::store::embedded::{
-    StoredProfile, CONSUMER_STATS, COVISIT, COVISIT_NORMS, FORGOTTEN, POSITIONS, PROFILES, SEEN,
+    add_popularity, StoredProfile, CONSUMER_STATS, COVISIT, COVISIT_NORMS, FORGOTTEN, POPULARITY,
+    POSITIONS, PROFILES, SEEN,
 };
 use crate::store::Item;
+
+/// The decay of what the embedded consumer writes.
+#[derive(Debug, Clone, Copy)]
+pub struct HalfLives {
+    /// The profiles' tag affinities.
+    pub affinity: HalfLife,
+    /// Item popularity.
+    pub popularity: HalfLife,
+}
 
 /// Most records applied per transaction.
 const BATCH: usize = 500;
@@ -47,7 +58,7 @@ pub struct Round {
 /// transaction per topic.
 pub fn apply_pending(
     db: &Database,
-    half_life: HalfLife,
+    half_lives: HalfLives,
     weights: &FeedbackWeights,
 ) -> Result<Round, redb::Error> {
     let mut round = Round::default();
@@ -98,6 +109,7 @@ pub fn apply_pending(
             let mut seen = tx.open_table(SEEN)?;
             let mut covisits = tx.open_table(COVISIT)?;
             let mut norms = tx.open_table(COVISIT_NORMS)?;
+            let mut popularity = tx.open_table(POPULARITY)?;
             for ((site, user), events) in &groups {
                 if forgotten.get((site.as_str(), user.as_str()))?.is_some() {
                     round.skipped += events.len() as u64;
@@ -121,7 +133,13 @@ pub fn apply_pending(
                             add_covisit(&mut covisits, &mut norms, site, &d, &covisit_cfg)?;
                         }
                     }
-                    profile.apply(e, half_life);
+                    if let Some((scopes, c)) = credit_of(site, e) {
+                        for scope in &scopes {
+                            let h = half_lives.popularity;
+                            add_popularity(&mut popularity, scope, &c.item, c.weight, c.ts_ms, h)?;
+                        }
+                    }
+                    profile.apply(e, half_lives.affinity);
                     round.applied += 1;
                 }
                 let json = serde_json::to_string(&profile).expect("profiles serialize");
@@ -252,7 +270,7 @@ const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 /// Runs the embedded consumer until the log is dropped: a round whenever the
 /// log grew, and its stats for the dashboard.
-pub fn spawn(db: Arc<Database>, mut appended: watch::Receiver<u64>, half_life: HalfLife) {
+pub fn spawn(db: Arc<Database>, mut appended: watch::Receiver<u64>, half_lives: HalfLives) {
     tokio::spawn(async move {
         let shared_lag = SharedLag::default();
         let mut stats = StatsTracker::new(Some(shared_lag.clone()));
@@ -269,7 +287,8 @@ pub fn spawn(db: Arc<Database>, mut appended: watch::Receiver<u64>, half_life: H
             }
             let (db2, weights) = (db.clone(), FeedbackWeights::default());
             let round =
-                tokio::task::spawn_blocking(move || apply_pending(&db2, half_life, &weights)).await;
+                tokio::task::spawn_blocking(move || apply_pending(&db2, half_lives, &weights))
+                    .await;
             let now = crate::clock::now_ms();
             let busy = match round {
                 Ok(Ok(round)) => {

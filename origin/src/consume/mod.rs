@@ -1,7 +1,9 @@
 //! `attune-origin consume`: the consumer group that turns the interaction
 //! topics into Redis profiles, exactly once in effect.
 //!
-//! Each round: poll a batch; apply it to Redis with [`apply::ProfileWriter`]
+//! Each round: poll a batch; leave out what the user already has, train the
+//! model ([`train`]) and credit popularity ([`popularity`]) past their offset
+//! watermarks; apply it to the profiles with [`apply::ProfileWriter`]
 //! (idempotent per partition watermark and event id, atomically per user);
 //! then, in one Kafka transaction, publish one `profile_updates` message per
 //! changed user and commit the consumed offsets. A crash anywhere replays the
@@ -10,6 +12,7 @@
 
 pub mod apply;
 pub mod embedded;
+pub mod popularity;
 pub mod stats;
 pub mod train;
 
@@ -52,6 +55,31 @@ pub fn run(args: &ConsumeArgs, stop: Arc<AtomicBool>) -> Result<()> {
     Ok(())
 }
 
+/// A polled message: topic, partition, offset, payload.
+struct Polled {
+    topic: String,
+    partition: i32,
+    offset: i64,
+    payload: Vec<u8>,
+}
+
+/// What one round writes to Redis with, besides the Kafka clients.
+struct Writers {
+    profiles: ProfileWriter,
+    model: train::Trainer,
+    popularity: popularity::PopularityWriter,
+    half_life: HalfLife,
+    weights: FeedbackWeights,
+}
+
+/// What a round applied: the users changed, events new to their users, and
+/// events their users already had.
+struct Applied {
+    changed: Vec<((String, String), u64)>,
+    applied: u64,
+    duplicate: u64,
+}
+
 fn run_clients(args: &ConsumeArgs, stop: &AtomicBool, stats: &mut StatsTracker) -> Result<()> {
     let names: Vec<String> = topics()
         .map(|t| format!("{}{t}", args.topic_prefix))
@@ -80,19 +108,14 @@ fn run_clients(args: &ConsumeArgs, stop: &AtomicBool, stats: &mut StatsTracker) 
         .create()
         .context("create the transactional producer")?;
     producer.init_transactions(Duration::from_secs(30))?;
-    let mut writer = ProfileWriter::connect(&args.redis_url).context("connect to Redis")?;
-    let mut model = train::Trainer::connect(&args.redis_url, MfConfig::default())
-        .context("connect to Redis")?;
-    let half_life = HalfLife::from_hours(args.affinity_half_life_h)
-        .context("ATTUNE_AFFINITY_HALF_LIFE_H must be positive")?;
-    let weights = FeedbackWeights::default();
+    let mut writers = connect_writers(args)?;
     let updates_topic = format!("{}{PROFILE_UPDATES}", args.topic_prefix);
     tracing::info!(group = %args.group, topics = ?names, "consumer started");
 
     while !stop.load(Ordering::SeqCst) {
         if stats.due() {
             // Best effort: the dashboard reads these; the stream does not need them.
-            if let Err(e) = writer.publish_stats(&stats.snapshot(now_ms())) {
+            if let Err(e) = writers.profiles.publish_stats(&stats.snapshot(now_ms())) {
                 tracing::debug!("consumer stats not published: {e}");
             }
         }
@@ -102,80 +125,137 @@ fn run_clients(args: &ConsumeArgs, stop: &AtomicBool, stats: &mut StatsTracker) 
         }
         let started = Instant::now();
         let mut offsets: BTreeMap<(String, i32), i64> = BTreeMap::new();
-        let mut incoming = Vec::with_capacity(batch.len());
-        for (topic, partition, offset, payload) in batch {
-            offsets.insert((topic.clone(), partition), offset + 1);
-            match EventRecord::decode(&payload) {
-                Ok(record) => incoming.push(Incoming {
-                    topic,
-                    partition,
-                    offset,
-                    record,
-                }),
-                // A poison message must not block its partition: count it, skip it.
-                Err(e) => {
-                    tracing::warn!(%topic, partition, offset, "undecodable record skipped: {e}");
-                    metrics::counter!("attune_consumer_undecodable_total").increment(1);
-                }
-            }
+        for m in &batch {
+            offsets.insert((m.topic.clone(), m.partition), m.offset + 1);
         }
-        let mut groups = by_user(&incoming, &weights, &mut |site, item| {
-            writer.tags_of(site, item)
-        });
-        model.update(&mut groups).context("update the model")?;
-        let users: Vec<&(String, String)> = groups.keys().collect();
-        let forgotten = writer.forgotten(&users).context("Redis forgotten check")?;
-        let mut changed = Vec::new();
-        let (mut applied_total, mut duplicate_total) = (0, 0);
-        for ((key, events), gone) in groups.iter().zip(forgotten) {
-            if gone {
-                continue;
-            }
-            let applied = writer
-                .apply(&key.0, &key.1, events, half_life)
-                .context("apply to Redis")?;
-            let duplicate = events.len() as u64 - applied;
-            metrics::counter!("attune_consumer_events_applied_total").increment(applied);
-            metrics::counter!("attune_consumer_events_duplicate_total").increment(duplicate);
-            (applied_total, duplicate_total) =
-                (applied_total + applied, duplicate_total + duplicate);
-            if applied > 0 {
-                changed.push((key, applied));
-            }
-        }
-
-        producer.begin_transaction()?;
-        for ((site, user), applied) in &changed {
-            let key = attune_core::routing::partition_key(site, user);
-            let payload =
-                serde_json::json!({"site": site, "user": user, "applied": applied}).to_string();
-            producer
-                .send(BaseRecord::to(&updates_topic).key(&key).payload(&payload))
-                .map_err(|(e, _)| e)?;
-        }
-        let mut tpl = TopicPartitionList::new();
-        for ((topic, partition), next) in &offsets {
-            tpl.add_partition_offset(topic, *partition, Offset::Offset(*next))?;
-        }
-        let metadata = consumer
-            .group_metadata()
-            .context("no consumer group metadata")?;
-        if let Err(e) = producer
-            .send_offsets_to_transaction(&tpl, &metadata, TX_TIMEOUT)
-            .and_then(|()| producer.commit_transaction(TX_TIMEOUT))
-        {
-            let _ = producer.abort_transaction(TX_TIMEOUT);
-            return Err(e).context("commit the transaction");
-        }
+        let incoming = decode(batch);
+        let round = apply(&mut writers, &incoming)?;
+        commit(
+            &consumer,
+            &producer,
+            &updates_topic,
+            &round.changed,
+            &offsets,
+        )?;
         metrics::histogram!("attune_consumer_batch_duration_seconds").record(started.elapsed());
-        stats.count(applied_total, duplicate_total);
+        stats.count(round.applied, round.duplicate);
         stats.observe(incoming.iter().map(|i| i.record.received_at_ms), now_ms());
     }
     Ok(())
 }
 
+fn connect_writers(args: &ConsumeArgs) -> Result<Writers> {
+    let half_life = HalfLife::from_hours(args.affinity_half_life_h)
+        .context("ATTUNE_AFFINITY_HALF_LIFE_H must be positive")?;
+    let popularity_half_life = HalfLife::from_hours(args.popularity_half_life_h)
+        .context("ATTUNE_POPULARITY_HALF_LIFE_H must be positive")?;
+    let connect = "connect to Redis";
+    Ok(Writers {
+        profiles: ProfileWriter::connect(&args.redis_url).context(connect)?,
+        model: train::Trainer::connect(&args.redis_url, MfConfig::default()).context(connect)?,
+        popularity: popularity::PopularityWriter::connect(&args.redis_url, popularity_half_life)
+            .context(connect)?,
+        half_life,
+        weights: FeedbackWeights::default(),
+    })
+}
+
+/// The decodable records; a poison message must not block its partition, so
+/// the rest are counted and skipped.
+fn decode(batch: Vec<Polled>) -> Vec<Incoming> {
+    batch
+        .into_iter()
+        .filter_map(|m| match EventRecord::decode(&m.payload) {
+            Ok(record) => Some(Incoming {
+                topic: m.topic,
+                partition: m.partition,
+                offset: m.offset,
+                record,
+            }),
+            Err(e) => {
+                let (topic, partition, offset) = (&m.topic, m.partition, m.offset);
+                tracing::warn!(%topic, partition, offset, "undecodable record skipped: {e}");
+                metrics::counter!("attune_consumer_undecodable_total").increment(1);
+                None
+            }
+        })
+        .collect()
+}
+
+/// Applies a round to Redis in the order that keeps it exactly once: what
+/// the round learns (model, popularity; each past its offset watermarks)
+/// before the profile script records the event ids.
+fn apply(w: &mut Writers, incoming: &[Incoming]) -> Result<Applied> {
+    let mut groups = by_user(incoming, &w.weights, &mut |site, item| {
+        w.profiles.tags_of(site, item)
+    });
+    w.profiles
+        .drop_forgotten(&mut groups)
+        .context("Redis forgotten check")?;
+    w.profiles
+        .mark_seen(&mut groups)
+        .context("Redis seen check")?;
+    w.model.update(&mut groups).context("update the model")?;
+    w.popularity.credit(&groups).context("credit popularity")?;
+    let mut round = Applied {
+        changed: Vec::new(),
+        applied: 0,
+        duplicate: 0,
+    };
+    for (key, events) in groups {
+        let applied = w
+            .profiles
+            .apply(&key.0, &key.1, &events, w.half_life)
+            .context("apply to Redis")?;
+        let duplicate = events.len() as u64 - applied;
+        metrics::counter!("attune_consumer_events_applied_total").increment(applied);
+        metrics::counter!("attune_consumer_events_duplicate_total").increment(duplicate);
+        round.applied += applied;
+        round.duplicate += duplicate;
+        if applied > 0 {
+            round.changed.push((key, applied));
+        }
+    }
+    Ok(round)
+}
+
+/// In one Kafka transaction: a `profile_updates` message per changed user
+/// and the consumed offsets.
+fn commit(
+    consumer: &BaseConsumer,
+    producer: &BaseProducer,
+    updates_topic: &str,
+    changed: &[((String, String), u64)],
+    offsets: &BTreeMap<(String, i32), i64>,
+) -> Result<()> {
+    producer.begin_transaction()?;
+    for ((site, user), applied) in changed {
+        let key = attune_core::routing::partition_key(site, user);
+        let payload =
+            serde_json::json!({"site": site, "user": user, "applied": applied}).to_string();
+        producer
+            .send(BaseRecord::to(updates_topic).key(&key).payload(&payload))
+            .map_err(|(e, _)| e)?;
+    }
+    let mut tpl = TopicPartitionList::new();
+    for ((topic, partition), next) in offsets {
+        tpl.add_partition_offset(topic, *partition, Offset::Offset(*next))?;
+    }
+    let metadata = consumer
+        .group_metadata()
+        .context("no consumer group metadata")?;
+    if let Err(e) = producer
+        .send_offsets_to_transaction(&tpl, &metadata, TX_TIMEOUT)
+        .and_then(|()| producer.commit_transaction(TX_TIMEOUT))
+    {
+        let _ = producer.abort_transaction(TX_TIMEOUT);
+        return Err(e).context("commit the transaction");
+    }
+    Ok(())
+}
+
 /// Up to `max` messages, waiting at most one poll interval for the first.
-fn poll_batch(consumer: &BaseConsumer, max: usize) -> Vec<(String, i32, i64, Vec<u8>)> {
+fn poll_batch(consumer: &BaseConsumer, max: usize) -> Vec<Polled> {
     let mut out = Vec::new();
     let deadline = Instant::now() + POLL;
     while out.len() < max {
@@ -185,12 +265,12 @@ fn poll_batch(consumer: &BaseConsumer, max: usize) -> Vec<(String, i32, i64, Vec
         } else {
             Duration::ZERO
         }) {
-            Some(Ok(m)) => out.push((
-                m.topic().to_owned(),
-                m.partition(),
-                m.offset(),
-                m.payload().unwrap_or_default().to_vec(),
-            )),
+            Some(Ok(m)) => out.push(Polled {
+                topic: m.topic().to_owned(),
+                partition: m.partition(),
+                offset: m.offset(),
+                payload: m.payload().unwrap_or_default().to_vec(),
+            }),
             Some(Err(e)) => {
                 tracing::warn!("consumer poll: {e}");
                 break;

@@ -2,7 +2,8 @@
 //! like the profiles. The math is `crate::model::online` and
 //! `crate::model::covisit`, the same code `cargo xtask eval` scores.
 //!
-//! Per batch: events whose ids the user already has are left out; every new
+//! Per batch: events whose ids the user already has are left out (the
+//! round's `unseen` mark, `apply::ProfileWriter::mark_seen`); every new
 //! event with an item and a positive weight takes its factor steps (its
 //! weight decayed by its age) and, when its item is new to the reader's
 //! window, a co-visit with the window's items. Item factors and co-visit rows
@@ -132,7 +133,7 @@ impl Trainer {
         if groups.is_empty() {
             return Ok(());
         }
-        let plan = self.plan(groups)?;
+        let plan = self.plan(groups);
         if plan.is_empty() {
             return Ok(());
         }
@@ -204,29 +205,15 @@ impl Trainer {
             .or_insert_with(|| NegativePool::new(u64::from(std::process::id())))
     }
 
-    /// The new positive events with an item, and their negatives.
-    fn plan(
-        &mut self,
-        groups: &BTreeMap<(String, String), Vec<ProfileEvent>>,
-    ) -> redis::RedisResult<Vec<Planned>> {
-        let mut pipe = redis::pipe();
-        for ((site, user), events) in groups {
-            let mut cmd = redis::cmd("ZMSCORE");
-            cmd.arg(user_key(site, user, "seen"));
-            for e in events {
-                cmd.arg(&e.id);
-            }
-            pipe.add_command(cmd);
-        }
-        let seen: Vec<Vec<Option<f64>>> = pipe.query(&mut self.conn)?;
+    /// The unseen positive events with an item, and their negatives.
+    fn plan(&mut self, groups: &BTreeMap<(String, String), Vec<ProfileEvent>>) -> Vec<Planned> {
         let mut plan = Vec::new();
-        for (g, (((site, _), events), seen)) in groups.iter().zip(&seen).enumerate() {
-            let mut ids = HashSet::new();
-            for (k, (e, s)) in events.iter().zip(seen).enumerate() {
+        for (g, ((site, _), events)) in groups.iter().enumerate() {
+            for (k, e) in events.iter().enumerate() {
                 let Some(item) = e.item.as_deref() else {
                     continue;
                 };
-                if s.is_some() || e.weight <= 0.0 || !ids.insert(e.id.as_str()) {
+                if !e.unseen || e.weight <= 0.0 {
                     continue;
                 }
                 let n = self.cfg.negatives;
@@ -234,7 +221,7 @@ impl Trainer {
                 plan.push((g, k, negatives));
             }
         }
-        Ok(plan)
+        plan
     }
 
     /// The users' factors and windows, and the factors of every item the

@@ -76,9 +76,18 @@ pub struct Sender<'a> {
 
 /// One log record per event, keyed `site/user`, on its kind's topic. The
 /// records are encoded from borrowed parts into one buffer, so a batch costs a
-/// handful of allocations rather than a dozen per event.
+/// handful of allocations rather than a dozen per event. Each carries the
+/// batch's popularity segments, which the consumers credit.
 pub fn records(batch: &Batch, sender: &Sender, received_at_ms: i64) -> Vec<LogRecord> {
     let skew = received_at_ms - batch.sent_at_ms;
+    let segments = batch.events.first().map_or_else(Vec::new, |first| {
+        crate::segments::of_batch(
+            sender.device.class,
+            sender.attributes,
+            corrected_ts(first, skew),
+            &batch.events,
+        )
+    });
     let key: Arc<str> = partition_key(&batch.site_key, sender.user_id).into();
     let mut buf = Vec::with_capacity(batch.events.len() * 256);
     let mut ends = Vec::with_capacity(batch.events.len());
@@ -93,6 +102,7 @@ pub fn records(batch: &Batch, sender: &Sender, received_at_ms: i64) -> Vec<LogRe
             corrected_ts_ms: corrected_ts(event, skew),
             device: sender.device,
             attributes: sender.attributes,
+            segments: &segments,
         }
         .encode_into(&mut buf);
         ends.push(buf.len());
@@ -195,6 +205,11 @@ mod tests {
                 corrected_ts_ms: e.ts_ms + 500,
                 device: device.clone(),
                 attributes: attributes.clone(),
+                segments: vec![
+                    "attr:locale=fr".into(),
+                    "device:desktop".into(),
+                    "hour:night".into(),
+                ],
             };
             // Byte for byte what the owned record encodes to.
             assert_eq!(&r.payload[..], &owned.encode()[..]);

@@ -3,7 +3,6 @@
 
 mod decode;
 pub mod enrich;
-pub mod popularity;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -116,13 +115,6 @@ pub async fn post_events(
     state
         .activity
         .record(&site.key, &user_id, accepted.iter().map(|e| e.kind()));
-    update_popularity(
-        &state,
-        &site.key,
-        &sender,
-        &accepted,
-        received_at_ms - batch.sent_at_ms,
-    );
 
     if rejected.is_empty() {
         return Ok((
@@ -176,34 +168,4 @@ fn body_error(e: BytesRejection, limit: usize) -> ApiError {
             format!("the body could not be read ({e}); is Content-Encoding right?"),
         )
     }
-}
-
-/// Credits item popularity, site-wide and per segment (buffered; never
-/// delays the reply).
-fn update_popularity(
-    state: &AppState,
-    site: &str,
-    sender: &Sender,
-    accepted: &[&attune_core::Event],
-    skew_ms: i64,
-) {
-    let contributions: Vec<(&str, f64, i64)> = accepted
-        .iter()
-        .filter_map(|e| {
-            let item = e.item.as_deref()?;
-            let weight = state.weights.weight(&e.interaction);
-            (weight != 0.0).then_some((item, weight, enrich::corrected_ts(e, skew_ms)))
-        })
-        .collect();
-    let Some(&(_, _, first_ts)) = contributions.first() else {
-        return;
-    };
-    let segments =
-        crate::segments::of_batch(sender.device.class, sender.attributes, first_ts, accepted);
-    let scopes: Vec<String> = std::iter::once(site.to_owned())
-        .chain(segments.iter().map(|s| crate::segments::scope(site, s)))
-        .collect();
-    state
-        .popularity
-        .add(&scopes, &contributions, state.popularity_half_life);
 }

@@ -59,17 +59,6 @@ impl Store for CachedStore {
         self.inner.items(site).await
     }
 
-    async fn add_popularity(
-        &self,
-        site: &str,
-        contributions: &[(String, f64, i64)],
-        half_life: HalfLife,
-    ) -> StoreResult<()> {
-        self.inner
-            .add_popularity(site, contributions, half_life)
-            .await
-    }
-
     async fn popularity(&self, site: &str) -> StoreResult<HashMap<String, DecayedScore>> {
         self.inner.popularity(site).await
     }

@@ -24,8 +24,10 @@ use super::{
 
 /// (site, item) → item JSON.
 pub const ITEMS: TableDefinition<(&str, &str), &str> = TableDefinition::new("items");
-/// (site, item) → (value, at_ms).
-const POPULARITY: TableDefinition<(&str, &str), (f64, i64)> = TableDefinition::new("popularity");
+/// (scope, item) → (value, at_ms): decayed popularity of a site or
+/// `site~segment` (credited by the embedded consumer).
+pub const POPULARITY: TableDefinition<(&str, &str), (f64, i64)> =
+    TableDefinition::new("popularity");
 /// (site, user) → attributes JSON.
 const ATTRIBUTES: TableDefinition<(&str, &str), &str> = TableDefinition::new("attributes");
 /// (site, user) → [`StoredProfile`] JSON (written by the embedded consumer).
@@ -42,6 +44,29 @@ pub const COVISIT: TableDefinition<(&str, &str, &str), f64> = TableDefinition::n
 pub const COVISIT_NORMS: TableDefinition<(&str, &str), f64> = TableDefinition::new("covisit_norms");
 /// Consumer member → its latest [`ConsumerStats`] JSON.
 pub const CONSUMER_STATS: TableDefinition<&str, &str> = TableDefinition::new("consumer_stats");
+
+/// Adds `weight` made at `t_ms` to `item`'s decayed popularity in `scope`
+/// (inside the caller's transaction: the embedded consumer credits with the
+/// event ids it records).
+pub fn add_popularity(
+    table: &mut redb::Table<(&str, &str), (f64, i64)>,
+    scope: &str,
+    item: &str,
+    weight: f64,
+    t_ms: i64,
+    half_life: HalfLife,
+) -> Result<(), redb::Error> {
+    let mut score = table
+        .get((scope, item))?
+        .map(|v| {
+            let (value, at_ms) = v.value();
+            DecayedScore { value, at_ms }
+        })
+        .unwrap_or_default();
+    score.add(weight, t_ms, half_life);
+    table.insert((scope, item), (score.value, score.at_ms))?;
+    Ok(())
+}
 
 /// A profile as stored: affinities as decayed `(value, at_ms)` pairs, valued
 /// when read.
@@ -241,35 +266,6 @@ impl Store for EmbeddedStore {
         rows.iter()
             .map(|json| serde_json::from_str(json).map_err(err))
             .collect()
-    }
-
-    async fn add_popularity(
-        &self,
-        site: &str,
-        contributions: &[(String, f64, i64)],
-        half_life: HalfLife,
-    ) -> StoreResult<()> {
-        let site = site.to_owned();
-        let contributions = contributions.to_vec();
-        self.blocking(move |db| {
-            let tx = db.begin_write()?;
-            {
-                let mut t = tx.open_table(POPULARITY)?;
-                for (item, w, at) in &contributions {
-                    let key = (site.as_str(), item.as_str());
-                    let current = t.get(key)?.map(|v| {
-                        let (value, at_ms) = v.value();
-                        DecayedScore { value, at_ms }
-                    });
-                    let mut score = current.unwrap_or_default();
-                    score.add(*w, *at, half_life);
-                    t.insert(key, (score.value, score.at_ms))?;
-                }
-            }
-            tx.commit()?;
-            Ok(())
-        })
-        .await
     }
 
     async fn popularity(&self, site: &str) -> StoreResult<HashMap<String, DecayedScore>> {

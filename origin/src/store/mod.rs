@@ -132,14 +132,8 @@ pub trait Store: Send + Sync {
     async fn upsert_items(&self, site: &str, items: &[Item]) -> StoreResult<()>;
     /// Every item of a site.
     async fn items(&self, site: &str) -> StoreResult<Vec<Item>>;
-    /// Adds `(item, weight, t_ms)` contributions to item popularity.
-    async fn add_popularity(
-        &self,
-        site: &str,
-        contributions: &[(String, f64, i64)],
-        half_life: HalfLife,
-    ) -> StoreResult<()>;
-    /// Decayed popularity per item.
+    /// Decayed popularity per item of a scope (a site, or `site~segment`;
+    /// credited by the consumers, once per event).
     async fn popularity(&self, site: &str) -> StoreResult<HashMap<String, DecayedScore>>;
     /// Replaces a user's attributes.
     async fn set_attributes(&self, site: &str, user: &str, attrs: &Attributes) -> StoreResult<()>;

@@ -46,4 +46,12 @@ pub struct ProfileEvent {
     /// Operating system.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub os: Option<String>,
+    /// The popularity segments the event also counts toward (from ingest).
+    #[serde(skip)]
+    pub segments: Vec<String>,
+    /// False when the user already had this id as the round began, or it came
+    /// earlier in the same round: what the round learns (model, popularity)
+    /// skips it, as the profile rules do.
+    #[serde(skip)]
+    pub unseen: bool,
 }

@@ -3,7 +3,8 @@
 //! | key | type | holds |
 //! |---|---|---|
 //! | `attune:{site}:items` | hash | item id → item JSON |
-//! | `attune:{site}:pop` | hash | item id → `value,at_ms` decayed popularity |
+//! | `attune:{scope}:pop` | hash | item id → `value,at_ms` decayed popularity (scope: a site or `site~segment`) |
+//! | `attune:{scope}:pop_wm` | hash | `topic:partition` → last offset credited to the scope's popularity |
 //! | `attune:{site}:forgotten` | set | forgotten user ids |
 //! | `attune:{site/user}:attrs` | hash | user attributes |
 //! | `attune:{site/user}:profile` | hash | counts per kind, first/last seen, dwell, device (consumers) |
@@ -40,7 +41,6 @@ use super::{
 #[derive(Clone)]
 pub struct RedisStore {
     conn: ConnectionManager,
-    add_popularity: redis::Script,
 }
 
 /// A key of site-wide data (hash-tagged by `site`).
@@ -71,19 +71,7 @@ impl RedisStore {
     pub async fn connect(url: &str) -> StoreResult<Self> {
         let client = redis::Client::open(url)?;
         let conn = ConnectionManager::new(client).await?;
-        Ok(RedisStore {
-            conn,
-            // Decayed-sum merge (attune-core's DecayedScore::merge) done atomically
-            // in Redis, so concurrent origins never lose an update.
-            add_popularity: redis::Script::new(&format!(
-                "{LUA_DECAYED_ADD}
-                local h = tonumber(ARGV[1])
-                for i = 2, #ARGV, 3 do
-                  decayed_add(KEYS[1], ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2]), h)
-                end
-                return 1"
-            )),
-        })
+        Ok(RedisStore { conn })
     }
 }
 
@@ -175,25 +163,6 @@ impl Store for RedisStore {
                 serde_json::from_str(json).map_err(|e| StoreError(format!("stored item: {e}")))
             })
             .collect()
-    }
-
-    async fn add_popularity(
-        &self,
-        site: &str,
-        contributions: &[(String, f64, i64)],
-        half_life: HalfLife,
-    ) -> StoreResult<()> {
-        if contributions.is_empty() {
-            return Ok(());
-        }
-        let mut c = self.conn.clone();
-        let mut call = self.add_popularity.key(site_key(site, "pop"));
-        call.arg(half_life.as_ms());
-        for (item, w, t) in contributions {
-            call.arg(item).arg(*w).arg(*t);
-        }
-        let _: i64 = call.invoke_async(&mut c).await?;
-        Ok(())
     }
 
     async fn popularity(&self, site: &str) -> StoreResult<HashMap<String, DecayedScore>> {

@@ -1,11 +1,17 @@
-//! Reading back what the origin wrote to the real Kafka.
+//! The real Kafka in tests: topics under a fresh prefix, consumer processes,
+//! and reading back what the origin wrote.
 
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use attune_core::routing::PARTITIONS_PER_TOPIC;
+use attune_core::routing::{topics, PARTITIONS_PER_TOPIC, PROFILE_UPDATES};
 use attune_origin::record::EventRecord;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+
+use super::{env, start, Backend, TestOrigin};
 
 fn consumer(brokers: &str) -> BaseConsumer {
     ClientConfig::new()
@@ -57,4 +63,89 @@ pub fn read_key(
         }
     }
     out
+}
+
+pub async fn create_topics(prefix: &str) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", env("KAFKA_BROKERS"))
+        .create()
+        .unwrap();
+    let names: Vec<String> = topics()
+        .chain([PROFILE_UPDATES])
+        .map(|t| format!("{prefix}{t}"))
+        .collect();
+    let new: Vec<NewTopic> = names
+        .iter()
+        .map(|t| NewTopic::new(t, PARTITIONS_PER_TOPIC, TopicReplication::Fixed(1)))
+        .collect();
+    for r in admin
+        .create_topics(&new, &AdminOptions::new())
+        .await
+        .unwrap()
+    {
+        r.expect("topic created");
+    }
+}
+
+/// An `attune-origin consume` process on its own metrics port.
+pub struct Consumer(Child, u16);
+
+impl Consumer {
+    pub fn start(prefix: &str, group: &str) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(env!("CARGO_BIN_EXE_attune-origin"))
+            .arg("consume")
+            .env("KAFKA_BROKERS", env("KAFKA_BROKERS"))
+            .env("REDIS_URL", env("REDIS_URL"))
+            .env("ATTUNE_TOPIC_PREFIX", prefix)
+            .env("ATTUNE_CONSUMER_GROUP", group)
+            .env("ATTUNE_CONSUMER_LISTEN", format!("127.0.0.1:{port}"))
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start attune-origin consume");
+        Consumer(child, port)
+    }
+
+    /// kill -9: no chance to commit or clean up.
+    pub fn kill9(mut self) {
+        self.0.kill().unwrap();
+        self.0.wait().unwrap();
+    }
+
+    pub async fn applied(&self) -> f64 {
+        self.metric("attune_consumer_events_applied_total").await
+    }
+
+    /// A counter from the consumer's `/metrics` (0 when absent).
+    pub async fn metric(&self, name: &str) -> f64 {
+        let Ok(r) = reqwest::get(format!("http://127.0.0.1:{}/metrics", self.1)).await else {
+            return 0.0;
+        };
+        let text = r.text().await.unwrap_or_default();
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().last()?.parse().ok())
+            .unwrap_or(0.0)
+    }
+}
+
+impl Drop for Consumer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A unique prefix and an origin producing to it.
+pub async fn setup() -> (String, TestOrigin) {
+    let prefix = format!("it{}.", &uuid::Uuid::now_v7().simple().to_string()[20..]);
+    create_topics(&prefix).await;
+    let p = prefix.clone();
+    let origin = start(Backend::KafkaRedis, move |a| a.topic_prefix = p).await;
+    (prefix, origin)
 }

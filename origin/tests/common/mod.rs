@@ -285,7 +285,7 @@ pub async fn catalog_recommendations_and_forget(origin: &TestOrigin) {
     let b = batch(&origin.site.site_key, "anon-dave", clicks);
     assert_eq!(origin.post_batch(&b).await.status(), 202);
 
-    // Popularity is credited right after the 202; poll briefly for it.
+    // The consumers credit popularity once they applied the clicks; poll for it.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let recs = loop {
         let recs: Value = origin
@@ -347,4 +347,57 @@ pub async fn catalog_recommendations_and_forget(origin: &TestOrigin) {
         (body["accepted"].as_u64(), body["ignored"].as_u64()),
         (Some(0), Some(1))
     );
+}
+
+/// A site's popularity as it must be: each distinct event's feedback weight
+/// at its time, once, decayed with the test origins' half-life.
+#[derive(Default)]
+pub struct Popularity(std::collections::BTreeMap<String, attune_core::DecayedScore>);
+
+impl Popularity {
+    fn half_life() -> attune_core::HalfLife {
+        attune_core::HalfLife::from_hours(24.0).unwrap()
+    }
+
+    /// Counts a batch's events (call once per distinct batch).
+    pub fn add(&mut self, b: &Batch) {
+        let weights = attune_core::FeedbackWeights::default();
+        for e in &b.events {
+            let w = weights.weight(&e.interaction);
+            if let (Some(item), true) = (&e.item, w != 0.0) {
+                let score = self.0.entry(item.clone()).or_default();
+                let point = attune_core::DecayedScore::point(w, e.ts_ms);
+                *score = score.merge(point, Self::half_life());
+            }
+        }
+    }
+
+    /// The site's popularity as the origin reads it equals this, item for
+    /// item (an event credited twice, or never, would not).
+    pub async fn check(&self, origin: &TestOrigin) {
+        let stored = origin
+            .state
+            .store
+            .popularity(&origin.site.site_key)
+            .await
+            .unwrap();
+        let now = now_ms();
+        let value = |s: &attune_core::DecayedScore| s.value_at(now, Self::half_life());
+        let mut items: Vec<&String> = stored.keys().collect();
+        items.sort();
+        assert_eq!(
+            items,
+            self.0.keys().collect::<Vec<_>>(),
+            "items with popularity"
+        );
+        // Events count at their server-clock time, which differs from the
+        // client's by the clock skew (ms here): ~1e-8 of decay per ms.
+        for (item, want) in &self.0 {
+            let (got, want) = (value(&stored[item]), value(want));
+            assert!(
+                (got - want).abs() <= 1e-6 * want.abs().max(1.0),
+                "{item}: popularity {got}, want {want}"
+            );
+        }
+    }
 }
