@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use attune_core::routing::topics;
 use attune_core::{Batch, Interaction};
-use common::kafka::{create_topics, setup, Consumer};
-use common::{batch, env, event, now_ms, start, Backend, Popularity, TestOrigin};
+use common::kafka::{setup, Consumer};
+use common::{batch, env, event, now_ms, Popularity, TestOrigin};
 use rdkafka::ClientConfig;
 use serde_json::Value;
 
@@ -174,17 +174,7 @@ async fn lag_reaches(origin: &TestOrigin, prefix: &str, want: i64) {
 
 #[tokio::test]
 async fn the_origin_reports_the_groups_true_lag_with_consumers_stopped_started_and_restarted() {
-    let (prefix, origin) = {
-        let prefix = format!("it{}.", &uuid::Uuid::now_v7().simple().to_string()[20..]);
-        create_topics(&prefix).await;
-        let (p, g) = (prefix.clone(), format!("g-{prefix}"));
-        let origin = start(Backend::KafkaRedis, move |a| {
-            a.topic_prefix = p;
-            a.consumer_group = g;
-        })
-        .await;
-        (prefix, origin)
-    };
+    let (prefix, origin) = setup().await;
     let (site, group) = (origin.site.site_key.clone(), format!("g-{prefix}"));
     // No consumer has ever run: every accepted event is behind.
     for u in 0..3 {

@@ -61,7 +61,11 @@ enum Command {
 #[derive(Subcommand)]
 enum StackAction {
     /// Start Kafka and Redis (installing what is missing) and create the topics.
-    Up,
+    Up {
+        /// Also run Prometheus scraping the origin and the consumer, alert rules loaded.
+        #[arg(long)]
+        monitoring: bool,
+    },
     /// Stop Kafka and Redis.
     Down {
         /// Also delete their data.
@@ -91,7 +95,13 @@ fn main() {
         Command::Stack { action } => {
             let stack = stack::Stack::from_env();
             match action {
-                StackAction::Up => stack.up().map(stack::Running::keep),
+                StackAction::Up { monitoring } => stack.up().and_then(|running| {
+                    running.keep();
+                    if monitoring {
+                        stack.monitoring()?;
+                    }
+                    Ok(())
+                }),
                 StackAction::Down { wipe } => stack.down(wipe),
                 StackAction::Status => stack.status(),
             }

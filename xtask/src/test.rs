@@ -1,5 +1,6 @@
 //! `cargo xtask test`: install what is missing, check formatting and lints,
-//! build for wasm32, start the stack, run every suite, stop the stack (also
+//! unit-test the alert rules, build for wasm32, start the stack, run every
+//! suite (the alert suite in a real Prometheus), stop the stack (also
 //! when a suite fails), and print one line per step.
 
 use std::process::{Command, Stdio};
@@ -51,6 +52,7 @@ pub fn run() -> Result<()> {
         install::worker_build()?;
         install::apt("node", "nodejs")?;
         install::apt("chromium", "chromium")?;
+        install::apt("prometheus", "prometheus")?;
         install::npm_packages()
     });
     let stack = Stack::from_env();
@@ -94,6 +96,19 @@ pub fn run() -> Result<()> {
                 tracker::build()
             },
         );
+        report.step("alert rules (promtool check rules, test rules)", || {
+            let alerts = workspace_root().join("origin/alerts");
+            run_cmd(
+                Command::new("promtool")
+                    .args(["check", "rules", "attune.rules.yml"])
+                    .current_dir(&alerts),
+            )?;
+            run_cmd(
+                Command::new("promtool")
+                    .args(["test", "rules", "attune.rules.test.yml"])
+                    .current_dir(&alerts),
+            )
+        });
         report.step("build the edge worker (worker-build)", edge::build);
         match stack.up() {
             Err(e) => {

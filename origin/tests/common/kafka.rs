@@ -141,11 +141,16 @@ impl Drop for Consumer {
     }
 }
 
-/// A unique prefix and an origin producing to it.
+/// A unique prefix and an origin producing to it, which reports the lag of
+/// the group `g-<prefix>` (the group of [`Consumer::start`] in these tests).
 pub async fn setup() -> (String, TestOrigin) {
     let prefix = format!("it{}.", &uuid::Uuid::now_v7().simple().to_string()[20..]);
     create_topics(&prefix).await;
-    let p = prefix.clone();
-    let origin = start(Backend::KafkaRedis, move |a| a.topic_prefix = p).await;
+    let (p, g) = (prefix.clone(), format!("g-{prefix}"));
+    let origin = start(Backend::KafkaRedis, move |a| {
+        a.topic_prefix = p;
+        a.consumer_group = g;
+    })
+    .await;
     (prefix, origin)
 }

@@ -4,9 +4,12 @@
 //! Everything lives under `target/stack/` (`ATTUNE_STACK_DIR`): `kafka/libs`
 //! (jars), `kafka/data`, `redis/` (append-only file), `logs/`, `*.pid`, and `env`
 //! (the variables the origin and the tests read). Ports: `ATTUNE_KAFKA_PORT`
-//! (19092), `ATTUNE_KAFKA_CONTROLLER_PORT` (19093), `ATTUNE_REDIS_PORT` (16379).
+//! (19092), `ATTUNE_KAFKA_CONTROLLER_PORT` (19093), `ATTUNE_REDIS_PORT` (16379),
+//! and with `--monitoring` Prometheus (Debian's) on `ATTUNE_PROMETHEUS_PORT`
+//! (19090) with the alert rules loaded.
 
 mod kafka;
+mod prometheus;
 mod redis;
 
 pub use kafka::ensure_topics;
@@ -29,6 +32,7 @@ pub struct Stack {
     kafka_port: u16,
     controller_port: u16,
     redis_port: u16,
+    prometheus_port: u16,
 }
 
 /// How clients reach a running stack.
@@ -92,6 +96,7 @@ impl Stack {
             kafka_port: env_port("ATTUNE_KAFKA_PORT", 19092),
             controller_port: env_port("ATTUNE_KAFKA_CONTROLLER_PORT", 19093),
             redis_port: env_port("ATTUNE_REDIS_PORT", 16379),
+            prometheus_port: env_port("ATTUNE_PROMETHEUS_PORT", 19090),
         }
     }
 
@@ -155,11 +160,25 @@ impl Stack {
         Ok(running)
     }
 
-    /// Stops Kafka and Redis; with `wipe`, deletes their data too.
+    /// Starts Prometheus beside the stack (`stack up --monitoring`): it
+    /// scrapes the origin and the consumer, with the alert rules loaded.
+    pub fn monitoring(&self) -> Result<()> {
+        install::apt("prometheus", "prometheus")?;
+        let started = prometheus::start(self)?;
+        prometheus::wait_ready(self, started.pid)?;
+        println!(
+            "==> Prometheus (pid {}) on http://127.0.0.1:{}/alerts — scraping the origin and the consumer",
+            started.pid, self.prometheus_port
+        );
+        Ok(())
+    }
+
+    /// Stops Kafka, Redis and Prometheus; with `wipe`, deletes their data too.
     pub fn down(&self, wipe: bool) -> Result<()> {
         for (name, pid_file, marker) in [
             ("Kafka", kafka::pid_file(self), kafka::MARKER),
             ("Redis", redis::pid_file(self), redis::MARKER),
+            ("Prometheus", prometheus::pid_file(self), prometheus::MARKER),
         ] {
             match running_pid(&pid_file, marker) {
                 Some(pid) => {
@@ -171,7 +190,11 @@ impl Stack {
             let _ = fs::remove_file(pid_file);
         }
         if wipe {
-            for data in [kafka::data_dir(self), redis::data_dir(self)] {
+            for data in [
+                kafka::data_dir(self),
+                redis::data_dir(self),
+                prometheus::data_dir(self),
+            ] {
                 if data.exists() {
                     println!("==> deleting {}", data.display());
                     fs::remove_dir_all(data)?;
@@ -186,6 +209,13 @@ impl Stack {
         let kafka = kafka::status(self);
         let redis = redis::status(self);
         println!("Kafka: {kafka}\nRedis: {redis}");
+        match prometheus::status(self) {
+            Health::Stopped => {}
+            health => println!(
+                "Prometheus: {health} on http://127.0.0.1:{}",
+                self.prometheus_port
+            ),
+        }
         if kafka.is_up() && redis.is_up() {
             for (k, v) in self.endpoints().vars() {
                 println!("{k}={v}");
