@@ -22,6 +22,14 @@ pub fn topic(kind: EventKind) -> &'static str {
 /// transaction changed (committed atomically with the consumed offsets).
 pub const PROFILE_UPDATES: &str = "attune.profile_updates";
 
+/// Records the consumers could not apply, as they were, with the reason and
+/// where they came from in headers (committed atomically with the consumed
+/// offsets, so a record is either applied or dead-lettered, once).
+pub const DEAD_LETTERS: &str = "attune.dead_letters";
+
+/// The topics the consumers write.
+pub const CONSUMER_OUTPUTS: [&str; 2] = [PROFILE_UPDATES, DEAD_LETTERS];
+
 /// Every interaction topic.
 pub fn topics() -> impl Iterator<Item = &'static str> {
     EventKind::ALL.into_iter().map(topic)

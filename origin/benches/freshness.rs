@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use attune_core::codec::encode_msgpack;
-use attune_core::routing::{topics, PARTITIONS_PER_TOPIC, PROFILE_UPDATES};
+use attune_core::routing::{topics, CONSUMER_OUTPUTS, PARTITIONS_PER_TOPIC};
 use attune_core::{Batch, Event, Interaction};
 use attune_origin::config::{ServeArgs, SiteConfig};
 use attune_origin::AppState;
@@ -87,7 +87,7 @@ async fn main() -> anyhow::Result<()> {
         .set("bootstrap.servers", &brokers)
         .create()?;
     let new: Vec<String> = topics()
-        .chain([PROFILE_UPDATES])
+        .chain(CONSUMER_OUTPUTS)
         .map(|t| format!("{prefix}{t}"))
         .collect();
     let new: Vec<NewTopic> = new

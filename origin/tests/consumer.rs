@@ -343,10 +343,13 @@ async fn the_online_model_learns_from_events_and_serves_recommendations() {
 }
 
 /// A poll that brings only undecodable records (a foreign producer, an old
-/// format) skips them and commits past them, without restarting the consumer.
+/// format) dead-letters them as they were, with the reason and their source,
+/// commits past them and counts them, without restarting the consumer.
 #[tokio::test]
-async fn a_batch_of_only_undecodable_records_is_skipped_without_a_restart() {
+async fn undecodable_records_go_to_the_dead_letter_topic_without_a_restart() {
+    use rdkafka::message::Headers;
     use rdkafka::producer::{FutureProducer, FutureRecord};
+    use rdkafka::Message;
     let (prefix, origin) = setup().await;
     let site = origin.site.site_key.clone();
     let consumer = Consumer::start(&prefix, &format!("g-{prefix}"));
@@ -355,23 +358,52 @@ async fn a_batch_of_only_undecodable_records_is_skipped_without_a_restart() {
         .create()
         .unwrap();
     let topic = format!("{prefix}{}", topics().next().unwrap());
-    for i in 0..5 {
-        producer
+    let mut sources = BTreeMap::new();
+    for i in 0..5u8 {
+        let delivery = producer
             .send(
                 FutureRecord::to(&topic).key("x").payload(&[0xc1u8, i][..]),
                 Duration::from_secs(10),
             )
             .await
             .expect("produced");
+        let (partition, offset) = (delivery.partition, delivery.offset);
+        sources.insert(format!("{topic}:{partition}:{offset}"), vec![0xc1u8, i]);
     }
     let deadline = Instant::now() + Duration::from_secs(60);
-    while consumer.metric("attune_consumer_undecodable_total").await < 5.0 {
+    while consumer.metric("attune_consumer_dead_letters_total").await < 5.0 {
         assert!(
             Instant::now() < deadline,
-            "the poison records were never read"
+            "the poison records were never dead-lettered"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    let dead_letters = format!("{prefix}{}", attune_core::routing::DEAD_LETTERS);
+    let letters = common::kafka::read_topic(
+        &env("KAFKA_BROKERS"),
+        &dead_letters,
+        5,
+        Duration::from_secs(30),
+    );
+    let mut got = BTreeMap::new();
+    for m in &letters {
+        let header = |name: &str| {
+            let headers = m.headers().expect("dead letters have headers");
+            headers
+                .iter()
+                .find(|h| h.key == name)
+                .and_then(|h| h.value)
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+        };
+        assert_eq!(header("attune-reason").as_deref(), Some("undecodable"));
+        assert!(header("attune-detail").is_some_and(|d| !d.is_empty()));
+        assert_eq!(m.key(), Some(&b"x"[..]), "the record's key is kept");
+        got.insert(
+            header("attune-source").unwrap(),
+            m.payload().unwrap().to_vec(),
+        );
+    }
+    assert_eq!(got, sources, "each record once, as it was, with its source");
     // The stream goes on: a valid batch after them is applied.
     let mut expected = Expected::default();
     let b = user_batch(&site, "after-poison", 0);

@@ -24,8 +24,8 @@ use crate::event_log::embedded::{read_topic, LOG};
 use crate::model::covisit::{self, CovisitConfig};
 use crate::record::EventRecord;
 use crate::store::embedded::{
-    add_popularity, StoredProfile, CONSUMER_STATS, COVISIT, COVISIT_NORMS, FORGOTTEN, POPULARITY,
-    POSITIONS, PROFILES, SEEN,
+    add_popularity, StoredProfile, CONSUMER_STATS, COVISIT, COVISIT_NORMS, DEAD_LETTERS, FORGOTTEN,
+    POPULARITY, POSITIONS, PROFILES, SEEN,
 };
 use crate::store::Item;
 
@@ -50,6 +50,8 @@ pub struct Round {
     pub applied: u64,
     /// Events skipped: already applied (same id) or of a forgotten user.
     pub skipped: u64,
+    /// Records that did not decode, kept in the dead-letter table.
+    pub dead_lettered: u64,
     /// Receipt times of the events read, for freshness.
     pub received_at_ms: Vec<i64>,
 }
@@ -73,6 +75,7 @@ pub fn apply_pending(
         let Some(&(last, _, _)) = rows.last() else {
             continue;
         };
+        let mut dead = Vec::new();
         let incoming: Vec<Incoming> = rows
             .into_iter()
             .filter_map(|(offset, _, payload)| {
@@ -85,7 +88,8 @@ pub fn apply_pending(
                         record,
                     }),
                     Err(e) => {
-                        tracing::warn!(%topic, offset, "undecodable record skipped: {e}");
+                        tracing::warn!(%topic, offset, "undecodable record dead-lettered: {e}");
+                        dead.push((offset, e.to_string(), payload));
                         None
                     }
                 }
@@ -145,9 +149,15 @@ pub fn apply_pending(
                 let json = serde_json::to_string(&profile).expect("profiles serialize");
                 profiles.insert((site.as_str(), user.as_str()), json.as_str())?;
             }
+            let mut dead_letters = tx.open_table(DEAD_LETTERS)?;
+            for (offset, detail, payload) in &dead {
+                let letter = ("undecodable", detail.as_str(), payload.as_slice());
+                dead_letters.insert((topic, *offset), letter)?;
+            }
             tx.open_table(POSITIONS)?.insert(topic, last + 1)?;
         }
         tx.commit()?;
+        round.dead_lettered += dead.len() as u64;
     }
     Ok(round)
 }
@@ -292,6 +302,8 @@ pub fn spawn(db: Arc<Database>, mut appended: watch::Receiver<u64>, half_lives: 
             let now = crate::clock::now_ms();
             let busy = match round {
                 Ok(Ok(round)) => {
+                    metrics::counter!("attune_consumer_dead_letters_total", "reason" => "undecodable")
+                        .increment(round.dead_lettered);
                     stats.count(round.applied, round.skipped);
                     stats.observe(round.received_at_ms, now);
                     round.read > 0
@@ -348,6 +360,38 @@ async fn publish(db: &Arc<Database>, stats: &crate::store::ConsumerStats) {
 mod tests {
     use super::*;
     use crate::model::covisit::{push, visit, Neighbours};
+
+    /// A record that does not decode is kept in the dead-letter table with
+    /// its reason and bytes, and the position moves past it.
+    #[test]
+    fn an_undecodable_record_is_dead_lettered_and_passed() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::create(dir.path().join("t.redb")).unwrap();
+        let topic = topics().next().unwrap();
+        let tx = db.begin_write().unwrap();
+        tx.open_table(LOG)
+            .unwrap()
+            .insert((topic, 0), ("k", &[0xc1u8, 7][..]))
+            .unwrap();
+        // As EmbeddedStore::new creates them.
+        tx.open_table(POSITIONS).unwrap();
+        tx.open_table(crate::store::embedded::ITEMS).unwrap();
+        tx.commit().unwrap();
+        let half_lives = HalfLives {
+            affinity: HalfLife::from_hours(1.0).unwrap(),
+            popularity: HalfLife::from_hours(1.0).unwrap(),
+        };
+        let round = apply_pending(&db, half_lives, &FeedbackWeights::default()).unwrap();
+        assert_eq!((round.read, round.dead_lettered), (1, 1));
+        let read = db.begin_read().unwrap();
+        let letters = read.open_table(DEAD_LETTERS).unwrap();
+        let letter = letters.get((topic, 0)).unwrap().expect("dead-lettered");
+        let (reason, detail, payload) = letter.value();
+        assert_eq!((reason, payload), ("undecodable", &[0xc1u8, 7][..]));
+        assert!(!detail.is_empty());
+        let position = read.open_table(POSITIONS).unwrap().get(topic).unwrap();
+        assert_eq!(position.map(|v| v.value()), Some(1));
+    }
 
     /// The embedded rows follow `Neighbours::apply` (what the eval scores)
     /// cell for cell, trims included.

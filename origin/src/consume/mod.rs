@@ -22,11 +22,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
-use attune_core::routing::{topics, PROFILE_UPDATES};
+use attune_core::routing::{topics, DEAD_LETTERS, PROFILE_UPDATES};
 use attune_core::{FeedbackWeights, HalfLife};
 
 use crate::model::MfConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
@@ -55,12 +56,22 @@ pub fn run(args: &ConsumeArgs, stop: Arc<AtomicBool>) -> Result<()> {
     Ok(())
 }
 
-/// A polled message: topic, partition, offset, payload.
+/// A polled message.
 struct Polled {
     topic: String,
     partition: i32,
     offset: i64,
+    key: Option<Vec<u8>>,
     payload: Vec<u8>,
+}
+
+/// A record the consumer cannot apply, on its way to the dead-letter topic.
+struct DeadLetter {
+    message: Polled,
+    /// Why, from a closed set (a metric label and a header).
+    reason: &'static str,
+    /// The decoder's words, for whoever reads the dead letter.
+    detail: String,
 }
 
 /// What one round writes to Redis with, besides the Kafka clients.
@@ -110,6 +121,7 @@ fn run_clients(args: &ConsumeArgs, stop: &AtomicBool, stats: &mut StatsTracker) 
     producer.init_transactions(Duration::from_secs(30))?;
     let mut writers = connect_writers(args)?;
     let updates_topic = format!("{}{PROFILE_UPDATES}", args.topic_prefix);
+    let dead_letters_topic = format!("{}{DEAD_LETTERS}", args.topic_prefix);
     tracing::info!(group = %args.group, topics = ?names, "consumer started");
 
     while !stop.load(Ordering::SeqCst) {
@@ -128,15 +140,19 @@ fn run_clients(args: &ConsumeArgs, stop: &AtomicBool, stats: &mut StatsTracker) 
         for m in &batch {
             offsets.insert((m.topic.clone(), m.partition), m.offset + 1);
         }
-        let incoming = decode(batch);
+        let (incoming, dead) = decode(batch);
         let round = apply(&mut writers, &incoming)?;
-        commit(
-            &consumer,
-            &producer,
-            &updates_topic,
-            &round.changed,
-            &offsets,
-        )?;
+        let outputs = Outputs {
+            updates_topic: &updates_topic,
+            changed: &round.changed,
+            dead_letters_topic: &dead_letters_topic,
+            dead: &dead,
+        };
+        commit(&consumer, &producer, &outputs, &offsets)?;
+        for d in &dead {
+            metrics::counter!("attune_consumer_dead_letters_total", "reason" => d.reason)
+                .increment(1);
+        }
         metrics::histogram!("attune_consumer_batch_duration_seconds").record(started.elapsed());
         stats.count(round.applied, round.duplicate);
         stats.observe(incoming.iter().map(|i| i.record.received_at_ms), now_ms());
@@ -160,10 +176,11 @@ fn connect_writers(args: &ConsumeArgs) -> Result<Writers> {
     })
 }
 
-/// The decodable records; a poison message must not block its partition, so
-/// the rest are counted and skipped.
-fn decode(batch: Vec<Polled>) -> Vec<Incoming> {
-    batch
+/// The decodable records, and the rest as dead letters: a poison message
+/// must not block its partition, nor vanish.
+fn decode(batch: Vec<Polled>) -> (Vec<Incoming>, Vec<DeadLetter>) {
+    let mut dead = Vec::new();
+    let incoming = batch
         .into_iter()
         .filter_map(|m| match EventRecord::decode(&m.payload) {
             Ok(record) => Some(Incoming {
@@ -174,12 +191,17 @@ fn decode(batch: Vec<Polled>) -> Vec<Incoming> {
             }),
             Err(e) => {
                 let (topic, partition, offset) = (&m.topic, m.partition, m.offset);
-                tracing::warn!(%topic, partition, offset, "undecodable record skipped: {e}");
-                metrics::counter!("attune_consumer_undecodable_total").increment(1);
+                tracing::warn!(%topic, partition, offset, "undecodable record dead-lettered: {e}");
+                dead.push(DeadLetter {
+                    message: m,
+                    reason: "undecodable",
+                    detail: e.to_string(),
+                });
                 None
             }
         })
-        .collect()
+        .collect();
+    (incoming, dead)
 }
 
 /// Applies a round to Redis in the order that keeps it exactly once: what
@@ -219,23 +241,59 @@ fn apply(w: &mut Writers, incoming: &[Incoming]) -> Result<Applied> {
     Ok(round)
 }
 
-/// In one Kafka transaction: a `profile_updates` message per changed user
-/// and the consumed offsets.
+/// What a round writes to Kafka besides its offsets.
+struct Outputs<'a> {
+    updates_topic: &'a str,
+    changed: &'a [((String, String), u64)],
+    dead_letters_topic: &'a str,
+    dead: &'a [DeadLetter],
+}
+
+/// In one Kafka transaction: a `profile_updates` message per changed user,
+/// the round's dead letters (the record as it was; reason, decoder message
+/// and source in headers) and the consumed offsets.
 fn commit(
     consumer: &BaseConsumer,
     producer: &BaseProducer,
-    updates_topic: &str,
-    changed: &[((String, String), u64)],
+    out: &Outputs,
     offsets: &BTreeMap<(String, i32), i64>,
 ) -> Result<()> {
     producer.begin_transaction()?;
-    for ((site, user), applied) in changed {
+    for ((site, user), applied) in out.changed {
         let key = attune_core::routing::partition_key(site, user);
         let payload =
             serde_json::json!({"site": site, "user": user, "applied": applied}).to_string();
         producer
-            .send(BaseRecord::to(updates_topic).key(&key).payload(&payload))
+            .send(
+                BaseRecord::to(out.updates_topic)
+                    .key(&key)
+                    .payload(&payload),
+            )
             .map_err(|(e, _)| e)?;
+    }
+    for d in out.dead {
+        let m = &d.message;
+        let source = format!("{}:{}:{}", m.topic, m.partition, m.offset);
+        let headers = OwnedHeaders::new()
+            .insert(Header {
+                key: "attune-reason",
+                value: Some(d.reason),
+            })
+            .insert(Header {
+                key: "attune-detail",
+                value: Some(&d.detail),
+            })
+            .insert(Header {
+                key: "attune-source",
+                value: Some(&source),
+            });
+        let mut record = BaseRecord::to(out.dead_letters_topic)
+            .payload(&m.payload)
+            .headers(headers);
+        if let Some(key) = &m.key {
+            record = record.key(key);
+        }
+        producer.send(record).map_err(|(e, _)| e)?;
     }
     let mut tpl = TopicPartitionList::new();
     for ((topic, partition), next) in offsets {
@@ -269,6 +327,7 @@ fn poll_batch(consumer: &BaseConsumer, max: usize) -> Vec<Polled> {
                 topic: m.topic().to_owned(),
                 partition: m.partition(),
                 offset: m.offset(),
+                key: m.key().map(<[u8]>::to_vec),
                 payload: m.payload().unwrap_or_default().to_vec(),
             }),
             Some(Err(e)) => {

@@ -42,6 +42,10 @@ pub const POSITIONS: TableDefinition<&str, u64> = TableDefinition::new("consumer
 pub const COVISIT: TableDefinition<(&str, &str, &str), f64> = TableDefinition::new("covisit");
 /// (site, item) → co-visit norm.
 pub const COVISIT_NORMS: TableDefinition<(&str, &str), f64> = TableDefinition::new("covisit_norms");
+/// (topic, offset) → (reason, decoder message, the record's bytes): what the
+/// embedded consumer could not apply (the Kafka consumers' dead-letter topic).
+pub const DEAD_LETTERS: TableDefinition<(&str, u64), (&str, &str, &[u8])> =
+    TableDefinition::new("dead_letters");
 /// Consumer member → its latest [`ConsumerStats`] JSON.
 pub const CONSUMER_STATS: TableDefinition<&str, &str> = TableDefinition::new("consumer_stats");
 

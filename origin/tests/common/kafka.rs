@@ -4,11 +4,12 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use attune_core::routing::{topics, PARTITIONS_PER_TOPIC, PROFILE_UPDATES};
+use attune_core::routing::{topics, CONSUMER_OUTPUTS, PARTITIONS_PER_TOPIC};
 use attune_origin::record::EventRecord;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
+use rdkafka::message::OwnedMessage;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
 use super::{env, start, Backend, TestOrigin};
@@ -33,6 +34,26 @@ pub fn high_watermarks(brokers: &str, topic: &str) -> Vec<(i32, i64)> {
             (p, high)
         })
         .collect()
+}
+
+/// The first `n` messages of every partition of `topic` (committed ones
+/// only), waiting at most `timeout`.
+pub fn read_topic(brokers: &str, topic: &str, n: usize, timeout: Duration) -> Vec<OwnedMessage> {
+    let c = consumer(brokers);
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..PARTITIONS_PER_TOPIC {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    c.assign(&tpl).unwrap();
+    let deadline = Instant::now() + timeout;
+    let mut out = Vec::new();
+    while out.len() < n && Instant::now() < deadline {
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(200)) {
+            out.push(m.detach());
+        }
+    }
+    out
 }
 
 /// Every message with `key` written to `topic` after `from`, until `n` arrived
@@ -71,7 +92,7 @@ pub async fn create_topics(prefix: &str) {
         .create()
         .unwrap();
     let names: Vec<String> = topics()
-        .chain([PROFILE_UPDATES])
+        .chain(CONSUMER_OUTPUTS)
         .map(|t| format!("{prefix}{t}"))
         .collect();
     let new: Vec<NewTopic> = names

@@ -6,7 +6,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use attune_core::routing::{topics, PARTITIONS_PER_TOPIC, PROFILE_UPDATES};
+use attune_core::routing::{topics, CONSUMER_OUTPUTS, PARTITIONS_PER_TOPIC};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -167,7 +167,7 @@ pub fn ensure_topics(brokers: &str, prefix: &str) -> Result<()> {
         .create()
         .context("create the Kafka admin client")?;
     let names = topics()
-        .chain([PROFILE_UPDATES])
+        .chain(CONSUMER_OUTPUTS)
         .map(|t| format!("{prefix}{t}"))
         .collect::<Vec<_>>();
     let new: Vec<NewTopic> = names
