@@ -306,3 +306,40 @@ test("a truncated upload gets the origin's 400 JSON error, not a 500", async () 
   assert.match(text, /^HTTP\/1\.1 400/, text);
   assert.match(text, /"error":"unreadable_body"/, text);
 });
+
+test("Content-Encoding: one rule at both tiers, the same status and error for every label", async () => {
+  const zlib = await import("node:zlib");
+  const site = origin.site.site_key;
+  const cases = [
+    // [label, body kind, status, error]
+    ["gzip", "gzip", 202],
+    ["GZIP", "gzip", 202],
+    ["x-gzip", "gzip", 202],
+    ["identity", "plain", 202],
+    ["br", "plain", 415, "unsupported_encoding"],
+    ["deflate", "plain", 415, "unsupported_encoding"],
+    ["gzip, gzip", "gzip", 415, "unsupported_encoding"],
+    ["gzip", "plain", 400, "unreadable_body"],
+    ["gzip", "bomb", 413, "too_large"],
+  ];
+  for (const [label, kind, status, code] of cases) {
+    for (const tier of ["edge", "origin"]) {
+      const plain = batch(site, `enc-${tier}-${label.replace(/\W/g, "")}-${kind}`, [{ kind: "click", item: "s1" }]);
+      const body = kind === "plain" ? plain : zlib.gzipSync(kind === "bomb" ? Buffer.alloc(4 << 20) : plain);
+      const headers = { "content-type": "application/msgpack", "content-encoding": label };
+      const before = proxy.state.events.length;
+      const r = tier === "edge"
+        ? await edge.dispatchFetch(`${BASE}/v1/collect`, { method: "POST", headers, body })
+        : await fetch(`${origin.url}/v1/events`, { method: "POST", headers, body });
+      const text = await r.text();
+      assert.equal(r.status, status, `${tier} ${label} ${kind}: ${text}`);
+      if (code) {
+        assert.equal(JSON.parse(text).error, code, `${tier} ${label} ${kind}: ${text}`);
+        if (tier === "edge") assert.equal(proxy.state.events.length, before, "nothing refused is forwarded");
+      } else if (tier === "edge") {
+        // The origin receives the batch's own bytes, inflated.
+        assert.deepEqual(Buffer.from(proxy.state.events.at(-1).body), Buffer.from(plain));
+      }
+    }
+  }
+});

@@ -18,6 +18,7 @@ pub mod clock;
 pub mod config;
 pub mod consume;
 pub mod dashboard;
+pub mod encoding;
 pub mod error;
 pub mod event_log;
 pub mod health;
@@ -218,7 +219,8 @@ fn cors(sites: Arc<Sites>) -> CorsLayer {
 }
 
 /// The HTTP API with its layers: tracing, metrics, per-IP rate limit, CORS,
-/// a deadline for reading the body, gzip request decompression, body limit
+/// a deadline for reading the body, attune-core's Content-Encoding rule, gzip
+/// request decompression, body limit
 /// (applied after decompression).
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -240,6 +242,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(health::readyz))
         .layer(DefaultBodyLimit::max(state.max_body_bytes))
         .layer(RequestDecompressionLayer::new())
+        .layer(from_fn(encoding::normalise))
         .layer(RequestBodyTimeoutLayer::new(state.body_timeout))
         .layer(cors(state.sites.clone()))
         .layer(from_fn_with_state(state.clone(), ratelimit::per_ip))

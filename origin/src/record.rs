@@ -38,7 +38,7 @@ pub struct EventRecord {
     pub device: Device,
     /// The user's stored static attributes at receipt.
     pub attributes: BTreeMap<String, String>,
-    /// The contextual segments (`crate::segments`) whose popularity the event
+    /// The contextual segments (the origin's `segments` module) whose popularity the event
     /// also counts toward, decided at ingest from its whole batch.
     #[serde(default)]
     pub segments: Vec<String>,

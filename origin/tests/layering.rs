@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[&[&str]] = &[
     &["clock", "config", "record", "metrics", "model"],
     &["store", "event_log"],
-    &["error", "segments", "ranking", "consume"],
-    &["auth", "ratelimit"],
+    &["error", "segments", "ranking"],
+    &["consume", "auth", "ratelimit", "encoding"],
     &["ingest", "api", "dashboard", "health"],
     &["openapi", "server"],
 ];

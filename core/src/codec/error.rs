@@ -71,6 +71,16 @@ impl DecodeError {
         }
     }
 
+    /// The HTTP status both tiers answer with: 413 for size, 400 for
+    /// structure, 422 for a field that breaks a rule or another version.
+    pub fn status(&self) -> u16 {
+        match self {
+            DecodeError::TooLarge { .. } => 413,
+            DecodeError::Malformed { .. } => 400,
+            DecodeError::UnsupportedVersion { .. } | DecodeError::Invalid { .. } => 422,
+        }
+    }
+
     /// A stable machine-readable code, for API error bodies and metrics labels.
     pub fn code(&self) -> &'static str {
         match self {

@@ -20,10 +20,12 @@
 //! without a schema version bump. Decoding never panics: every byte string gets
 //! either a [`Batch`] that satisfies [`Limits`] or a [`DecodeError`].
 
+mod encoding;
 mod error;
 mod wire;
 mod writer;
 
+pub use encoding::{content_encoding, decoded_body, gunzip, BodyError, ContentEncoding};
 pub use error::{DecodeError, Format, Problem};
 
 use serde::de::DeserializeOwned;

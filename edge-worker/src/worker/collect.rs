@@ -1,7 +1,7 @@
 //! `POST /v1/collect`: the tracker's batch, stored at the origin and applied to
 //! the person's edge state before the answer.
 
-use attune_core::codec::{decode, format_of, DecodeError};
+use attune_core::codec::{decode, decoded_body, format_of};
 use attune_core::routing::anonymous_user;
 use attune_core::FeedbackWeights;
 use worker::{console_error, Env, Request, Response, Result};
@@ -30,16 +30,22 @@ pub async fn handle(mut req: Request, config: &Config, env: &Env) -> Result<Resp
             None,
         );
     };
-    let decoded = decode(&body, &config.limits, format);
-    let batch = match decoded {
+    // attune-core's Content-Encoding rule, as the origin applies it. The
+    // origin then receives the batch's bytes inflated, unchanged otherwise.
+    let encoding = headers.get("content-encoding")?;
+    let body = match decoded_body(encoding.as_deref(), &body, config.limits.max_batch_bytes) {
+        Ok(inflated) => inflated.into_owned(),
+        Err(e) => return error(e.status(), e.code(), e.to_string(), None),
+    };
+    let batch = match decode(&body, &config.limits, format) {
         Ok(b) => b,
         Err(e) => {
-            let status = match e {
-                DecodeError::TooLarge { .. } => 413,
-                DecodeError::Malformed { .. } => 400,
-                _ => 422,
-            };
-            return error(status, e.code(), e.to_string(), e.field().map(Into::into));
+            return error(
+                e.status(),
+                e.code(),
+                e.to_string(),
+                e.field().map(Into::into),
+            )
         }
     };
     if batch.site_key != config.site_key {

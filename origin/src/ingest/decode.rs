@@ -30,15 +30,9 @@ pub fn decode_body(headers: &HeaderMap, body: &[u8], limits: &Limits) -> Result<
     })
 }
 
-/// 413 for size, 400 for structure, 422 for a field that breaks a rule.
+/// The status attune-core gives the error (the edge answers the same).
 fn decode_error(e: DecodeError) -> ApiError {
-    let status = match e {
-        DecodeError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-        DecodeError::Malformed { .. } => StatusCode::BAD_REQUEST,
-        DecodeError::UnsupportedVersion { .. } | DecodeError::Invalid { .. } => {
-            StatusCode::UNPROCESSABLE_ENTITY
-        }
-    };
+    let status = StatusCode::from_u16(e.status()).expect("a valid status");
     let mut err = ApiError::new(status, e.code(), e.to_string());
     if let Some(field) = e.field() {
         err = err.field(field);
