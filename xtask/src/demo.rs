@@ -19,6 +19,12 @@ use crate::{edge, install, tracker, workspace_root};
 /// The built-in development site of `attune-origin` (see its config module).
 const DEMO_SITE_KEY: &str = "demo";
 const DEMO_API_KEY: &str = "demo-secret-api-key";
+/// The stack demo's own topics and consumer group: what tests and benchmarks
+/// leave on the shared stack (they write the unprefixed topics, or their own
+/// prefixes) never reaches the demo's consumer, and the demo's state survives
+/// demo restarts.
+const DEMO_TOPIC_PREFIX: &str = "demo.";
+const DEMO_CONSUMER_GROUP: &str = "attune-demo";
 /// How long the origin may take to open its port.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -63,7 +69,13 @@ pub fn run(with_stack: bool) -> Result<()> {
     let stack = Stack::from_env();
     let running = if with_stack { Some(stack.up()?) } else { None };
     let backend_env: Vec<(&str, String)> = match &running {
-        Some(r) => r.endpoints.vars().into_iter().collect(),
+        Some(r) => {
+            crate::stack::ensure_topics(&r.endpoints.kafka_brokers, DEMO_TOPIC_PREFIX)?;
+            let mut vars: Vec<(&str, String)> = r.endpoints.vars().into_iter().collect();
+            vars.push(("ATTUNE_TOPIC_PREFIX", DEMO_TOPIC_PREFIX.into()));
+            vars.push(("ATTUNE_CONSUMER_GROUP", DEMO_CONSUMER_GROUP.into()));
+            vars
+        }
         None => vec![(
             "ATTUNE_DATA_DIR",
             workspace_root()
@@ -80,6 +92,8 @@ pub fn run(with_stack: bool) -> Result<()> {
             .env_remove("KAFKA_BROKERS")
             .env_remove("REDIS_URL")
             .env_remove("ATTUNE_CONFIG")
+            .env_remove("ATTUNE_TOPIC_PREFIX")
+            .env_remove("ATTUNE_CONSUMER_GROUP")
             .envs(backend_env.iter().map(|(k, v)| (*k, v.as_str())))
             .spawn()
             .with_context(|| format!("start attune-origin {}", args.join(" ")))

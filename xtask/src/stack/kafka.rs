@@ -186,24 +186,33 @@ pub fn ensure_topics(brokers: &str, prefix: &str) -> Result<()> {
             Err((topic, code)) => bail!("cannot create topic {topic}: {code}"),
         }
     }
-    let metadata = admin
-        .inner()
-        .fetch_metadata(None, Duration::from_secs(10))
-        .context("read topic metadata")?;
-    for name in &names {
-        let partitions = metadata
-            .topics()
-            .iter()
-            .find(|t| t.name() == name.as_str())
-            .map_or(0, |t| t.partitions().len());
-        if partitions < PARTITIONS_PER_TOPIC as usize {
-            bail!(
+    // A topic created a moment ago may not show its partitions in the
+    // metadata yet: look again for a few seconds before calling it short.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let metadata = admin
+            .inner()
+            .fetch_metadata(None, Duration::from_secs(10))
+            .context("read topic metadata")?;
+        let short = names.iter().find_map(|name| {
+            let partitions = metadata
+                .topics()
+                .iter()
+                .find(|t| t.name() == name.as_str())
+                .map_or(0, |t| t.partitions().len());
+            (partitions < PARTITIONS_PER_TOPIC as usize).then_some((name, partitions))
+        });
+        match short {
+            None => return Ok(()),
+            Some(_) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Some((name, partitions)) => bail!(
                 "topic {name} has {partitions} partitions, fewer than {PARTITIONS_PER_TOPIC}: \
                  recreate it with `cargo xtask stack down --wipe && cargo xtask stack up`"
-            );
+            ),
         }
     }
-    Ok(())
 }
 
 pub fn status(stack: &Stack) -> Health {
