@@ -9,7 +9,7 @@ use attune_origin::record::EventRecord;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
-use rdkafka::message::OwnedMessage;
+use rdkafka::message::{BorrowedMessage, OwnedMessage};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
 use super::{env, start, Backend, TestOrigin};
@@ -36,24 +36,37 @@ pub fn high_watermarks(brokers: &str, topic: &str) -> Vec<(i32, i64)> {
         .collect()
 }
 
-/// The first `n` messages of every partition of `topic` (committed ones
-/// only), waiting at most `timeout`.
-pub fn read_topic(brokers: &str, topic: &str, n: usize, timeout: Duration) -> Vec<OwnedMessage> {
+/// Reads `topic` from each `(partition, offset)` until `keep` took `n`
+/// messages or `timeout` passed (committed messages only).
+fn read_from<T>(
+    brokers: &str,
+    topic: &str,
+    from: impl IntoIterator<Item = (i32, Offset)>,
+    n: usize,
+    timeout: Duration,
+    mut keep: impl FnMut(&BorrowedMessage) -> Option<T>,
+) -> Vec<T> {
     let c = consumer(brokers);
     let mut tpl = TopicPartitionList::new();
-    for p in 0..PARTITIONS_PER_TOPIC {
-        tpl.add_partition_offset(topic, p, Offset::Beginning)
-            .unwrap();
+    for (p, offset) in from {
+        tpl.add_partition_offset(topic, p, offset).unwrap();
     }
     c.assign(&tpl).unwrap();
     let deadline = Instant::now() + timeout;
     let mut out = Vec::new();
     while out.len() < n && Instant::now() < deadline {
         if let Some(Ok(m)) = c.poll(Duration::from_millis(200)) {
-            out.push(m.detach());
+            out.extend(keep(&m));
         }
     }
     out
+}
+
+/// The first `n` messages of every partition of `topic`, waiting at most
+/// `timeout`.
+pub fn read_topic(brokers: &str, topic: &str, n: usize, timeout: Duration) -> Vec<OwnedMessage> {
+    let start = (0..PARTITIONS_PER_TOPIC).map(|p| (p, Offset::Beginning));
+    read_from(brokers, topic, start, n, timeout, |m| Some(m.detach()))
 }
 
 /// Every message with `key` written to `topic` after `from`, until `n` arrived
@@ -66,24 +79,13 @@ pub fn read_key(
     n: usize,
     timeout: Duration,
 ) -> Vec<(i32, EventRecord)> {
-    let c = consumer(brokers);
-    let mut tpl = TopicPartitionList::new();
-    for (p, offset) in from {
-        tpl.add_partition_offset(topic, *p, Offset::Offset(*offset))
-            .unwrap();
-    }
-    c.assign(&tpl).unwrap();
-    let deadline = Instant::now() + timeout;
-    let mut out = Vec::new();
-    while out.len() < n && Instant::now() < deadline {
-        if let Some(Ok(m)) = c.poll(Duration::from_millis(200)) {
-            if m.key() == Some(key.as_bytes()) {
-                let record = EventRecord::decode(m.payload().unwrap()).expect("record decodes");
-                out.push((m.partition(), record));
-            }
-        }
-    }
-    out
+    let start = from.iter().map(|&(p, o)| (p, Offset::Offset(o)));
+    read_from(brokers, topic, start, n, timeout, |m| {
+        (m.key() == Some(key.as_bytes())).then(|| {
+            let record = EventRecord::decode(m.payload().unwrap()).expect("record decodes");
+            (m.partition(), record)
+        })
+    })
 }
 
 pub async fn create_topics(prefix: &str) {
