@@ -22,6 +22,7 @@ use std::time::Instant;
 
 use attune_core::{DecayedScore, Event, FeedbackWeights, HalfLife, Interaction};
 use attune_origin::consume::apply::{by_user, Incoming};
+use attune_origin::consume::popularity::credit_of;
 use attune_origin::model::covisit::{CovisitConfig, Neighbours};
 use attune_origin::model::online::{age_weighted, learn, NegativePool};
 use attune_origin::model::{initial, MfConfig};
@@ -307,11 +308,12 @@ impl Recommender for Attune {
             let Some(item) = e.item.as_deref() else {
                 continue;
             };
-            if e.weight != 0.0 {
+            // The consumers' rule for what an event credits (site-wide here).
+            if let Some((_, c)) = credit_of(SITE, e) {
                 match self.popularity.get_mut(item) {
-                    Some(p) => p.add(e.weight, e.ts_ms, pop_hl),
+                    Some(p) => p.add(c.weight, c.ts_ms, pop_hl),
                     None => {
-                        let p = DecayedScore::point(e.weight, e.ts_ms);
+                        let p = DecayedScore::point(c.weight, c.ts_ms);
                         self.popularity.insert(item.to_owned(), p);
                     }
                 }
