@@ -342,11 +342,12 @@ async fn the_online_model_learns_from_events_and_serves_recommendations() {
     }
 }
 
-/// A poll that brings only undecodable records (a foreign producer, an old
-/// format) dead-letters them as they were, with the reason and their source,
-/// commits past them and counts them, without restarting the consumer.
+/// A poll that brings only records it cannot apply (a foreign producer's
+/// bytes, a newer schema version) dead-letters them as they were, with the
+/// reason and their source, commits past them and counts them, without
+/// restarting the consumer.
 #[tokio::test]
-async fn undecodable_records_go_to_the_dead_letter_topic_without_a_restart() {
+async fn unreadable_records_go_to_the_dead_letter_topic_without_a_restart() {
     use rdkafka::message::Headers;
     use rdkafka::producer::{FutureProducer, FutureRecord};
     use rdkafka::Message;
@@ -359,16 +360,26 @@ async fn undecodable_records_go_to_the_dead_letter_topic_without_a_restart() {
         .unwrap();
     let topic = format!("{prefix}{}", topics().next().unwrap());
     let mut sources = BTreeMap::new();
+    // Three are not protobuf; two are version 2 of the record (field 1 = 2,
+    // then a site key), which this reader must refuse rather than guess at.
     for i in 0..5u8 {
+        let (payload, reason) = if i < 3 {
+            (vec![0xc1u8, i], "undecodable")
+        } else {
+            (
+                vec![0x08, 0x02, 0x12, 0x01, b'0' + i],
+                "unsupported_version",
+            )
+        };
         let delivery = producer
             .send(
-                FutureRecord::to(&topic).key("x").payload(&[0xc1u8, i][..]),
+                FutureRecord::to(&topic).key("x").payload(&payload),
                 Duration::from_secs(10),
             )
             .await
             .expect("produced");
         let (partition, offset) = (delivery.partition, delivery.offset);
-        sources.insert(format!("{topic}:{partition}:{offset}"), vec![0xc1u8, i]);
+        sources.insert(format!("{topic}:{partition}:{offset}"), (reason, payload));
     }
     let deadline = Instant::now() + Duration::from_secs(60);
     while consumer.metric("attune_consumer_dead_letters_total").await < 5.0 {
@@ -395,15 +406,22 @@ async fn undecodable_records_go_to_the_dead_letter_topic_without_a_restart() {
                 .and_then(|h| h.value)
                 .map(|v| String::from_utf8_lossy(v).into_owned())
         };
-        assert_eq!(header("attune-reason").as_deref(), Some("undecodable"));
         assert!(header("attune-detail").is_some_and(|d| !d.is_empty()));
         assert_eq!(m.key(), Some(&b"x"[..]), "the record's key is kept");
+        let reason = match header("attune-reason").as_deref() {
+            Some("undecodable") => "undecodable",
+            Some("unsupported_version") => "unsupported_version",
+            other => panic!("unexpected reason {other:?}"),
+        };
         got.insert(
             header("attune-source").unwrap(),
-            m.payload().unwrap().to_vec(),
+            (reason, m.payload().unwrap().to_vec()),
         );
     }
-    assert_eq!(got, sources, "each record once, as it was, with its source");
+    assert_eq!(
+        got, sources,
+        "each record once, as it was, with its reason and source"
+    );
     // The stream goes on: a valid batch after them is applied.
     let mut expected = Expected::default();
     let b = user_batch(&site, "after-poison", 0);

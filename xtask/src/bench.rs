@@ -25,12 +25,17 @@ pub enum Bench {
     Edge,
     /// Tracker main-thread script time in Chromium beside posthog-js.
     Tracker,
+    /// Kafka record format: protobuf beside named MessagePack, bytes and codec time.
+    Records,
 }
 
 pub fn run_bench(bench: Bench) -> Result<()> {
     match bench {
         Bench::Recommend => {
             return run(cargo().args(["bench", "-p", "attune-origin", "--bench", "recommend"]))
+        }
+        Bench::Records => {
+            return run(cargo().args(["bench", "-p", "attune-origin", "--bench", "records"]))
         }
         Bench::Edge => return edge_bench(),
         Bench::Tracker => return tracker_bench(),
@@ -41,7 +46,9 @@ pub fn run_bench(bench: Bench) -> Result<()> {
     let name = match bench {
         Bench::Ingest => "ingest",
         Bench::Freshness => "freshness",
-        Bench::Edge | Bench::Tracker | Bench::Recommend => unreachable!("handled above"),
+        Bench::Edge | Bench::Tracker | Bench::Recommend | Bench::Records => {
+            unreachable!("handled above")
+        }
     };
     run(cargo()
         .args(["bench", "-p", "attune-origin", "--bench", name])

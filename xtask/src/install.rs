@@ -190,3 +190,49 @@ pub fn worker_build() -> Result<()> {
     println!("==> cargo install worker-build {VERSION} (a few minutes, once)");
     run(Command::new("cargo").args(["install", "worker-build", "--locked", "--version", VERSION]))
 }
+
+/// buf, which lints the record schema and checks it against the last release,
+/// built by `go install` from the Go module proxy into `$(go env GOPATH)/bin`.
+/// Returns its path.
+pub fn buf() -> Result<std::path::PathBuf> {
+    const VERSION: &str = "1.75.0";
+    if !on_path("go") {
+        bail!("`go` is missing (buf is built with it): install Go 1.24 or newer and rerun");
+    }
+    let gopath =
+        output(Command::new("go").args(["env", "GOPATH"])).context("`go env GOPATH` failed")?;
+    let bin = Path::new(gopath.trim()).join("bin/buf");
+    let have = output(Command::new(&bin).arg("--version")).unwrap_or_default();
+    if have.trim() != VERSION {
+        println!("==> go install buf v{VERSION} (a few minutes, once)");
+        run(Command::new("go").args([
+            "install",
+            &format!("github.com/bufbuild/buf/cmd/buf@v{VERSION}"),
+        ]))?;
+    }
+    Ok(bin)
+}
+
+/// A virtualenv in `target/python` with the record contract's Python
+/// readers (origin/proto/contract/requirements.txt, from PyPI). Returns its
+/// interpreter.
+pub fn python_contract() -> Result<std::path::PathBuf> {
+    let requirements = workspace_root().join("origin/proto/contract/requirements.txt");
+    let venv = workspace_root().join("target/python");
+    let python = venv.join("bin/python");
+    let marker = venv.join(".installed-requirements.txt");
+    let want = fs::read_to_string(&requirements)?;
+    if python.exists() && fs::read_to_string(&marker).is_ok_and(|m| m == want) {
+        return Ok(python);
+    }
+    if !on_path("python3") {
+        bail!("`python3` is missing: install it with `sudo apt-get install -y python3-venv` and rerun");
+    }
+    println!("==> python3 -m venv target/python; pip install the record contract's readers");
+    run(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
+    run(Command::new(&python)
+        .args(["-m", "pip", "install", "-q", "-r"])
+        .arg(&requirements))?;
+    fs::write(marker, want)?;
+    Ok(python)
+}

@@ -55,6 +55,14 @@ pub fn run() -> Result<()> {
         install::apt("prometheus", "prometheus")?;
         install::npm_packages()
     });
+    let mut buf = None;
+    let mut python = None;
+    let installed = installed
+        && report.step("install buf and the Python record reader", || {
+            buf = Some(install::buf()?);
+            python = Some(install::python_contract()?);
+            Ok(())
+        });
     let stack = Stack::from_env();
     if installed {
         report.step("cargo fmt --check", || {
@@ -109,6 +117,13 @@ pub fn run() -> Result<()> {
                     .current_dir(&alerts),
             )
         });
+        report.step(
+            "record schema (buf lint, buf breaking against the last release)",
+            || {
+                let buf = buf.as_deref().expect("installed");
+                record_schema(buf)
+            },
+        );
         report.step("build the edge worker (worker-build)", edge::build);
         match stack.up() {
             Err(e) => {
@@ -120,7 +135,8 @@ pub fn run() -> Result<()> {
                         cargo()
                             .args(["test", "--workspace"])
                             .envs(running.endpoints.vars())
-                            .env("ATTUNE_KAFKA_PID_FILE", stack.kafka_pid_file()),
+                            .env("ATTUNE_KAFKA_PID_FILE", stack.kafka_pid_file())
+                            .env("ATTUNE_PYTHON", python.as_deref().expect("installed")),
                         &mut tests,
                     )
                 });
@@ -212,6 +228,39 @@ impl TestCounts {
 
 /// Runs a libtest-based command, passing its output through, and adds its
 /// result lines to `total` (also when it fails).
+/// The git tag of the last released record schema, which `buf breaking`
+/// compares the working tree's against. Move it when a release ships.
+const RECORDS_RELEASE_TAG: &str = "records-v1";
+
+/// Lints `origin/proto` and checks it is wire- and JSON-compatible with the
+/// last release.
+fn record_schema(buf: &std::path::Path) -> Result<()> {
+    let root = workspace_root();
+    run_cmd(
+        Command::new(buf)
+            .args(["lint", "origin/proto"])
+            .current_dir(&root),
+    )?;
+    let tagged = Command::new("git")
+        .args(["rev-parse", "--verify", "--quiet"])
+        .arg(format!("refs/tags/{RECORDS_RELEASE_TAG}"))
+        .current_dir(&root)
+        .output()?;
+    if !tagged.status.success() {
+        bail!(
+            "git tag {RECORDS_RELEASE_TAG} (the released record schema) is missing:              `git fetch --tags`, or clone without --no-tags"
+        );
+    }
+    run_cmd(
+        Command::new(buf)
+            .args(["breaking", "origin/proto", "--against"])
+            .arg(format!(
+                ".git#tag={RECORDS_RELEASE_TAG},subdir=origin/proto"
+            ))
+            .current_dir(&root),
+    )
+}
+
 fn run_counting(cmd: &mut Command, total: &mut TestCounts) -> Result<()> {
     use std::io::{BufRead, BufReader};
     let mut child = cmd.stdout(Stdio::piped()).spawn()?;

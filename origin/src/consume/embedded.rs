@@ -88,8 +88,8 @@ pub fn apply_pending(
                         record,
                     }),
                     Err(e) => {
-                        tracing::warn!(%topic, offset, "undecodable record dead-lettered: {e}");
-                        dead.push((offset, e.to_string(), payload));
+                        tracing::warn!(%topic, offset, "record dead-lettered: {e}");
+                        dead.push((offset, e.reason(), e.to_string(), payload));
                         None
                     }
                 }
@@ -150,14 +150,18 @@ pub fn apply_pending(
                 profiles.insert((site.as_str(), user.as_str()), json.as_str())?;
             }
             let mut dead_letters = tx.open_table(DEAD_LETTERS)?;
-            for (offset, detail, payload) in &dead {
-                let letter = ("undecodable", detail.as_str(), payload.as_slice());
+            for (offset, reason, detail, payload) in &dead {
+                let letter = (*reason, detail.as_str(), payload.as_slice());
                 dead_letters.insert((topic, *offset), letter)?;
             }
             tx.open_table(POSITIONS)?.insert(topic, last + 1)?;
         }
         tx.commit()?;
         round.dead_lettered += dead.len() as u64;
+        for (_, reason, _, _) in &dead {
+            metrics::counter!("attune_consumer_dead_letters_total", "reason" => *reason)
+                .increment(1);
+        }
     }
     Ok(round)
 }
@@ -302,8 +306,6 @@ pub fn spawn(db: Arc<Database>, mut appended: watch::Receiver<u64>, half_lives: 
             let now = crate::clock::now_ms();
             let busy = match round {
                 Ok(Ok(round)) => {
-                    metrics::counter!("attune_consumer_dead_letters_total", "reason" => "undecodable")
-                        .increment(round.dead_lettered);
                     stats.count(round.applied, round.skipped);
                     stats.observe(round.received_at_ms, now);
                     round.read > 0

@@ -191,10 +191,10 @@ fn decode(batch: Vec<Polled>) -> (Vec<Incoming>, Vec<DeadLetter>) {
             }),
             Err(e) => {
                 let (topic, partition, offset) = (&m.topic, m.partition, m.offset);
-                tracing::warn!(%topic, partition, offset, "undecodable record dead-lettered: {e}");
+                tracing::warn!(%topic, partition, offset, "record dead-lettered: {e}");
                 dead.push(DeadLetter {
                     message: m,
-                    reason: "undecodable",
+                    reason: e.reason(),
                     detail: e.to_string(),
                 });
                 None

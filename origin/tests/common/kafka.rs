@@ -145,15 +145,20 @@ impl Consumer {
     }
 
     /// A counter from the consumer's `/metrics` (0 when absent).
+    /// The consumer's metric `name`, summed over its labels; 0 before it serves.
     pub async fn metric(&self, name: &str) -> f64 {
         let Ok(r) = reqwest::get(format!("http://127.0.0.1:{}/metrics", self.1)).await else {
             return 0.0;
         };
         let text = r.text().await.unwrap_or_default();
+        // Summed over the series' labels.
         text.lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().last()?.parse().ok())
-            .unwrap_or(0.0)
+            .filter(|l| {
+                l.strip_prefix(name)
+                    .is_some_and(|rest| rest.starts_with(['{', ' ']))
+            })
+            .filter_map(|l| l.split_whitespace().last()?.parse::<f64>().ok())
+            .sum()
     }
 }
 
