@@ -6,9 +6,9 @@ use std::process::Command;
 use anyhow::{Context, Result};
 use clap::ValueEnum;
 
-use crate::process::{output, run};
+use crate::cargo;
+use crate::process::{output, run as run_cmd};
 use crate::stack::Stack;
-use crate::test::cargo;
 use crate::{edge, install, tracker};
 
 /// The benchmarks.
@@ -29,13 +29,13 @@ pub enum Bench {
     Records,
 }
 
-pub fn run_bench(bench: Bench) -> Result<()> {
+pub fn run(bench: Bench) -> Result<()> {
     match bench {
         Bench::Recommend => {
-            return run(cargo().args(["bench", "-p", "attune-origin", "--bench", "recommend"]))
+            return run_cmd(cargo().args(["bench", "-p", "attune-origin", "--bench", "recommend"]))
         }
         Bench::Records => {
-            return run(cargo().args(["bench", "-p", "attune-origin", "--bench", "records"]))
+            return run_cmd(cargo().args(["bench", "-p", "attune-origin", "--bench", "records"]))
         }
         Bench::Edge => return edge_bench(),
         Bench::Tracker => return tracker_bench(),
@@ -50,9 +50,11 @@ pub fn run_bench(bench: Bench) -> Result<()> {
             unreachable!("handled above")
         }
     };
-    run(cargo()
-        .args(["bench", "-p", "attune-origin", "--bench", name])
-        .envs(running.endpoints.vars()))
+    run_cmd(
+        cargo()
+            .args(["bench", "-p", "attune-origin", "--bench", name])
+            .envs(running.endpoints.vars()),
+    )
 }
 
 /// Rerank of 200 candidates in workerd (Miniflare) beside the same Rust
@@ -79,7 +81,7 @@ fn edge_bench() -> Result<()> {
         .context("the workerd rerank bench failed")?,
     )?;
     // Collect latency needs the origin on the real stack.
-    run(cargo().args(["build", "--release", "-p", "attune-origin"]))?;
+    run_cmd(cargo().args(["build", "--release", "-p", "attune-origin"]))?;
     let stack = Stack::from_env();
     let running = stack.up()?;
     let collect = json(
@@ -90,7 +92,7 @@ fn edge_bench() -> Result<()> {
                 .envs(running.endpoints.vars())
                 .env(
                     "ATTUNE_ORIGIN_BIN",
-                    target_dir().join("release/attune-origin"),
+                    crate::target_dir().join("release/attune-origin"),
                 ),
         )
         .context("the collect latency bench failed")?,
@@ -139,13 +141,6 @@ fn edge_bench() -> Result<()> {
     Ok(())
 }
 
-/// Where cargo builds: `CARGO_TARGET_DIR`, else `target/`.
-fn target_dir() -> std::path::PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(Into::into)
-        .unwrap_or_else(|| crate::workspace_root().join("target"))
-}
-
 /// 10,000 scroll events and 1,000 clicks in headless Chromium: main-thread
 /// script time with Attune and with posthog-js, the tracker-less page
 /// subtracted. Writes target/bench/tracker.json.
@@ -155,16 +150,18 @@ fn tracker_bench() -> Result<()> {
     tracker::build()?;
     let js = tracker::js_dir();
     let bundle = crate::workspace_root().join("target/size/posthog-page.js");
-    run(Command::new(js.join("node_modules/.bin/esbuild"))
-        .current_dir(&js)
-        .args([
-            "bench/posthog-page.mjs",
-            "--bundle",
-            "--minify",
-            "--format=iife",
-            "--log-level=error",
-        ])
-        .arg(format!("--outfile={}", bundle.display())))?;
+    run_cmd(
+        Command::new(js.join("node_modules/.bin/esbuild"))
+            .current_dir(&js)
+            .args([
+                "bench/posthog-page.mjs",
+                "--bundle",
+                "--minify",
+                "--format=iife",
+                "--log-level=error",
+            ])
+            .arg(format!("--outfile={}", bundle.display())),
+    )?;
     let out = output(
         Command::new("node")
             .arg("bench/mainthread.mjs")

@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
+use crate::cargo;
 use crate::process::{self, port_open};
 use crate::stack::Stack;
-use crate::test::cargo;
 use crate::{edge, install, tracker, workspace_root};
 
 /// The built-in development site of `attune-origin` (see its config module).
@@ -40,55 +40,17 @@ pub fn run(with_stack: bool) -> Result<()> {
     let flag = stop.clone();
     ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
         .context("install the Ctrl-C handler")?;
-
-    let listen = std::env::var("ATTUNE_LISTEN").unwrap_or_else(|_| "127.0.0.1:8080".into());
-    let port = port_of(&listen, "ATTUNE_LISTEN")?;
-    let site_port: u16 = std::env::var("NEWS_SITE_PORT")
-        .unwrap_or_else(|_| "3000".into())
-        .parse()
-        .context("NEWS_SITE_PORT is not a port number")?;
-    for (p, var) in [(port, "ATTUNE_LISTEN"), (site_port, "NEWS_SITE_PORT")] {
-        if port_open(p) {
-            bail!("port {p} is in use: stop what runs there or set {var}");
-        }
-    }
-
-    println!("==> installing what is missing (the first run takes a few minutes)");
-    install::wasm_target()?;
-    install::wasm_bindgen_cli()?;
-    install::worker_build()?;
-    install::apt("node", "nodejs")?;
-    install::npm_packages()?;
-    println!("==> building the tracker (wasm + npm package)");
-    tracker::build()?;
-    println!("==> building the edge worker (workers-rs)");
-    edge::build()?;
-    println!("==> building the origin");
-    process::run(cargo().args(["build", "--quiet", "-p", "attune-origin"]))?;
+    let ports = Ports::from_env()?;
+    build_all()?;
 
     let stack = Stack::from_env();
     let running = if with_stack { Some(stack.up()?) } else { None };
-    let backend_env: Vec<(&str, String)> = match &running {
-        Some(r) => {
-            crate::stack::ensure_topics(&r.endpoints.kafka_brokers, DEMO_TOPIC_PREFIX)?;
-            let mut vars: Vec<(&str, String)> = r.endpoints.vars().into_iter().collect();
-            vars.push(("ATTUNE_TOPIC_PREFIX", DEMO_TOPIC_PREFIX.into()));
-            vars.push(("ATTUNE_CONSUMER_GROUP", DEMO_CONSUMER_GROUP.into()));
-            vars
-        }
-        None => vec![(
-            "ATTUNE_DATA_DIR",
-            workspace_root()
-                .join("target/demo-data")
-                .display()
-                .to_string(),
-        )],
-    };
-    let bin = workspace_root().join("target/debug/attune-origin");
+    let backend_env = backend_env(running.as_ref())?;
+    let bin = crate::target_dir().join("debug/attune-origin");
     let spawn_origin = |args: &[&str]| -> Result<Child> {
         Command::new(&bin)
             .args(args)
-            .env("ATTUNE_LISTEN", &listen)
+            .env("ATTUNE_LISTEN", &ports.listen)
             .env_remove("KAFKA_BROKERS")
             .env_remove("REDIS_URL")
             .env_remove("ATTUNE_CONFIG")
@@ -103,7 +65,87 @@ pub fn run(with_stack: bool) -> Result<()> {
         // The consumers turn the event topics into profiles and the model.
         children.push(("consumer", spawn_origin(&["consume"])?));
     }
+    supervise(&stop, &mut children, &ports, running.as_ref())?;
+    println!("\n==> stopping");
+    drop(running);
+    Ok(())
+}
 
+/// Where the origin and the news site listen.
+struct Ports {
+    /// The origin's `host:port` (`ATTUNE_LISTEN`).
+    listen: String,
+    origin: u16,
+    site: u16,
+}
+
+impl Ports {
+    /// From `ATTUNE_LISTEN` and `NEWS_SITE_PORT`, both free.
+    fn from_env() -> Result<Ports> {
+        let listen = std::env::var("ATTUNE_LISTEN").unwrap_or_else(|_| "127.0.0.1:8080".into());
+        let origin = port_of(&listen, "ATTUNE_LISTEN")?;
+        let site: u16 = std::env::var("NEWS_SITE_PORT")
+            .unwrap_or_else(|_| "3000".into())
+            .parse()
+            .context("NEWS_SITE_PORT is not a port number")?;
+        for (p, var) in [(origin, "ATTUNE_LISTEN"), (site, "NEWS_SITE_PORT")] {
+            if port_open(p) {
+                bail!("port {p} is in use: stop what runs there or set {var}");
+            }
+        }
+        Ok(Ports {
+            listen,
+            origin,
+            site,
+        })
+    }
+}
+
+/// Installs what is missing and builds the tracker, the edge and the origin.
+fn build_all() -> Result<()> {
+    println!("==> installing what is missing (the first run takes a few minutes)");
+    install::wasm_target()?;
+    install::wasm_bindgen_cli()?;
+    install::worker_build()?;
+    install::apt("node", "nodejs")?;
+    install::npm_packages()?;
+    println!("==> building the tracker (wasm + npm package)");
+    tracker::build()?;
+    println!("==> building the edge worker (workers-rs)");
+    edge::build()?;
+    println!("==> building the origin");
+    process::run(cargo().args(["build", "--quiet", "-p", "attune-origin"]))
+}
+
+/// The origin's backend variables: the stack on the demo's own topics and
+/// group, or the embedded store under target/demo-data.
+fn backend_env(running: Option<&crate::stack::Running>) -> Result<Vec<(&'static str, String)>> {
+    Ok(match running {
+        Some(r) => {
+            crate::stack::ensure_topics(&r.endpoints.kafka_brokers, DEMO_TOPIC_PREFIX)?;
+            let mut vars: Vec<(&str, String)> = r.endpoints.vars().into_iter().collect();
+            vars.push(("ATTUNE_TOPIC_PREFIX", DEMO_TOPIC_PREFIX.into()));
+            vars.push(("ATTUNE_CONSUMER_GROUP", DEMO_CONSUMER_GROUP.into()));
+            vars
+        }
+        None => vec![(
+            "ATTUNE_DATA_DIR",
+            workspace_root()
+                .join("target/demo-data")
+                .display()
+                .to_string(),
+        )],
+    })
+}
+
+/// Starts the news site once the origin answers, announces the URLs once
+/// the site does, and stops everything on Ctrl-C or when a process exits.
+fn supervise(
+    stop: &AtomicBool,
+    children: &mut Vec<(&'static str, Child)>,
+    ports: &Ports,
+    running: Option<&crate::stack::Running>,
+) -> Result<()> {
     let started = Instant::now();
     let mut site_started = false;
     let mut announced = false;
@@ -116,20 +158,20 @@ pub fn run(with_stack: bool) -> Result<()> {
             }
         }
         if let (Some((name, status)), false) = (exited, stopping) {
-            stop_all(&mut children);
+            stop_all(children);
             bail!("the {name} exited ({status}); see its output above");
         }
         if stopping {
-            stop_all(&mut children);
-            break;
+            stop_all(children);
+            return Ok(());
         }
-        if !site_started && port_open(port) {
+        if !site_started && port_open(ports.origin) {
             site_started = true;
             // The site starts the edge in workerd and loads the catalog.
             let site = Command::new("node")
                 .arg("server.mjs")
-                .args(["--port", &site_port.to_string()])
-                .args(["--origin", &format!("http://{listen}")])
+                .args(["--port", &ports.site.to_string()])
+                .args(["--origin", &format!("http://{}", ports.listen)])
                 .args(["--api-key", DEMO_API_KEY, "--site-key", DEMO_SITE_KEY])
                 .args(["--load-catalog", "--demo-dashboard-key"])
                 .current_dir(workspace_root().join("examples/news-site"))
@@ -138,18 +180,18 @@ pub fn run(with_stack: bool) -> Result<()> {
             children.push(("news site", site));
         }
         if !site_started && started.elapsed() > START_TIMEOUT {
-            stop_all(&mut children);
-            bail!("the origin did not open {listen} within {START_TIMEOUT:?}");
+            stop_all(children);
+            bail!(
+                "the origin did not open {} within {START_TIMEOUT:?}",
+                ports.listen
+            );
         }
-        if site_started && !announced && port_open(site_port) {
+        if site_started && !announced && port_open(ports.site) {
             announced = true;
-            announce(&listen, site_port, running.as_ref(), started);
+            announce(&ports.listen, ports.site, running, started);
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    println!("\n==> stopping");
-    drop(running);
-    Ok(())
 }
 
 fn announce(

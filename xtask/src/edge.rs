@@ -7,7 +7,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result};
 
-use crate::process::run;
+use crate::process::{gzip_len, run};
 use crate::workspace_root;
 
 pub fn dir() -> PathBuf {
@@ -21,14 +21,13 @@ fn wasm_opt() -> PathBuf {
 /// `worker-build --release` into edge-worker/build.
 pub fn build() -> Result<()> {
     let dir = dir();
-    let wasm_bindgen =
-        crate::process::output(Command::new("sh").args(["-c", "command -v wasm-bindgen"]))
-            .context("wasm-bindgen is not on PATH")?;
+    let wasm_bindgen = which::which("wasm-bindgen")
+        .context("wasm-bindgen is not on PATH: run `cargo xtask test` once to install it")?;
     run(Command::new("worker-build")
         .arg("--release")
         .current_dir(&dir)
-        .env("CARGO_TARGET_DIR", workspace_root().join("target"))
-        .env("WASM_BINDGEN_BIN", wasm_bindgen.trim())
+        .env("CARGO_TARGET_DIR", crate::target_dir())
+        .env("WASM_BINDGEN_BIN", wasm_bindgen)
         .env(
             "ESBUILD_BIN",
             dir.join("node_modules/@esbuild/linux-x64/bin/esbuild"),
@@ -44,13 +43,9 @@ pub fn build() -> Result<()> {
 
 /// Gzipped bytes (level 9) of the built worker: (wasm, js).
 pub fn gzipped_sizes() -> Result<(usize, usize)> {
-    let gz = |name: &str| -> Result<usize> {
-        let out = Command::new("gzip")
-            .args(["-9", "-c"])
-            .arg(dir().join("build").join(name))
-            .output()
-            .context("gzip")?;
-        Ok(out.stdout.len())
-    };
-    Ok((gz("index_bg.wasm")?, gz("index.js")?))
+    let build = dir().join("build");
+    Ok((
+        gzip_len(&build.join("index_bg.wasm"))?,
+        gzip_len(&build.join("index.js"))?,
+    ))
 }

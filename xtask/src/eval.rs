@@ -12,8 +12,8 @@ use std::process::Command;
 
 use anyhow::{Context, Result};
 
-use crate::process::run;
-use crate::test::cargo;
+use crate::cargo;
+use crate::process::run as run_cmd;
 use crate::workspace_root;
 
 fn dir() -> PathBuf {
@@ -27,15 +27,17 @@ fn prepare() -> Result<(PathBuf, PathBuf)> {
     let python = dir.join("venv/bin/python");
     if !python.exists() {
         println!("==> creating target/eval/venv");
-        run(Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(dir.join("venv")))?;
+        run_cmd(
+            Command::new("python3")
+                .args(["-m", "venv"])
+                .arg(dir.join("venv")),
+        )?;
     }
     let ready = dir.join("venv/.attune-ready");
     if !ready.exists() {
         println!("==> pip install implicit, eals and their dependencies (once)");
         let pip = dir.join("venv/bin/pip");
-        run(Command::new(&pip).args([
+        run_cmd(Command::new(&pip).args([
             "install",
             "-q",
             "implicit==0.7.2",
@@ -46,7 +48,7 @@ fn prepare() -> Result<(PathBuf, PathBuf)> {
             "threadpoolctl",
         ]))?;
         // eals declares Python < 3.11 but runs on 3.11.
-        run(Command::new(&pip).args([
+        run_cmd(Command::new(&pip).args([
             "install",
             "-q",
             "--no-deps",
@@ -58,17 +60,21 @@ fn prepare() -> Result<(PathBuf, PathBuf)> {
     let data = dir.join("ml-100k");
     if !data.join("ml-100k.inter").exists() {
         println!("==> MovieLens-100k from the recbole 1.2.1 wheel");
-        run(Command::new(dir.join("venv/bin/pip"))
-            .args(["download", "-q", "--no-deps", "recbole==1.2.1", "-d"])
-            .arg(&dir))?;
+        run_cmd(
+            Command::new(dir.join("venv/bin/pip"))
+                .args(["download", "-q", "--no-deps", "recbole==1.2.1", "-d"])
+                .arg(&dir),
+        )?;
         let script = "import sys, zipfile, pathlib\n\
             z = zipfile.ZipFile(sys.argv[1]); out = pathlib.Path(sys.argv[2]); out.mkdir(exist_ok=True)\n\
             for name in ('ml-100k.inter', 'ml-100k.item'):\n    \
             (out / name).write_bytes(z.read('recbole/dataset_example/ml-100k/' + name))\n";
-        run(Command::new(&python)
-            .args(["-c", script])
-            .arg(dir.join("recbole-1.2.1-py3-none-any.whl"))
-            .arg(&data))?;
+        run_cmd(
+            Command::new(&python)
+                .args(["-c", script])
+                .arg(dir.join("recbole-1.2.1-py3-none-any.whl"))
+                .arg(&data),
+        )?;
     }
     Ok((python, data))
 }
@@ -87,7 +93,7 @@ const PEERS: [&str; 5] = [
     "popularity",
 ];
 
-pub fn run_eval(tune: bool, only: &[String]) -> Result<()> {
+pub fn run(tune: bool, only: &[String]) -> Result<()> {
     let (python, data) = prepare()?;
     let attune_json = dir().join("attune.json");
     let peers_json = dir().join("peers.json");
@@ -100,20 +106,24 @@ pub fn run_eval(tune: bool, only: &[String]) -> Result<()> {
     };
     if tune {
         println!("==> tuning the production ranking on the validation part (Rust)");
-        return run(bench()
-            .env("ATTUNE_EVAL_TUNE", "1")
-            .env("ATTUNE_EVAL_TUNE_ONLY", only.join(",")));
+        return run_cmd(
+            bench()
+                .env("ATTUNE_EVAL_TUNE", "1")
+                .env("ATTUNE_EVAL_TUNE_ONLY", only.join(",")),
+        );
     }
     println!("==> Attune's production ranking, ablations, item-kNN and popularity (Rust)");
-    run(&mut bench())?;
+    run_cmd(&mut bench())?;
     println!("==> eALS (tuned on validation) and implicit ALS with fold-in (Python)");
-    run(Command::new(&python)
-        .arg(workspace_root().join("xtask/eval/peers.py"))
-        .arg(&data)
-        .arg(&peers_json))?;
+    run_cmd(
+        Command::new(&python)
+            .arg(workspace_root().join("xtask/eval/peers.py"))
+            .arg(&data)
+            .arg(&peers_json),
+    )?;
 
     println!("==> the cost of one request at 10,000 items (cargo xtask bench recommend)");
-    run(cargo().args(["bench", "-q", "-p", "attune-origin", "--bench", "recommend"]))?;
+    run_cmd(cargo().args(["bench", "-q", "-p", "attune-origin", "--bench", "recommend"]))?;
     let recommend = read(&workspace_root().join("target/bench/recommend.json"))?;
 
     let mut systems = serde_json::Map::new();
@@ -184,10 +194,12 @@ pub fn run_eval(tune: bool, only: &[String]) -> Result<()> {
     std::fs::create_dir_all(&out)?;
     let eval_json = out.join("eval.json");
     std::fs::write(&eval_json, serde_json::to_string_pretty(&report)?)?;
-    run(Command::new(&python)
-        .arg(workspace_root().join("xtask/eval/plot.py"))
-        .arg(&eval_json)
-        .arg(out.join("eval_hr10.png")))?;
+    run_cmd(
+        Command::new(&python)
+            .arg(workspace_root().join("xtask/eval/plot.py"))
+            .arg(&eval_json)
+            .arg(out.join("eval_hr10.png")),
+    )?;
     println!("wrote target/bench/eval.json and target/bench/eval_hr10.png");
     Ok(())
 }

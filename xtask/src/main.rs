@@ -84,14 +84,29 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// Where cargo builds: `CARGO_TARGET_DIR`, else `target/`.
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(Into::into)
+        .unwrap_or_else(|| workspace_root().join("target"))
+}
+
+/// `cargo`, the same one that runs xtask, in the workspace root.
+pub fn cargo() -> std::process::Command {
+    let mut cmd =
+        std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(workspace_root());
+    cmd
+}
+
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo { stack } => demo::run(stack),
         Command::Test => test::run(),
-        Command::Size => size::run_size(),
-        Command::Eval { tune, only } => eval::run_eval(tune, &only),
-        Command::Bench { bench } => bench::run_bench(bench),
+        Command::Size => size::run(),
+        Command::Eval { tune, only } => eval::run(tune, &only),
+        Command::Bench { bench } => bench::run(bench),
         Command::Stack { action } => {
             let stack = stack::Stack::from_env();
             match action {

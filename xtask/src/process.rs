@@ -33,7 +33,16 @@ pub fn output(cmd: &mut Command) -> Option<String> {
 
 /// True when `program` is on PATH.
 pub fn on_path(program: &str) -> bool {
-    output(Command::new("sh").args(["-c", &format!("command -v {program}")])).is_some()
+    which::which(program).is_ok()
+}
+
+/// Bytes of `path` gzipped at level 9 (`gzip -9`), as a page would get it.
+pub fn gzip_len(path: &Path) -> Result<usize> {
+    use std::io::Write;
+    let bytes = std::fs::read(path).with_context(|| format!("read {}", path.display()))?;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(&bytes)?;
+    Ok(gz.finish()?.len())
 }
 
 fn show(cmd: &Command) -> String {

@@ -5,24 +5,15 @@
 
 use std::process::Command;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
-use crate::process::run;
+use crate::process::{gzip_len, run as run_cmd};
 use crate::{install, tracker, workspace_root};
 
 /// The Attune budget, gzipped bytes.
 const BUDGET: usize = 15 * 1024;
 
-fn gzip_len(path: &std::path::Path) -> Result<usize> {
-    let out = Command::new("gzip")
-        .args(["-9", "-c"])
-        .arg(path)
-        .output()
-        .context("gzip")?;
-    Ok(out.stdout.len())
-}
-
-pub fn run_size() -> Result<()> {
+pub fn run() -> Result<()> {
     install::npm_packages()?;
     tracker::build()?;
     let js = tracker::js_dir();
@@ -40,11 +31,13 @@ pub fn run_size() -> Result<()> {
         ("@segment/analytics-next", "segment.mjs"),
     ] {
         let bundle = out.join(entry.replace(".mjs", ".min.js"));
-        run(Command::new(js.join("node_modules/.bin/esbuild"))
-            .current_dir(&js)
-            .arg(format!("bench/size/{entry}"))
-            .args(["--bundle", "--minify", "--format=esm", "--log-level=error"])
-            .arg(format!("--outfile={}", bundle.display())))?;
+        run_cmd(
+            Command::new(js.join("node_modules/.bin/esbuild"))
+                .current_dir(&js)
+                .arg(format!("bench/size/{entry}"))
+                .args(["--bundle", "--minify", "--format=esm", "--log-level=error"])
+                .arg(format!("--outfile={}", bundle.display())),
+        )?;
         rows.push((name.to_owned(), gzip_len(&bundle)?));
     }
 

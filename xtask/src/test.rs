@@ -10,16 +10,14 @@ use anyhow::{bail, Result};
 
 use crate::process::run as run_cmd;
 use crate::stack::Stack;
-use crate::{edge, install, tracker, workspace_root};
+use crate::{cargo, edge, install, tracker, workspace_root};
 
 /// The end-to-end test's own topics: only its events, whatever ran before.
 const E2E_TOPIC_PREFIX: &str = "e2e.";
 
-/// `cargo`, the same one that runs xtask.
-pub fn cargo() -> Command {
-    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    cmd.current_dir(workspace_root());
-    cmd
+/// The debug origin binary the node suites start.
+fn origin_bin() -> std::path::PathBuf {
+    crate::target_dir().join("debug/attune-origin")
 }
 
 struct Report {
@@ -45,6 +43,26 @@ pub fn run() -> Result<()> {
     let t0 = Instant::now();
     let mut report = Report { steps: Vec::new() };
     let mut tests = TestCounts::default();
+    if let Some(tools) = install(&mut report) {
+        static_checks(&mut report, &tools);
+        let stack = Stack::from_env();
+        match stack.up() {
+            Err(e) => report.steps.push(("stack up".into(), 0.0, Err(e))),
+            // `running` drops at the end of the suites and stops the stack.
+            Ok(running) => suites(&mut report, &mut tests, &tools, &stack, &running.endpoints),
+        };
+    }
+    report.summary(t0, tests)
+}
+
+/// The tools the steps call by path.
+struct Tools {
+    buf: std::path::PathBuf,
+    python: std::path::PathBuf,
+}
+
+/// Installs what is missing; `None` when something could not be.
+fn install(report: &mut Report) -> Option<Tools> {
     let installed = report.step("install the toolchain pieces", || {
         install::rust_components()?;
         install::wasm_target()?;
@@ -55,145 +73,152 @@ pub fn run() -> Result<()> {
         install::apt("prometheus", "prometheus")?;
         install::npm_packages()
     });
-    let mut buf = None;
-    let mut python = None;
+    let mut tools = None;
     let installed = installed
         && report.step("install buf and the Python record reader", || {
-            buf = Some(install::buf()?);
-            python = Some(install::python_contract()?);
+            tools = Some(Tools {
+                buf: install::buf()?,
+                python: install::python_contract()?,
+            });
             Ok(())
         });
-    let stack = Stack::from_env();
-    if installed {
-        report.step("cargo fmt --check", || {
-            run_cmd(cargo().args(["fmt", "--all", "--", "--check"]))
-        });
-        report.step("cargo clippy -D warnings (native and wasm32)", || {
+    tools.filter(|_| installed)
+}
+
+/// Formatting, lints, the wasm builds, alert rules and the record schema:
+/// everything that needs no running stack.
+fn static_checks(report: &mut Report, tools: &Tools) {
+    report.step("cargo fmt --check", || {
+        run_cmd(cargo().args(["fmt", "--all", "--", "--check"]))
+    });
+    report.step("cargo clippy -D warnings (native and wasm32)", || {
+        run_cmd(cargo().args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]))?;
+        // The worker's runtime glue only exists on wasm32.
+        run_cmd(cargo().args([
+            "clippy",
+            "-p",
+            "attune-edge",
+            "-p",
+            "attune-tracker",
+            "--target",
+            "wasm32-unknown-unknown",
+            "--",
+            "-D",
+            "warnings",
+        ]))
+    });
+    report.step(
+        "build attune-core for wasm32 and the tracker package",
+        || {
             run_cmd(cargo().args([
-                "clippy",
-                "--workspace",
-                "--all-targets",
-                "--",
-                "-D",
-                "warnings",
-            ]))?;
-            // The worker's runtime glue only exists on wasm32.
-            run_cmd(cargo().args([
-                "clippy",
+                "build",
                 "-p",
-                "attune-edge",
-                "-p",
-                "attune-tracker",
+                "attune-core",
                 "--target",
                 "wasm32-unknown-unknown",
-                "--",
-                "-D",
-                "warnings",
-            ]))
-        });
-        report.step(
-            "build attune-core for wasm32 and the tracker package",
-            || {
-                run_cmd(cargo().args([
-                    "build",
-                    "-p",
-                    "attune-core",
-                    "--target",
-                    "wasm32-unknown-unknown",
-                ]))?;
-                tracker::build()
-            },
-        );
-        report.step("alert rules (promtool check rules, test rules)", || {
-            let alerts = workspace_root().join("origin/alerts");
-            run_cmd(
-                Command::new("promtool")
-                    .args(["check", "rules", "attune.rules.yml"])
-                    .current_dir(&alerts),
-            )?;
-            run_cmd(
-                Command::new("promtool")
-                    .args(["test", "rules", "attune.rules.test.yml"])
-                    .current_dir(&alerts),
-            )
-        });
-        report.step(
-            "record schema (buf lint, buf breaking against the last release)",
-            || {
-                let buf = buf.as_deref().expect("installed");
-                record_schema(buf)
-            },
-        );
-        report.step("build the edge worker (worker-build)", edge::build);
-        match stack.up() {
-            Err(e) => {
-                report.steps.push(("stack up".into(), 0.0, Err(e)));
-            }
-            Ok(running) => {
-                report.step("cargo test --workspace (real Kafka and Redis)", || {
-                    run_counting(
-                        cargo()
-                            .args(["test", "--workspace"])
-                            .envs(running.endpoints.vars())
-                            .env("ATTUNE_KAFKA_PID_FILE", stack.kafka_pid_file())
-                            .env("ATTUNE_PYTHON", python.as_deref().expect("installed")),
-                        &mut tests,
-                    )
-                });
-                report.step("tracker in headless Chromium (node --test)", || {
-                    run_node_tests(
-                        Command::new("node")
-                            .args(["--test", "tests/"])
-                            .current_dir(tracker::js_dir()),
-                        &mut tests,
-                    )
-                });
-                report.step("edge worker in workerd (node --test, real origin)", || {
-                    run_cmd(cargo().args(["build", "-p", "attune-origin"]))?;
-                    run_node_tests(
-                        Command::new("node")
-                            .args(["--test", "tests/"])
-                            .current_dir(edge::dir())
-                            .envs(running.endpoints.vars()),
-                        &mut tests,
-                    )
-                });
-                report.step("news site end to end in Chromium (full stack)", || {
-                    crate::stack::ensure_topics(
-                        &running.endpoints.kafka_brokers,
-                        E2E_TOPIC_PREFIX,
-                    )?;
-                    run_node_tests(
-                        Command::new("node")
-                            .args(["--test", "tests/"])
-                            .current_dir(workspace_root().join("examples/news-site"))
-                            .envs(running.endpoints.vars())
-                            .env("ATTUNE_E2E_TOPIC_PREFIX", E2E_TOPIC_PREFIX),
-                        &mut tests,
-                    )
-                });
-                // `running` drops here and stops the stack it started.
-            }
-        }
-    }
-
-    println!("\n==> summary ({:.0}s)", t0.elapsed().as_secs_f64());
-    let mut failed = 0;
-    for (name, secs, result) in &report.steps {
-        let status = if result.is_ok() { "ok" } else { "FAILED" };
-        println!("  {status:6} {secs:6.1}s  {name}");
-        failed += usize::from(result.is_err());
-    }
-    println!(
-        "steps: {} passed, {failed} failed",
-        report.steps.len() - failed
+            ]))?;
+            tracker::build()
+        },
     );
-    // The closing line CI reads: every test of every suite.
-    println!("tests: {} passed, {} failed", tests.passed, tests.failed);
-    if failed > 0 {
-        bail!("{failed} step(s) failed (see above)");
+    report.step("alert rules (promtool check rules, test rules)", || {
+        let alerts = workspace_root().join("origin/alerts");
+        run_cmd(
+            Command::new("promtool")
+                .args(["check", "rules", "attune.rules.yml"])
+                .current_dir(&alerts),
+        )?;
+        run_cmd(
+            Command::new("promtool")
+                .args(["test", "rules", "attune.rules.test.yml"])
+                .current_dir(&alerts),
+        )
+    });
+    report.step(
+        "record schema (buf lint, buf breaking against the last release)",
+        || record_schema(&tools.buf),
+    );
+    report.step("build the edge worker (worker-build)", edge::build);
+}
+
+/// Every suite against the running stack.
+fn suites(
+    report: &mut Report,
+    tests: &mut TestCounts,
+    tools: &Tools,
+    stack: &Stack,
+    endpoints: &crate::stack::Endpoints,
+) {
+    report.step("cargo test --workspace (real Kafka and Redis)", || {
+        run_counting(
+            cargo()
+                .args(["test", "--workspace"])
+                .envs(endpoints.vars())
+                .env("ATTUNE_KAFKA_PID_FILE", stack.kafka_pid_file())
+                .env("ATTUNE_PYTHON", &tools.python),
+            tests,
+        )
+    });
+    report.step("tracker in headless Chromium (node --test)", || {
+        run_node_tests(
+            Command::new("node")
+                .args(["--test", "tests/"])
+                .current_dir(tracker::js_dir()),
+            tests,
+        )
+    });
+    report.step("edge worker in workerd (node --test, real origin)", || {
+        run_cmd(cargo().args(["build", "-p", "attune-origin"]))?;
+        run_node_tests(
+            Command::new("node")
+                .args(["--test", "tests/"])
+                .current_dir(edge::dir())
+                .envs(endpoints.vars())
+                .env("ATTUNE_ORIGIN_BIN", origin_bin()),
+            tests,
+        )
+    });
+    report.step("news site end to end in Chromium (full stack)", || {
+        crate::stack::ensure_topics(&endpoints.kafka_brokers, E2E_TOPIC_PREFIX)?;
+        run_node_tests(
+            Command::new("node")
+                .args(["--test", "tests/"])
+                .current_dir(workspace_root().join("examples/news-site"))
+                .envs(endpoints.vars())
+                .env("ATTUNE_E2E_TOPIC_PREFIX", E2E_TOPIC_PREFIX)
+                .env("ATTUNE_ORIGIN_BIN", origin_bin()),
+            tests,
+        )
+    });
+}
+
+impl Report {
+    /// One line per step, then the closing line CI reads: every test of
+    /// every suite. Fails when a step failed.
+    fn summary(&self, t0: Instant, tests: TestCounts) -> Result<()> {
+        println!("\n==> summary ({:.0}s)", t0.elapsed().as_secs_f64());
+        let mut failed = 0;
+        for (name, secs, result) in &self.steps {
+            let status = if result.is_ok() { "ok" } else { "FAILED" };
+            println!("  {status:6} {secs:6.1}s  {name}");
+            failed += usize::from(result.is_err());
+        }
+        println!(
+            "steps: {} passed, {failed} failed",
+            self.steps.len() - failed
+        );
+        println!("tests: {} passed, {} failed", tests.passed, tests.failed);
+        if failed > 0 {
+            bail!("{failed} step(s) failed (see above)");
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 #[derive(Default, Clone, Copy)]
@@ -226,11 +251,11 @@ impl TestCounts {
     }
 }
 
-/// Runs a libtest-based command, passing its output through, and adds its
-/// result lines to `total` (also when it fails).
-/// The git tag of the last released record schema, which `buf breaking`
-/// compares the working tree's against. Move it when a release ships.
-const RECORDS_RELEASE_TAG: &str = "records-v1";
+/// The last released record schema, a copy of `origin/proto` as it shipped,
+/// which `buf breaking` compares the working tree's against. A release adds
+/// its copy beside it and moves this name; a copy in the tree (not a git tag)
+/// keeps the check working in any clone, shallow or without tags.
+const RECORDS_RELEASE: &str = "origin/proto-releases/records-v1";
 
 /// Lints `origin/proto` and checks it is wire- and JSON-compatible with the
 /// last release.
@@ -241,26 +266,15 @@ fn record_schema(buf: &std::path::Path) -> Result<()> {
             .args(["lint", "origin/proto"])
             .current_dir(&root),
     )?;
-    let tagged = Command::new("git")
-        .args(["rev-parse", "--verify", "--quiet"])
-        .arg(format!("refs/tags/{RECORDS_RELEASE_TAG}"))
-        .current_dir(&root)
-        .output()?;
-    if !tagged.status.success() {
-        bail!(
-            "git tag {RECORDS_RELEASE_TAG} (the released record schema) is missing:              `git fetch --tags`, or clone without --no-tags"
-        );
-    }
     run_cmd(
         Command::new(buf)
-            .args(["breaking", "origin/proto", "--against"])
-            .arg(format!(
-                ".git#tag={RECORDS_RELEASE_TAG},subdir=origin/proto"
-            ))
+            .args(["breaking", "origin/proto", "--against", RECORDS_RELEASE])
             .current_dir(&root),
     )
 }
 
+/// Runs a libtest-based command, passing its output through, and adds its
+/// result lines to `total` (also when it fails).
 fn run_counting(cmd: &mut Command, total: &mut TestCounts) -> Result<()> {
     use std::io::{BufRead, BufReader};
     let mut child = cmd.stdout(Stdio::piped()).spawn()?;

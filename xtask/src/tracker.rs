@@ -7,8 +7,8 @@ use std::process::Command;
 
 use anyhow::Result;
 
+use crate::cargo;
 use crate::process::run;
-use crate::test::cargo;
 use crate::workspace_root;
 
 pub fn js_dir() -> PathBuf {
@@ -21,7 +21,6 @@ fn bin(name: &str) -> PathBuf {
 
 /// Builds js/dist: index.js (bundled, minified), index.d.ts, attune_tracker_bg.wasm.
 pub fn build() -> Result<()> {
-    let root = workspace_root();
     let dist = js_dir().join("dist");
     run(cargo().args([
         "build",
@@ -35,7 +34,7 @@ pub fn build() -> Result<()> {
     run(Command::new("wasm-bindgen")
         .args(["--target", "web", "--out-dir"])
         .arg(dist.join("wasm"))
-        .arg(root.join("target/wasm32-unknown-unknown/wasm-release/attune_tracker.wasm")))?;
+        .arg(crate::target_dir().join("wasm32-unknown-unknown/wasm-release/attune_tracker.wasm")))?;
     run(
         Command::new(js_dir().join("node_modules/binaryen/bin/wasm-opt"))
             .arg(dist.join("wasm/attune_tracker_bg.wasm"))
@@ -75,7 +74,7 @@ pub fn build() -> Result<()> {
     run(Command::new("wasm-bindgen")
         .args(["--target", "nodejs", "--out-dir"])
         .arg(dist.join("golden"))
-        .arg(root.join("target/wasm32-unknown-unknown/debug/attune_tracker.wasm")))?;
+        .arg(crate::target_dir().join("wasm32-unknown-unknown/debug/attune_tracker.wasm")))?;
     // The package is ESM; this glue is CommonJS.
     std::fs::write(
         dist.join("golden/package.json"),

@@ -78,7 +78,7 @@ async function startLink(target) {
 const timings = {};
 
 function startProcess(args, env) {
-  const bin = path.join(repo, "target/debug/attune-origin");
+  const bin = process.env.ATTUNE_ORIGIN_BIN ?? path.join(repo, "target/debug/attune-origin");
   if (!fs.existsSync(bin)) throw new Error(`${bin} is missing: cargo build -p attune-origin`);
   const p = spawn(bin, args, { env: { ...process.env, RUST_LOG: "warn", ...env }, stdio: ["ignore", "inherit", "inherit"] });
   procs.push(p);
