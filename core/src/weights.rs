@@ -6,7 +6,7 @@ use crate::event::Interaction;
 
 /// Feedback weight per kind. The defaults order the signals
 /// click > long dwell > full scroll > page view; impressions say nothing of
-/// interest on their own (the model uses them as exposure).
+/// interest on their own (weight 0: nothing learns from them yet).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct FeedbackWeights {

@@ -8,7 +8,7 @@ const KEY_QUEUE = "attune_q";
 const KEY_ID = "attune_aid";
 const KEY_OPTOUT = "attune_optout";
 const KEY_CONSENT = "attune_consent";
-const UNLOAD_MAX_BYTES = 60000; // keepalive/sendBeacon bodies must stay under 64 KB
+const UNLOAD_MAX_BYTES = 60000; // keepalive fetch bodies must stay under 64 KB
 
 const defaults = {
   flushInterval: 5000,

@@ -82,7 +82,10 @@ async fn main() -> anyhow::Result<()> {
         .map_err(|_| anyhow::anyhow!("run `cargo xtask bench freshness`"))?;
     let redis_url = std::env::var("REDIS_URL")
         .map_err(|_| anyhow::anyhow!("run `cargo xtask bench freshness`"))?;
-    let prefix = format!("fresh{}.", &uuid::Uuid::now_v7().simple().to_string()[20..]);
+    let run_id = uuid::Uuid::now_v7().simple().to_string()[20..].to_owned();
+    let prefix = format!("fresh{run_id}.");
+    // Its own site too, so the audit at the end counts this run's ledger only.
+    let site_key = format!("fresh{run_id}");
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", &brokers)
         .create()?;
@@ -99,7 +102,7 @@ async fn main() -> anyhow::Result<()> {
     }
 
     let site = SiteConfig {
-        site_key: "fresh".into(),
+        site_key: site_key.clone(),
         api_key: "fresh-secret-api-key".into(),
         token_secret: "fresh-token-secret".into(),
         allowed_origins: vec!["*".into()],
@@ -115,6 +118,8 @@ async fn main() -> anyhow::Result<()> {
         rate_per_ip: 1_000_000,
         header_timeout_ms: 10_000,
         body_timeout_ms: 30_000,
+        audit_every_ms: 30_000,
+        audit_settle_s: 180,
         max_connections: 10_000,
         produce_timeout_ms: 10_000,
         kafka_linger_ms: 1,
@@ -177,7 +182,7 @@ async fn main() -> anyhow::Result<()> {
         .await?;
     anyhow::ensure!(r.status() == 200, "catalog load answered {}", r.status());
     // Warm up: the consumer has its partitions once a first probe shows up.
-    let warm = post(batch("fresh", "warmup", 1)).await?;
+    let warm = post(batch(&site_key, "warmup", 1)).await?;
     anyhow::ensure!(warm.status() == 202, "ingest answered {}", warm.status());
     let t0 = Instant::now();
     while clicks(http.clone(), base.clone(), "anon:warmup".into())
@@ -197,13 +202,14 @@ async fn main() -> anyhow::Result<()> {
     let sent = Arc::new(AtomicU64::new(0));
     let load = {
         let (stop, sent, http, base) = (stop.clone(), sent.clone(), http.clone(), base.clone());
+        let site_key = site_key.clone();
         tokio::spawn(async move {
             let mut tick =
                 tokio::time::interval(Duration::from_micros(1_000_000 / LOAD_BATCHES_PER_S));
             let mut i = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 tick.tick().await;
-                let body = batch("fresh", &format!("load-{}", i % 200), EVENTS_PER_BATCH);
+                let body = batch(&site_key, &format!("load-{}", i % 200), EVENTS_PER_BATCH);
                 let (http, base, sent) = (http.clone(), base.clone(), sent.clone());
                 tokio::spawn(async move {
                     let r = http
@@ -228,9 +234,10 @@ async fn main() -> anyhow::Result<()> {
     let mut latencies = Vec::with_capacity(PROBES);
     let mut rec_latencies = Vec::with_capacity(PROBES);
     let load_started = Instant::now();
+    let started_ms = now_ms();
     for p in 0..PROBES {
         let user = format!("probe-{p}");
-        let r = post(batch("fresh", &user, 1)).await?;
+        let r = post(batch(&site_key, &user, 1)).await?;
         anyhow::ensure!(r.status() == 202, "ingest answered {}", r.status());
         let accepted = Instant::now();
         let (mut profile_ms, mut recs_ms) = (None, None);
@@ -261,6 +268,7 @@ async fn main() -> anyhow::Result<()> {
     stop.store(true, Ordering::Relaxed);
     load.await?;
     let rate = sent.load(Ordering::Relaxed) as f64 / load_started.elapsed().as_secs_f64();
+    let audit = audit_run(&brokers, &redis_url, &prefix, &site_key, started_ms).await?;
     let _ = consumer.kill();
     let _ = consumer.wait();
 
@@ -274,11 +282,31 @@ async fn main() -> anyhow::Result<()> {
     println!("  202 → reflected in GET /v1/recommendations: p50 {r50:.0} ms, p99 {r99:.0} ms (target p99 < 1000 ms)");
     println!("  202 → visible in GET /v1/profile: p50 {p50:.0} ms, p99 {p99:.0} ms (target p99 < 1000 ms)");
     println!("  background load achieved: {rate:.0} events/s");
+    use attune_origin::ledger::Measure;
+    println!(
+        "  audit of the run: {} events acknowledged, {} on the topics, {} applied + {} duplicate; {} gaps over {} minute × kind cells",
+        audit.total(Measure::Accepted),
+        audit.total(Measure::InKafka),
+        audit.total(Measure::Applied),
+        audit.total(Measure::Duplicate),
+        audit.gaps.len(),
+        audit.cells.len(),
+    );
+    for gap in &audit.gaps {
+        println!("    {}: {}", gap.boundary.as_str(), gap.describe());
+    }
     let json = serde_json::json!({
         "background_events_per_second": rate,
         "probes": PROBES,
         "profile_visible_ms": {"p50": p50, "p99": p99, "max": latencies.last()},
         "recommendations_visible_ms": {"p50": r50, "p99": r99, "max": rec_latencies.last()},
+        "audit": {
+            "cells": audit.cells.len(),
+            "gaps": audit.gaps.len(),
+            "acknowledged": audit.total(Measure::Accepted),
+            "on_topics": audit.total(Measure::InKafka),
+            "applied": audit.total(Measure::Applied),
+        },
     });
     let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
     std::fs::create_dir_all(&out)?;
@@ -288,4 +316,29 @@ async fn main() -> anyhow::Result<()> {
     )?;
     println!("  wrote target/bench/freshness.json");
     Ok(())
+}
+
+/// The audit of the run's minutes once every tier has caught up (the last
+/// load requests and the consumers' last rounds land within a few seconds):
+/// the first clean report, or the last one after 60 s.
+async fn audit_run(
+    brokers: &str,
+    redis_url: &str,
+    prefix: &str,
+    site_key: &str,
+    started_ms: i64,
+) -> anyhow::Result<attune_origin::audit::Report> {
+    use attune_origin::audit::{audit, Topics};
+    use attune_origin::ledger::minute_of;
+    let store = attune_origin::store::redis::RedisStore::connect(redis_url).await?;
+    let topics = Topics { brokers, prefix };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let minutes = minute_of(started_ms - 60_000)..minute_of(now_ms()) + 1;
+        let report = audit(&store, &topics, &[site_key.to_owned()], minutes).await?;
+        if report.gaps.is_empty() || Instant::now() > deadline {
+            return Ok(report);
+        }
+    }
 }

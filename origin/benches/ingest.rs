@@ -500,6 +500,8 @@ async fn main() -> anyhow::Result<()> {
         rate_per_ip: 1_000_000,
         header_timeout_ms: 10_000,
         body_timeout_ms: 30_000,
+        audit_every_ms: 30_000,
+        audit_settle_s: 180,
         max_connections: 10_000,
         produce_timeout_ms: 10_000,
         kafka_linger_ms: env_or("ATTUNE_KAFKA_LINGER_MS", 1),

@@ -14,6 +14,14 @@
 //!
 //!   Site keys cannot contain `.`; user ids may (they are what lies between the
 //!   site and the expiry). Anonymous visitors are the user `anon:<anonymous_id>`.
+//!
+//!   Why not a JWT or PASETO: the format is the site's to implement in its
+//!   own back end, in any language, and this one is one HMAC call with no
+//!   header to parse, so no algorithm can be chosen by the token (JWT's
+//!   `alg` confusions); the crypto is the `hmac` and `sha2` crates, checked
+//!   in constant time (`verify_slice`). An HS256 JWT of the same claims
+//!   (`iss`, `sub`, `exp`) is 1.8× the bytes: 189 against 104 for an
+//!   anonymous id, on every request that carries it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -27,6 +35,7 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
+use crate::clock::now_s;
 use crate::config::SiteConfig;
 use crate::error::ApiError;
 use crate::AppState;
@@ -235,13 +244,6 @@ impl Caller {
     }
 }
 
-/// Seconds since the Unix epoch.
-pub fn now_s() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
@@ -276,7 +278,7 @@ impl FromRequestParts<AppState> for Caller {
                 .ok_or_else(|| ApiError::unauthorized("unknown API key"))?;
             Caller::Server { site: site.clone() }
         };
-        state.limits.check_key(&caller.rate_key())?;
+        state.rate_limits.check_key(&caller.rate_key())?;
         Ok(caller)
     }
 }

@@ -6,3 +6,8 @@ pub fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
 }
+
+/// Now, Unix seconds (token expiries).
+pub fn now_s() -> u64 {
+    (now_ms() / 1000).max(0) as u64
+}

@@ -31,6 +31,37 @@ pub enum Command {
     /// Consume the interaction topics into Redis profiles, exactly once
     /// (scale out by starting more processes with the same group).
     Consume(ConsumeArgs),
+    /// Reconcile the tiers per minute, site and kind: what ingest
+    /// acknowledged, what Kafka holds, what the consumers applied. Exits 1
+    /// when it finds a gap.
+    Audit(AuditArgs),
+}
+
+/// Flags of `attune-origin audit`.
+#[derive(Debug, Clone, Args)]
+pub struct AuditArgs {
+    /// Kafka bootstrap servers.
+    #[arg(long, env = "KAFKA_BROKERS")]
+    pub kafka_brokers: String,
+    /// Redis URL.
+    #[arg(long, env = "REDIS_URL")]
+    pub redis_url: String,
+    /// Prefix of the interaction topics.
+    #[arg(long, env = "ATTUNE_TOPIC_PREFIX", default_value = "")]
+    pub topic_prefix: String,
+    /// The sites file whose sites are audited (default: the built-in `demo` site).
+    #[arg(long, env = "ATTUNE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// How many whole minutes to audit.
+    #[arg(long, default_value_t = 60)]
+    pub minutes: i64,
+    /// Audit the minutes up to the one this long ago (younger events may
+    /// still be on their way to the consumers).
+    #[arg(long, default_value_t = 180)]
+    pub settle_s: i64,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Flags of `attune-origin consume`.
@@ -100,6 +131,14 @@ pub struct ServeArgs {
     /// Most connections open at once; more wait in the listen backlog.
     #[arg(long, env = "ATTUNE_MAX_CONNECTIONS", default_value_t = 10_000)]
     pub max_connections: usize,
+    /// How often the continuous audit compares ingest with the consumers
+    /// (`attune_audit_gap_events`; Kafka only).
+    #[arg(long, env = "ATTUNE_AUDIT_EVERY_MS", default_value_t = 30_000)]
+    pub audit_every_ms: u64,
+    /// The continuous audit covers the minutes up to the one this long ago
+    /// (younger events may still be on their way to the consumers).
+    #[arg(long, env = "ATTUNE_AUDIT_SETTLE_S", default_value_t = 180)]
+    pub audit_settle_s: i64,
     /// How long ingest waits for Kafka to acknowledge a batch before answering 503.
     #[arg(long, env = "ATTUNE_PRODUCE_TIMEOUT_MS", default_value_t = 5000)]
     pub produce_timeout_ms: u64,
@@ -157,24 +196,29 @@ impl ServeArgs {
 
     /// The sites from `--config`, or the built-in demo site.
     pub fn sites(&self) -> Result<Vec<SiteConfig>> {
-        match &self.config {
-            None => {
-                tracing::warn!(
-                    "no --config: serving the built-in `demo` site with development secrets; \
-                     do not expose this origin"
-                );
-                Ok(vec![SiteConfig::demo()])
+        if self.config.is_none() {
+            tracing::warn!(
+                "no --config: serving the built-in `demo` site with development secrets; \
+                 do not expose this origin"
+            );
+        }
+        load_sites(self.config.as_deref())
+    }
+}
+
+/// The sites of a sites file, or without one the built-in demo site.
+pub fn load_sites(config: Option<&std::path::Path>) -> Result<Vec<SiteConfig>> {
+    match config {
+        None => Ok(vec![SiteConfig::demo()]),
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read config file {}", path.display()))?;
+            let file: ConfigFile = toml::from_str(&text)
+                .with_context(|| format!("invalid config file {}", path.display()))?;
+            if file.sites.is_empty() {
+                bail!("{} lists no [[sites]]", path.display());
             }
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .with_context(|| format!("cannot read config file {}", path.display()))?;
-                let file: ConfigFile = toml::from_str(&text)
-                    .with_context(|| format!("invalid config file {}", path.display()))?;
-                if file.sites.is_empty() {
-                    bail!("{} lists no [[sites]]", path.display());
-                }
-                Ok(file.sites)
-            }
+            Ok(file.sites)
         }
     }
 }

@@ -13,6 +13,7 @@
 //! - [`ratelimit`], [`metrics`]: tower middleware. [`openapi`]: `/openapi.json`.
 
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod clock;
 pub mod config;
@@ -23,6 +24,7 @@ pub mod error;
 pub mod event_log;
 pub mod health;
 pub mod ingest;
+pub mod ledger;
 pub mod metrics;
 pub mod model;
 pub mod openapi;
@@ -79,12 +81,12 @@ pub struct Shared {
     pub sites: Arc<Sites>,
     /// The event log.
     pub log: Arc<dyn EventLog>,
-    /// The store.
+    /// Profiles, catalog, popularity and the model, behind [`store::cached::CachedStore`].
     pub store: Arc<dyn Store>,
-    /// Rate limiters.
-    pub limits: Arc<RateLimits>,
-    /// Batch limits.
-    pub codec_limits: Limits,
+    /// Requests per API key, user and IP.
+    pub rate_limits: Arc<RateLimits>,
+    /// What a batch may hold (events, sizes), checked while decoding.
+    pub batch_limits: Limits,
     /// Feedback weights.
     pub weights: FeedbackWeights,
     /// Half-life of item popularity.
@@ -107,6 +109,8 @@ pub struct Shared {
     pub body_timeout: Duration,
     /// The consumer group's lag, measured here (Kafka only).
     pub consumer_lag: Option<event_log::lag::LagProbe>,
+    /// Ingest's reconciliation counts, on their way to the store.
+    pub ledger: Arc<ingest::ledger::IngestLedger>,
 }
 
 impl AppState {
@@ -120,6 +124,7 @@ impl AppState {
         args: &ServeArgs,
         sites: &[config::SiteConfig],
     ) -> anyhow::Result<Self> {
+        let site_keys: Vec<String> = sites.iter().map(|s| s.site_key.clone()).collect();
         let sites = Sites::new(sites)?;
         let mut consumer_lag = None;
         let (log, store): (Arc<dyn EventLog>, Arc<dyn Store>) = match args.backends()? {
@@ -140,6 +145,12 @@ impl AppState {
                 let store = store::redis::RedisStore::connect(&redis_url)
                     .await
                     .with_context(|| format!("cannot reach Redis at {redis_url}"))?;
+                audit::spawn_continuous(
+                    Arc::new(store.clone()),
+                    site_keys,
+                    Duration::from_millis(args.audit_every_ms.max(100)),
+                    Duration::from_secs(args.audit_settle_s.max(0) as u64),
+                );
                 tracing::info!(%brokers, %redis_url, "backends: Kafka + Redis");
                 (Arc::new(log), Arc::new(store))
             }
@@ -171,11 +182,13 @@ impl AppState {
         };
         let popularity_half_life = HalfLife::from_hours(args.popularity_half_life_h)
             .context("ATTUNE_POPULARITY_HALF_LIFE_H must be a positive number of hours")?;
-        let codec_limits = Limits {
+        let batch_limits = Limits {
             max_batch_bytes: args.max_body_bytes,
             ..Limits::default()
         };
         let store: Arc<dyn Store> = Arc::new(store::cached::CachedStore::new(store));
+        let ledger = Arc::new(ingest::ledger::IngestLedger::default());
+        ledger.spawn_flusher(store.clone());
         let affinity_half_life = HalfLife::from_hours(args.affinity_half_life_h)
             .context("ATTUNE_AFFINITY_HALF_LIFE_H must be a positive number of hours")?;
         Ok(AppState(Arc::new(Shared {
@@ -183,8 +196,8 @@ impl AppState {
             sites: Arc::new(sites),
             log,
             store,
-            limits: Arc::new(RateLimits::new(args.rate_per_key, args.rate_per_ip)),
-            codec_limits,
+            rate_limits: Arc::new(RateLimits::new(args.rate_per_key, args.rate_per_ip)),
+            batch_limits,
             weights: FeedbackWeights::default(),
             popularity_half_life,
             user_agents: ingest::enrich::UserAgents::new(USER_AGENT_CACHE_BYTES),
@@ -197,6 +210,7 @@ impl AppState {
                 max_connections: args.max_connections,
             },
             body_timeout: Duration::from_millis(args.body_timeout_ms),
+            ledger,
             consumer_lag,
         })))
     }
@@ -258,15 +272,18 @@ pub async fn serve(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let limits = state.limits.clone();
+    let rate_limits = state.rate_limits.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(60));
         loop {
             tick.tick().await;
-            limits.forget_idle();
+            rate_limits.forget_idle();
         }
     });
     let connection_limits = state.connection_limits;
+    let (ledger, store) = (state.ledger.clone(), state.store.clone());
     server::run(listener, router(state), connection_limits, shutdown).await;
+    // What the last second acknowledged.
+    ledger.flush(&*store).await;
     Ok(())
 }

@@ -56,8 +56,35 @@ async fn main() -> anyhow::Result<()> {
             });
             tokio::task::spawn_blocking(move || attune_origin::consume::run(&args, stop)).await??;
         }
+        Command::Audit(args) => {
+            let sites: Vec<String> = attune_origin::config::load_sites(args.config.as_deref())?
+                .into_iter()
+                .map(|s| s.site_key)
+                .collect();
+            let store = attune_origin::store::redis::RedisStore::connect(&args.redis_url)
+                .await
+                .with_context(|| format!("cannot reach Redis at {}", args.redis_url))?;
+            let minutes = attune_origin::audit::window(
+                attune_origin::clock::now_ms(),
+                args.minutes,
+                args.settle_s * 1000,
+            );
+            let topics = attune_origin::audit::Topics {
+                brokers: &args.kafka_brokers,
+                prefix: &args.topic_prefix,
+            };
+            let report = attune_origin::audit::audit(&store, &topics, &sites, minutes).await?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", attune_origin::audit::render(&report));
+            }
+            if !report.gaps.is_empty() {
+                std::process::exit(1);
+            }
+        }
         Command::MintToken(args) => {
-            let exp = attune_origin::auth::now_s() + args.ttl_s;
+            let exp = attune_origin::clock::now_s() + args.ttl_s;
             println!(
                 "{}",
                 attune_origin::auth::mint_token(

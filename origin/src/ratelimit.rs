@@ -75,7 +75,7 @@ pub async fn per_ip(
     request: Request,
     next: Next,
 ) -> Response {
-    match state.limits.check_ip(peer.ip()) {
+    match state.rate_limits.check_ip(peer.ip()) {
         Ok(()) => next.run(request).await,
         Err(e) => e.into_response(),
     }

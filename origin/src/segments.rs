@@ -22,37 +22,53 @@ pub fn hour_bucket(t_ms: i64) -> &'static str {
     }
 }
 
-/// Search, social or other, from a referrer URL's host.
+/// Search engines, by a label of the host (`www.google.co.uk`, `cn.bing.com`).
+const SEARCH_ENGINES: [&str; 7] = [
+    "google",
+    "bing",
+    "duckduckgo",
+    "yahoo",
+    "baidu",
+    "yandex",
+    "ecosia",
+];
+
+/// Social networks, by domain: the host is the domain or one of its
+/// subdomains (`l.facebook.com`, never `mint.com` for `t.co`).
+const SOCIAL_DOMAINS: [&str; 10] = [
+    "facebook.com",
+    "fb.com",
+    "t.co",
+    "twitter.com",
+    "x.com",
+    "linkedin.com",
+    "lnkd.in",
+    "reddit.com",
+    "instagram.com",
+    "pinterest.com",
+];
+
+/// Search, social or other, from a referrer URL's host (parsed by `url`, so
+/// ports, credentials and case do not matter). The lists are short on
+/// purpose: Snowplow's referer database, the maintained source, is not
+/// published to any package registry, and the Rust parsers around it load it
+/// from a downloaded file at run time.
 pub fn referrer_class(referrer: &str) -> &'static str {
-    let host = referrer
-        .split("//")
-        .nth(1)
-        .unwrap_or(referrer)
-        .split(['/', ':', '?'])
-        .next()
-        .unwrap_or("");
-    const SEARCH: [&str; 7] = [
-        "google.",
-        "bing.",
-        "duckduckgo.",
-        "yahoo.",
-        "baidu.",
-        "yandex.",
-        "ecosia.",
-    ];
-    const SOCIAL: [&str; 8] = [
-        "facebook.",
-        "t.co",
-        "twitter.",
-        "x.com",
-        "linkedin.",
-        "reddit.",
-        "instagram.",
-        "pinterest.",
-    ];
-    if SEARCH.iter().any(|s| host.contains(s)) {
+    let Some(host) = url::Url::parse(referrer)
+        .ok()
+        .and_then(|u| u.host_str().map(|h| h.trim_end_matches('.').to_owned()))
+    else {
+        return "ref:other";
+    };
+    let labels: Vec<&str> = host.split('.').collect();
+    // The last label is the top-level domain, never an engine's name.
+    let named = &labels[..labels.len().saturating_sub(1)];
+    if named.iter().any(|l| SEARCH_ENGINES.contains(l)) {
         "ref:search"
-    } else if SOCIAL.iter().any(|s| host.contains(s)) {
+    } else if SOCIAL_DOMAINS
+        .iter()
+        .any(|d| host == *d || host.ends_with(&format!(".{d}")))
+    {
         "ref:social"
     } else {
         "ref:other"
@@ -114,6 +130,19 @@ mod tests {
         );
         assert_eq!(referrer_class("https://t.co/abc"), "ref:social");
         assert_eq!(referrer_class("https://news.example/a"), "ref:other");
+        for (referrer, class) in [
+            ("https://www.google.co.uk/", "ref:search"),
+            ("HTTPS://WWW.BING.COM:443/search", "ref:search"),
+            ("https://l.facebook.com/l.php?u=x", "ref:social"),
+            ("https://user:pw@x.com/post", "ref:social"),
+            // Substrings of other sites' names are not those sites.
+            ("https://mint.com/", "ref:other"),
+            ("https://netflix.com/", "ref:other"),
+            ("https://google/", "ref:other"),
+            ("not a url", "ref:other"),
+        ] {
+            assert_eq!(referrer_class(referrer), class, "{referrer}");
+        }
         let attrs = Attributes::from([("locale".to_string(), "de-DE".to_string())]);
         let s = of_request(Some(DeviceClass::Mobile), &attrs, 0);
         assert_eq!(s, ["device:mobile", "hour:night", "attr:locale=de-DE"]);

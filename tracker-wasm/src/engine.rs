@@ -25,7 +25,7 @@ pub struct Config {
     pub anonymous_id: String,
     /// Most events per batch.
     pub max_batch_events: usize,
-    /// Largest batch in bytes (sendBeacon allows 64 KB).
+    /// Largest batch in bytes (a keepalive fetch may carry 64 KB).
     pub max_batch_bytes: usize,
     /// Most events kept unsent (memory and localStorage); the oldest go first.
     pub max_stored_events: usize,

@@ -4,7 +4,7 @@
 //! npm package in `js/`. The engine ([`engine`]) owns every decision — what a
 //! page view, click, scroll, visible dwell and impression are, batching,
 //! retries, persistence — and encodes with attune-core. The JavaScript wrapper
-//! only attaches DOM listeners and performs I/O (fetch, sendBeacon,
+//! only attaches DOM listeners and performs I/O (fetch with keepalive,
 //! localStorage): binding those through web-sys measured larger, since every
 //! imported browser API adds generated glue (see js/README.md for the sizes).
 

@@ -3,7 +3,8 @@
 //!
 //! Each round: poll a batch; leave out what the user already has, train the
 //! model ([`train`]) and credit popularity ([`popularity`]) past their offset
-//! watermarks; apply it to the profiles with [`apply::ProfileWriter`]
+//! watermarks, and count it in the reconciliation ledger ([`ledger`]);
+//! apply it to the profiles with [`apply::ProfileWriter`]
 //! (idempotent per partition watermark and event id, atomically per user);
 //! then, in one Kafka transaction, publish one `profile_updates` message per
 //! changed user and commit the consumed offsets. A crash anywhere replays the
@@ -12,6 +13,7 @@
 
 pub mod apply;
 pub mod embedded;
+pub mod ledger;
 pub mod popularity;
 pub mod stats;
 pub mod train;
@@ -63,6 +65,8 @@ struct Polled {
     offset: i64,
     key: Option<Vec<u8>>,
     payload: Vec<u8>,
+    /// The record's Kafka timestamp, Unix ms (0 if it has none).
+    timestamp_ms: i64,
 }
 
 /// A record the consumer cannot apply, on its way to the dead-letter topic.
@@ -79,6 +83,7 @@ struct Writers {
     profiles: ProfileWriter,
     model: train::Trainer,
     popularity: popularity::PopularityWriter,
+    ledger: ledger::LedgerWriter,
     half_life: HalfLife,
     weights: FeedbackWeights,
 }
@@ -108,7 +113,14 @@ fn run_clients(args: &ConsumeArgs, stop: &AtomicBool, stats: &mut StatsTracker) 
     consumer.subscribe(&names.iter().map(String::as_str).collect::<Vec<_>>())?;
     // Unique per client: zombies are fenced by the group generation sent
     // with the offsets (KIP-447), not by a shared transactional id.
-    let transactional_id = format!("{}-{}-{}", args.group, std::process::id(), rand_seed());
+    // std's RandomState is seeded from the OS's randomness per process.
+    let unique = {
+        use std::hash::{BuildHasher, Hasher};
+        std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish()
+    };
+    let transactional_id = format!("{}-{unique:016x}", args.group);
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", &args.kafka_brokers)
         .set("transactional.id", &transactional_id)
@@ -141,7 +153,14 @@ fn run_clients(args: &ConsumeArgs, stop: &AtomicBool, stats: &mut StatsTracker) 
             offsets.insert((m.topic.clone(), m.partition), m.offset + 1);
         }
         let (incoming, dead) = decode(batch);
-        let round = apply(&mut writers, &incoming)?;
+        let unreadable: Vec<ledger::Unreadable> = dead
+            .iter()
+            .map(|d| {
+                let m = &d.message;
+                (m.topic.as_str(), m.partition, m.offset, m.timestamp_ms)
+            })
+            .collect();
+        let round = apply(&mut writers, &incoming, &unreadable, &args.topic_prefix)?;
         let outputs = Outputs {
             updates_topic: &updates_topic,
             changed: &round.changed,
@@ -171,6 +190,7 @@ fn connect_writers(args: &ConsumeArgs) -> Result<Writers> {
         model: train::Trainer::connect(&args.redis_url, MfConfig::default()).context(connect)?,
         popularity: popularity::PopularityWriter::connect(&args.redis_url, popularity_half_life)
             .context(connect)?,
+        ledger: ledger::LedgerWriter::connect(&args.redis_url).context(connect)?,
         half_life,
         weights: FeedbackWeights::default(),
     })
@@ -205,9 +225,14 @@ fn decode(batch: Vec<Polled>) -> (Vec<Incoming>, Vec<DeadLetter>) {
 }
 
 /// Applies a round to Redis in the order that keeps it exactly once: what
-/// the round learns (model, popularity; each past its offset watermarks)
-/// before the profile script records the event ids.
-fn apply(w: &mut Writers, incoming: &[Incoming]) -> Result<Applied> {
+/// the round learns (model, popularity) and counts (the ledger), each past
+/// its offset watermarks, before the profile script records the event ids.
+fn apply(
+    w: &mut Writers,
+    incoming: &[Incoming],
+    unreadable: &[ledger::Unreadable],
+    topic_prefix: &str,
+) -> Result<Applied> {
     let mut groups = by_user(incoming, &w.weights, &mut |site, item| {
         w.profiles.tags_of(site, item)
     });
@@ -219,6 +244,14 @@ fn apply(w: &mut Writers, incoming: &[Incoming]) -> Result<Applied> {
         .context("Redis seen check")?;
     w.model.update(&mut groups).context("update the model")?;
     w.popularity.credit(&groups).context("credit popularity")?;
+    w.ledger
+        .record(&ledger::entries(
+            incoming,
+            &groups,
+            unreadable,
+            topic_prefix,
+        ))
+        .context("count the round in the ledger")?;
     let mut round = Applied {
         changed: Vec::new(),
         applied: 0,
@@ -329,6 +362,7 @@ fn poll_batch(consumer: &BaseConsumer, max: usize) -> Vec<Polled> {
                 offset: m.offset(),
                 key: m.key().map(<[u8]>::to_vec),
                 payload: m.payload().unwrap_or_default().to_vec(),
+                timestamp_ms: m.timestamp().to_millis().unwrap_or(0),
             }),
             Some(Err(e)) => {
                 tracing::warn!("consumer poll: {e}");
@@ -338,11 +372,4 @@ fn poll_batch(consumer: &BaseConsumer, max: usize) -> Vec<Polled> {
         }
     }
     out
-}
-
-/// A per-process value for unique transactional ids.
-fn rand_seed() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos() as u64)
 }

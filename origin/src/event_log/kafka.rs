@@ -16,18 +16,18 @@ use super::{AppendError, EventLog, LogRecord};
 
 /// Kafka producer.
 pub struct KafkaLog {
-    producer: ThreadedProducer<BatchAcks>,
+    producer: ThreadedProducer<AppendAcks>,
     topic_prefix: String,
 }
 
-/// Routes librdkafka's delivery reports to the batch each message belongs to.
-/// A request waits for its batch as a whole and is woken once, by the last
+/// Routes librdkafka's delivery reports to the append each message belongs to.
+/// A request waits for its append as a whole and is woken once, by the last
 /// report (a future per message woke it up to 20 times, across threads).
-struct BatchAcks;
+struct AppendAcks;
 
-impl ClientContext for BatchAcks {}
+impl ClientContext for AppendAcks {}
 
-impl ProducerContext for BatchAcks {
+impl ProducerContext for AppendAcks {
     type DeliveryOpaque = Box<Slot>;
 
     fn delivery(&self, result: &DeliveryResult<'_>, mut slot: Box<Slot>) {
@@ -39,27 +39,27 @@ impl ProducerContext for BatchAcks {
 }
 
 /// One append in flight: a result per record and the wake-up of its request.
-struct Batch {
+struct PendingAppend {
     results: Mutex<Vec<Result<(), AppendError>>>,
     remaining: AtomicUsize,
     done: Mutex<Option<oneshot::Sender<()>>>,
 }
 
-impl Batch {
-    /// A batch of `len` records, and what fires once all of them reported.
-    fn new(len: usize) -> (Arc<Batch>, oneshot::Receiver<()>) {
+impl PendingAppend {
+    /// An append of `len` records, and what fires once all of them reported.
+    fn new(len: usize) -> (Arc<PendingAppend>, oneshot::Receiver<()>) {
         let (done, all_reported) = oneshot::channel();
-        let batch = Batch {
+        let pending = PendingAppend {
             results: Mutex::new(vec![Ok(()); len]),
             remaining: AtomicUsize::new(len),
             done: Mutex::new(Some(done)),
         };
-        (Arc::new(batch), all_reported)
+        (Arc::new(pending), all_reported)
     }
 
     fn slot(self: &Arc<Self>, index: usize) -> Box<Slot> {
         Box::new(Slot {
-            batch: self.clone(),
+            append: self.clone(),
             index,
             result: None,
         })
@@ -70,11 +70,11 @@ impl Batch {
     }
 }
 
-/// One message's place in its [`Batch`]. It reports when dropped, whatever
+/// One message's place in its [`PendingAppend`]. It reports when dropped, whatever
 /// happened to the message (delivered, refused at send, or dropped by a
-/// producer shutting down), so a batch can never wait forever.
+/// producer shutting down), so an append can never wait forever.
 struct Slot {
-    batch: Arc<Batch>,
+    append: Arc<PendingAppend>,
     index: usize,
     result: Option<Result<(), AppendError>>,
 }
@@ -86,9 +86,9 @@ impl Drop for Slot {
                 "the producer dropped the message".into(),
             ))
         });
-        lock(&self.batch.results)[self.index] = result;
-        if self.batch.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
-            if let Some(done) = lock(&self.batch.done).take() {
+        lock(&self.append.results)[self.index] = result;
+        if self.append.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+            if let Some(done) = lock(&self.append.done).take() {
                 let _ = done.send(());
             }
         }
@@ -128,7 +128,7 @@ impl KafkaLog {
     ) -> anyhow::Result<Self> {
         let producer = producer_config(brokers, linger)
             .set("message.timeout.ms", timeout.as_millis().to_string())
-            .create_with_context(BatchAcks)?;
+            .create_with_context(AppendAcks)?;
         Ok(KafkaLog {
             producer,
             topic_prefix: topic_prefix.to_owned(),
@@ -143,7 +143,7 @@ impl EventLog for KafkaLog {
             return Vec::new();
         }
         let started = Instant::now();
-        let (batch, all_reported) = Batch::new(records.len());
+        let (pending, all_reported) = PendingAppend::new(records.len());
         // Enqueue everything (never blocks); each slot reports back when done.
         for (index, r) in records.iter().enumerate() {
             let topic: std::borrow::Cow<str> = if self.topic_prefix.is_empty() {
@@ -151,7 +151,7 @@ impl EventLog for KafkaLog {
             } else {
                 format!("{}{}", self.topic_prefix, r.topic).into()
             };
-            let record = BaseRecord::with_opaque_to(&topic, batch.slot(index))
+            let record = BaseRecord::with_opaque_to(&topic, pending.slot(index))
                 .key(&*r.key)
                 .payload(&r.payload[..]);
             if let Err((e, refused)) = self.producer.send(record) {
@@ -167,7 +167,7 @@ impl EventLog for KafkaLog {
         // Every slot reports exactly once, so the channel always fires.
         let _ = all_reported.await;
         metrics::histogram!("attune_produce_duration_seconds").record(started.elapsed());
-        batch.take_results()
+        pending.take_results()
     }
 
     async fn ping(&self) -> Result<(), String> {
@@ -194,12 +194,12 @@ mod tests {
 
     #[test]
     fn the_last_slot_to_report_wakes_the_batch_with_every_result() {
-        let (batch, mut all_reported) = Batch::new(3);
-        let mut delivered = batch.slot(0);
+        let (append, mut all_reported) = PendingAppend::new(3);
+        let mut delivered = append.slot(0);
         delivered.result = Some(Ok(()));
-        let mut refused = batch.slot(1);
+        let mut refused = append.slot(1);
         refused.result = Some(Err(AppendError::QueueFull));
-        let lost = batch.slot(2);
+        let lost = append.slot(2);
 
         drop(delivered);
         drop(refused);
@@ -207,7 +207,7 @@ mod tests {
         drop(lost);
         assert_eq!(all_reported.try_recv(), Ok(Some(())));
 
-        let results = batch.take_results();
+        let results = append.take_results();
         assert!(results[0].is_ok());
         assert!(matches!(results[1], Err(AppendError::QueueFull)));
         // A slot dropped without a delivery report counts as not appended.

@@ -3,7 +3,11 @@
 
 mod decode;
 pub mod enrich;
+pub mod ledger;
 
+use std::sync::Arc;
+
+use attune_core::{Batch, EventKind};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
@@ -13,13 +17,14 @@ use axum::Json;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::auth::{anonymous_user, now_s};
-use crate::clock::now_ms;
+use crate::auth::{anonymous_user, Site};
+use crate::clock::{now_ms, now_s};
 use crate::error::{ApiError, ErrorBody};
 use crate::event_log::AppendError;
 use crate::AppState;
 use decode::decode_body;
 use enrich::{records, Sender};
+use ledger::BatchOutcome;
 
 /// The reply to an accepted batch.
 #[derive(Debug, Serialize, ToSchema)]
@@ -51,40 +56,13 @@ pub async fn post_events(
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     let received_at_ms = now_ms();
     let body = body.map_err(|e| body_error(e, state.max_body_bytes))?;
-    let batch = decode_body(&headers, &body, &state.codec_limits)?;
-
-    let site = state.sites.by_key(&batch.site_key).ok_or_else(|| {
-        ApiError::unauthorized(format!("unknown site key `{}`", batch.site_key)).field("site_key")
-    })?;
-    if let Some(origin) = headers.get(ORIGIN).and_then(|o| o.to_str().ok()) {
-        if !site.allows_origin(origin) {
-            return Err(ApiError::forbidden(format!(
-                "pages on {origin} may not send events for site `{}`: add it to the site's allowed_origins",
-                site.key
-            )));
-        }
-    }
-    state.limits.check_key(&format!("site:{}", site.key))?;
-    let user_id = match &batch.user_token {
-        Some(token) => site
-            .verify_token(token, now_s())
-            .map_err(|e| ApiError::unauthorized(e.to_string()).field("user_token"))?,
-        None => anonymous_user(&batch.anonymous_id),
-    };
+    let batch = decode_body(&headers, &body, &state.batch_limits)?;
+    let (site, user_id) = sender_of(&state, &headers, &batch)?;
 
     let context = state.store.ingest_context(&site.key, &user_id).await?;
     if context.forgotten {
-        metrics::counter!("attune_events_rejected_total", "reason" => "forgotten_user")
-            .increment(batch.events.len() as u64);
-        return Ok((
-            StatusCode::ACCEPTED,
-            Json(Accepted {
-                accepted: 0,
-                ignored: batch.events.len(),
-            }),
-        ));
+        return Ok(ignore_forgotten(&state, &site.key, &batch, received_at_ms));
     }
-
     let device = headers
         .get(USER_AGENT)
         .and_then(|v| v.to_str().ok())
@@ -99,11 +77,85 @@ pub async fn post_events(
         .log
         .append(records(&batch, &sender, received_at_ms))
         .await;
+    answer(
+        &state,
+        &site.key,
+        &user_id,
+        &batch,
+        &results,
+        received_at_ms,
+    )
+}
 
+/// The batch's site (known, this page's origin allowed, within its rate)
+/// and its user (from a valid token, or the anonymous id).
+fn sender_of(
+    state: &AppState,
+    headers: &HeaderMap,
+    batch: &Batch,
+) -> Result<(Arc<Site>, String), ApiError> {
+    let site = state.sites.by_key(&batch.site_key).ok_or_else(|| {
+        ApiError::unauthorized(format!("unknown site key `{}`", batch.site_key)).field("site_key")
+    })?;
+    if let Some(origin) = headers.get(ORIGIN).and_then(|o| o.to_str().ok()) {
+        if !site.allows_origin(origin) {
+            return Err(ApiError::forbidden(format!(
+                "pages on {origin} may not send events for site `{}`: add it to the site's allowed_origins",
+                site.key
+            )));
+        }
+    }
+    state.rate_limits.check_key(&format!("site:{}", site.key))?;
+    let user_id = match &batch.user_token {
+        Some(token) => site
+            .verify_token(token, now_s())
+            .map_err(|e| ApiError::unauthorized(e.to_string()).field("user_token"))?,
+        None => anonymous_user(&batch.anonymous_id),
+    };
+    Ok((site.clone(), user_id))
+}
+
+/// A forgotten user's batch: counted, stored nowhere, answered 202.
+fn ignore_forgotten(
+    state: &AppState,
+    site: &str,
+    batch: &Batch,
+    received_at_ms: i64,
+) -> (StatusCode, Json<Accepted>) {
+    metrics::counter!("attune_events_rejected_total", "reason" => "forgotten_user")
+        .increment(batch.events.len() as u64);
+    let kinds: Vec<EventKind> = batch.events.iter().map(|e| e.kind()).collect();
+    state.ledger.record(&BatchOutcome {
+        site,
+        received_at_ms,
+        accepted: &[],
+        unstored: &[],
+        forgotten: &kinds,
+        client_dropped: batch.dropped,
+    });
+    (
+        StatusCode::ACCEPTED,
+        Json(Accepted {
+            accepted: 0,
+            ignored: batch.events.len(),
+        }),
+    )
+}
+
+/// 202 when the log acknowledged every event; else 503 naming the stored
+/// and the unstored ids. Counts both either way.
+fn answer(
+    state: &AppState,
+    site: &str,
+    user_id: &str,
+    batch: &Batch,
+    results: &[Result<(), AppendError>],
+    received_at_ms: i64,
+) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     let mut accepted = Vec::with_capacity(batch.events.len());
     let mut rejected = Vec::new();
     let mut queue_full = false;
-    for (event, result) in batch.events.iter().zip(&results) {
+    for (event, result) in batch.events.iter().zip(results) {
         match result {
             Ok(()) => accepted.push(event),
             Err(e) => {
@@ -112,11 +164,21 @@ pub async fn post_events(
             }
         }
     }
+    let accepted_kinds: Vec<EventKind> = accepted.iter().map(|e| e.kind()).collect();
+    let unstored_kinds: Vec<EventKind> = rejected.iter().map(|(e, _)| e.kind()).collect();
+    state.ledger.record(&BatchOutcome {
+        site,
+        received_at_ms,
+        accepted: &accepted_kinds,
+        unstored: &unstored_kinds,
+        forgotten: &[],
+        client_dropped: batch.dropped,
+    });
     state
         .activity
-        .record(&site.key, &user_id, accepted.iter().map(|e| e.kind()));
+        .record(site, user_id, accepted_kinds.iter().copied());
 
-    if rejected.is_empty() {
+    let Some((_, first_error)) = rejected.first() else {
         return Ok((
             StatusCode::ACCEPTED,
             Json(Accepted {
@@ -124,21 +186,19 @@ pub async fn post_events(
                 ignored: 0,
             }),
         ));
-    }
+    };
     metrics::counter!("attune_events_rejected_total", "reason" => if queue_full { "queue_full" } else { "log_unavailable" })
         .increment(rejected.len() as u64);
     tracing::warn!(
         accepted = accepted.len(),
         rejected = rejected.len(),
-        "event log did not acknowledge: {}",
-        rejected[0].1
+        "event log did not acknowledge: {first_error}",
     );
     let mut err = ApiError::unavailable(format!(
-        "{} of {} events were not stored ({}); resend the batch after Retry-After \
+        "{} of {} events were not stored ({first_error}); resend the batch after Retry-After \
          — resending stored events is harmless, their ids deduplicate",
         rejected.len(),
         batch.events.len(),
-        rejected[0].1
     ));
     err.body.accepted = Some(accepted.iter().map(|e| e.id.to_string()).collect());
     err.body.rejected = Some(rejected.iter().map(|(e, _)| e.id.to_string()).collect());

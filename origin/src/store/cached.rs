@@ -6,6 +6,7 @@
 //! consumers check the forgotten mark again before applying events).
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,6 +18,7 @@ use super::{
     Attributes, ConsumerStats, CovisitRows, IngestContext, Item, Profile, Store, StoreResult,
     UserModel,
 };
+use crate::ledger::{Counts, Minute};
 
 /// How long a sender's context is reused.
 pub const CONTEXT_TTL: Duration = Duration::from_secs(1);
@@ -59,8 +61,8 @@ impl Store for CachedStore {
         self.inner.items(site).await
     }
 
-    async fn popularity(&self, site: &str) -> StoreResult<HashMap<String, DecayedScore>> {
-        self.inner.popularity(site).await
+    async fn popularity(&self, scope: &str) -> StoreResult<HashMap<String, DecayedScore>> {
+        self.inner.popularity(scope).await
     }
 
     async fn set_attributes(&self, site: &str, user: &str, attrs: &Attributes) -> StoreResult<()> {
@@ -112,5 +114,13 @@ impl Store for CachedStore {
 
     async fn consumer_stats(&self) -> StoreResult<Vec<ConsumerStats>> {
         self.inner.consumer_stats().await
+    }
+
+    async fn add_ledger(&self, counts: &Counts) -> StoreResult<()> {
+        self.inner.add_ledger(counts).await
+    }
+
+    async fn ledger(&self, sites: &[String], minutes: Range<Minute>) -> StoreResult<Counts> {
+        self.inner.ledger(sites, minutes).await
     }
 }

@@ -6,6 +6,7 @@
 #![allow(clippy::result_large_err)]
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::Range;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -15,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::profile_event::ProfileEvent;
 use crate::clock::now_ms;
+use crate::ledger::{Counts, Minute};
 use crate::model::covisit::{self, CovisitConfig};
 
 use super::{
@@ -126,7 +128,7 @@ impl StoredProfile {
     }
 
     /// The API's view, affinities valued at `now_ms`.
-    fn profile(&self, now_ms: i64, half_life: HalfLife) -> Profile {
+    pub fn profile(&self, now_ms: i64, half_life: HalfLife) -> Profile {
         Profile {
             attributes: Attributes::new(),
             counts: self.counts.clone(),
@@ -272,15 +274,15 @@ impl Store for EmbeddedStore {
             .collect()
     }
 
-    async fn popularity(&self, site: &str) -> StoreResult<HashMap<String, DecayedScore>> {
-        let site = site.to_owned();
+    async fn popularity(&self, scope: &str) -> StoreResult<HashMap<String, DecayedScore>> {
+        let scope = scope.to_owned();
         self.blocking(move |db| {
             let t = db.begin_read()?.open_table(POPULARITY)?;
             let mut out = HashMap::new();
-            for row in t.range((site.as_str(), "")..)? {
+            for row in t.range((scope.as_str(), "")..)? {
                 let (k, v) = row?;
-                let (row_site, item) = k.value();
-                if row_site != site {
+                let (row_scope, item) = k.value();
+                if row_scope != scope {
                     break;
                 }
                 let (value, at_ms) = v.value();
@@ -436,5 +438,20 @@ impl Store for EmbeddedStore {
             .filter_map(|json| serde_json::from_str::<ConsumerStats>(json).ok())
             .filter(|s| now - s.updated_at_ms < super::CONSUMER_STATS_MAX_AGE_MS)
             .collect())
+    }
+
+    /// The embedded log and its consumer commit in one redb database, the
+    /// consumer's position with its writes: no tier lies between them where
+    /// an event could be lost, so there is no ledger to keep.
+    async fn add_ledger(&self, _counts: &Counts) -> StoreResult<()> {
+        Ok(())
+    }
+
+    async fn ledger(&self, _sites: &[String], _minutes: Range<Minute>) -> StoreResult<Counts> {
+        Err(StoreError(
+            "the embedded backend keeps no reconciliation ledger: its log and consumer \
+             commit together in one database; `attune-origin audit` needs KAFKA_BROKERS and REDIS_URL"
+                .into(),
+        ))
     }
 }

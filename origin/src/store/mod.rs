@@ -10,6 +10,7 @@ pub mod profile_event;
 pub mod redis;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ops::Range;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -28,6 +29,7 @@ impl From<::redis::RedisError> for StoreError {
     }
 }
 
+use crate::ledger::{Counts, Minute};
 pub use crate::model::covisit::CovisitRows;
 
 /// Result of store calls.
@@ -134,7 +136,7 @@ pub trait Store: Send + Sync {
     async fn items(&self, site: &str) -> StoreResult<Vec<Item>>;
     /// Decayed popularity per item of a scope (a site, or `site~segment`;
     /// credited by the consumers, once per event).
-    async fn popularity(&self, site: &str) -> StoreResult<HashMap<String, DecayedScore>>;
+    async fn popularity(&self, scope: &str) -> StoreResult<HashMap<String, DecayedScore>>;
     /// Replaces a user's attributes.
     async fn set_attributes(&self, site: &str, user: &str, attrs: &Attributes) -> StoreResult<()>;
     /// Whether the user is forgotten, and their attributes.
@@ -157,6 +159,10 @@ pub trait Store: Send + Sync {
     async fn covisit_rows(&self, site: &str, items: &[String]) -> StoreResult<CovisitRows>;
     /// Deletes everything about a user and ignores their later events.
     async fn forget_user(&self, site: &str, user: &str) -> StoreResult<()>;
-    /// What the running stream consumers last reported (none in embedded mode).
+    /// What the running consumers last reported (the embedded one too).
     async fn consumer_stats(&self) -> StoreResult<Vec<ConsumerStats>>;
+    /// Adds ingest's counts to the reconciliation ledger ([`crate::ledger`]).
+    async fn add_ledger(&self, counts: &Counts) -> StoreResult<()>;
+    /// Every tier's ledger counts of `sites` for the minutes `from..to`.
+    async fn ledger(&self, sites: &[String], minutes: Range<Minute>) -> StoreResult<Counts>;
 }

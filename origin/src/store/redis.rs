@@ -20,8 +20,13 @@
 //! | `attune:{site}:covisit:<item>` | hash | other item → co-visit count |
 //! | `attune:{site}:covisit_norm` | hash | item → co-visit norm |
 //! | `attune:{site}:covisit_wm` | hash | `item|topic:partition` → last offset applied to its row |
+//! | `attune:{site}:ledger:<minute>` | hash | `<measure>.<kind>` → events counted in that minute (reconciliation; 8 days) |
+//! | `attune:ledger_wm` | hash | `topic:partition` → last offset the consumers' ledger counted |
+//! | `attune:consumers` | hash | consumer member → its latest stats (JSON) |
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::ops::Range;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use attune_core::{DecayedScore, HalfLife};
@@ -29,8 +34,7 @@ use redis::aio::ConnectionManager;
 use redis::AsyncCommands;
 
 use crate::clock::now_ms;
-use std::collections::HashSet;
-use std::sync::Arc;
+use crate::ledger::{Counts, Measure, Minute};
 
 use super::{
     Attributes, ConsumerStats, CovisitRows, IngestContext, Item, Profile, Store, StoreError,
@@ -57,6 +61,17 @@ pub fn user_key(site: &str, user: &str, what: &str) -> String {
 pub fn covisit_row_key(site: &str, item: &str) -> String {
     format!("attune:{{{site}}}:covisit:{item}")
 }
+
+/// One minute of a site's reconciliation ledger: `<measure>.<kind>` → count.
+pub fn ledger_key(site: &str, minute: Minute) -> String {
+    site_key(site, &format!("ledger:{minute}"))
+}
+
+/// Hash of `topic:partition` → the last offset the consumers' ledger counted.
+pub const LEDGER_WATERMARKS_KEY: &str = "attune:ledger_wm";
+
+/// How long ledger minutes are kept: past the audit's longest window.
+pub const LEDGER_TTL_S: i64 = 8 * 86_400;
 
 /// Hash of consumer member → its latest [`ConsumerStats`] as JSON.
 pub const CONSUMERS_KEY: &str = "attune:consumers";
@@ -165,9 +180,9 @@ impl Store for RedisStore {
             .collect()
     }
 
-    async fn popularity(&self, site: &str) -> StoreResult<HashMap<String, DecayedScore>> {
+    async fn popularity(&self, scope: &str) -> StoreResult<HashMap<String, DecayedScore>> {
         let mut c = self.conn.clone();
-        let all: HashMap<String, String> = c.hgetall(site_key(site, "pop")).await?;
+        let all: HashMap<String, String> = c.hgetall(site_key(scope, "pop")).await?;
         Ok(all
             .into_iter()
             .filter_map(|(item, s)| Some((item, parse_score(&s)?)))
@@ -321,6 +336,42 @@ impl Store for RedisStore {
             .collect();
         stats.sort_by(|a, b| a.member.cmp(&b.member));
         Ok(stats)
+    }
+
+    async fn add_ledger(&self, counts: &Counts) -> StoreResult<()> {
+        let mut pipe = redis::pipe();
+        for ((cell, measure), n) in counts {
+            let key = ledger_key(&cell.site, cell.minute);
+            pipe.hincr(&key, measure.field(&cell.kind), *n)
+                .ignore()
+                .expire(&key, LEDGER_TTL_S)
+                .ignore();
+        }
+        let mut c = self.conn.clone();
+        pipe.query_async::<()>(&mut c).await?;
+        Ok(())
+    }
+
+    async fn ledger(&self, sites: &[String], minutes: Range<Minute>) -> StoreResult<Counts> {
+        let cells: Vec<(&String, Minute)> = sites
+            .iter()
+            .flat_map(|site| minutes.clone().map(move |m| (site, m)))
+            .collect();
+        let mut pipe = redis::pipe();
+        for (site, minute) in &cells {
+            pipe.hgetall(ledger_key(site, *minute));
+        }
+        let mut c = self.conn.clone();
+        let rows: Vec<HashMap<String, u64>> = pipe.query_async(&mut c).await?;
+        let mut out = Counts::new();
+        for ((site, minute), row) in cells.into_iter().zip(rows) {
+            for (field, n) in row {
+                if let Some((measure, kind)) = Measure::parse_field(&field) {
+                    crate::ledger::add(&mut out, minute, site, kind, measure, n);
+                }
+            }
+        }
+        Ok(out)
     }
 }
 

@@ -182,3 +182,40 @@ pub async fn setup() -> (String, TestOrigin) {
     .await;
     (prefix, origin)
 }
+
+/// Waits until the audit of the last minutes finds no gap between the tiers
+/// for `origin`'s site on the `prefix` topics (the consumers' counts of the
+/// last records may still be on their way).
+pub async fn wait_for_clean_audit(origin: &TestOrigin, prefix: &str) {
+    use attune_origin::audit::{self, Topics};
+    let store = attune_origin::store::redis::RedisStore::connect(&env("REDIS_URL"))
+        .await
+        .unwrap();
+    let brokers = env("KAFKA_BROKERS");
+    let topics = Topics {
+        brokers: &brokers,
+        prefix,
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let minutes = audit::window(super::now_ms(), 10, 0);
+        let report = audit::audit(
+            &store,
+            &topics,
+            std::slice::from_ref(&origin.site.site_key),
+            minutes,
+        )
+        .await
+        .unwrap();
+        if report.gaps.is_empty() {
+            assert!(!report.cells.is_empty(), "the audit saw no events");
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the tiers disagree:\n{}",
+            audit::render(&report)
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}

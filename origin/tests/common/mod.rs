@@ -1,7 +1,7 @@
 //! An origin started in-process on a loopback port, with real backends: Kafka
 //! and Redis from `cargo xtask test` (KAFKA_BROKERS, REDIS_URL), or the embedded
 //! store in a temporary directory.
-#![allow(dead_code)] // each test binary uses part of this
+#![allow(dead_code)] // broker_outage.rs uses part of this
 
 pub mod kafka;
 
@@ -78,6 +78,8 @@ pub fn args(backend: Backend, config: PathBuf, data_dir: PathBuf) -> ServeArgs {
         rate_per_ip: 10_000,
         header_timeout_ms: 10_000,
         body_timeout_ms: 30_000,
+        audit_every_ms: 30_000,
+        audit_settle_s: 180,
         max_connections: 10_000,
         produce_timeout_ms: 5000,
         kafka_linger_ms: 1,
@@ -185,8 +187,14 @@ impl TestOrigin {
             &self.site.site_key,
             user,
             self.site.token_secret.as_bytes(),
-            attune_origin::auth::now_s() + 600,
+            attune_origin::clock::now_s() + 600,
         )
+    }
+
+    /// The origin's Prometheus exposition, as text.
+    pub async fn metrics(&self) -> String {
+        let r = self.http.get(self.url("/metrics")).send().await.unwrap();
+        r.text().await.unwrap()
     }
 
     /// GETs `path` with the site's API key and returns the JSON reply.

@@ -1,15 +1,13 @@
 //! Ingest and the API against the real Kafka and Redis.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::time::Duration;
 
+use crate::common::kafka::{high_watermarks, read_key, setup, Consumer};
+use crate::common::{batch, env, event, now_ms, start, Backend};
 use attune_core::routing::{partition_key, topic};
 use attune_core::{EventKind, Interaction};
-use common::kafka::{high_watermarks, read_key, setup, Consumer};
-use common::{batch, env, event, now_ms, start, Backend};
 use serde_json::{json, Value};
 
 const IPHONE: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1";
@@ -139,164 +137,59 @@ async fn rejections_name_status_code_and_field() {
     // 64 KiB limit: a 1 MiB run of zeros gzips to about 1 KiB.
     let bomb = gzip(&vec![0u8; 1 << 20]);
 
-    struct Case {
-        name: &'static str,
-        content_type: &'static str,
-        encoding: Option<&'static str>,
-        origin_header: Option<&'static str>,
-        body: Vec<u8>,
-        status: u16,
-        code: &'static str,
-        field: Option<&'static str>,
-    }
-    let cases = [
-        Case {
-            name: "gzip batch",
-            content_type: "application/msgpack",
-            encoding: Some("gzip"),
-            origin_header: None,
-            body: gzip(&good_bytes),
-            status: 202,
-            code: "",
-            field: None,
-        },
-        Case {
-            name: "allowed origin",
-            content_type: "application/msgpack",
-            encoding: None,
-            origin_header: Some("https://news.example"),
-            body: good_bytes.clone(),
-            status: 202,
-            code: "",
-            field: None,
-        },
-        Case {
-            name: "content type",
-            content_type: "text/plain",
-            encoding: None,
-            origin_header: None,
-            body: good_bytes.clone(),
-            status: 415,
-            code: "unsupported_media_type",
-            field: None,
-        },
-        Case {
-            name: "garbage",
-            content_type: "application/msgpack",
-            encoding: None,
-            origin_header: None,
-            body: b"\xc1\xff garbage".to_vec(),
-            status: 400,
-            code: "malformed",
-            field: Some("."),
-        },
-        Case {
-            name: "unknown kind",
-            content_type: "application/json",
-            encoding: None,
-            origin_header: None,
-            body: unknown_kind.to_string().into_bytes(),
-            status: 422,
-            code: "unknown_kind",
-            field: Some("events[0].kind"),
-        },
-        Case {
-            name: "scroll over 100",
-            content_type: "application/json",
-            encoding: None,
-            origin_header: None,
-            body: too_deep.to_string().into_bytes(),
-            status: 422,
-            code: "out_of_range",
-            field: Some("events[0].depth_pct"),
-        },
-        Case {
-            name: "oversized",
-            content_type: "application/msgpack",
-            encoding: None,
-            origin_header: None,
-            body: vec![0x90; 100 * 1024],
-            status: 413,
-            code: "too_large",
-            field: None,
-        },
-        Case {
-            name: "gzip bomb",
-            content_type: "application/msgpack",
-            encoding: Some("gzip"),
-            origin_header: None,
-            body: bomb,
-            status: 413,
-            code: "too_large",
-            field: None,
-        },
-        Case {
-            name: "broken gzip",
-            content_type: "application/msgpack",
-            encoding: Some("gzip"),
-            origin_header: None,
-            body: b"not gzip at all".to_vec(),
-            status: 400,
-            code: "unreadable_body",
-            field: None,
-        },
-        Case {
-            name: "unknown site",
-            content_type: "application/msgpack",
-            encoding: None,
-            origin_header: None,
-            body: attune_core::codec::encode_msgpack(&unknown_site),
-            status: 401,
-            code: "unauthorized",
-            field: Some("site_key"),
-        },
-        Case {
-            name: "forged token",
-            content_type: "application/msgpack",
-            encoding: None,
-            origin_header: None,
-            body: attune_core::codec::encode_msgpack(&bad_token),
-            status: 401,
-            code: "unauthorized",
-            field: Some("user_token"),
-        },
-        Case {
-            name: "foreign origin",
-            content_type: "application/msgpack",
-            encoding: None,
-            origin_header: Some("https://evil.example"),
-            body: good_bytes.clone(),
-            status: 403,
-            code: "forbidden",
-            field: None,
-        },
+    const MSGPACK: &str = "application/msgpack";
+    const JSON: &str = "application/json";
+    // name, Content-Type, Content-Encoding, Origin, body, status, error code, field at fault
+    type Case = (
+        &'static str,
+        &'static str,
+        Option<&'static str>,
+        Option<&'static str>,
+        Vec<u8>,
+        u16,
+        &'static str,
+        Option<&'static str>,
+    );
+    #[rustfmt::skip]
+    let cases: Vec<Case> = vec![
+        ("gzip batch", MSGPACK, Some("gzip"), None, gzip(&good_bytes), 202, "", None),
+        ("allowed origin", MSGPACK, None, Some("https://news.example"), good_bytes.clone(), 202, "", None),
+        ("content type", "text/plain", None, None, good_bytes.clone(), 415, "unsupported_media_type", None),
+        ("garbage", MSGPACK, None, None, b"\xc1\xff garbage".to_vec(), 400, "malformed", Some(".")),
+        ("unknown kind", JSON, None, None, unknown_kind.to_string().into_bytes(), 422, "unknown_kind", Some("events[0].kind")),
+        ("scroll over 100", JSON, None, None, too_deep.to_string().into_bytes(), 422, "out_of_range", Some("events[0].depth_pct")),
+        ("oversized", MSGPACK, None, None, vec![0x90; 100 * 1024], 413, "too_large", None),
+        ("gzip bomb", MSGPACK, Some("gzip"), None, bomb, 413, "too_large", None),
+        ("broken gzip", MSGPACK, Some("gzip"), None, b"not gzip at all".to_vec(), 400, "unreadable_body", None),
+        ("unknown site", MSGPACK, None, None, attune_core::codec::encode_msgpack(&unknown_site), 401, "unauthorized", Some("site_key")),
+        ("forged token", MSGPACK, None, None, attune_core::codec::encode_msgpack(&bad_token), 401, "unauthorized", Some("user_token")),
+        ("foreign origin", MSGPACK, None, Some("https://evil.example"), good_bytes.clone(), 403, "forbidden", None),
     ];
-    for c in cases {
+    for (name, content_type, encoding, origin_header, body, want, code, field) in cases {
         let mut req = origin
             .http
             .post(origin.url("/v1/events"))
-            .header("content-type", c.content_type)
-            .body(c.body);
-        if let Some(e) = c.encoding {
+            .header("content-type", content_type)
+            .body(body);
+        if let Some(e) = encoding {
             req = req.header("content-encoding", e);
         }
-        if let Some(o) = c.origin_header {
+        if let Some(o) = origin_header {
             req = req.header("origin", o);
         }
         let r = req.send().await.unwrap();
         let status = r.status().as_u16();
         let body: Value = r.json().await.unwrap_or(Value::Null);
-        assert_eq!(status, c.status, "{}: {body}", c.name);
-        if c.status >= 400 {
-            assert_eq!(body["error"], c.code, "{}: {body}", c.name);
+        assert_eq!(status, want, "{name}: {body}");
+        if want >= 400 {
+            assert_eq!(body["error"], code, "{name}: {body}");
             assert!(
                 body["message"].as_str().is_some_and(|m| !m.is_empty()),
-                "{}",
-                c.name
+                "{name}"
             );
-            match c.field {
-                Some(f) => assert_eq!(body["field"], f, "{}: {body}", c.name),
-                None => assert!(body.get("field").is_none(), "{}: {body}", c.name),
+            match field {
+                Some(f) => assert_eq!(body["field"], f, "{name}: {body}"),
+                None => assert!(body.get("field").is_none(), "{name}: {body}"),
             }
         }
     }
@@ -389,7 +282,7 @@ async fn rate_limits_answer_429_with_retry_after() {
 async fn catalog_recommendations_and_forget() {
     let (prefix, origin) = setup().await;
     let _consumer = Consumer::start(&prefix, &format!("g-{prefix}"));
-    common::catalog_recommendations_and_forget(&origin).await;
+    crate::common::catalog_recommendations_and_forget(&origin).await;
 }
 
 /// OpenAPI, Prometheus metrics and readiness.
@@ -426,15 +319,7 @@ async fn openapi_metrics_and_readiness() {
         vec![event(Interaction::PageView, None, now_ms())],
     );
     assert_eq!(origin.post_batch(&b).await.status(), 202);
-    let text = origin
-        .http
-        .get(origin.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = origin.metrics().await;
     for metric in [
         "attune_http_requests_total",
         "attune_http_request_duration_seconds",
@@ -505,17 +390,7 @@ async fn newcomers_get_what_people_like_them_take() {
 #[tokio::test]
 async fn hostile_requests_add_no_metric_series_and_get_bounded_errors() {
     let origin = start(Backend::KafkaRedis, |_| {}).await;
-    let scrape = async || {
-        origin
-            .http
-            .get(origin.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    };
+    let scrape = async || origin.metrics().await;
     let before = scrape().await.len();
     for i in 0..40 {
         let token = if i == 0 {

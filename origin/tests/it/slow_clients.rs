@@ -2,11 +2,9 @@
 //! that never finishes its headers or its body is cut off at the configured
 //! deadline, and connections past the cap wait until one closes.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{start, Backend, TestOrigin};
+use crate::common::{start, Backend, TestOrigin};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

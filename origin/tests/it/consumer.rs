@@ -3,15 +3,13 @@
 //! rebalances; forgetting a user removes their profile and ignores what comes
 //! later; the origin reports the group's true lag. Each test runs on its own topics (a prefix), so history never leaks in.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use crate::common::kafka::{setup, Consumer};
+use crate::common::{batch, env, event, now_ms, Popularity, TestOrigin};
 use attune_core::routing::topics;
 use attune_core::{Batch, Interaction};
-use common::kafka::{setup, Consumer};
-use common::{batch, env, event, now_ms, Popularity, TestOrigin};
 use rdkafka::ClientConfig;
 use serde_json::Value;
 
@@ -137,18 +135,15 @@ async fn profiles_count_once_through_kill9_restart_and_duplicate_batches() {
     }
     expected.wait_for(&origin).await;
     expected.popularity.check(&origin).await;
+    // And the tiers' ledgers agree: nothing lost, nothing counted twice.
+    crate::common::kafka::wait_for_clean_audit(&origin, &prefix).await;
 }
 
 /// The group's lag as the origin measures it: the dashboard's figure, and the
 /// sum of `attune_consumer_lag` on the origin's `/metrics` for these topics.
 async fn group_lag(origin: &TestOrigin, prefix: &str) -> (Option<i64>, f64) {
     let dashboard = origin.get_as_site("/v1/dashboard").await;
-    let metrics = reqwest::get(origin.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = origin.metrics().await;
     let from_metrics = metrics
         .lines()
         .filter(|l| {
@@ -390,7 +385,7 @@ async fn unreadable_records_go_to_the_dead_letter_topic_without_a_restart() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let dead_letters = format!("{prefix}{}", attune_core::routing::DEAD_LETTERS);
-    let letters = common::kafka::read_topic(
+    let letters = crate::common::kafka::read_topic(
         &env("KAFKA_BROKERS"),
         &dead_letters,
         5,
@@ -579,6 +574,41 @@ fn a_replayed_round_credits_popularity_once() {
         let want = DecayedScore::point(3.0 * click, t).value;
         assert!((value - want).abs() < 1e-9, "{scope}: {value}, want {want}");
     }
+}
+
+/// A round replayed after a crash before its offsets commit counts each
+/// record once in the reconciliation ledger: the offset watermarks hold.
+#[tokio::test]
+async fn a_replayed_round_counts_each_record_once_in_the_ledger() {
+    use attune_core::FeedbackWeights;
+    use attune_origin::consume::apply::by_user;
+    use attune_origin::consume::ledger::{entries, LedgerWriter};
+    use attune_origin::ledger::{minute_of, Measure};
+    use attune_origin::store::Store;
+
+    let site = format!("led{}", &uuid::Uuid::now_v7().simple().to_string()[20..]);
+    let topic = format!("replay-{site}");
+    let t = now_ms();
+    let incoming: Vec<_> = (0..3)
+        .map(|n| click_as_consumed(&topic, n, &site, &format!("u{n}"), "a", t))
+        .collect();
+    let mut writer = LedgerWriter::connect(&env("REDIS_URL")).unwrap();
+    for _ in 0..2 {
+        let groups = by_user(&incoming, &FeedbackWeights::default(), &mut |_, _| vec![]);
+        writer
+            .record(&entries(&incoming, &groups, &[], ""))
+            .unwrap();
+    }
+    let store = attune_origin::store::redis::RedisStore::connect(&env("REDIS_URL"))
+        .await
+        .unwrap();
+    let minute = minute_of(t);
+    let counts = store
+        .ledger(std::slice::from_ref(&site), minute..minute + 1)
+        .await
+        .unwrap();
+    let counted: Vec<(Measure, u64)> = counts.iter().map(|((_, m), n)| (*m, *n)).collect();
+    assert_eq!(counted, [(Measure::Applied, 3)]);
 }
 
 /// A round replayed after a crash between the model's writes and the

@@ -8,11 +8,11 @@ use std::path::{Path, PathBuf};
 
 /// Lowest first.
 const LAYERS: &[&[&str]] = &[
-    &["clock", "config", "record", "metrics", "model"],
+    &["clock", "config", "record", "ledger", "metrics", "model"],
     &["store", "event_log"],
     &["error", "segments", "ranking"],
     &["consume", "auth", "ratelimit", "encoding"],
-    &["ingest", "api", "dashboard", "health"],
+    &["ingest", "api", "audit", "dashboard", "health"],
     &["openapi", "server"],
 ];
 

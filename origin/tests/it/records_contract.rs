@@ -2,16 +2,14 @@
 //! confluent-kafka and protobuf from PyPI) decodes what ingest wrote from
 //! `origin/proto/` alone.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Command;
 
+use crate::common::kafka::setup;
+use crate::common::{batch, env, event, now_ms};
 use attune_core::routing::topic;
 use attune_core::{EventKind, Interaction};
-use common::kafka::setup;
-use common::{batch, env, event, now_ms};
 use serde_json::Value;
 
 /// The Python with the contract's requirements: `ATTUNE_PYTHON`, or the

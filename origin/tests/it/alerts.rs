@@ -7,15 +7,13 @@
 //! each `for:` is shortened to seconds so the test does not wait minutes;
 //! `promtool test rules` (`cargo xtask test`) checks the real durations.
 
-mod common;
-
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::common::kafka::{setup, Consumer};
+use crate::common::{batch, event, now_ms};
 use attune_core::Interaction;
-use common::kafka::{setup, Consumer};
-use common::{batch, event, now_ms};
 use serde_json::Value;
 
 /// Above the rule's 10,000-event threshold, on one topic (all clicks).

@@ -2,22 +2,20 @@
 //! queue and a redb store, persisted across restarts. Also: arbitrary bytes to
 //! the ingest endpoint never crash it.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
+use crate::common::{batch, event, now_ms, start, Backend, Popularity};
 use attune_core::routing::{partition_key, topic};
 use attune_core::{EventKind, Interaction};
 use attune_origin::event_log::embedded::read_topic;
 use attune_origin::record::EventRecord;
-use common::{batch, event, now_ms, start, Backend, Popularity};
 use proptest::prelude::*;
 use serde_json::Value;
 
 #[tokio::test]
 async fn catalog_recommendations_and_forget() {
     let origin = start(Backend::Embedded, |_| {}).await;
-    common::catalog_recommendations_and_forget(&origin).await;
+    crate::common::catalog_recommendations_and_forget(&origin).await;
 }
 
 /// Accepted events are in the embedded log, in their kind's topic, keyed by
@@ -188,7 +186,7 @@ async fn the_embedded_consumer_learns_what_readers_read_next() {
     assert_eq!(recs["items"][0]["item"], "y", "{recs}");
 }
 
-async fn wait_for_counts(origin: &common::TestOrigin, user: &str, want: &Value) -> Value {
+async fn wait_for_counts(origin: &crate::common::TestOrigin, user: &str, want: &Value) -> Value {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let profile: Value = origin
@@ -238,8 +236,8 @@ proptest! {
 }
 
 /// One origin for all fuzz cases (started on first use, in its own runtime thread).
-async fn fuzz_origin() -> &'static common::TestOrigin {
-    static ORIGIN: std::sync::OnceLock<common::TestOrigin> = std::sync::OnceLock::new();
+async fn fuzz_origin() -> &'static crate::common::TestOrigin {
+    static ORIGIN: std::sync::OnceLock<crate::common::TestOrigin> = std::sync::OnceLock::new();
     if let Some(o) = ORIGIN.get() {
         return o;
     }
