@@ -229,6 +229,14 @@ impl ProfileWriter {
         self.conn.hdel(CONSUMERS_KEY, member)
     }
 
+    /// Records where the store resumes each partition ([`super::resume`]).
+    pub fn record_positions(
+        &mut self,
+        next: &BTreeMap<(String, i32), i64>,
+    ) -> redis::RedisResult<()> {
+        super::resume::record(&mut self.conn, next)
+    }
+
     /// Applies one user's events; returns how many were new.
     pub fn apply(
         &mut self,

@@ -15,6 +15,7 @@ pub mod apply;
 pub mod embedded;
 pub mod ledger;
 pub mod popularity;
+pub mod resume;
 pub mod stats;
 pub mod train;
 
@@ -37,6 +38,7 @@ use crate::clock::now_ms;
 use crate::config::ConsumeArgs;
 use crate::record::EventRecord;
 use apply::{by_user, Incoming, ProfileWriter};
+use resume::ResumeFromStore;
 use stats::StatsTracker;
 
 const POLL: Duration = Duration::from_millis(100);
@@ -100,7 +102,7 @@ fn run_clients(args: &ConsumeArgs, stop: &AtomicBool, stats: &mut StatsTracker) 
     let names: Vec<String> = topics()
         .map(|t| format!("{}{t}", args.topic_prefix))
         .collect();
-    let consumer: BaseConsumer = ClientConfig::new()
+    let consumer: BaseConsumer<ResumeFromStore> = ClientConfig::new()
         .set("bootstrap.servers", &args.kafka_brokers)
         .set("group.id", &args.group)
         .set("enable.auto.commit", "false")
@@ -108,7 +110,7 @@ fn run_clients(args: &ConsumeArgs, stop: &AtomicBool, stats: &mut StatsTracker) 
         .set("isolation.level", "read_committed")
         .set("auto.offset.reset", "earliest")
         .set("session.timeout.ms", "6000")
-        .create()
+        .create_with_context(ResumeFromStore::new(&args.redis_url))
         .context("create the Kafka consumer")?;
     consumer.subscribe(&names.iter().map(String::as_str).collect::<Vec<_>>())?;
     // Unique per client: zombies are fenced by the group generation sent
@@ -144,6 +146,9 @@ fn run_clients(args: &ConsumeArgs, stop: &AtomicBool, stats: &mut StatsTracker) 
             }
         }
         let batch = poll_batch(&consumer, args.batch);
+        if let Some(e) = consumer.context().take_error() {
+            anyhow::bail!("an assignment could not be placed from the store's positions: {e}");
+        }
         if batch.is_empty() {
             continue;
         }
@@ -161,6 +166,11 @@ fn run_clients(args: &ConsumeArgs, stop: &AtomicBool, stats: &mut StatsTracker) 
             })
             .collect();
         let round = apply(&mut writers, &incoming, &unreadable, &args.topic_prefix)?;
+        // After every write of the round: where this store resumes.
+        writers
+            .profiles
+            .record_positions(&offsets)
+            .context("record the store's positions")?;
         let outputs = Outputs {
             updates_topic: &updates_topic,
             changed: &round.changed,
@@ -286,7 +296,7 @@ struct Outputs<'a> {
 /// the round's dead letters (the record as it was; reason, decoder message
 /// and source in headers) and the consumed offsets.
 fn commit(
-    consumer: &BaseConsumer,
+    consumer: &BaseConsumer<ResumeFromStore>,
     producer: &BaseProducer,
     out: &Outputs,
     offsets: &BTreeMap<(String, i32), i64>,
@@ -346,7 +356,7 @@ fn commit(
 }
 
 /// Up to `max` messages, waiting at most one poll interval for the first.
-fn poll_batch(consumer: &BaseConsumer, max: usize) -> Vec<Polled> {
+fn poll_batch(consumer: &BaseConsumer<ResumeFromStore>, max: usize) -> Vec<Polled> {
     let mut out = Vec::new();
     let deadline = Instant::now() + POLL;
     while out.len() < max {

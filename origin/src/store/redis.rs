@@ -22,6 +22,7 @@
 //! | `attune:{site}:covisit_wm` | hash | `item|topic:partition` → last offset applied to its row |
 //! | `attune:{site}:ledger:<minute>` | hash | `<measure>.<kind>` → events counted in that minute (reconciliation; 8 days) |
 //! | `attune:ledger_wm` | hash | `topic:partition` → last offset the consumers' ledger counted |
+//! | `attune:resume` | hash | `topic:partition` → next offset to read; every write before it is here |
 //! | `attune:consumers` | hash | consumer member → its latest stats (JSON) |
 
 use std::collections::{HashMap, HashSet};
@@ -72,6 +73,10 @@ pub const LEDGER_WATERMARKS_KEY: &str = "attune:ledger_wm";
 
 /// How long ledger minutes are kept: past the audit's longest window.
 pub const LEDGER_TTL_S: i64 = 8 * 86_400;
+
+/// Hash of `topic:partition` → the next offset to read: every write of the
+/// stream before it is in this store (`consume::resume`).
+pub const RESUME_KEY: &str = "attune:resume";
 
 /// Hash of consumer member → its latest [`ConsumerStats`] as JSON.
 pub const CONSUMERS_KEY: &str = "attune:consumers";

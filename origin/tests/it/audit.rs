@@ -18,14 +18,20 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
-/// Commits `group`'s offsets at the log end of every interaction topic: what
-/// a consumer that skipped those records would leave behind.
+/// Moves `group`'s committed offsets and the store's positions to the log
+/// end of every interaction topic: what a consumer that skipped those
+/// records would leave behind (with only the group's offsets moved, the
+/// consumer resumes from the store's positions and finds them).
 fn skip_everything(brokers: &str, prefix: &str, group: &str) {
     let client: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", group)
         .set("enable.auto.commit", "false")
         .create()
+        .unwrap();
+    let mut store = redis::Client::open(env("REDIS_URL"))
+        .unwrap()
+        .get_connection()
         .unwrap();
     let mut tpl = TopicPartitionList::new();
     for kind in EventKind::ALL {
@@ -38,6 +44,12 @@ fn skip_everything(brokers: &str, prefix: &str, group: &str) {
                 .fetch_watermarks(&name, p.id(), Duration::from_secs(10))
                 .unwrap();
             tpl.add_partition_offset(&name, p.id(), Offset::Offset(high))
+                .unwrap();
+            let _: () = redis::cmd("HSET")
+                .arg(attune_origin::store::redis::RESUME_KEY)
+                .arg(format!("{name}:{}", p.id()))
+                .arg(high)
+                .query(&mut store)
                 .unwrap();
         }
     }

@@ -1,0 +1,163 @@
+//! Where each partition resumes: from the store's own position whenever it
+//! is behind the group's committed offset.
+//!
+//! The consumers commit their Kafka offsets right after the Redis writes, so
+//! a Redis that loses its last second (a host crash under `appendfsync
+//! everysec`) or is restored from an older backup holds less than the
+//! committed offsets say. After each round the consumer records, in the
+//! store, the next offset of every partition it read ([`record`], after all
+//! of the round's writes, so a snapshot that holds a position holds every
+//! write before it). On every assignment [`ResumeFromStore`] starts each
+//! partition at the smaller of that position and the committed offset: the
+//! events the store lost are replayed, and every write of the stream skips
+//! what it already holds (per-user event ids and offset watermarks, each
+//! aggregate's own watermarks). A partition the store has no position for
+//! starts at the beginning of the log: an empty store is rebuilt from Kafka,
+//! as far back as retention reaches.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use redis::Commands;
+
+use crate::store::redis::RESUME_KEY;
+
+/// How long an assignment may wait for the group's committed offsets.
+const COMMITTED_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Records the round's positions: `topic:partition` → next offset to read.
+pub fn record(
+    conn: &mut redis::Connection,
+    next: &BTreeMap<(String, i32), i64>,
+) -> redis::RedisResult<()> {
+    let fields: Vec<(String, i64)> = next
+        .iter()
+        .map(|((topic, partition), offset)| (format!("{topic}:{partition}"), *offset))
+        .collect();
+    if fields.is_empty() {
+        return Ok(());
+    }
+    conn.hset_multiple(RESUME_KEY, &fields)
+}
+
+/// Where a partition starts: the store's position when it is behind the
+/// committed offset (or the group never committed), else the committed one.
+pub fn start_at(committed: Offset, stored: Option<i64>) -> Offset {
+    match (committed, stored) {
+        (_, None) => Offset::Beginning,
+        (Offset::Offset(c), Some(s)) if c <= s => Offset::Offset(c),
+        (_, Some(s)) => Offset::Offset(s),
+    }
+}
+
+/// The consumer's context: assigns each partition from [`start_at`]. If the
+/// store cannot be read, the failure is kept for the poll loop, which must
+/// then restart before it applies anything ([`ResumeFromStore::take_error`]).
+pub struct ResumeFromStore {
+    redis_url: String,
+    error: Mutex<Option<String>>,
+}
+
+impl ResumeFromStore {
+    /// A context reading positions from the Redis at `redis_url`.
+    pub fn new(redis_url: &str) -> Self {
+        ResumeFromStore {
+            redis_url: redis_url.to_owned(),
+            error: Mutex::new(None),
+        }
+    }
+
+    /// Why the last assignment could not consult the store, once.
+    pub fn take_error(&self) -> Option<String> {
+        self.error.lock().expect("not poisoned").take()
+    }
+
+    fn stored_positions(&self) -> redis::RedisResult<HashMap<String, i64>> {
+        redis::Client::open(self.redis_url.as_str())?
+            .get_connection_with_timeout(COMMITTED_TIMEOUT)?
+            .hgetall(RESUME_KEY)
+    }
+
+    /// Sets every partition of `tpl` to where it starts.
+    fn positions(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        tpl: &mut TopicPartitionList,
+    ) -> Result<(), String> {
+        let committed = consumer
+            .committed_offsets(tpl.clone(), COMMITTED_TIMEOUT)
+            .map_err(|e| format!("read the group's committed offsets: {e}"))?;
+        let stored = self
+            .stored_positions()
+            .map_err(|e| format!("read the store's positions: {e}"))?;
+        for e in committed.elements() {
+            let tp = format!("{}:{}", e.topic(), e.partition());
+            let start = start_at(e.offset(), stored.get(&tp).copied());
+            if start != e.offset() {
+                tracing::warn!(
+                    partition = %tp,
+                    committed = ?e.offset(),
+                    resume = ?start,
+                    "the store is behind the committed offset: replaying from its position"
+                );
+            }
+            tpl.set_partition_offset(e.topic(), e.partition(), start)
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+}
+
+impl ClientContext for ResumeFromStore {}
+
+impl ConsumerContext for ResumeFromStore {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                if let Err(e) = self.positions(consumer, tpl) {
+                    *self.error.lock().expect("not poisoned") = Some(e);
+                }
+                if let Err(e) = consumer.assign(tpl) {
+                    *self.error.lock().expect("not poisoned") = Some(format!("assign: {e}"));
+                }
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                if let Err(e) = consumer.unassign() {
+                    tracing::warn!("unassign: {e}");
+                }
+            }
+            other => tracing::warn!("rebalance error: {other:?}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_partition_starts_at_the_earlier_of_store_and_group() {
+        // The store lost events: replay them.
+        assert_eq!(start_at(Offset::Offset(100), Some(40)), Offset::Offset(40));
+        // A commit failed after the store was written: the group decides
+        // (the round's dead letters and updates were in that transaction).
+        assert_eq!(
+            start_at(Offset::Offset(100), Some(120)),
+            Offset::Offset(100)
+        );
+        // The group never committed, the store has a position.
+        assert_eq!(start_at(Offset::Invalid, Some(7)), Offset::Offset(7));
+        // The store knows nothing of the partition: rebuild from the log.
+        assert_eq!(start_at(Offset::Offset(100), None), Offset::Beginning);
+        assert_eq!(start_at(Offset::Invalid, None), Offset::Beginning);
+    }
+}
