@@ -245,6 +245,7 @@ impl Attune {
                         device: Device::default(),
                         attributes: Default::default(),
                         segments: Vec::new(),
+                        attributes_unknown: false,
                     },
                 }
             })

@@ -121,6 +121,7 @@ async fn main() -> anyhow::Result<()> {
         audit_every_ms: 30_000,
         audit_settle_s: 180,
         max_connections: 10_000,
+        store_timeout_ms: 100,
         produce_timeout_ms: 10_000,
         kafka_linger_ms: 1,
         popularity_half_life_h: 24.0,

@@ -503,6 +503,7 @@ async fn main() -> anyhow::Result<()> {
         audit_every_ms: 30_000,
         audit_settle_s: 180,
         max_connections: 10_000,
+        store_timeout_ms: 100,
         produce_timeout_ms: 10_000,
         kafka_linger_ms: env_or("ATTUNE_KAFKA_LINGER_MS", 1),
         popularity_half_life_h: 24.0,
@@ -548,6 +549,7 @@ async fn main() -> anyhow::Result<()> {
                     user_id: &user,
                     device: &enrich::parse_user_agent(user_agent(i)),
                     attributes: &Default::default(),
+                    attributes_unknown: false,
                 };
                 enrich::records(b, &sender, b.sent_at_ms)
                     .into_iter()

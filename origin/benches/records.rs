@@ -68,6 +68,7 @@ fn protobuf_encode(batch: &[EventRecord], out: &mut Vec<Vec<u8>>) {
         device: &first.device,
         attributes: &first.attributes,
         segments: &first.segments,
+        attributes_unknown: first.attributes_unknown,
     });
     for r in batch {
         let mut buf = Vec::with_capacity(256);
@@ -114,6 +115,7 @@ fn main() -> anyhow::Result<()> {
                     device: device.clone(),
                     attributes: attributes.clone(),
                     segments: segments.clone(),
+                    attributes_unknown: false,
                 })
                 .collect()
         })

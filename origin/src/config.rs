@@ -139,6 +139,11 @@ pub struct ServeArgs {
     /// (younger events may still be on their way to the consumers).
     #[arg(long, env = "ATTUNE_AUDIT_SETTLE_S", default_value_t = 180)]
     pub audit_settle_s: i64,
+    /// How long ingest waits for the store (forgotten users, stated
+    /// attributes) before it appends without them; Kafka keeps taking events
+    /// while the store is slow or down.
+    #[arg(long, env = "ATTUNE_STORE_TIMEOUT_MS", default_value_t = 100)]
+    pub store_timeout_ms: u64,
     /// How long ingest waits for Kafka to acknowledge a batch before answering 503.
     #[arg(long, env = "ATTUNE_PRODUCE_TIMEOUT_MS", default_value_t = 5000)]
     pub produce_timeout_ms: u64,

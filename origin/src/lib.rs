@@ -85,6 +85,8 @@ pub struct Shared {
     pub store: Arc<dyn Store>,
     /// Requests per API key, user and IP.
     pub rate_limits: Arc<RateLimits>,
+    /// Ingest's bounded lookup of a sender in the store.
+    pub context_lookup: ingest::context::ContextLookup,
     /// What a batch may hold (events, sizes), checked while decoding.
     pub batch_limits: Limits,
     /// Feedback weights.
@@ -198,6 +200,9 @@ impl AppState {
             store,
             rate_limits: Arc::new(RateLimits::new(args.rate_per_key, args.rate_per_ip)),
             batch_limits,
+            context_lookup: ingest::context::ContextLookup::new(Duration::from_millis(
+                args.store_timeout_ms,
+            )),
             weights: FeedbackWeights::default(),
             popularity_half_life,
             user_agents: ingest::enrich::UserAgents::new(USER_AGENT_CACHE_BYTES),

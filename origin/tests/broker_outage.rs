@@ -9,42 +9,16 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use attune_core::routing::{partition_key, topic};
 use attune_core::{EventKind, Interaction};
 use common::kafka::{high_watermarks, read_key};
-use common::{batch, env, event, now_ms, start, Backend};
+use common::{batch, env, event, now_ms, start, Backend, Paused};
 use serde_json::Value;
-
-/// Resumes the broker when dropped, also when an assertion fails.
-struct Paused(String);
-
-impl Paused {
-    fn pause(pid: String) -> Self {
-        assert!(Command::new("kill")
-            .args(["-STOP", &pid])
-            .status()
-            .unwrap()
-            .success());
-        Paused(pid)
-    }
-}
-
-impl Drop for Paused {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").args(["-CONT", &self.0]).status();
-    }
-}
 
 #[tokio::test]
 async fn a_stopped_broker_yields_503_and_loses_nothing_acknowledged() {
-    let pid_file = env("ATTUNE_KAFKA_PID_FILE");
-    let pid = std::fs::read_to_string(&pid_file)
-        .unwrap_or_else(|e| panic!("read {pid_file}: {e}"))
-        .trim()
-        .to_owned();
     let brokers = env("KAFKA_BROKERS");
     let origin = start(Backend::KafkaRedis, |a| a.produce_timeout_ms = 3000).await;
     let site = origin.site.site_key.clone();
@@ -62,7 +36,7 @@ async fn a_stopped_broker_yields_503_and_loses_nothing_acknowledged() {
 
     let during = batch(&site, "anon-outage", clicks_of(4));
     {
-        let _paused = Paused::pause(pid.clone());
+        let _paused = Paused::pause("ATTUNE_KAFKA_PID_FILE");
         let r = origin.post_batch(&during).await;
         let status = r.status().as_u16();
         let retry_after = r.headers().get("retry-after").cloned();

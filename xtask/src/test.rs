@@ -161,6 +161,7 @@ fn suites(
                 .args(["test", "--workspace"])
                 .envs(endpoints.vars())
                 .env("ATTUNE_KAFKA_PID_FILE", stack.kafka_pid_file())
+                .env("ATTUNE_REDIS_PID_FILE", stack.redis_pid_file())
                 .env("ATTUNE_PYTHON", &tools.python),
             tests,
         )

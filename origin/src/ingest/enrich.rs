@@ -72,6 +72,8 @@ pub struct Sender<'a> {
     pub device: &'a Device,
     /// Stored attributes.
     pub attributes: &'a Attributes,
+    /// The store could not be asked for them ([`super::context`]).
+    pub attributes_unknown: bool,
 }
 
 /// One log record per event, keyed `site/user`, on its kind's topic. The
@@ -100,6 +102,7 @@ pub fn records(batch: &Batch, sender: &Sender, received_at_ms: i64) -> Vec<LogRe
         device: sender.device,
         attributes: sender.attributes,
         segments: &segments,
+        attributes_unknown: sender.attributes_unknown,
     });
     for event in &batch.events {
         encoder.encode_into(event, corrected_ts(event, skew), &mut buf);
@@ -187,6 +190,7 @@ mod tests {
             user_id: "u",
             device: &device,
             attributes: &attributes,
+            attributes_unknown: false,
         };
         let records = records(&batch, &sender, 2_500);
         assert_eq!(records.len(), 2);
@@ -208,6 +212,7 @@ mod tests {
                     "device:desktop".into(),
                     "hour:night".into(),
                 ],
+                attributes_unknown: false,
             };
             // The shared fields and the event's own make one whole record,
             // version first.

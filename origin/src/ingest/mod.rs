@@ -1,6 +1,7 @@
 //! `POST /v1/events`: validate, enrich, append to the log, and answer 202 only
 //! once every event is durable.
 
+pub mod context;
 mod decode;
 pub mod enrich;
 pub mod ledger;
@@ -59,7 +60,12 @@ pub async fn post_events(
     let batch = decode_body(&headers, &body, &state.batch_limits)?;
     let (site, user_id) = sender_of(&state, &headers, &batch)?;
 
-    let context = state.store.ingest_context(&site.key, &user_id).await?;
+    let context = state
+        .context_lookup
+        .get(&*state.store, &site.key, &user_id)
+        .await;
+    let attributes_unknown = context.is_none();
+    let context = context.unwrap_or_default();
     if context.forgotten {
         return Ok(ignore_forgotten(&state, &site.key, &batch, received_at_ms));
     }
@@ -72,6 +78,7 @@ pub async fn post_events(
         user_id: &user_id,
         device: &device,
         attributes: &context.attributes,
+        attributes_unknown,
     };
     let results = state
         .log

@@ -54,6 +54,9 @@ pub struct EventRecord {
     /// The contextual segments (the origin's `segments` module) whose popularity the event
     /// also counts toward, decided at ingest from its whole batch.
     pub segments: Vec<String>,
+    /// The store could not be asked at receipt: `attributes` says nothing.
+    #[serde(default)]
+    pub attributes_unknown: bool,
 }
 
 /// Why bytes are not a record this code can apply. Each maps to the closed
@@ -135,6 +138,7 @@ mod tests {
             },
             attributes: BTreeMap::from([("plan".into(), "pro".into())]),
             segments: vec!["device:mobile".into()],
+            attributes_unknown: true,
         }
     }
 

@@ -48,6 +48,8 @@ pub struct BatchFields<'a> {
     pub attributes: &'a BTreeMap<String, String>,
     /// Popularity segments.
     pub segments: &'a [String],
+    /// The store could not be asked for `attributes`.
+    pub attributes_unknown: bool,
 }
 
 impl BatchEncoder {
@@ -65,6 +67,7 @@ impl BatchEncoder {
             device: Some(f.device.into()),
             attributes: f.attributes.clone(),
             segments: f.segments.to_vec(),
+            attributes_unknown: f.attributes_unknown,
         }
         .encode_to_vec();
         BatchEncoder { shared }
@@ -97,6 +100,7 @@ impl From<&super::EventRecord> for EventRecord {
             device: Some((&r.device).into()),
             attributes: r.attributes.clone(),
             segments: r.segments.clone(),
+            attributes_unknown: r.attributes_unknown,
         }
     }
 }
@@ -117,6 +121,7 @@ impl TryFrom<EventRecord> for super::EventRecord {
             device: r.device.map(Device::from).unwrap_or_default(),
             attributes: r.attributes,
             segments: r.segments,
+            attributes_unknown: r.attributes_unknown,
         })
     }
 }

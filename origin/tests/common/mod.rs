@@ -81,6 +81,7 @@ pub fn args(backend: Backend, config: PathBuf, data_dir: PathBuf) -> ServeArgs {
         audit_every_ms: 30_000,
         audit_settle_s: 180,
         max_connections: 10_000,
+        store_timeout_ms: 100,
         produce_timeout_ms: 5000,
         kafka_linger_ms: 1,
         popularity_half_life_h: 24.0,
@@ -407,5 +408,36 @@ impl Popularity {
                 "{item}: popularity {got}, want {want}"
             );
         }
+    }
+}
+
+/// A server of the shared stack stopped (SIGSTOP, as in a network partition
+/// or a long GC pause) until this is dropped (SIGCONT), also when an
+/// assertion fails. Only for tests alone in their binary: cargo runs test
+/// binaries one at a time, so no other test sees the paused server.
+pub struct Paused(String);
+
+impl Paused {
+    /// Pauses the process whose pid is in the file `pid_file_var` names.
+    pub fn pause(pid_file_var: &str) -> Self {
+        let pid_file = env(pid_file_var);
+        let pid = std::fs::read_to_string(&pid_file)
+            .unwrap_or_else(|e| panic!("read {pid_file}: {e}"))
+            .trim()
+            .to_owned();
+        let stopped = std::process::Command::new("kill")
+            .args(["-STOP", &pid])
+            .status()
+            .unwrap();
+        assert!(stopped.success(), "kill -STOP {pid}");
+        Paused(pid)
+    }
+}
+
+impl Drop for Paused {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-CONT", &self.0])
+            .status();
     }
 }

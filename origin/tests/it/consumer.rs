@@ -531,6 +531,7 @@ fn click_as_consumed(
             device: Device::default(),
             attributes: Default::default(),
             segments: Vec::new(),
+            attributes_unknown: false,
         },
     }
 }

@@ -112,6 +112,11 @@ impl Stack {
         kafka::pid_file(self)
     }
 
+    /// Redis's pid file (the Redis outage test pauses it through it).
+    pub fn redis_pid_file(&self) -> PathBuf {
+        redis::pid_file(self)
+    }
+
     fn logs(&self) -> PathBuf {
         self.dir.join("logs")
     }
