@@ -17,10 +17,15 @@ use common::kafka::{high_watermarks, read_key};
 use common::{batch, env, event, now_ms, start, Backend, Paused};
 use serde_json::Value;
 
+const PRODUCE_TIMEOUT: Duration = Duration::from_secs(3);
+
 #[tokio::test]
 async fn a_stopped_broker_yields_503_and_loses_nothing_acknowledged() {
     let brokers = env("KAFKA_BROKERS");
-    let origin = start(Backend::KafkaRedis, |a| a.produce_timeout_ms = 3000).await;
+    let origin = start(Backend::KafkaRedis, |a| {
+        a.produce_timeout_ms = PRODUCE_TIMEOUT.as_millis() as u64
+    })
+    .await;
     let site = origin.site.site_key.clone();
     let key = partition_key(&site, "anon:anon-outage");
     let clicks = topic(EventKind::Click);
@@ -37,7 +42,17 @@ async fn a_stopped_broker_yields_503_and_loses_nothing_acknowledged() {
     let during = batch(&site, "anon-outage", clicks_of(4));
     {
         let _paused = Paused::pause("ATTUNE_KAFKA_PID_FILE");
+        let t0 = Instant::now();
         let r = origin.post_batch(&during).await;
+        let waited = t0.elapsed();
+        eprintln!("503 after {waited:?} (produce timeout {PRODUCE_TIMEOUT:?})");
+        // The client's budget is the configured timeout: the answer comes
+        // within it, plus scheduling slack (librdkafka alone answered a
+        // paused broker after 3.0 or 4.0 s, a killed one after 10-15 s).
+        assert!(
+            waited < PRODUCE_TIMEOUT + Duration::from_millis(500),
+            "the 503 came after {waited:?}, the timeout is {PRODUCE_TIMEOUT:?}"
+        );
         let status = r.status().as_u16();
         let retry_after = r.headers().get("retry-after").cloned();
         let body: Value = r.json().await.unwrap();

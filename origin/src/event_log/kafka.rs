@@ -18,6 +18,8 @@ use super::{AppendError, EventLog, LogRecord};
 pub struct KafkaLog {
     producer: ThreadedProducer<AppendAcks>,
     topic_prefix: String,
+    /// How long a request waits for its acknowledgements.
+    timeout: Duration,
 }
 
 /// Routes librdkafka's delivery reports to the append each message belongs to.
@@ -38,9 +40,10 @@ impl ProducerContext for AppendAcks {
     }
 }
 
-/// One append in flight: a result per record and the wake-up of its request.
+/// One append in flight: a result per record (`None` until it reports) and
+/// the wake-up of its request.
 struct PendingAppend {
-    results: Mutex<Vec<Result<(), AppendError>>>,
+    results: Mutex<Vec<Option<Result<(), AppendError>>>>,
     remaining: AtomicUsize,
     done: Mutex<Option<oneshot::Sender<()>>>,
 }
@@ -50,7 +53,7 @@ impl PendingAppend {
     fn new(len: usize) -> (Arc<PendingAppend>, oneshot::Receiver<()>) {
         let (done, all_reported) = oneshot::channel();
         let pending = PendingAppend {
-            results: Mutex::new(vec![Ok(()); len]),
+            results: Mutex::new(vec![None; len]),
             remaining: AtomicUsize::new(len),
             done: Mutex::new(Some(done)),
         };
@@ -65,8 +68,19 @@ impl PendingAppend {
         })
     }
 
+    /// Every record's result so far: one that has not reported by now is
+    /// not acknowledged (it may still land; a retry of its id is harmless).
     fn take_results(&self) -> Vec<Result<(), AppendError>> {
         std::mem::take(&mut *lock(&self.results))
+            .into_iter()
+            .map(|r| {
+                r.unwrap_or_else(|| {
+                    Err(AppendError::Unavailable(
+                        "Kafka did not acknowledge it within the produce timeout".into(),
+                    ))
+                })
+            })
+            .collect()
     }
 }
 
@@ -86,7 +100,9 @@ impl Drop for Slot {
                 "the producer dropped the message".into(),
             ))
         });
-        lock(&self.append.results)[self.index] = result;
+        if let Some(r) = lock(&self.append.results).get_mut(self.index) {
+            *r = Some(result);
+        }
         if self.append.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
             if let Some(done) = lock(&self.append.done).take() {
                 let _ = done.send(());
@@ -132,6 +148,7 @@ impl KafkaLog {
         Ok(KafkaLog {
             producer,
             topic_prefix: topic_prefix.to_owned(),
+            timeout,
         })
     }
 }
@@ -164,8 +181,12 @@ impl EventLog for KafkaLog {
                 }));
             }
         }
-        // Every slot reports exactly once, so the channel always fires.
-        let _ = all_reported.await;
+        // Every slot reports exactly once, so the channel always fires; but
+        // librdkafka may report a timed-out message well after
+        // message.timeout.ms (measured 10-15 s for 5 s), and the client's
+        // budget is the configured timeout: what has not reported by then
+        // is answered as not stored.
+        let _ = tokio::time::timeout(self.timeout, all_reported).await;
         metrics::histogram!("attune_produce_duration_seconds").record(started.elapsed());
         pending.take_results()
     }
@@ -212,5 +233,19 @@ mod tests {
         assert!(matches!(results[1], Err(AppendError::QueueFull)));
         // A slot dropped without a delivery report counts as not appended.
         assert!(matches!(results[2], Err(AppendError::Unavailable(_))));
+    }
+
+    #[test]
+    fn a_record_that_has_not_reported_by_the_deadline_is_not_acknowledged() {
+        let (append, _all_reported) = PendingAppend::new(2);
+        let mut delivered = append.slot(0);
+        delivered.result = Some(Ok(()));
+        drop(delivered);
+        let late = append.slot(1);
+        let results = append.take_results();
+        assert!(results[0].is_ok());
+        assert!(matches!(results[1], Err(AppendError::Unavailable(_))));
+        // Its report after the request has answered changes nothing.
+        drop(late);
     }
 }
