@@ -144,6 +144,7 @@ fn diff(after: &[f32], before: &[f32]) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::covisit::CovisitConfig;
     use crate::model::{dot, initial};
 
     #[test]
@@ -184,6 +185,94 @@ mod tests {
         let last = last.unwrap();
         assert_eq!(last.items.len(), 2);
         assert_eq!(last.items[0].0, "i");
+    }
+
+    /// Two kinds of readers, each engaging only with its own kind of items:
+    /// after learning, every reader's held-out items of its own kind score
+    /// above every item of the other kind — by a margin the untrained
+    /// factors do not show. A no-op step or a flipped sign fails this
+    /// (margins measured: untrained −0.017, learned 0.166, no-op −0.017,
+    /// flipped −6.1).
+    #[test]
+    fn learning_recovers_a_planted_preference_structure() {
+        let mf = MfConfig::default();
+        let cv = CovisitConfig::default();
+        let kinds = ["a", "b"];
+        let items: Vec<String> = kinds
+            .iter()
+            .flat_map(|k| (0..8).map(move |i| format!("{k}{i}")))
+            .collect();
+        let readers: Vec<(String, &str)> = kinds
+            .iter()
+            .flat_map(|k| (0..12).map(move |r| (format!("{k}-reader{r}"), *k)))
+            .collect();
+        let fresh = || -> HashMap<String, Vec<f32>> {
+            items
+                .iter()
+                .map(|i| (i.clone(), initial(i, mf.dim)))
+                .collect()
+        };
+        let mut vectors = fresh();
+        let mut users: HashMap<&str, Vec<f32>> = readers
+            .iter()
+            .map(|(r, _)| (r.as_str(), initial(r, mf.dim)))
+            .collect();
+        // Each reader engages with six of its kind's eight items, leaving out
+        // two that depend on the reader, over a few passes of the stream.
+        let held_out = |r: usize, i: usize| (i + r) % 8 < 2;
+        let mut pool = NegativePool::new(1);
+        let mut windows: HashMap<&str, Vec<String>> = HashMap::new();
+        for _pass in 0..8 {
+            for (n, (reader, kind)) in readers.iter().enumerate() {
+                for i in (0..8).filter(|&i| !held_out(n, i)) {
+                    let item = format!("{kind}{i}");
+                    let negatives = pool.draw(mf.negatives, &item);
+                    learn(
+                        users.get_mut(reader.as_str()).unwrap(),
+                        windows.entry(reader.as_str()).or_default(),
+                        &mut vectors,
+                        &item,
+                        1.0,
+                        &negatives,
+                        &mf,
+                        &cv,
+                    );
+                    pool.record(&item);
+                }
+            }
+        }
+        // The smallest gap, over readers, between their worst held-out item
+        // of their kind and the best item of the other kind.
+        let margin = |users: &HashMap<&str, Vec<f32>>, vectors: &HashMap<String, Vec<f32>>| {
+            readers
+                .iter()
+                .enumerate()
+                .map(|(n, (reader, kind))| {
+                    let u = &users[reader.as_str()];
+                    let own = (0..8)
+                        .filter(|&i| held_out(n, i))
+                        .map(|i| dot(u, &vectors[&format!("{kind}{i}")]))
+                        .fold(f32::INFINITY, f32::min);
+                    let other = items
+                        .iter()
+                        .filter(|i| !i.starts_with(kind))
+                        .map(|i| dot(u, &vectors[i]))
+                        .fold(f32::NEG_INFINITY, f32::max);
+                    own - other
+                })
+                .fold(f32::INFINITY, f32::min)
+        };
+        let untrained: HashMap<&str, Vec<f32>> = readers
+            .iter()
+            .map(|(r, _)| (r.as_str(), initial(r, mf.dim)))
+            .collect();
+        let before = margin(&untrained, &fresh());
+        let after = margin(&users, &vectors);
+        assert!(
+            before < 0.0,
+            "untrained factors rank some other item first: {before}"
+        );
+        assert!(after > 0.05, "learned margin {after} (untrained {before})");
     }
 
     #[test]

@@ -871,3 +871,52 @@ async fn a_store_restored_from_a_backup_is_rebuilt_from_kafka() {
     })
     .await;
 }
+
+/// The Redis trainer stores exactly the factor steps the model computes
+/// (the item script's vector add, value for value), and a replayed round
+/// leaves the item's vector as it was (its offset watermark holds).
+#[test]
+fn item_factors_in_redis_are_the_models_steps_and_a_replay_changes_nothing() {
+    use attune_core::FeedbackWeights;
+    use attune_origin::consume::apply::by_user;
+    use attune_origin::consume::train::Trainer;
+    use attune_origin::model::online::learn_factors;
+    use attune_origin::model::{initial, MfConfig};
+    use attune_origin::store::redis::{site_key, unpack};
+    use std::collections::HashMap;
+
+    let cfg = MfConfig::default();
+    let site = format!("mf{}", &uuid::Uuid::now_v7().simple().to_string()[20..]);
+    let incoming = vec![click_as_consumed("factors", 0, &site, "u", "a", now_ms())];
+    let mut trainer = Trainer::connect(&env("REDIS_URL"), cfg).unwrap();
+    let stored = |conn: &mut redis::Connection| -> Vec<f32> {
+        let bytes: Vec<u8> = redis::cmd("HGET")
+            .arg(site_key(&site, "item_vectors"))
+            .arg("a")
+            .query(conn)
+            .unwrap();
+        unpack(&bytes, cfg.dim).unwrap()
+    };
+    let mut conn = redis_conn();
+    let mut groups = by_user(&incoming, &FeedbackWeights::default(), &mut |_, _| vec![]);
+    trainer.update(&mut groups).unwrap();
+    let after_one = stored(&mut conn);
+
+    // The same step in memory: a fresh trainer has no negatives to draw yet.
+    let mut user = initial(&format!("{site}/u"), cfg.dim);
+    let mut vectors = HashMap::from([("a".to_owned(), initial(&format!("{site}/a"), cfg.dim))]);
+    let weight = FeedbackWeights::default().weight(&Interaction::Click) as f32;
+    learn_factors(&mut user, &mut vectors, "a", weight, &[], &cfg);
+    let start = initial(&format!("{site}/a"), cfg.dim);
+    assert_ne!(after_one, start, "the click moved the item");
+    for (k, (got, want)) in after_one.iter().zip(&vectors["a"]).enumerate() {
+        assert!(
+            (got - want).abs() <= 1e-6 * want.abs().max(1e-3),
+            "factor {k}: Redis {got}, model {want}"
+        );
+    }
+
+    let mut groups = by_user(&incoming, &FeedbackWeights::default(), &mut |_, _| vec![]);
+    trainer.update(&mut groups).unwrap();
+    assert_eq!(stored(&mut conn), after_one, "a replay changes nothing");
+}
