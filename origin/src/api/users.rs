@@ -13,8 +13,13 @@ use crate::AppState;
 const MAX_ATTRIBUTES: usize = 32;
 const MAX_ATTRIBUTE_LEN: usize = 128;
 
-/// Forgets a user: profile, model vectors and dedup state are deleted, and
-/// later events for the id are ignored. The site's API key, or the user's own token.
+/// Forgets a user: everything stored under their id (profile, attributes,
+/// factors, window, dedup state; in the embedded mode their logged events)
+/// is deleted, and later events for the id are ignored, also those already
+/// on their way. What they contributed to site-wide aggregates before
+/// (popularity, item factors, co-visitation) stays, as counts without their
+/// id; events on Kafka leave with the topics' retention and are never
+/// applied. The site's API key, or the user's own token.
 #[utoipa::path(delete, path = "/v1/users/{id}", tag = "api",
     params(("id" = String, Path, description = "User id")),
     security(("bearer" = [])),
@@ -27,6 +32,13 @@ pub async fn forget_user(
     let user = caller.user(Some(&id))?;
     check_id("id", &user)?;
     state.store.forget_user(&caller.site().key, &user).await?;
+    state
+        .log
+        .forget(&caller.site().key, &user)
+        .await
+        .map_err(|e| {
+            ApiError::unavailable(format!("the user's events could not be purged: {e}"))
+        })?;
     tracing::info!(site = %caller.site().key, "user forgotten");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -12,8 +12,11 @@ use crate::record::EventRecord;
 use redis::Commands;
 
 use crate::model::covisit::CovisitConfig;
+use crate::model::{initial, MfConfig};
 use crate::store::profile_event::ProfileEvent;
-use crate::store::redis::{site_key, user_key, CONSUMERS_KEY, LUA_DECAYED_ADD, LUA_VEC_ADD};
+use crate::store::redis::{
+    pack, site_key, user_key, CONSUMERS_KEY, FORGOTTEN_MARK, LUA_DECAYED_ADD, LUA_VEC_ADD,
+};
 use crate::store::ConsumerStats;
 
 /// How long event ids are remembered for deduplication (client retries and
@@ -79,10 +82,12 @@ pub fn by_user(
     out
 }
 
-/// KEYS: profile, seen, wm, affinity, scroll, vector, consumed, recent. ARGV:
-/// events (MessagePack), half-life ms, dedup window ms, co-visitation window.
-/// Returns how many events were applied.
+/// KEYS: profile, seen, wm, affinity, scroll, vector, consumed, recent,
+/// forgotten mark. ARGV: events (MessagePack), half-life ms, dedup window ms,
+/// co-visitation window, the user's initial factors (packed). Returns how
+/// many events were applied; a forgotten user gets nothing written.
 const PROFILE_SCRIPT: &str = r"
+if redis.call('EXISTS', KEYS[9]) == 1 then return 0 end
 local events = cmsgpack.unpack(ARGV[1])
 local h = tonumber(ARGV[2])
 local window = tonumber(ARGV[3])
@@ -112,8 +117,8 @@ for _, e in ipairs(events) do
         for _, tag in ipairs(e.tags) do decayed_add(KEYS[4], tag, e.w, e.ts, h) end
       end
       if e.ud then
-        local cur = redis.call('GET', KEYS[6])
-        if cur then redis.call('SET', KEYS[6], vec_add(cur, e.ud)) end
+        local cur = redis.call('GET', KEYS[6]) or ARGV[5]
+        redis.call('SET', KEYS[6], vec_add(cur, e.ud))
       end
       if e.item and (e.kind == 'click' or e.kind == 'dwell') then redis.call('SADD', KEYS[7], e.item) end
       if e.item and e.w > 0 then
@@ -134,6 +139,8 @@ pub struct ProfileWriter {
     conn: redis::Connection,
     script: redis::Script,
     catalog: HashMap<String, (Instant, HashMap<String, Vec<String>>)>,
+    /// The factors' size: a user's vector starts as the model's initial one.
+    dim: usize,
 }
 
 /// How long the consumer trusts its copy of a site's catalog.
@@ -147,6 +154,8 @@ impl ProfileWriter {
             conn,
             script: redis::Script::new(&format!("{LUA_DECAYED_ADD}{LUA_VEC_ADD}{PROFILE_SCRIPT}")),
             catalog: HashMap::new(),
+            // The consumers train with the default configuration.
+            dim: MfConfig::default().dim,
         })
     }
 
@@ -255,10 +264,12 @@ impl ProfileWriter {
             .key(user_key(site, user, "vector"))
             .key(user_key(site, user, "consumed"))
             .key(user_key(site, user, "recent"))
+            .key(user_key(site, user, FORGOTTEN_MARK))
             .arg(payload)
             .arg(half_life.as_ms())
             .arg(DEDUP_WINDOW_MS)
             .arg(CovisitConfig::default().window)
+            .arg(pack(&initial(&format!("{site}/{user}"), self.dim)))
             .invoke(&mut self.conn)
     }
 }

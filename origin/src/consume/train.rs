@@ -246,14 +246,9 @@ impl Trainer {
             touched.extend(negatives.iter().map(|j| (site, j.as_str())));
         }
         let touched: Vec<(&str, &str)> = touched.into_iter().collect();
+        // A user's vector is created by the profile script alone (from the
+        // same initial factors), which writes nothing for a forgotten user.
         let mut pipe = redis::pipe();
-        for (site, user) in keys {
-            pipe.cmd("SET")
-                .arg(user_key(site, user, "vector"))
-                .arg(pack(&initial(&format!("{site}/{user}"), dim)))
-                .arg("NX")
-                .ignore();
-        }
         for (site, item) in &touched {
             pipe.hset_nx(
                 site_key(site, "item_vectors"),

@@ -96,4 +96,23 @@ impl EventLog for EmbeddedLog {
     fn queue_depth(&self) -> u64 {
         0
     }
+
+    async fn forget(&self, site: &str, user: &str) -> Result<(), String> {
+        let key = attune_core::routing::partition_key(site, user);
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || purge(&db, &key))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Deletes every record keyed `key` (one user), across topics. Offsets are
+/// never reused, so readers see a gap, not a shift.
+fn purge(db: &Database, key: &str) -> Result<(), redb::Error> {
+    let tx = db.begin_write()?;
+    tx.open_table(LOG)?
+        .retain(|_, (record_key, _)| record_key != key)?;
+    tx.commit()?;
+    Ok(())
 }

@@ -207,6 +207,10 @@ impl EventLog for KafkaLog {
     fn queue_depth(&self) -> u64 {
         self.producer.in_flight_count().max(0) as u64
     }
+
+    async fn forget(&self, _site: &str, _user: &str) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -43,4 +43,8 @@ pub trait EventLog: Send + Sync {
     async fn ping(&self) -> Result<(), String>;
     /// Messages waiting in the producer, for `/metrics`.
     fn queue_depth(&self) -> u64;
+    /// Deletes what the log holds of a user, where the log can: the embedded
+    /// log purges their records; Kafka's are immutable and leave with the
+    /// topics' retention (the consumers never apply a forgotten user's).
+    async fn forget(&self, site: &str, user: &str) -> Result<(), String>;
 }

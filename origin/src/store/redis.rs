@@ -15,6 +15,7 @@
 //! | `attune:{site/user}:vector` | string | the user's factors (packed f32) |
 //! | `attune:{site/user}:consumed` | set | items clicked or read |
 //! | `attune:{site/user}:recent` | list | co-visitation window: distinct items, newest first |
+//! | `attune:{site/user}:forgotten` | string | set by forget; the profile script then writes nothing |
 //! | `attune:{site}:item_vectors` | hash | item → factors (packed f32) |
 //! | `attune:{site}:item_wm` | hash | `item|topic:partition` → last offset applied to its factors |
 //! | `attune:{site}:covisit:<item>` | hash | other item → co-visit count |
@@ -85,6 +86,11 @@ pub const CONSUMERS_KEY: &str = "attune:consumers";
 pub const USER_KEYS: &[&str] = &[
     "attrs", "profile", "seen", "wm", "affinity", "scroll", "vector", "consumed", "recent",
 ];
+
+/// The user key that marks a forgotten user inside their own hash tag, so
+/// the profile script checks it in the same atomic call as its writes. It
+/// stays when everything else of the user goes.
+pub const FORGOTTEN_MARK: &str = "forgotten";
 
 impl RedisStore {
     /// Connects (and keeps reconnecting in the background).
@@ -320,10 +326,13 @@ impl Store for RedisStore {
     async fn forget_user(&self, site: &str, user: &str) -> StoreResult<()> {
         let mut c = self.conn.clone();
         let keys: Vec<String> = USER_KEYS.iter().map(|k| user_key(site, user, k)).collect();
-        // The forgotten mark goes first: an event arriving meanwhile is ignored
-        // rather than recreating what is being deleted.
+        // The forgotten marks go first: an event arriving meanwhile is ignored
+        // (by ingest and the consumers' check: the site's set; by a profile
+        // script already under way: the user's own mark) rather than
+        // recreating what is being deleted.
         let _: () = redis::pipe()
             .sadd(site_key(site, "forgotten"), user)
+            .set(user_key(site, user, FORGOTTEN_MARK), 1)
             .del(keys)
             .query_async(&mut c)
             .await?;

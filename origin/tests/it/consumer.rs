@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use crate::common::kafka::{setup, Consumer};
 use crate::common::{batch, env, event, now_ms, Popularity, TestOrigin};
 use attune_core::routing::topics;
-use attune_core::{Batch, Interaction};
+use attune_core::{Batch, HalfLife, Interaction};
 use rdkafka::ClientConfig;
 use serde_json::Value;
 
@@ -281,6 +281,46 @@ async fn forgetting_a_user_removes_the_profile_and_ignores_later_events() {
         profile(&origin, "anon:gone").await["counts"],
         serde_json::json!({})
     );
+
+    // Every key of the user is gone but the forgotten mark, and stays gone
+    // when their events come again: replayed through the consumers' check,
+    // and as a round already past that check when the forget arrived.
+    use attune_core::FeedbackWeights;
+    use attune_origin::consume::apply::{by_user, ProfileWriter};
+    use attune_origin::consume::train::Trainer;
+    use attune_origin::model::MfConfig;
+    use attune_origin::store::redis::{user_key, FORGOTTEN_MARK};
+    let user_keys = || -> Vec<String> {
+        let pattern = format!(
+            "{}*",
+            user_key(&site, "anon:gone", "").trim_end_matches(':')
+        );
+        let mut keys: Vec<String> = redis::cmd("KEYS")
+            .arg(pattern)
+            .query(&mut redis_conn())
+            .unwrap();
+        keys.sort();
+        keys
+    };
+    let only_the_mark = [user_key(&site, "anon:gone", FORGOTTEN_MARK)];
+    assert_eq!(user_keys(), only_the_mark);
+    let late: Vec<_> = ["item-1", "item-2"]
+        .iter()
+        .enumerate()
+        .map(|(n, item)| click_as_consumed("late", n as i64, &site, "anon:gone", item, now_ms()))
+        .collect();
+    let mut writer = ProfileWriter::connect(&env("REDIS_URL")).unwrap();
+    let mut trainer = Trainer::connect(&env("REDIS_URL"), MfConfig::default()).unwrap();
+    let mut replayed = by_user(&late, &FeedbackWeights::default(), &mut |_, _| vec![]);
+    writer.drop_forgotten(&mut replayed).unwrap();
+    assert!(replayed.is_empty(), "the consumers' check drops them");
+    let mut in_flight = by_user(&late, &FeedbackWeights::default(), &mut |_, _| vec![]);
+    trainer.update(&mut in_flight).unwrap();
+    for ((site, user), events) in &in_flight {
+        let applied = writer.apply(site, user, events, HalfLife::from_hours(24.0).unwrap());
+        assert_eq!(applied.unwrap(), 0, "the profile script writes nothing");
+    }
+    assert_eq!(user_keys(), only_the_mark, "nothing of the user came back");
 }
 
 /// The consumers train the online model: after a user's clicks, their

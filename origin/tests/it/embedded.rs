@@ -44,17 +44,7 @@ async fn accepted_events_and_catalog_survive_a_restart() {
     assert_eq!(recs["items"][0]["item"], "a1", "catalog kept: {recs}");
 
     let dir = origin.stop().await;
-    let path = dir.path().join("data/attune.redb");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let db = loop {
-        match redb::Database::create(&path) {
-            Ok(db) => break db,
-            Err(_) if Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(50)).await
-            }
-            Err(e) => panic!("reopen {}: {e}", path.display()),
-        }
-    };
+    let db = reopen(&dir).await;
     for e in &b.events {
         let rows = read_topic(&db, topic(e.kind()), 0).unwrap();
         assert_eq!(rows.len(), 1, "{}", e.kind());
@@ -65,6 +55,64 @@ async fn accepted_events_and_catalog_survive_a_restart() {
     assert!(read_topic(&db, topic(EventKind::Scroll), 0)
         .unwrap()
         .is_empty());
+}
+
+/// The stopped origin's database, once its process has let go of it.
+async fn reopen(dir: &tempfile::TempDir) -> redb::Database {
+    let path = dir.path().join("data/attune.redb");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match redb::Database::create(&path) {
+            Ok(db) => return db,
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            Err(e) => panic!("reopen {}: {e}", path.display()),
+        }
+    }
+}
+
+/// Forgetting a user in the embedded mode purges their events from the log
+/// too, and only theirs.
+#[tokio::test]
+async fn forgetting_a_user_purges_their_events_from_the_embedded_log() {
+    let origin = start(Backend::Embedded, |_| {}).await;
+    let site = origin.site.site_key.clone();
+    for anon in ["anon-gone", "anon-kept"] {
+        let events = vec![
+            event(Interaction::PageView, None, now_ms()),
+            event(Interaction::Click, Some("a1"), now_ms()),
+        ];
+        assert_eq!(
+            origin
+                .post_batch(&batch(&site, anon, events))
+                .await
+                .status(),
+            202
+        );
+    }
+    let r = origin
+        .http
+        .delete(origin.url("/v1/users/anon:anon-gone"))
+        .bearer_auth(&origin.site.api_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+
+    let dir = origin.stop().await;
+    let db = reopen(&dir).await;
+    let keys: Vec<String> = [EventKind::PageView, EventKind::Click]
+        .iter()
+        .flat_map(|k| read_topic(&db, topic(*k), 0).unwrap())
+        .map(|(_, key, _)| key)
+        .collect();
+    let kept = partition_key(&site, "anon:anon-kept");
+    assert_eq!(
+        keys,
+        [kept.clone(), kept],
+        "only the kept reader's events remain"
+    );
 }
 
 /// The embedded consumer (in the origin process) turns the log into profiles:
