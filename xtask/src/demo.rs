@@ -149,6 +149,8 @@ fn supervise(
     let started = Instant::now();
     let mut site_started = false;
     let mut announced = false;
+    let mut catch_up = running.map(|_| CatchUp::default());
+    let mut polls = 0u32;
     loop {
         let stopping = stop.load(Ordering::SeqCst);
         let mut exited = None;
@@ -190,8 +192,62 @@ fn supervise(
             announced = true;
             announce(&ports.listen, ports.site, running, started);
         }
+        polls += 1;
+        if let (true, Some(c), 0) = (announced, catch_up.as_mut(), polls % 5) {
+            c.poll(&ports.listen);
+        }
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// Tells the person how far behind the demo's consumer is when it starts,
+/// and when it has caught up (the origin measures the group's lag).
+#[derive(Default)]
+struct CatchUp {
+    /// When it was first seen behind.
+    behind_since: Option<Instant>,
+    done: bool,
+}
+
+impl CatchUp {
+    fn poll(&mut self, listen: &str) {
+        if self.done {
+            return;
+        }
+        let Some(lag) = group_lag(listen) else {
+            return;
+        };
+        match (lag, self.behind_since) {
+            (0, None) => {
+                println!("==> the demo's consumer is current (lag 0)");
+                self.done = true;
+            }
+            (0, Some(since)) => {
+                println!(
+                    "==> the demo's consumer caught up in {:.0} s",
+                    since.elapsed().as_secs_f64()
+                );
+                self.done = true;
+            }
+            (n, None) => {
+                println!("==> the demo's consumer is {n} events behind; profiles lag until it catches up");
+                self.behind_since = Some(Instant::now());
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The demo group's lag from the origin's dashboard data, once measured.
+fn group_lag(listen: &str) -> Option<u64> {
+    let dashboard: serde_json::Value = ureq::get(&format!("http://{listen}/v1/dashboard"))
+        .set("authorization", &format!("Bearer {DEMO_API_KEY}"))
+        .timeout(Duration::from_secs(2))
+        .call()
+        .ok()?
+        .into_json()
+        .ok()?;
+    dashboard["consumer_lag"]["total"].as_u64()
 }
 
 fn announce(

@@ -274,6 +274,12 @@ test("the dashboard shows the stream, the consumer and this reader's affinities 
   assert.ok(Number(state.consumers) >= 1, `consumers reporting: ${state.consumers}`);
   assert.ok(state.affinities >= 1, "the reader's affinities are drawn");
   assert.ok(state.topCategories.includes(category), `top categories ${state.topCategories}`);
+  // The consumers' state in words: current once the reader's events are in,
+  // and what it says when they are behind or gone.
+  await dash.waitForFunction(() => document.getElementById("lag-note").textContent.startsWith("consumers are current"), null, { timeout: CONSISTENCY_WINDOW_MS });
+  const words = await dash.evaluate(() => [window.dash.lagWords(7, 0, 0), window.dash.lagWords(120, 1, 40)]);
+  assert.match(words[0], /^7 events wait and no consumer is running/);
+  assert.match(words[1], /^120 events behind: .* about 3 s to go$/);
   await dash.screenshot({ path: path.join(outDir, "dashboard.png"), fullPage: true });
 });
 
