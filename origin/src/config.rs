@@ -91,6 +91,12 @@ pub struct ConsumeArgs {
     /// Where to serve /metrics and /healthz.
     #[arg(long, env = "ATTUNE_CONSUMER_LISTEN", default_value = "127.0.0.1:9464")]
     pub listen: SocketAddr,
+    /// How long a dead consumer's open transaction holds its partitions
+    /// before the broker aborts it (a round must finish within it). Brokers
+    /// check on `transaction.abort.timed.out.transaction.cleanup.interval.ms`:
+    /// set that to 1000 (default 10,000) for failover within seconds.
+    #[arg(long, env = "ATTUNE_CONSUMER_TX_TIMEOUT_MS", default_value_t = 5000)]
+    pub transaction_timeout_ms: u64,
 }
 
 /// Flags of `attune-origin serve`.

@@ -18,6 +18,9 @@ pub enum Bench {
     Ingest,
     /// Time from an event's 202 to its effect in GET /v1/profile under load.
     Freshness,
+    /// Consumer failover: kill -9 of one of two consumers under load, ten
+    /// times, until every partition applies again (p50, max).
+    Faults,
     /// Ranking latency for 10,000 items and 64 factors beside a dot-product floor.
     Recommend,
     /// The edge: rerank CPU time in workerd vs native, collect latency by
@@ -39,13 +42,14 @@ pub fn run(bench: Bench) -> Result<()> {
         }
         Bench::Edge => return edge_bench(),
         Bench::Tracker => return tracker_bench(),
-        Bench::Ingest | Bench::Freshness => {}
+        Bench::Ingest | Bench::Freshness | Bench::Faults => {}
     }
     let stack = Stack::from_env();
     let running = stack.up()?;
     let name = match bench {
         Bench::Ingest => "ingest",
         Bench::Freshness => "freshness",
+        Bench::Faults => "faults",
         Bench::Edge | Bench::Tracker | Bench::Recommend | Bench::Records => {
             unreachable!("handled above")
         }

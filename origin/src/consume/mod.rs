@@ -129,7 +129,10 @@ fn run_clients(args: &ConsumeArgs, stop: &AtomicBool, stats: &mut StatsTracker) 
         .set("enable.idempotence", "true")
         // If this process dies mid-transaction, the coordinator aborts it after
         // this long; until then the group cannot fetch the pending offsets.
-        .set("transaction.timeout.ms", "10000")
+        .set(
+            "transaction.timeout.ms",
+            args.transaction_timeout_ms.to_string(),
+        )
         .create()
         .context("create the transactional producer")?;
     producer.init_transactions(Duration::from_secs(30))?;

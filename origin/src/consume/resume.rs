@@ -88,16 +88,28 @@ impl ResumeFromStore {
         consumer: &BaseConsumer<Self>,
         tpl: &mut TopicPartitionList,
     ) -> Result<(), String> {
+        let asked = std::time::Instant::now();
         let committed = consumer
             .committed_offsets(tpl.clone(), COMMITTED_TIMEOUT)
             .map_err(|e| format!("read the group's committed offsets: {e}"))?;
+        if asked.elapsed() > Duration::from_secs(1) {
+            // Offsets of a transaction still open (a member died mid-round)
+            // are held back until the broker aborts it.
+            tracing::warn!(
+                waited = ?asked.elapsed(),
+                "the partitions waited for their committed offsets: a dead member's open \
+                 transaction holds them until the broker aborts it (ATTUNE_CONSUMER_TX_TIMEOUT_MS, \
+                 brokers' transaction.abort.timed.out.transaction.cleanup.interval.ms)"
+            );
+        }
         let stored = self
             .stored_positions()
             .map_err(|e| format!("read the store's positions: {e}"))?;
         for e in committed.elements() {
             let tp = format!("{}:{}", e.topic(), e.partition());
             let start = start_at(e.offset(), stored.get(&tp).copied());
-            if start != e.offset() {
+            // A new group starts where the store says without comment.
+            if matches!(e.offset(), Offset::Offset(_)) && start != e.offset() {
                 tracing::warn!(
                     partition = %tp,
                     committed = ?e.offset(),

@@ -1,0 +1,214 @@
+//! What the stream benchmarks share: their own topics and site on the real
+//! stack (`cargo xtask bench …` passes KAFKA_BROKERS and REDIS_URL), an
+//! origin in this process, consumer processes, batches and profile reads.
+#![allow(dead_code)] // each benchmark uses part of this
+
+use std::process::{Child, Command};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use attune_core::codec::encode_msgpack;
+use attune_core::routing::{topics, CONSUMER_OUTPUTS, PARTITIONS_PER_TOPIC};
+use attune_core::{Batch, Event, Interaction};
+use attune_origin::config::{ServeArgs, SiteConfig};
+use attune_origin::AppState;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::ClientConfig;
+
+pub const API_KEY: &str = "bench-secret-api-key";
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// `n` events for `anon`, clicks and page views on `article-0..50`.
+pub fn batch(site: &str, anon: &str, n: usize) -> Vec<u8> {
+    let t = now_ms();
+    let events = (0..n)
+        .map(|i| Event {
+            id: uuid::Uuid::now_v7(),
+            ts_ms: t,
+            interaction: if i % 2 == 0 {
+                Interaction::Click
+            } else {
+                Interaction::PageView
+            },
+            item: Some(format!("article-{}", i % 50)),
+            context: None,
+        })
+        .collect();
+    encode_msgpack(&Batch {
+        site_key: site.into(),
+        anonymous_id: anon.into(),
+        user_token: None,
+        sent_at_ms: t,
+        dropped: 0,
+        events,
+    })
+}
+
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// One benchmark's part of the stack: its topics (`<name><run>.` prefix),
+/// its site and an origin serving them in this process.
+pub struct Bench {
+    pub brokers: String,
+    pub redis_url: String,
+    pub prefix: String,
+    pub site_key: String,
+    /// The origin, `http://127.0.0.1:port`.
+    pub base: String,
+    pub http: reqwest::Client,
+}
+
+impl Bench {
+    /// Creates the topics and starts the origin.
+    pub async fn start(name: &str) -> anyhow::Result<Bench> {
+        let var = |v: &str| {
+            std::env::var(v).map_err(|_| anyhow::anyhow!("run `cargo xtask bench {name}`"))
+        };
+        let (brokers, redis_url) = (var("KAFKA_BROKERS")?, var("REDIS_URL")?);
+        let run_id = uuid::Uuid::now_v7().simple().to_string()[20..].to_owned();
+        let prefix = format!("{name}{run_id}.");
+        // Its own site too, so an audit counts this run's ledger only.
+        let site_key = format!("{name}{run_id}");
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .create()?;
+        let names: Vec<String> = topics()
+            .chain(CONSUMER_OUTPUTS)
+            .map(|t| format!("{prefix}{t}"))
+            .collect();
+        let new: Vec<NewTopic> = names
+            .iter()
+            .map(|t| NewTopic::new(t, PARTITIONS_PER_TOPIC, TopicReplication::Fixed(1)))
+            .collect();
+        for r in admin.create_topics(&new, &AdminOptions::new()).await? {
+            r.map_err(|(t, e)| anyhow::anyhow!("create {t}: {e}"))?;
+        }
+        let site = SiteConfig {
+            site_key: site_key.clone(),
+            api_key: API_KEY.into(),
+            token_secret: "bench-token-secret".into(),
+            allowed_origins: vec!["*".into()],
+        };
+        let args = ServeArgs {
+            listen: "127.0.0.1:0".parse()?,
+            config: None,
+            kafka_brokers: Some(brokers.clone()),
+            redis_url: Some(redis_url.clone()),
+            data_dir: "./data".into(),
+            max_body_bytes: 256 * 1024,
+            rate_per_key: 1_000_000,
+            rate_per_ip: 1_000_000,
+            header_timeout_ms: 10_000,
+            body_timeout_ms: 30_000,
+            audit_every_ms: 30_000,
+            audit_settle_s: 180,
+            max_connections: 10_000,
+            store_timeout_ms: 100,
+            produce_timeout_ms: 10_000,
+            kafka_linger_ms: 1,
+            popularity_half_life_h: 24.0,
+            topic_prefix: prefix.clone(),
+            affinity_half_life_h: 24.0,
+            consumer_group: format!("g-{prefix}"),
+        };
+        let state = AppState::with_sites(&args, std::slice::from_ref(&site)).await?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let base = format!("http://{}", listener.local_addr()?);
+        tokio::spawn(attune_origin::serve(
+            listener,
+            state,
+            std::future::pending(),
+        ));
+        Ok(Bench {
+            brokers,
+            redis_url,
+            prefix,
+            site_key,
+            base,
+            http: reqwest::Client::new(),
+        })
+    }
+
+    /// A consumer process of the bench's group.
+    pub fn consumer(&self) -> anyhow::Result<Child> {
+        let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        Ok(Command::new(env!("CARGO_BIN_EXE_attune-origin"))
+            .arg("consume")
+            .env("KAFKA_BROKERS", &self.brokers)
+            .env("REDIS_URL", &self.redis_url)
+            .env("ATTUNE_TOPIC_PREFIX", &self.prefix)
+            .env("ATTUNE_CONSUMER_GROUP", format!("g-{}", self.prefix))
+            .env(
+                "ATTUNE_CONSUMER_LISTEN",
+                format!("127.0.0.1:{metrics_port}"),
+            )
+            .env("RUST_LOG", "warn")
+            .spawn()?)
+    }
+
+    /// Posts a MessagePack batch.
+    pub async fn post(&self, body: Vec<u8>) -> reqwest::Result<reqwest::Response> {
+        self.http
+            .post(format!("{}/v1/events", self.base))
+            .header("content-type", "application/msgpack")
+            .body(body)
+            .send()
+            .await
+    }
+
+    /// A user's profile from the API (`None` while unreachable).
+    pub async fn profile(&self, user: &str) -> Option<serde_json::Value> {
+        self.http
+            .get(format!("{}/v1/profile?user={user}", self.base))
+            .bearer_auth(API_KEY)
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()
+    }
+
+    /// How many clicks `user`'s profile counts.
+    pub async fn clicks(&self, user: &str) -> Option<u64> {
+        self.profile(user).await?["counts"]["click"].as_u64()
+    }
+}
+
+/// `batches_per_s` batches of `events` from 200 users until `stop`, counting
+/// the acknowledged events in `sent`.
+pub fn steady_load(
+    bench: Arc<Bench>,
+    batches_per_s: u64,
+    events: usize,
+    stop: Arc<AtomicBool>,
+    sent: Arc<AtomicU64>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / batches_per_s));
+        let mut i = 0u64;
+        while !stop.load(Ordering::Relaxed) {
+            tick.tick().await;
+            let body = batch(&bench.site_key, &format!("load-{}", i % 200), events);
+            let (bench, sent) = (bench.clone(), sent.clone());
+            tokio::spawn(async move {
+                if bench.post(body).await.is_ok_and(|r| r.status() == 202) {
+                    sent.fetch_add(events as u64, Ordering::Relaxed);
+                }
+            });
+            i += 1;
+        }
+    })
+}
