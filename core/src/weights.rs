@@ -8,7 +8,7 @@ use crate::event::Interaction;
 /// click > long dwell > full scroll > page view; impressions say nothing of
 /// interest on their own (weight 0: nothing learns from them yet).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct FeedbackWeights {
     /// A page view.
     pub page_view: f64,

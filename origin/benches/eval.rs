@@ -21,6 +21,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
 use attune_core::{DecayedScore, Event, FeedbackWeights, HalfLife, Interaction};
+use attune_origin::config::SiteWeights;
 use attune_origin::consume::apply::{by_user, Incoming};
 use attune_origin::consume::popularity::credit_of;
 use attune_origin::model::covisit::{CovisitConfig, Neighbours};
@@ -251,10 +252,14 @@ impl Attune {
             })
             .collect();
         let tags = self.items[r.item].tags.clone();
-        by_user(&incoming, &self.feedback, &mut |_, _| tags.clone())
-            .into_values()
-            .flatten()
-            .collect()
+        by_user(
+            &incoming,
+            &SiteWeights::uniform(self.feedback.clone()),
+            &mut |_, _| tags.clone(),
+        )
+        .into_values()
+        .flatten()
+        .collect()
     }
 }
 

@@ -488,6 +488,7 @@ async fn main() -> anyhow::Result<()> {
         api_key: "bench-secret-api-key".into(),
         token_secret: "bench-token-secret".into(),
         allowed_origins: vec!["*".into()],
+        weights: Default::default(),
     };
     let args = ServeArgs {
         listen: "127.0.0.1:0".parse()?,

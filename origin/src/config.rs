@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
+use attune_core::FeedbackWeights;
 use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
 
@@ -76,6 +77,10 @@ pub struct ConsumeArgs {
     /// Consumer group; processes of one group share the partitions.
     #[arg(long, env = "ATTUNE_CONSUMER_GROUP", default_value = "attune-profiles")]
     pub group: String,
+    /// The sites file, for each site's feedback weights (the origin's own;
+    /// without it every site gets the defaults).
+    #[arg(long, env = "ATTUNE_CONFIG")]
+    pub config: Option<PathBuf>,
     /// Prefix of the interaction topics.
     #[arg(long, env = "ATTUNE_TOPIC_PREFIX", default_value = "")]
     pub topic_prefix: String,
@@ -229,6 +234,15 @@ pub fn load_sites(config: Option<&std::path::Path>) -> Result<Vec<SiteConfig>> {
             if file.sites.is_empty() {
                 bail!("{} lists no [[sites]]", path.display());
             }
+            for site in &file.sites {
+                site.weights.validate().with_context(|| {
+                    format!(
+                        "{}: site `{}`'s [sites.weights]",
+                        path.display(),
+                        site.site_key
+                    )
+                })?;
+            }
             Ok(file.sites)
         }
     }
@@ -256,6 +270,10 @@ pub struct SiteConfig {
     /// Origins allowed to call from browsers (`*` allows any).
     #[serde(default)]
     pub allowed_origins: Vec<String>,
+    /// How much each interaction says about interest (`[sites.weights]`,
+    /// any of attune-core's `FeedbackWeights` fields; the rest default).
+    #[serde(default)]
+    pub weights: FeedbackWeights,
 }
 
 impl SiteConfig {
@@ -266,6 +284,7 @@ impl SiteConfig {
             api_key: "demo-secret-api-key".into(),
             token_secret: "demo-token-secret".into(),
             allowed_origins: vec!["*".into()],
+            weights: FeedbackWeights::default(),
         }
     }
 }
@@ -285,4 +304,74 @@ pub struct MintTokenArgs {
     /// Lifetime in seconds.
     #[arg(long, default_value_t = 3600)]
     pub ttl_s: u64,
+}
+
+/// Each site's feedback weights; sites not configured get the defaults.
+#[derive(Debug, Clone, Default)]
+pub struct SiteWeights {
+    by_site: std::collections::HashMap<String, FeedbackWeights>,
+    default: FeedbackWeights,
+}
+
+impl SiteWeights {
+    /// The weights of `sites`.
+    pub fn of_sites(sites: &[SiteConfig]) -> Self {
+        SiteWeights {
+            by_site: sites
+                .iter()
+                .map(|s| (s.site_key.clone(), s.weights.clone()))
+                .collect(),
+            default: FeedbackWeights::default(),
+        }
+    }
+
+    /// The same weights for every site.
+    pub fn uniform(weights: FeedbackWeights) -> Self {
+        SiteWeights {
+            by_site: Default::default(),
+            default: weights,
+        }
+    }
+
+    /// The weights of `site`.
+    pub fn of(&self, site: &str) -> &FeedbackWeights {
+        self.by_site.get(site).unwrap_or(&self.default)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(weights: &str) -> Result<Vec<SiteConfig>> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("attune.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "[[sites]]\nsite_key = \"s\"\napi_key = \"k\"\ntoken_secret = \"t\"\n{weights}"
+            ),
+        )?;
+        load_sites(Some(&path))
+    }
+
+    #[test]
+    fn a_sites_weights_override_the_defaults_and_bad_ones_are_refused() {
+        let sites = load("[sites.weights]\nclick = 5.0\n").unwrap();
+        let weights = SiteWeights::of_sites(&sites);
+        assert_eq!(weights.of("s").click, 5.0);
+        assert_eq!(
+            weights.of("s").dwell_long,
+            FeedbackWeights::default().dwell_long
+        );
+        assert_eq!(weights.of("other"), &FeedbackWeights::default());
+
+        let nan = load("[sites.weights]\nclick = nan\n").unwrap_err();
+        assert!(
+            format!("{nan:#}").contains("site `s`'s [sites.weights]"),
+            "{nan:#}"
+        );
+        let typo = load("[sites.weights]\nclik = 5.0\n").unwrap_err();
+        assert!(format!("{typo:#}").contains("clik"), "{typo:#}");
+    }
 }

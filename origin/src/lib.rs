@@ -39,7 +39,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use attune_core::{FeedbackWeights, HalfLife, Limits};
+use attune_core::{HalfLife, Limits};
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderValue, Method};
 use axum::middleware::{from_fn, from_fn_with_state};
@@ -89,8 +89,6 @@ pub struct Shared {
     pub context_lookup: ingest::context::ContextLookup,
     /// What a batch may hold (events, sizes), checked while decoding.
     pub batch_limits: Limits,
-    /// Feedback weights.
-    pub weights: FeedbackWeights,
     /// Half-life of item popularity.
     pub popularity_half_life: HalfLife,
     /// Half-life of profile affinities (as the consumers write them).
@@ -127,6 +125,7 @@ impl AppState {
         sites: &[config::SiteConfig],
     ) -> anyhow::Result<Self> {
         let site_keys: Vec<String> = sites.iter().map(|s| s.site_key.clone()).collect();
+        let weights = config::SiteWeights::of_sites(sites);
         let sites = Sites::new(sites)?;
         let mut consumer_lag = None;
         let (log, store): (Arc<dyn EventLog>, Arc<dyn Store>) = match args.backends()? {
@@ -178,7 +177,7 @@ impl AppState {
                         "ATTUNE_POPULARITY_HALF_LIFE_H must be a positive number of hours",
                     )?,
                 };
-                consume::embedded::spawn(db, log.subscribe(), half_lives);
+                consume::embedded::spawn(db, log.subscribe(), half_lives, weights);
                 (Arc::new(log), Arc::new(store))
             }
         };
@@ -203,7 +202,6 @@ impl AppState {
             context_lookup: ingest::context::ContextLookup::new(Duration::from_millis(
                 args.store_timeout_ms,
             )),
-            weights: FeedbackWeights::default(),
             popularity_half_life,
             user_agents: ingest::enrich::UserAgents::new(USER_AGENT_CACHE_BYTES),
             activity: Default::default(),

@@ -98,6 +98,7 @@ impl Bench {
             api_key: API_KEY.into(),
             token_secret: "bench-token-secret".into(),
             allowed_origins: vec!["*".into()],
+            weights: Default::default(),
         };
         let args = ServeArgs {
             listen: "127.0.0.1:0".parse()?,

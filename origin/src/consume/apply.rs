@@ -6,11 +6,12 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use attune_core::{DeviceClass, FeedbackWeights, HalfLife, Interaction};
+use attune_core::{DeviceClass, HalfLife, Interaction};
 
 use crate::record::EventRecord;
 use redis::Commands;
 
+use crate::config::SiteWeights;
 use crate::model::covisit::CovisitConfig;
 use crate::model::{initial, MfConfig};
 use crate::store::profile_event::ProfileEvent;
@@ -42,7 +43,7 @@ pub type UserEvents = BTreeMap<(String, String), Vec<ProfileEvent>>;
 /// and its item's tags (every event `unseen` until [`ProfileWriter::mark_seen`]).
 pub fn by_user(
     batch: &[Incoming],
-    weights: &FeedbackWeights,
+    weights: &SiteWeights,
     tags_of: &mut impl FnMut(&str, &str) -> Vec<String>,
 ) -> UserEvents {
     let mut out = UserEvents::new();
@@ -70,7 +71,7 @@ pub fn by_user(
                 dwell_ms,
                 depth_pct,
                 tags,
-                weight: weights.weight(&e.interaction),
+                weight: weights.of(&r.site_key).weight(&e.interaction),
                 user_delta: None,
                 device_class: r.device.class.map(DeviceClass::as_str),
                 browser: r.device.browser.clone(),

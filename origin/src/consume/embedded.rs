@@ -13,13 +13,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use attune_core::routing::topics;
-use attune_core::{FeedbackWeights, HalfLife};
+use attune_core::HalfLife;
 use redb::{Database, ReadableTable};
 use tokio::sync::watch;
 
 use super::apply::{by_user, Incoming};
 use super::popularity::credit_of;
 use super::stats::{SharedLag, StatsTracker};
+use crate::config::SiteWeights;
 use crate::event_log::embedded::{read_topic, LOG};
 use crate::model::covisit::{self, CovisitConfig};
 use crate::record::EventRecord;
@@ -61,7 +62,7 @@ pub struct Round {
 pub fn apply_pending(
     db: &Database,
     half_lives: HalfLives,
-    weights: &FeedbackWeights,
+    weights: &SiteWeights,
 ) -> Result<Round, redb::Error> {
     let mut round = Round::default();
     for topic in topics() {
@@ -284,7 +285,12 @@ const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 /// Runs the embedded consumer until the log is dropped: a round whenever the
 /// log grew, and its stats for the dashboard.
-pub fn spawn(db: Arc<Database>, mut appended: watch::Receiver<u64>, half_lives: HalfLives) {
+pub fn spawn(
+    db: Arc<Database>,
+    mut appended: watch::Receiver<u64>,
+    half_lives: HalfLives,
+    weights: SiteWeights,
+) {
     tokio::spawn(async move {
         let shared_lag = SharedLag::default();
         let mut stats = StatsTracker::new(Some(shared_lag.clone()));
@@ -299,7 +305,7 @@ pub fn spawn(db: Arc<Database>, mut appended: watch::Receiver<u64>, half_lives: 
                     tracing::warn!("embedded consumer: pruning old event ids: {e}");
                 }
             }
-            let (db2, weights) = (db.clone(), FeedbackWeights::default());
+            let (db2, weights) = (db.clone(), weights.clone());
             let round =
                 tokio::task::spawn_blocking(move || apply_pending(&db2, half_lives, &weights))
                     .await;
@@ -383,7 +389,7 @@ mod tests {
             affinity: HalfLife::from_hours(1.0).unwrap(),
             popularity: HalfLife::from_hours(1.0).unwrap(),
         };
-        let round = apply_pending(&db, half_lives, &FeedbackWeights::default()).unwrap();
+        let round = apply_pending(&db, half_lives, &SiteWeights::default()).unwrap();
         assert_eq!((round.read, round.dead_lettered), (1, 1));
         let read = db.begin_read().unwrap();
         let letters = read.open_table(DEAD_LETTERS).unwrap();

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
 use attune_core::routing::{topics, DEAD_LETTERS, PROFILE_UPDATES};
-use attune_core::{FeedbackWeights, HalfLife};
+use attune_core::HalfLife;
 
 use crate::model::MfConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -35,7 +35,7 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
 use crate::clock::now_ms;
-use crate::config::ConsumeArgs;
+use crate::config::{ConsumeArgs, SiteWeights};
 use crate::record::EventRecord;
 use apply::{by_user, Incoming, ProfileWriter};
 use resume::ResumeFromStore;
@@ -87,7 +87,7 @@ struct Writers {
     popularity: popularity::PopularityWriter,
     ledger: ledger::LedgerWriter,
     half_life: HalfLife,
-    weights: FeedbackWeights,
+    weights: SiteWeights,
 }
 
 /// What a round applied: the users changed, events new to their users, and
@@ -205,7 +205,7 @@ fn connect_writers(args: &ConsumeArgs) -> Result<Writers> {
             .context(connect)?,
         ledger: ledger::LedgerWriter::connect(&args.redis_url).context(connect)?,
         half_life,
-        weights: FeedbackWeights::default(),
+        weights: SiteWeights::of_sites(&crate::config::load_sites(args.config.as_deref())?),
     })
 }
 

@@ -115,12 +115,21 @@ pub struct Consumer(Child, u16);
 
 impl Consumer {
     pub fn start(prefix: &str, group: &str) -> Self {
+        Self::start_with(prefix, group, None)
+    }
+
+    /// A consumer that reads the sites file at `config` (feedback weights).
+    pub fn start_with(prefix: &str, group: &str, config: Option<&std::path::Path>) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
-        let child = Command::new(env!("CARGO_BIN_EXE_attune-origin"))
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_attune-origin"));
+        if let Some(config) = config {
+            cmd.env("ATTUNE_CONFIG", config);
+        }
+        let child = cmd
             .arg("consume")
             .env("KAFKA_BROKERS", env("KAFKA_BROKERS"))
             .env("REDIS_URL", env("REDIS_URL"))

@@ -59,6 +59,7 @@ pub fn unique_site() -> SiteConfig {
         api_key: format!("sk-{id}"),
         token_secret: format!("ts-{id}"),
         allowed_origins: vec!["https://news.example".into()],
+        weights: Default::default(),
     }
 }
 
@@ -177,6 +178,14 @@ impl TestOrigin {
         let dir = std::mem::replace(&mut self._dir, tempfile::tempdir().unwrap());
         drop(self);
         dir
+    }
+
+    /// The sites file this origin reads.
+    pub fn sites_file(&self) -> &std::path::Path {
+        self.args
+            .config
+            .as_deref()
+            .expect("tests write a sites file")
     }
 
     pub fn url(&self, path: &str) -> String {

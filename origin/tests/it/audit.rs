@@ -40,9 +40,17 @@ fn skip_everything(brokers: &str, prefix: &str, group: &str) {
             .fetch_metadata(Some(&name), Duration::from_secs(10))
             .unwrap();
         for p in metadata.topics()[0].partitions() {
-            let (_, high) = client
-                .fetch_watermarks(&name, p.id(), Duration::from_secs(10))
-                .unwrap();
+            // A busy broker may not answer at once: ask again for a while.
+            let deadline = Instant::now() + Duration::from_secs(60);
+            let high = loop {
+                match client.fetch_watermarks(&name, p.id(), Duration::from_secs(10)) {
+                    Ok((_, high)) => break high,
+                    Err(e) if Instant::now() < deadline => {
+                        eprintln!("watermarks of {name}:{}: {e}; asking again", p.id())
+                    }
+                    Err(e) => panic!("watermarks of {name}:{}: {e}", p.id()),
+                }
+            };
             tpl.add_partition_offset(&name, p.id(), Offset::Offset(high))
                 .unwrap();
             let _: () = redis::cmd("HSET")

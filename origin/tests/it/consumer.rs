@@ -10,6 +10,7 @@ use crate::common::kafka::{setup, Consumer};
 use crate::common::{batch, env, event, now_ms, Popularity, TestOrigin};
 use attune_core::routing::topics;
 use attune_core::{Batch, HalfLife, Interaction};
+use attune_origin::config::SiteWeights;
 use rdkafka::ClientConfig;
 use serde_json::Value;
 
@@ -285,7 +286,6 @@ async fn forgetting_a_user_removes_the_profile_and_ignores_later_events() {
     // Every key of the user is gone but the forgotten mark, and stays gone
     // when their events come again: replayed through the consumers' check,
     // and as a round already past that check when the forget arrived.
-    use attune_core::FeedbackWeights;
     use attune_origin::consume::apply::{by_user, ProfileWriter};
     use attune_origin::consume::train::Trainer;
     use attune_origin::model::MfConfig;
@@ -311,10 +311,10 @@ async fn forgetting_a_user_removes_the_profile_and_ignores_later_events() {
         .collect();
     let mut writer = ProfileWriter::connect(&env("REDIS_URL")).unwrap();
     let mut trainer = Trainer::connect(&env("REDIS_URL"), MfConfig::default()).unwrap();
-    let mut replayed = by_user(&late, &FeedbackWeights::default(), &mut |_, _| vec![]);
+    let mut replayed = by_user(&late, &SiteWeights::default(), &mut |_, _| vec![]);
     writer.drop_forgotten(&mut replayed).unwrap();
     assert!(replayed.is_empty(), "the consumers' check drops them");
-    let mut in_flight = by_user(&late, &FeedbackWeights::default(), &mut |_, _| vec![]);
+    let mut in_flight = by_user(&late, &SiteWeights::default(), &mut |_, _| vec![]);
     trainer.update(&mut in_flight).unwrap();
     for ((site, user), events) in &in_flight {
         let applied = writer.apply(site, user, events, HalfLife::from_hours(24.0).unwrap());
@@ -597,7 +597,7 @@ fn a_replayed_round_credits_popularity_once() {
     let half_life = HalfLife::from_hours(24.0).unwrap();
     let mut writer = PopularityWriter::connect(&env("REDIS_URL"), half_life).unwrap();
     for _ in 0..2 {
-        let groups = by_user(&incoming, &FeedbackWeights::default(), &mut |_, _| vec![]);
+        let groups = by_user(&incoming, &SiteWeights::default(), &mut |_, _| vec![]);
         writer.credit(&groups).unwrap();
     }
     let mut redis = redis::Client::open(env("REDIS_URL"))
@@ -621,7 +621,6 @@ fn a_replayed_round_credits_popularity_once() {
 /// record once in the reconciliation ledger: the offset watermarks hold.
 #[tokio::test]
 async fn a_replayed_round_counts_each_record_once_in_the_ledger() {
-    use attune_core::FeedbackWeights;
     use attune_origin::consume::apply::by_user;
     use attune_origin::consume::ledger::{entries, LedgerWriter};
     use attune_origin::ledger::{minute_of, Measure};
@@ -635,7 +634,7 @@ async fn a_replayed_round_counts_each_record_once_in_the_ledger() {
         .collect();
     let mut writer = LedgerWriter::connect(&env("REDIS_URL")).unwrap();
     for _ in 0..2 {
-        let groups = by_user(&incoming, &FeedbackWeights::default(), &mut |_, _| vec![]);
+        let groups = by_user(&incoming, &SiteWeights::default(), &mut |_, _| vec![]);
         writer
             .record(&entries(&incoming, &groups, &[], ""))
             .unwrap();
@@ -657,7 +656,6 @@ async fn a_replayed_round_counts_each_record_once_in_the_ledger() {
 /// offset watermarks hold.
 #[test]
 fn a_replayed_round_counts_each_co_visit_once() {
-    use attune_core::FeedbackWeights;
     use attune_origin::consume::apply::{by_user, Incoming};
     use attune_origin::consume::train::Trainer;
     use attune_origin::model::MfConfig;
@@ -671,7 +669,7 @@ fn a_replayed_round_counts_each_co_visit_once() {
         .collect();
     let mut trainer = Trainer::connect(&env("REDIS_URL"), MfConfig::default()).unwrap();
     for _ in 0..2 {
-        let mut groups = by_user(&incoming, &FeedbackWeights::default(), &mut |_, _| vec![]);
+        let mut groups = by_user(&incoming, &SiteWeights::default(), &mut |_, _| vec![]);
         trainer.update(&mut groups).unwrap();
     }
     let mut redis = redis::Client::open(env("REDIS_URL"))
@@ -693,7 +691,6 @@ fn a_replayed_round_counts_each_co_visit_once() {
 /// reader shared keep their exact counts.
 #[test]
 fn a_popular_items_row_is_trimmed_as_the_model_trims_it() {
-    use attune_core::FeedbackWeights;
     use attune_origin::consume::apply::by_user;
     use attune_origin::consume::train::Trainer;
     use attune_origin::model::covisit::{push, visit, CovisitConfig, Neighbours};
@@ -726,7 +723,7 @@ fn a_popular_items_row_is_trimmed_as_the_model_trims_it() {
         }
     }
     let mut trainer = Trainer::connect(&env("REDIS_URL"), MfConfig::default()).unwrap();
-    let mut groups = by_user(&incoming, &FeedbackWeights::default(), &mut |_, _| vec![]);
+    let mut groups = by_user(&incoming, &SiteWeights::default(), &mut |_, _| vec![]);
     trainer.update(&mut groups).unwrap();
 
     let mut redis = redis::Client::open(env("REDIS_URL"))
@@ -938,7 +935,7 @@ fn item_factors_in_redis_are_the_models_steps_and_a_replay_changes_nothing() {
         unpack(&bytes, cfg.dim).unwrap()
     };
     let mut conn = redis_conn();
-    let mut groups = by_user(&incoming, &FeedbackWeights::default(), &mut |_, _| vec![]);
+    let mut groups = by_user(&incoming, &SiteWeights::default(), &mut |_, _| vec![]);
     trainer.update(&mut groups).unwrap();
     let after_one = stored(&mut conn);
 
@@ -956,7 +953,33 @@ fn item_factors_in_redis_are_the_models_steps_and_a_replay_changes_nothing() {
         );
     }
 
-    let mut groups = by_user(&incoming, &FeedbackWeights::default(), &mut |_, _| vec![]);
+    let mut groups = by_user(&incoming, &SiteWeights::default(), &mut |_, _| vec![]);
     trainer.update(&mut groups).unwrap();
     assert_eq!(stored(&mut conn), after_one, "a replay changes nothing");
+}
+
+/// A site's `[sites.weights]` reach the consumers: a click counts in the
+/// reader's category interest with the weight the sites file gives it.
+#[tokio::test]
+async fn a_sites_feedback_weights_decide_what_a_click_is_worth() {
+    let (prefix, origin) = setup().await;
+    let config = origin.sites_file().to_owned();
+    let sites = std::fs::read_to_string(&config).unwrap() + "[sites.weights]\nclick = 7.5\n";
+    std::fs::write(&config, sites).unwrap();
+    origin
+        .load_items(serde_json::json!({"items": [{"id": "w1", "tags": ["weighted"]}]}))
+        .await;
+    let _consumer = Consumer::start_with(&prefix, &format!("g-{prefix}"), Some(&config));
+    let b = batch(
+        &origin.site.site_key,
+        "weighed",
+        vec![event(Interaction::Click, Some("w1"), now_ms())],
+    );
+    assert_eq!(origin.post_batch(&b).await.status(), 202);
+    let mut expected = Expected::default();
+    expected.add(&b);
+    expected.wait_for(&origin).await;
+    let p = profile(&origin, "anon:weighed").await;
+    let interest = p["affinities"]["weighted"].as_f64().unwrap();
+    assert!((interest - 7.5).abs() < 1e-3, "the click's weight: {p}");
 }
