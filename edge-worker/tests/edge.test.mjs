@@ -83,6 +83,25 @@ test("a click changes the very next recommendations, with no origin round trip",
   assert.ok(after.items[0].score > first.items[0].score);
 });
 
+test("FEEDBACK_WEIGHTS decides what a click is worth: weight 0 leaves the ranking as it was", async () => {
+  const site = origin.site.site_key;
+  const unweighted = startWorker({ ORIGIN_URL: proxy.url, SITE_KEY: site, ORIGIN_API_KEY: origin.site.api_key, FEEDBACK_WEIGHTS: '{"click": 0}' });
+  try {
+    const anon = `anon-weights-${Date.now()}`;
+    let r = await post(unweighted, batch(site, anon, [{ kind: "page_view" }]));
+    const cookie = cookieOf(r);
+    // The reader's list is cached first: the click's tags come from it.
+    const first = await (await recs(unweighted, cookie)).json();
+    assert.deepEqual(first.items[0].tags, ["sports"], JSON.stringify(first));
+    r = await post(unweighted, batch(site, anon, [{ kind: "click", item: "t2" }]), { cookie });
+    assert.equal(r.status, 202);
+    const after = await (await recs(unweighted, cookieOf(r))).json();
+    assert.deepEqual(after.items[0].tags, ["sports"], JSON.stringify(after));
+  } finally {
+    await unweighted.dispose();
+  }
+});
+
 test("golden vectors: the worker's decay and rerank equal attune-core's, bit for bit", async () => {
   for (const c of golden.rerank) {
     const r = await edge.dispatchFetch(`${BASE}/__attune/golden/rerank`, { method: "POST", body: JSON.stringify(c) });

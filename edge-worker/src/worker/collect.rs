@@ -3,7 +3,6 @@
 
 use attune_core::codec::{decode, decoded_body, format_of};
 use attune_core::routing::anonymous_user;
-use attune_core::FeedbackWeights;
 use worker::{console_error, Env, Request, Response, Result};
 
 use super::{error, forward, now_ms, queue, recommendations, Config, ForwardTo};
@@ -77,7 +76,7 @@ pub async fn handle(mut req: Request, config: &Config, env: &Env) -> Result<Resp
             Some(list) => Some(list),
             None => recommendations::cached(config, recommendations::COLD_USER).await,
         };
-    let weights = FeedbackWeights::default();
+    let weights = &config.weights;
     for e in &batch.events {
         let Some(item) = &e.item else { continue };
         let tags = candidates

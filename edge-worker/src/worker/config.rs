@@ -1,6 +1,6 @@
 //! The worker's configuration: `[vars]` in wrangler.toml and two secrets.
 
-use attune_core::{HalfLife, Limits, RerankConfig};
+use attune_core::{FeedbackWeights, HalfLife, Limits, RerankConfig};
 use worker::Env;
 
 /// Where a batch goes before the edge answers 202.
@@ -30,6 +30,10 @@ pub struct Config {
     pub swr_ms: i64,
     /// Half-life of the in-session affinities.
     pub half_life: HalfLife,
+    /// What each interaction is worth: `FEEDBACK_WEIGHTS`, JSON with any of
+    /// attune-core's `FeedbackWeights` fields — the site's `[sites.weights]`
+    /// at the origin, so both tiers weigh alike.
+    pub weights: FeedbackWeights,
     /// How much the affinities move the ranking.
     pub rerank: RerankConfig,
     /// Candidates fetched per user.
@@ -64,6 +68,18 @@ fn number(env: &Env, name: &str, default: f64) -> Result<f64, String> {
     }
 }
 
+fn weights(env: &Env) -> Result<FeedbackWeights, String> {
+    let Some(json) = text(env, "FEEDBACK_WEIGHTS") else {
+        return Ok(FeedbackWeights::default());
+    };
+    let weights: FeedbackWeights = serde_json::from_str(&json)
+        .map_err(|e| format!("the worker binding FEEDBACK_WEIGHTS is not a weights object: {e}"))?;
+    weights
+        .validate()
+        .map_err(|e| format!("the worker binding FEEDBACK_WEIGHTS: {e}"))?;
+    Ok(weights)
+}
+
 impl Config {
     /// Reads and checks the bindings.
     pub fn from_env(env: &Env) -> Result<Self, String> {
@@ -89,6 +105,7 @@ impl Config {
             swr_ms: (number(env, "CANDIDATES_SWR_S", 300.0)? * 1000.0) as i64,
             half_life: HalfLife::from_hours(number(env, "HALF_LIFE_H", 1.0)?)
                 .ok_or("HALF_LIFE_H must be positive")?,
+            weights: weights(env)?,
             rerank: RerankConfig {
                 affinity_blend: number(env, "AFFINITY_BLEND", 0.5)?,
             },
