@@ -18,10 +18,17 @@ pub struct FeedbackWeights {
     pub scroll_full: f64,
     /// A dwell of at least `long_dwell_ms`; shorter dwells count in proportion.
     pub dwell_long: f64,
-    /// Visible time from which a dwell counts fully.
+    /// Visible time from which a dwell counts fully, on an item whose length
+    /// is not known.
     pub long_dwell_ms: u32,
     /// An impression.
     pub impression: f64,
+    /// Reading speed, words per minute: an item of known length takes
+    /// `words / words_per_minute` to read, and a dwell counts fully then.
+    pub words_per_minute: f64,
+    /// The share of an item's expected reading time that makes a *read*
+    /// (not a glance); a scroll to the end of it in the same visit halves it.
+    pub read_fraction: f64,
 }
 
 impl Default for FeedbackWeights {
@@ -33,13 +40,15 @@ impl Default for FeedbackWeights {
             dwell_long: 2.0,
             long_dwell_ms: 30_000,
             impression: 0.0,
+            words_per_minute: 230.0,
+            read_fraction: 0.5,
         }
     }
 }
 
 /// A weight configuration that cannot be used.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("feedback weight `{field}` is {value}; weights must be finite numbers")]
+#[error("feedback weight `{field}` is {value}; weights must be finite numbers (`long_dwell_ms` and `words_per_minute` positive, `read_fraction` within 0..=1)")]
 pub struct InvalidWeights {
     /// The offending weight.
     pub field: &'static str,
@@ -57,11 +66,16 @@ impl FeedbackWeights {
             ("dwell_long", self.dwell_long),
             ("impression", self.impression),
             ("long_dwell_ms", f64::from(self.long_dwell_ms)),
+            ("words_per_minute", self.words_per_minute),
+            ("read_fraction", self.read_fraction),
         ];
-        match fields
-            .into_iter()
-            .find(|(name, v)| !v.is_finite() || (*name == "long_dwell_ms" && *v <= 0.0))
-        {
+        let bad = |name: &str, v: f64| match name {
+            _ if !v.is_finite() => true,
+            "long_dwell_ms" | "words_per_minute" => v <= 0.0,
+            "read_fraction" => !(0.0..=1.0).contains(&v),
+            _ => false,
+        };
+        match fields.into_iter().find(|(name, v)| bad(name, *v)) {
             Some((field, value)) => Err(InvalidWeights { field, value }),
             None => Ok(()),
         }
@@ -76,11 +90,37 @@ impl FeedbackWeights {
             Interaction::Scroll { depth_pct } => {
                 self.scroll_full * f64::from(depth_pct.min(100)) / 100.0
             }
-            Interaction::Dwell { visible_ms } => {
-                let long = f64::from(self.long_dwell_ms.max(1));
-                self.dwell_long * (f64::from(visible_ms) / long).min(1.0)
-            }
+            Interaction::Dwell { visible_ms } => self.dwell_weight(visible_ms, None),
         }
+    }
+
+    /// How long a person needs for an item of `words` words (unknown:
+    /// `long_dwell_ms`), in ms.
+    pub fn expected_ms(&self, words: Option<u32>) -> f64 {
+        match words {
+            Some(w) if w > 0 && self.words_per_minute > 0.0 => {
+                f64::from(w) / self.words_per_minute * 60_000.0
+            }
+            _ => f64::from(self.long_dwell_ms.max(1)),
+        }
+    }
+
+    /// A dwell's weight on an item of `words` words: in proportion to the
+    /// item's expected reading time, full from it on.
+    pub fn dwell_weight(&self, visible_ms: u32, words: Option<u32>) -> f64 {
+        self.dwell_long * (f64::from(visible_ms) / self.expected_ms(words)).min(1.0)
+    }
+
+    /// Whether `visible_ms` on an item of `words` words is a read rather
+    /// than a glance: at least `read_fraction` of its expected reading time,
+    /// half that when the person also scrolled to its end.
+    pub fn is_read(&self, visible_ms: u32, words: Option<u32>, scrolled_to_end: bool) -> bool {
+        let share = if scrolled_to_end {
+            self.read_fraction / 2.0
+        } else {
+            self.read_fraction
+        };
+        f64::from(visible_ms) >= share * self.expected_ms(words)
     }
 }
 
@@ -113,5 +153,33 @@ mod tests {
         };
         assert_eq!(w.validate().unwrap_err().field, "click");
         assert!(FeedbackWeights::default().validate().is_ok());
+        let w = FeedbackWeights {
+            read_fraction: 1.5,
+            ..FeedbackWeights::default()
+        };
+        assert_eq!(w.validate().unwrap_err().field, "read_fraction");
+    }
+
+    #[test]
+    fn a_read_depends_on_the_items_length_and_a_glance_is_not_one() {
+        let w = FeedbackWeights::default();
+        // 1,150 words at 230 wpm: five minutes.
+        assert_eq!(w.expected_ms(Some(1_150)), 300_000.0);
+        assert!(!w.is_read(2_000, Some(1_150), false), "a glance");
+        assert!(!w.is_read(120_000, Some(1_150), false), "two fifths");
+        assert!(w.is_read(150_000, Some(1_150), false), "half of it");
+        assert!(
+            w.is_read(75_000, Some(1_150), true),
+            "a quarter, to the end"
+        );
+        // Unknown length: half of `long_dwell_ms`.
+        assert!(!w.is_read(14_999, None, false) && w.is_read(15_000, None, false));
+        // Dwell weighs in proportion to the item's own reading time.
+        assert_eq!(w.dwell_weight(150_000, Some(1_150)), w.dwell_long / 2.0);
+        assert_eq!(w.dwell_weight(600_000, Some(1_150)), w.dwell_long);
+        assert_eq!(
+            w.weight(&Interaction::Dwell { visible_ms: 15_000 }),
+            w.dwell_weight(15_000, None)
+        );
     }
 }

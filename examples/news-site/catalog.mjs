@@ -77,6 +77,8 @@ export function originItems(list = articles()) {
     id: a.id,
     tags: [a.category],
     published_at_ms: a.publishedAtMs,
+    // How long it takes to read: a dwell of half that is a read, not a glance.
+    length_words: body(a).join(" ").split(/\s+/).length,
     metadata: { title: a.title, url: `/article/${a.id}`, category: a.category },
   }));
 }

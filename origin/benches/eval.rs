@@ -22,7 +22,7 @@ use std::time::Instant;
 
 use attune_core::{DecayedScore, Event, FeedbackWeights, HalfLife, Interaction};
 use attune_origin::config::SiteWeights;
-use attune_origin::consume::apply::{by_user, Incoming};
+use attune_origin::consume::apply::{by_user, CatalogFacts, Incoming};
 use attune_origin::consume::popularity::credit_of;
 use attune_origin::model::covisit::{CovisitConfig, Neighbours};
 use attune_origin::model::online::{age_weighted, learn, NegativePool};
@@ -101,6 +101,7 @@ fn load(dir: &str) -> anyhow::Result<Data> {
         .iter()
         .map(|id| Item {
             id: id.clone(),
+            length_words: None,
             tags: genres.get(id).cloned().unwrap_or_default(),
             published_at_ms: None,
             metadata: serde_json::Value::Null,
@@ -255,7 +256,10 @@ impl Attune {
         by_user(
             &incoming,
             &SiteWeights::uniform(self.feedback.clone()),
-            &mut |_, _| tags.clone(),
+            &mut |_, _| CatalogFacts {
+                tags: tags.clone(),
+                length_words: None,
+            },
         )
         .into_values()
         .flatten()

@@ -48,6 +48,7 @@ fn main() -> anyhow::Result<()> {
     let items: Vec<Item> = (0..ITEMS)
         .map(|i| Item {
             id: format!("item-{i}"),
+            length_words: None,
             tags: vec![format!("cat-{}", i % 40), format!("tag-{}", i % 7)],
             published_at_ms: Some(now - i as i64 * 60_000),
             metadata: serde_json::Value::Null,

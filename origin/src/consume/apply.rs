@@ -39,13 +39,40 @@ pub struct Incoming {
 /// A round's events by `(site, user)`, each user's in offset order.
 pub type UserEvents = BTreeMap<(String, String), Vec<ProfileEvent>>;
 
+/// What the consumers take from the catalog about an item.
+#[derive(Debug, Clone, Default)]
+pub struct CatalogFacts {
+    /// Its categories and tags.
+    pub tags: Vec<String>,
+    /// Its length in words, if the site gave it.
+    pub length_words: Option<u32>,
+}
+
+/// A scroll this deep is a scroll to the end of the item.
+const SCROLLED_TO_END_PCT: u8 = 90;
+
 /// Groups a batch by `(site, user)` in offset order, with each event's weight
 /// and its item's tags (every event `unseen` until [`ProfileWriter::mark_seen`]).
+/// A dwell is weighed against its item's reading time and marked a read
+/// when long enough (shorter when the same batch scrolled the item to its end:
+/// the tracker reports an item's scroll and dwell together).
 pub fn by_user(
     batch: &[Incoming],
     weights: &SiteWeights,
-    tags_of: &mut impl FnMut(&str, &str) -> Vec<String>,
+    facts_of: &mut impl FnMut(&str, &str) -> CatalogFacts,
 ) -> UserEvents {
+    let scrolled_to_end: HashSet<(&str, &str, &str)> = batch
+        .iter()
+        .filter_map(|m| {
+            let (r, e) = (&m.record, &m.record.event);
+            match e.interaction {
+                Interaction::Scroll { depth_pct } if depth_pct >= SCROLLED_TO_END_PCT => {
+                    Some((r.site_key.as_str(), r.user_id.as_str(), e.item.as_deref()?))
+                }
+                _ => None,
+            }
+        })
+        .collect();
     let mut out = UserEvents::new();
     for m in batch {
         let r = &m.record;
@@ -55,10 +82,21 @@ pub fn by_user(
             Interaction::Scroll { depth_pct } => (None, Some(depth_pct)),
             _ => (None, None),
         };
-        let tags = e
+        let facts = e
             .item
             .as_deref()
-            .map_or_else(Vec::new, |item| tags_of(&r.site_key, item));
+            .map_or_else(CatalogFacts::default, |item| facts_of(&r.site_key, item));
+        let site_weights = weights.of(&r.site_key);
+        let (weight, read) = match (e.interaction, e.item.as_deref()) {
+            (Interaction::Dwell { visible_ms }, Some(item)) => {
+                let to_end = scrolled_to_end.contains(&(&r.site_key, &r.user_id, item));
+                (
+                    site_weights.dwell_weight(visible_ms, facts.length_words),
+                    site_weights.is_read(visible_ms, facts.length_words, to_end),
+                )
+            }
+            _ => (site_weights.weight(&e.interaction), false),
+        };
         out.entry((r.site_key.clone(), r.user_id.clone()))
             .or_default()
             .push(ProfileEvent {
@@ -69,9 +107,10 @@ pub fn by_user(
                 ts_ms: r.corrected_ts_ms,
                 item: e.item.clone(),
                 dwell_ms,
+                read,
                 depth_pct,
-                tags,
-                weight: weights.of(&r.site_key).weight(&e.interaction),
+                tags: facts.tags,
+                weight,
                 user_delta: None,
                 device_class: r.device.class.map(DeviceClass::as_str),
                 browser: r.device.browser.clone(),
@@ -121,7 +160,7 @@ for _, e in ipairs(events) do
         local cur = redis.call('GET', KEYS[6]) or ARGV[5]
         redis.call('SET', KEYS[6], vec_add(cur, e.ud))
       end
-      if e.item and (e.kind == 'click' or e.kind == 'dwell') then redis.call('SADD', KEYS[7], e.item) end
+      if e.item and (e.kind == 'click' or e.rd) then redis.call('SADD', KEYS[7], e.item) end
       if e.item and e.w > 0 then
         redis.call('LREM', KEYS[8], 0, e.item)
         redis.call('LPUSH', KEYS[8], e.item)
@@ -139,7 +178,7 @@ return applied
 pub struct ProfileWriter {
     conn: redis::Connection,
     script: redis::Script,
-    catalog: HashMap<String, (Instant, HashMap<String, Vec<String>>)>,
+    catalog: HashMap<String, (Instant, HashMap<String, CatalogFacts>)>,
     /// The factors' size: a user's vector starts as the model's initial one.
     dim: usize,
 }
@@ -160,8 +199,8 @@ impl ProfileWriter {
         })
     }
 
-    /// The tags of `item` from the site's catalog (refreshed every few seconds).
-    pub fn tags_of(&mut self, site: &str, item: &str) -> Vec<String> {
+    /// What the site's catalog says of `item` (refreshed every few seconds).
+    pub fn facts_of(&mut self, site: &str, item: &str) -> CatalogFacts {
         let stale = self
             .catalog
             .get(site)
@@ -172,18 +211,23 @@ impl ProfileWriter {
                 .arg(&key)
                 .query(&mut self.conn)
                 .unwrap_or_default();
-            let tags = items
+            let facts = items
                 .into_iter()
                 .filter_map(|(id, json)| {
                     let item: crate::store::Item = serde_json::from_str(&json).ok()?;
-                    Some((id, item.tags))
+                    let facts = CatalogFacts {
+                        tags: item.tags,
+                        length_words: item.length_words,
+                    };
+                    Some((id, facts))
                 })
                 .collect();
-            self.catalog.insert(site.to_owned(), (Instant::now(), tags));
+            self.catalog
+                .insert(site.to_owned(), (Instant::now(), facts));
         }
         self.catalog
             .get(site)
-            .and_then(|(_, tags)| tags.get(item).cloned())
+            .and_then(|(_, facts)| facts.get(item).cloned())
             .unwrap_or_default()
     }
 

@@ -17,7 +17,7 @@ use attune_core::HalfLife;
 use redb::{Database, ReadableTable};
 use tokio::sync::watch;
 
-use super::apply::{by_user, Incoming};
+use super::apply::{by_user, CatalogFacts, Incoming};
 use super::popularity::credit_of;
 use super::stats::{SharedLag, StatsTracker};
 use crate::config::SiteWeights;
@@ -99,9 +99,10 @@ pub fn apply_pending(
         round
             .received_at_ms
             .extend(incoming.iter().map(|i| i.record.received_at_ms));
-        let tags = catalog_tags(db, &incoming)?;
+        let facts = catalog_facts(db, &incoming)?;
         let groups = by_user(&incoming, weights, &mut |site, item| {
-            tags.get(&(site.to_owned(), item.to_owned()))
+            facts
+                .get(&(site.to_owned(), item.to_owned()))
                 .cloned()
                 .unwrap_or_default()
         });
@@ -229,10 +230,10 @@ fn trim_row(
 }
 
 /// The tags of the items these events name, from the catalog.
-fn catalog_tags(
+fn catalog_facts(
     db: &Database,
     incoming: &[Incoming],
-) -> Result<BTreeMap<(String, String), Vec<String>>, redb::Error> {
+) -> Result<BTreeMap<(String, String), CatalogFacts>, redb::Error> {
     let items = db.begin_read()?.open_table(crate::store::embedded::ITEMS)?;
     let mut out = BTreeMap::new();
     for i in incoming {
@@ -243,12 +244,15 @@ fn catalog_tags(
         if out.contains_key(&key) {
             continue;
         }
-        let tags = items
+        let facts = items
             .get((site.as_str(), item.as_str()))?
             .and_then(|v| serde_json::from_str::<Item>(v.value()).ok())
-            .map(|item| item.tags)
+            .map(|item| CatalogFacts {
+                tags: item.tags,
+                length_words: item.length_words,
+            })
             .unwrap_or_default();
-        out.insert(key, tags);
+        out.insert(key, facts);
     }
     Ok(out)
 }

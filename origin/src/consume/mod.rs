@@ -247,7 +247,7 @@ fn apply(
     topic_prefix: &str,
 ) -> Result<Applied> {
     let mut groups = by_user(incoming, &w.weights, &mut |site, item| {
-        w.profiles.tags_of(site, item)
+        w.profiles.facts_of(site, item)
     });
     w.profiles
         .drop_forgotten(&mut groups)

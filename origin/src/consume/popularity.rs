@@ -154,6 +154,7 @@ mod tests {
             ts_ms: 1_000 + offset,
             item: item.map(Into::into),
             dwell_ms: None,
+            read: false,
             depth_pct: None,
             tags: vec![],
             weight,

@@ -155,6 +155,7 @@ mod tests {
     fn item(id: &str, tags: &[&str]) -> Item {
         Item {
             id: id.into(),
+            length_words: None,
             tags: tags.iter().map(|t| t.to_string()).collect(),
             published_at_ms: None,
             metadata: serde_json::json!({ "title": format!("Title {id}") }),

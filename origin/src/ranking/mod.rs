@@ -220,6 +220,7 @@ mod tests {
     fn item(id: &str, tags: &[&str], published: Option<i64>) -> Item {
         Item {
             id: id.into(),
+            length_words: None,
             tags: tags.iter().map(|t| t.to_string()).collect(),
             published_at_ms: published,
             metadata: serde_json::Value::Null,

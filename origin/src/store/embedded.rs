@@ -119,7 +119,7 @@ impl StoredProfile {
                     .add(e.weight, e.ts_ms, half_life);
             }
         }
-        if let (Some(item), "click" | "dwell") = (&e.item, e.kind) {
+        if let (Some(item), true) = (&e.item, e.kind == "click" || e.read) {
             self.consumed.insert(item.clone());
         }
         if let Some(item) = e.item.as_deref().filter(|_| e.weight > 0.0) {

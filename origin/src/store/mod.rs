@@ -46,6 +46,10 @@ pub struct Item {
     /// Publish time, Unix milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub published_at_ms: Option<i64>,
+    /// Length in words: how long reading it takes (a dwell counts as a read
+    /// from half of that; see attune-core's `FeedbackWeights::is_read`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub length_words: Option<u32>,
     /// Anything the site wants back with recommendations (title, URL…), ≤ 4 KiB as JSON.
     #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
     pub metadata: serde_json::Value,

@@ -26,6 +26,10 @@ pub struct ProfileEvent {
     /// Visible dwell (dwell events).
     #[serde(rename = "ms", skip_serializing_if = "Option::is_none")]
     pub dwell_ms: Option<u32>,
+    /// A dwell long enough to be a read of its item (not a glance): what,
+    /// with a click, marks the item consumed.
+    #[serde(rename = "rd", skip_serializing_if = "std::ops::Not::not")]
+    pub read: bool,
     /// Scroll depth (scroll events).
     #[serde(rename = "dp", skip_serializing_if = "Option::is_none")]
     pub depth_pct: Option<u8>,

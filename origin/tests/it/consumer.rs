@@ -311,10 +311,14 @@ async fn forgetting_a_user_removes_the_profile_and_ignores_later_events() {
         .collect();
     let mut writer = ProfileWriter::connect(&env("REDIS_URL")).unwrap();
     let mut trainer = Trainer::connect(&env("REDIS_URL"), MfConfig::default()).unwrap();
-    let mut replayed = by_user(&late, &SiteWeights::default(), &mut |_, _| vec![]);
+    let mut replayed = by_user(&late, &SiteWeights::default(), &mut |_, _| {
+        Default::default()
+    });
     writer.drop_forgotten(&mut replayed).unwrap();
     assert!(replayed.is_empty(), "the consumers' check drops them");
-    let mut in_flight = by_user(&late, &SiteWeights::default(), &mut |_, _| vec![]);
+    let mut in_flight = by_user(&late, &SiteWeights::default(), &mut |_, _| {
+        Default::default()
+    });
     trainer.update(&mut in_flight).unwrap();
     for ((site, user), events) in &in_flight {
         let applied = writer.apply(site, user, events, HalfLife::from_hours(24.0).unwrap());
@@ -597,7 +601,9 @@ fn a_replayed_round_credits_popularity_once() {
     let half_life = HalfLife::from_hours(24.0).unwrap();
     let mut writer = PopularityWriter::connect(&env("REDIS_URL"), half_life).unwrap();
     for _ in 0..2 {
-        let groups = by_user(&incoming, &SiteWeights::default(), &mut |_, _| vec![]);
+        let groups = by_user(&incoming, &SiteWeights::default(), &mut |_, _| {
+            Default::default()
+        });
         writer.credit(&groups).unwrap();
     }
     let mut redis = redis::Client::open(env("REDIS_URL"))
@@ -634,7 +640,9 @@ async fn a_replayed_round_counts_each_record_once_in_the_ledger() {
         .collect();
     let mut writer = LedgerWriter::connect(&env("REDIS_URL")).unwrap();
     for _ in 0..2 {
-        let groups = by_user(&incoming, &SiteWeights::default(), &mut |_, _| vec![]);
+        let groups = by_user(&incoming, &SiteWeights::default(), &mut |_, _| {
+            Default::default()
+        });
         writer
             .record(&entries(&incoming, &groups, &[], ""))
             .unwrap();
@@ -669,7 +677,9 @@ fn a_replayed_round_counts_each_co_visit_once() {
         .collect();
     let mut trainer = Trainer::connect(&env("REDIS_URL"), MfConfig::default()).unwrap();
     for _ in 0..2 {
-        let mut groups = by_user(&incoming, &SiteWeights::default(), &mut |_, _| vec![]);
+        let mut groups = by_user(&incoming, &SiteWeights::default(), &mut |_, _| {
+            Default::default()
+        });
         trainer.update(&mut groups).unwrap();
     }
     let mut redis = redis::Client::open(env("REDIS_URL"))
@@ -723,7 +733,9 @@ fn a_popular_items_row_is_trimmed_as_the_model_trims_it() {
         }
     }
     let mut trainer = Trainer::connect(&env("REDIS_URL"), MfConfig::default()).unwrap();
-    let mut groups = by_user(&incoming, &SiteWeights::default(), &mut |_, _| vec![]);
+    let mut groups = by_user(&incoming, &SiteWeights::default(), &mut |_, _| {
+        Default::default()
+    });
     trainer.update(&mut groups).unwrap();
 
     let mut redis = redis::Client::open(env("REDIS_URL"))
@@ -935,7 +947,9 @@ fn item_factors_in_redis_are_the_models_steps_and_a_replay_changes_nothing() {
         unpack(&bytes, cfg.dim).unwrap()
     };
     let mut conn = redis_conn();
-    let mut groups = by_user(&incoming, &SiteWeights::default(), &mut |_, _| vec![]);
+    let mut groups = by_user(&incoming, &SiteWeights::default(), &mut |_, _| {
+        Default::default()
+    });
     trainer.update(&mut groups).unwrap();
     let after_one = stored(&mut conn);
 
@@ -953,7 +967,9 @@ fn item_factors_in_redis_are_the_models_steps_and_a_replay_changes_nothing() {
         );
     }
 
-    let mut groups = by_user(&incoming, &SiteWeights::default(), &mut |_, _| vec![]);
+    let mut groups = by_user(&incoming, &SiteWeights::default(), &mut |_, _| {
+        Default::default()
+    });
     trainer.update(&mut groups).unwrap();
     assert_eq!(stored(&mut conn), after_one, "a replay changes nothing");
 }
@@ -982,4 +998,55 @@ async fn a_sites_feedback_weights_decide_what_a_click_is_worth() {
     let p = profile(&origin, "anon:weighed").await;
     let interest = p["affinities"]["weighted"].as_f64().unwrap();
     assert!((interest - 7.5).abs() < 1e-3, "the click's weight: {p}");
+}
+
+/// A glance is not a read: a short dwell on a long article leaves it among
+/// the reader's recommendations; half its reading time, or a quarter with a
+/// scroll to its end, marks it consumed as a click does.
+#[tokio::test]
+async fn only_reads_and_clicks_mark_an_item_consumed() {
+    let (prefix, origin) = setup().await;
+    // 1,150 words: five minutes at the default 230 words a minute.
+    let items: Vec<Value> = ["glanced", "read", "to-the-end", "other"]
+        .iter()
+        .map(|id| serde_json::json!({"id": id, "tags": ["x"], "length_words": 1150}))
+        .collect();
+    origin
+        .load_items(serde_json::json!({ "items": items }))
+        .await;
+    let _consumer = Consumer::start(&prefix, &format!("g-{prefix}"));
+    let t = now_ms();
+    let dwell = |visible_ms| Interaction::Dwell { visible_ms };
+    let b = batch(
+        &origin.site.site_key,
+        "reader",
+        vec![
+            event(dwell(2_000), Some("glanced"), t),
+            event(dwell(160_000), Some("read"), t),
+            event(
+                Interaction::Scroll { depth_pct: 100 },
+                Some("to-the-end"),
+                t,
+            ),
+            event(dwell(80_000), Some("to-the-end"), t),
+        ],
+    );
+    assert_eq!(origin.post_batch(&b).await.status(), 202);
+    let mut expected = Expected::default();
+    expected.add(&b);
+    expected.wait_for(&origin).await;
+    let recs = origin
+        .get_as_site("/v1/recommendations?user=anon:reader&k=10")
+        .await;
+    let ids: Vec<&str> = recs["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["item"].as_str().unwrap())
+        .collect();
+    assert!(ids.contains(&"glanced") && ids.contains(&"other"), "{recs}");
+    assert!(
+        !ids.contains(&"read") && !ids.contains(&"to-the-end"),
+        "{recs}"
+    );
 }

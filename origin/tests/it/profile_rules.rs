@@ -35,6 +35,8 @@ fn event(n: i64, kind: &'static str, item: Option<&str>, ago_ms: i64, now: i64) 
         ts_ms: now - ago_ms,
         item: item.map(str::to_owned),
         dwell_ms: (kind == "dwell").then_some(1_000 + n as u32 * 37),
+        // Some dwells are reads, some glances.
+        read: kind == "dwell" && n % 3 != 0,
         depth_pct: (kind == "scroll").then_some((n * 13 % 101) as u8),
         tags,
         weight,
