@@ -9,11 +9,10 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{now_ms, percentile, Bench, API_KEY};
+use common::{now_ms, percentile, Bench, SteadyLoad};
 use indicatif::{ProgressBar, ProgressStyle};
 
 const KILLS: usize = 10;
@@ -25,17 +24,7 @@ const GIVE_UP: Duration = Duration::from_secs(60);
 
 /// The group's lag as the origin measures it.
 async fn group_lag(bench: &Bench) -> Option<i64> {
-    let v: serde_json::Value = bench
-        .http
-        .get(format!("{}/v1/dashboard", bench.base))
-        .bearer_auth(API_KEY)
-        .send()
-        .await
-        .ok()?
-        .json()
-        .await
-        .ok()?;
-    v["consumer_lag"]["total"].as_i64()
+    bench.get_json("/v1/dashboard").await?["consumer_lag"]["total"].as_i64()
 }
 
 /// Until the group has stayed within a second of the load for 5 s (the
@@ -95,15 +84,7 @@ async fn main() -> anyhow::Result<()> {
         .post(common::batch(&bench.site_key, "warmup", 1))
         .await?;
     anyhow::ensure!(warm.status() == 202, "ingest answered {}", warm.status());
-    let stop = Arc::new(AtomicBool::new(false));
-    let sent = Arc::new(AtomicU64::new(0));
-    let load = common::steady_load(
-        bench.clone(),
-        LOAD_BATCHES_PER_S,
-        EVENTS_PER_BATCH,
-        stop.clone(),
-        sent.clone(),
-    );
+    let load = SteadyLoad::start(bench.clone(), LOAD_BATCHES_PER_S, EVENTS_PER_BATCH);
     settle(&bench).await?;
 
     println!(
@@ -128,8 +109,7 @@ async fn main() -> anyhow::Result<()> {
         bar.inc(1);
     }
     bar.finish();
-    stop.store(true, Ordering::Relaxed);
-    load.await?;
+    load.stop().await?;
     let _ = survivor.kill();
     let _ = victim.kill();
 

@@ -5,11 +5,10 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{now_ms, percentile, Bench, API_KEY};
+use common::{now_ms, percentile, Bench, SteadyLoad, API_KEY};
 
 const LOAD_BATCHES_PER_S: u64 = 100;
 const EVENTS_PER_BATCH: usize = 10;
@@ -64,15 +63,7 @@ async fn main() -> anyhow::Result<()> {
     }
 
     // Steady background load from 200 users.
-    let stop = Arc::new(AtomicBool::new(false));
-    let sent = Arc::new(AtomicU64::new(0));
-    let load = common::steady_load(
-        bench.clone(),
-        LOAD_BATCHES_PER_S,
-        EVENTS_PER_BATCH,
-        stop.clone(),
-        sent.clone(),
-    );
+    let load = SteadyLoad::start(bench.clone(), LOAD_BATCHES_PER_S, EVENTS_PER_BATCH);
 
     println!(
         "freshness benchmark: {} events/s of background load, {PROBES} probes",
@@ -108,9 +99,7 @@ async fn main() -> anyhow::Result<()> {
         rec_latencies.extend(recs_ms);
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    stop.store(true, Ordering::Relaxed);
-    load.await?;
-    let rate = sent.load(Ordering::Relaxed) as f64 / load_started.elapsed().as_secs_f64();
+    let rate = load.stop().await? as f64 / load_started.elapsed().as_secs_f64();
     let audit = audit_run(&bench, started_ms).await?;
     let _ = consumer.kill();
     let _ = consumer.wait();

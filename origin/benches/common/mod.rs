@@ -169,10 +169,10 @@ impl Bench {
             .await
     }
 
-    /// A user's profile from the API (`None` while unreachable).
-    pub async fn profile(&self, user: &str) -> Option<serde_json::Value> {
+    /// GET `path` with the site's API key (`None` while unreachable).
+    pub async fn get_json(&self, path: &str) -> Option<serde_json::Value> {
         self.http
-            .get(format!("{}/v1/profile?user={user}", self.base))
+            .get(format!("{}{path}", self.base))
             .bearer_auth(API_KEY)
             .send()
             .await
@@ -182,34 +182,52 @@ impl Bench {
             .ok()
     }
 
+    /// A user's profile from the API.
+    pub async fn profile(&self, user: &str) -> Option<serde_json::Value> {
+        self.get_json(&format!("/v1/profile?user={user}")).await
+    }
+
     /// How many clicks `user`'s profile counts.
     pub async fn clicks(&self, user: &str) -> Option<u64> {
         self.profile(user).await?["counts"]["click"].as_u64()
     }
 }
 
-/// `batches_per_s` batches of `events` from 200 users until `stop`, counting
-/// the acknowledged events in `sent`.
-pub fn steady_load(
-    bench: Arc<Bench>,
-    batches_per_s: u64,
-    events: usize,
+/// A steady load: `batches_per_s` batches of `events` from 200 users until
+/// stopped.
+pub struct SteadyLoad {
     stop: Arc<AtomicBool>,
     sent: Arc<AtomicU64>,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / batches_per_s));
-        let mut i = 0u64;
-        while !stop.load(Ordering::Relaxed) {
-            tick.tick().await;
-            let body = batch(&bench.site_key, &format!("load-{}", i % 200), events);
-            let (bench, sent) = (bench.clone(), sent.clone());
-            tokio::spawn(async move {
-                if bench.post(body).await.is_ok_and(|r| r.status() == 202) {
-                    sent.fetch_add(events as u64, Ordering::Relaxed);
-                }
-            });
-            i += 1;
-        }
-    })
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl SteadyLoad {
+    pub fn start(bench: Arc<Bench>, batches_per_s: u64, events: usize) -> SteadyLoad {
+        let stop = Arc::new(AtomicBool::new(false));
+        let sent = Arc::new(AtomicU64::new(0));
+        let (stop2, sent2) = (stop.clone(), sent.clone());
+        let task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / batches_per_s));
+            let mut i = 0u64;
+            while !stop2.load(Ordering::Relaxed) {
+                tick.tick().await;
+                let body = batch(&bench.site_key, &format!("load-{}", i % 200), events);
+                let (bench, sent) = (bench.clone(), sent2.clone());
+                tokio::spawn(async move {
+                    if bench.post(body).await.is_ok_and(|r| r.status() == 202) {
+                        sent.fetch_add(events as u64, Ordering::Relaxed);
+                    }
+                });
+                i += 1;
+            }
+        });
+        SteadyLoad { stop, sent, task }
+    }
+
+    /// Stops it; returns the events acknowledged.
+    pub async fn stop(self) -> anyhow::Result<u64> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await?;
+        Ok(self.sent.load(Ordering::Relaxed))
+    }
 }
