@@ -8,9 +8,10 @@ import { startOrigin, startProxy, startWorker, startQueuedWorker, golden, batch,
 let origin, proxy, edge, staleEdge;
 const BASE = "http://edge.test";
 
-async function post(mf, body, { cookie, contentType = "application/msgpack" } = {}) {
+async function post(mf, body, { cookie, contentType = "application/msgpack", clientIp } = {}) {
   const headers = { "content-type": contentType };
   if (cookie) headers.cookie = cookie;
+  if (clientIp) headers["cf-connecting-ip"] = clientIp;
   return mf.dispatchFetch(`${BASE}/v1/collect`, { method: "POST", headers, body });
 }
 
@@ -99,6 +100,25 @@ test("FEEDBACK_WEIGHTS decides what a click is worth: weight 0 leaves the rankin
     assert.deepEqual(after.items[0].tags, ["sports"], JSON.stringify(after));
   } finally {
     await unweighted.dispose();
+  }
+});
+
+test("with ORIGIN_EDGE_SECRET the edge proves itself and names the reader's address to the origin", async () => {
+  const site = origin.site.site_key;
+  const trusted = startWorker({ ORIGIN_URL: proxy.url, SITE_KEY: site, ORIGIN_API_KEY: origin.site.api_key, ORIGIN_EDGE_SECRET: "edge-to-origin-secret-0123" });
+  try {
+    let r = await post(trusted, batch(site, `anon-ip-${Date.now()}`, [{ kind: "page_view" }]), { clientIp: "203.0.113.9" });
+    assert.equal(r.status, 202);
+    let sent = proxy.state.events.at(-1).headers;
+    assert.equal(sent["x-attune-edge"], "edge-to-origin-secret-0123");
+    assert.equal(sent["x-forwarded-for"], "203.0.113.9");
+    // Without the binding the edge claims nothing.
+    r = await post(edge, batch(site, `anon-ip-${Date.now()}`, [{ kind: "page_view" }]), { clientIp: "203.0.113.9" });
+    assert.equal(r.status, 202);
+    sent = proxy.state.events.at(-1).headers;
+    assert.equal(sent["x-attune-edge"], undefined);
+  } finally {
+    await trusted.dispose();
   }
 });
 

@@ -83,7 +83,7 @@ export async function startProxy(target) {
     }
     const upstream = await fetch(target + req.url, { method: req.method, headers: req.headers, body: req.method === "GET" ? undefined : body });
     const payload = Buffer.from(await upstream.arrayBuffer());
-    if (isEvents) state.events.push({ body, status: upstream.status });
+    if (isEvents) state.events.push({ body, status: upstream.status, headers: req.headers });
     res.writeHead(upstream.status, { "content-type": upstream.headers.get("content-type") ?? "application/json" }).end(payload);
   });
   await new Promise((r) => server.listen(0, "127.0.0.1", r));

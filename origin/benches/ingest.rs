@@ -505,6 +505,7 @@ async fn main() -> anyhow::Result<()> {
         audit_settle_s: 180,
         max_connections: 10_000,
         store_timeout_ms: 100,
+        edge_secret: None,
         produce_timeout_ms: 10_000,
         kafka_linger_ms: env_or("ATTUNE_KAFKA_LINGER_MS", 1),
         popularity_half_life_h: 24.0,

@@ -142,6 +142,12 @@ pub struct ServeArgs {
     /// Most connections open at once; more wait in the listen backlog.
     #[arg(long, env = "ATTUNE_MAX_CONNECTIONS", default_value_t = 10_000)]
     pub max_connections: usize,
+    /// The secret the site's edge sends in `X-Attune-Edge` (its
+    /// ORIGIN_EDGE_SECRET binding): from it, the client address in
+    /// `X-Forwarded-For` counts for the per-IP limit; from anyone else that
+    /// header is ignored. Unset: no edge is trusted.
+    #[arg(long, env = "ATTUNE_EDGE_SECRET")]
+    pub edge_secret: Option<String>,
     /// How often the continuous audit compares ingest with the consumers
     /// (`attune_audit_gap_events`; Kafka only).
     #[arg(long, env = "ATTUNE_AUDIT_EVERY_MS", default_value_t = 30_000)]

@@ -85,6 +85,8 @@ pub struct Shared {
     pub store: Arc<dyn Store>,
     /// Requests per API key, user and IP.
     pub rate_limits: Arc<RateLimits>,
+    /// The trusted edge's secret ([`ratelimit::forwarded_client`]).
+    pub edge_secret: Option<Vec<u8>>,
     /// Ingest's bounded lookup of a sender in the store.
     pub context_lookup: ingest::context::ContextLookup,
     /// What a batch may hold (events, sizes), checked while decoding.
@@ -126,6 +128,11 @@ impl AppState {
     ) -> anyhow::Result<Self> {
         let site_keys: Vec<String> = sites.iter().map(|s| s.site_key.clone()).collect();
         let weights = config::SiteWeights::of_sites(sites);
+        if args.edge_secret.as_ref().is_some_and(|s| s.len() < 16) {
+            anyhow::bail!(
+                "ATTUNE_EDGE_SECRET must be at least 16 characters (the edge's ORIGIN_EDGE_SECRET)"
+            );
+        }
         let sites = Sites::new(sites)?;
         let mut consumer_lag = None;
         let (log, store): (Arc<dyn EventLog>, Arc<dyn Store>) = match args.backends()? {
@@ -199,6 +206,7 @@ impl AppState {
             store,
             rate_limits: Arc::new(RateLimits::new(args.rate_per_key, args.rate_per_ip)),
             batch_limits,
+            edge_secret: args.edge_secret.clone().map(String::into_bytes),
             context_lookup: ingest::context::ContextLookup::new(Duration::from_millis(
                 args.store_timeout_ms,
             )),

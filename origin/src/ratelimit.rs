@@ -5,6 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
 
 use axum::extract::{ConnectInfo, Request, State};
+use axum::http::HeaderMap;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use governor::clock::{Clock, DefaultClock};
@@ -68,15 +69,80 @@ impl RateLimits {
     }
 }
 
-/// Tower middleware: the per-IP limit, before any work is done.
+/// The header a trusted edge proves itself with (the shared secret).
+pub const EDGE_SECRET_HEADER: &str = "x-attune-edge";
+
+/// The client's address as a trusted edge reports it: the first entry of
+/// `X-Forwarded-For`, only when the request carries the edge's secret
+/// (compared in constant time). From anyone else the header is ignored, so
+/// a client cannot choose its own rate-limit bucket.
+pub fn forwarded_client(edge_secret: Option<&[u8]>, headers: &HeaderMap) -> Option<IpAddr> {
+    use subtle::ConstantTimeEq;
+    let secret = edge_secret?;
+    let presented = headers.get(EDGE_SECRET_HEADER)?.as_bytes();
+    if !bool::from(presented.ct_eq(secret)) {
+        return None;
+    }
+    let forwarded = headers.get("x-forwarded-for")?.to_str().ok()?;
+    forwarded.split(',').next()?.trim().parse().ok()
+}
+
+/// Tower middleware: the per-IP limit, before any work is done. Behind a
+/// trusted edge every reader would share the edge's address; the edge's
+/// forwarded client address counts instead.
 pub async fn per_ip(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     request: Request,
     next: Next,
 ) -> Response {
-    match state.rate_limits.check_ip(peer.ip()) {
+    let client = forwarded_client(state.edge_secret.as_deref(), request.headers())
+        .unwrap_or_else(|| peer.ip());
+    match state.rate_limits.check_ip(client) {
         Ok(()) => next.run(request).await,
         Err(e) => e.into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn only_the_edge_with_its_secret_names_the_client() {
+        let secret = Some(&b"edge-secret-0123"[..]);
+        let from_edge = headers(&[
+            (EDGE_SECRET_HEADER, "edge-secret-0123"),
+            ("x-forwarded-for", "203.0.113.7, 10.0.0.1"),
+        ]);
+        assert_eq!(
+            forwarded_client(secret, &from_edge),
+            Some("203.0.113.7".parse().unwrap())
+        );
+        let forged = headers(&[
+            (EDGE_SECRET_HEADER, "guess"),
+            ("x-forwarded-for", "203.0.113.7"),
+        ]);
+        assert_eq!(forwarded_client(secret, &forged), None);
+        let bare = headers(&[("x-forwarded-for", "203.0.113.7")]);
+        assert_eq!(forwarded_client(secret, &bare), None);
+        assert_eq!(
+            forwarded_client(None, &from_edge),
+            None,
+            "no edge configured"
+        );
+        let junk = headers(&[
+            (EDGE_SECRET_HEADER, "edge-secret-0123"),
+            ("x-forwarded-for", "not an address"),
+        ]);
+        assert_eq!(forwarded_client(secret, &junk), None);
     }
 }

@@ -24,6 +24,9 @@ pub struct Config {
     pub api_key: String,
     /// HMAC key of the state cookie (secret).
     pub state_secret: Vec<u8>,
+    /// Proves this edge to the origin, which then counts the reader's
+    /// address (not the edge's) for its per-IP limit (secret, optional).
+    pub origin_edge_secret: Option<String>,
     /// Candidates are fresh this long…
     pub ttl_ms: i64,
     /// …then served stale while refreshed in the background this much longer.
@@ -101,6 +104,7 @@ impl Config {
             site_key: required(env, "SITE_KEY")?,
             api_key: required(env, "ORIGIN_API_KEY")?,
             state_secret: required(env, "EDGE_STATE_SECRET")?.into_bytes(),
+            origin_edge_secret: text(env, "ORIGIN_EDGE_SECRET"),
             ttl_ms: (number(env, "CANDIDATES_TTL_S", 30.0)? * 1000.0) as i64,
             swr_ms: (number(env, "CANDIDATES_SWR_S", 300.0)? * 1000.0) as i64,
             half_life: HalfLife::from_hours(number(env, "HALF_LIFE_H", 1.0)?)

@@ -36,13 +36,14 @@ pub struct Queued {
 }
 
 impl Queued {
-    fn upload(&self, origin_url: &str) -> Upload<'_> {
+    fn upload<'a>(&'a self, origin_url: &str, edge_secret: Option<&'a str>) -> Upload<'a> {
         Upload {
             url: format!("{origin_url}/v1/events"),
             body: &self.body,
             content_type: &self.content_type,
             user_agent: self.user_agent.clone(),
             client_ip: self.client_ip.clone(),
+            edge_secret,
         }
     }
 }
@@ -81,7 +82,8 @@ async fn consume(batch: MessageBatch<Queued>, env: Env, _ctx: Context) -> Result
                 continue;
             }
         };
-        match forward::send(&queued.upload(&config.origin_url)).await {
+        let upload = queued.upload(&config.origin_url, config.origin_edge_secret.as_deref());
+        match forward::send(&upload).await {
             Ok((status, _, _)) if status < 300 => message.ack(),
             Ok((status, body, _)) if forward::is_final(status) => {
                 let reason = format!("{status} {}", String::from_utf8_lossy(&body));

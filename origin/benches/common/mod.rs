@@ -115,6 +115,7 @@ impl Bench {
             audit_settle_s: 180,
             max_connections: 10_000,
             store_timeout_ms: 100,
+            edge_secret: None,
             produce_timeout_ms: 10_000,
             kafka_linger_ms: 1,
             popularity_half_life_h: 24.0,

@@ -83,6 +83,7 @@ pub fn args(backend: Backend, config: PathBuf, data_dir: PathBuf) -> ServeArgs {
         audit_settle_s: 180,
         max_connections: 10_000,
         store_timeout_ms: 100,
+        edge_secret: None,
         produce_timeout_ms: 5000,
         kafka_linger_ms: 1,
         popularity_half_life_h: 24.0,

@@ -276,6 +276,42 @@ async fn rate_limits_answer_429_with_retry_after() {
     assert!(statuses.contains(&429));
 }
 
+/// Behind the edge every reader shares the edge's address: the origin counts
+/// the client the edge names (X-Forwarded-For) when the edge proves itself
+/// with its secret, and ignores the header from anyone else.
+#[tokio::test]
+async fn the_trusted_edge_names_the_client_for_the_per_ip_limit() {
+    let secret = "edge-secret-for-tests";
+    let origin = start(Backend::KafkaRedis, |a| {
+        a.rate_per_ip = 5;
+        a.edge_secret = Some(secret.into());
+    })
+    .await;
+    let statuses = |client: &'static str, with_secret: bool| {
+        let origin = &origin;
+        async move {
+            let mut out = Vec::new();
+            for _ in 0..8 {
+                let mut req = origin
+                    .http
+                    .get(origin.url("/healthz"))
+                    .header("x-forwarded-for", client);
+                if with_secret {
+                    req = req.header("x-attune-edge", secret);
+                }
+                out.push(req.send().await.unwrap().status().as_u16());
+            }
+            out.iter().filter(|s| **s == 200).count()
+        }
+    };
+    // From the edge: each reader has a bucket of their own.
+    assert_eq!(statuses("203.0.113.1", true).await, 5);
+    assert_eq!(statuses("203.0.113.2", true).await, 5);
+    // Without the secret the header names nobody: one bucket, the peer's.
+    assert_eq!(statuses("203.0.113.3", false).await, 5);
+    assert_eq!(statuses("203.0.113.4", false).await, 0);
+}
+
 /// The catalog feeds recommendations; clicks make an item and its category
 /// rise; forgetting a user deletes their data and ignores their later events.
 #[tokio::test]
