@@ -95,11 +95,12 @@ before(async () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "attune-e2e-"));
   const config = path.join(dir, "attune.toml");
   fs.writeFileSync(config, `[[sites]]\nsite_key = "${siteKey}"\napi_key = "${apiKey}"\ntoken_secret = "ts-news-e2e-${id}-0123456789"\nallowed_origins = ["*"]\n`);
-  const backends = { KAFKA_BROKERS: need("KAFKA_BROKERS"), REDIS_URL: need("REDIS_URL"), ATTUNE_TOPIC_PREFIX: need("ATTUNE_E2E_TOPIC_PREFIX") };
+  // The origin measures the lag of the group its consumer runs in.
+  const backends = { KAFKA_BROKERS: need("KAFKA_BROKERS"), REDIS_URL: need("REDIS_URL"), ATTUNE_TOPIC_PREFIX: need("ATTUNE_E2E_TOPIC_PREFIX"), ATTUNE_CONSUMER_GROUP: `news-e2e-${id}`, ATTUNE_CONFIG: config };
   const port = await freePort();
   origin = `http://127.0.0.1:${port}`;
-  startProcess(["serve"], { ...backends, ATTUNE_LISTEN: `127.0.0.1:${port}`, ATTUNE_CONFIG: config });
-  consumer = startProcess(["consume"], { ...backends, ATTUNE_CONSUMER_GROUP: `news-e2e-${id}`, ATTUNE_CONSUMER_LISTEN: `127.0.0.1:${await freePort()}` });
+  startProcess(["serve"], { ...backends, ATTUNE_LISTEN: `127.0.0.1:${port}` });
+  consumer = startProcess(["consume"], { ...backends, ATTUNE_CONSUMER_LISTEN: `127.0.0.1:${await freePort()}` });
   await until(async () => (await fetch(`${origin}/readyz`).catch(() => null))?.ok, 30000, "the origin to be ready");
   await startLink(origin);
   site = await startSite({
