@@ -112,6 +112,8 @@ async fn main() -> anyhow::Result<()> {
     load.stop().await?;
     let _ = survivor.kill();
     let _ = victim.kill();
+    let _ = (survivor.wait(), victim.wait());
+    bench.delete_topics().await?;
 
     let order = failovers.clone();
     failovers.sort_by(f64::total_cmp);

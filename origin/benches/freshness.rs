@@ -103,6 +103,7 @@ async fn main() -> anyhow::Result<()> {
     let audit = audit_run(&bench, started_ms).await?;
     let _ = consumer.kill();
     let _ = consumer.wait();
+    bench.delete_topics().await?;
 
     latencies.sort_by(f64::total_cmp);
     rec_latencies.sort_by(f64::total_cmp);

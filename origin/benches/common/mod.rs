@@ -141,6 +141,21 @@ impl Bench {
         })
     }
 
+    /// Deletes the bench's topics once it has its numbers, so runs do not
+    /// pile up topics on the stack.
+    pub async fn delete_topics(&self) -> anyhow::Result<()> {
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", &self.brokers)
+            .create()?;
+        let names: Vec<String> = topics()
+            .chain(CONSUMER_OUTPUTS)
+            .map(|t| format!("{}{t}", self.prefix))
+            .collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        admin.delete_topics(&names, &AdminOptions::new()).await?;
+        Ok(())
+    }
+
     /// A consumer process of the bench's group.
     pub fn consumer(&self) -> anyhow::Result<Child> {
         let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")?

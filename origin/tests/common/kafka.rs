@@ -88,15 +88,49 @@ pub fn read_key(
     })
 }
 
-pub async fn create_topics(prefix: &str) {
+/// Every topic of a prefix: the interaction topics and the consumers' outputs.
+fn prefixed(prefix: &str) -> Vec<String> {
+    topics()
+        .chain(CONSUMER_OUTPUTS)
+        .map(|t| format!("{prefix}{t}"))
+        .collect()
+}
+
+/// A test's own topics, deleted when it ends (also when it fails), so a
+/// developer's stack does not fill up with test topics run after run.
+pub struct OwnedTopics(String);
+
+impl Drop for OwnedTopics {
+    fn drop(&mut self) {
+        let names = prefixed(&self.0);
+        // Drop runs inside the test's runtime: delete from a thread of its own.
+        let deleted = std::thread::spawn(move || {
+            let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+                .set("bootstrap.servers", env("KAFKA_BROKERS"))
+                .create()
+                .ok()?;
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?
+                .block_on(admin.delete_topics(&names, &AdminOptions::new()))
+                .ok()
+        })
+        .join();
+        if !matches!(deleted, Ok(Some(_))) {
+            eprintln!("the topics of {} were not deleted", self.0);
+        }
+    }
+}
+
+/// Creates the topics of `prefix`; they go when the returned guard does.
+pub async fn create_topics(prefix: &str) -> OwnedTopics {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", env("KAFKA_BROKERS"))
         .create()
         .unwrap();
-    let names: Vec<String> = topics()
-        .chain(CONSUMER_OUTPUTS)
-        .map(|t| format!("{prefix}{t}"))
-        .collect();
+    let names = prefixed(prefix);
     let new: Vec<NewTopic> = names
         .iter()
         .map(|t| NewTopic::new(t, PARTITIONS_PER_TOPIC, TopicReplication::Fixed(1)))
@@ -108,6 +142,7 @@ pub async fn create_topics(prefix: &str) {
     {
         r.expect("topic created");
     }
+    OwnedTopics(prefix.to_owned())
 }
 
 /// An `attune-origin consume` process on its own metrics port.
@@ -182,13 +217,14 @@ impl Drop for Consumer {
 /// the group `g-<prefix>` (the group of [`Consumer::start`] in these tests).
 pub async fn setup() -> (String, TestOrigin) {
     let prefix = format!("it{}.", &uuid::Uuid::now_v7().simple().to_string()[20..]);
-    create_topics(&prefix).await;
+    let topics = create_topics(&prefix).await;
     let (p, g) = (prefix.clone(), format!("g-{prefix}"));
-    let origin = start(Backend::KafkaRedis, move |a| {
+    let mut origin = start(Backend::KafkaRedis, move |a| {
         a.topic_prefix = p;
         a.consumer_group = g;
     })
     .await;
+    origin.topics = Some(topics);
     (prefix, origin)
 }
 

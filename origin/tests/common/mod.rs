@@ -41,6 +41,8 @@ pub struct TestOrigin {
     args: ServeArgs,
     _dir: tempfile::TempDir,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    /// The test's own topics, deleted with it.
+    pub topics: Option<kafka::OwnedTopics>,
 }
 
 impl Drop for TestOrigin {
@@ -121,6 +123,7 @@ pub async fn start(backend: Backend, tweak: impl FnOnce(&mut ServeArgs)) -> Test
         args: a,
         _dir: dir,
         shutdown: Some(shutdown),
+        topics: None,
     }
 }
 
@@ -147,6 +150,7 @@ impl TestOrigin {
         }
         let (site, http, args) = (self.site.clone(), self.http.clone(), self.args.clone());
         let _dir = std::mem::replace(&mut self._dir, tempfile::tempdir().unwrap());
+        let topics = self.topics.take();
         drop(self);
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         let state = loop {
@@ -168,6 +172,7 @@ impl TestOrigin {
             args,
             _dir,
             shutdown: Some(shutdown),
+            topics,
         }
     }
 

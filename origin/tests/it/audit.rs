@@ -101,7 +101,7 @@ async fn wait_for(consumer: &Consumer, metric: &str, at_least: f64) {
 async fn an_injected_loss_and_duplicate_are_named_and_nothing_else() {
     let prefix = format!("au{}.", &uuid::Uuid::now_v7().simple().to_string()[20..]);
     let group = format!("g-{prefix}");
-    create_topics(&prefix).await;
+    let _topics = create_topics(&prefix).await;
     let (p, g) = (prefix.clone(), group.clone());
     let origin = start(Backend::KafkaRedis, move |a| {
         a.topic_prefix = p;

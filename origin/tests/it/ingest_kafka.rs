@@ -470,3 +470,33 @@ async fn hostile_requests_add_no_metric_series_and_get_bounded_errors() {
     assert!(body.len() < 1024, "a {} B error body", body.len());
     assert!(body.contains("id_mismatch"), "{body}");
 }
+
+/// A test's topics go when it ends, so a developer's stack does not fill up
+/// with test topics run after run.
+#[tokio::test]
+async fn a_tests_own_topics_are_deleted_when_it_ends() {
+    use rdkafka::consumer::{BaseConsumer, Consumer as _};
+    let prefix = format!("gone{}.", &uuid::Uuid::now_v7().simple().to_string()[20..]);
+    let listed = |prefix: &str| -> usize {
+        let client: BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", env("KAFKA_BROKERS"))
+            .create()
+            .unwrap();
+        let metadata = client
+            .fetch_metadata(None, Duration::from_secs(10))
+            .unwrap();
+        metadata
+            .topics()
+            .iter()
+            .filter(|t| t.name().starts_with(prefix))
+            .count()
+    };
+    let topics = crate::common::kafka::create_topics(&prefix).await;
+    assert!(listed(&prefix) > 0, "created");
+    drop(topics);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while listed(&prefix) > 0 {
+        assert!(std::time::Instant::now() < deadline, "still listed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

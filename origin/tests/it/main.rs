@@ -1,7 +1,8 @@
 //! The origin's integration tests, one binary (the rdkafka-heavy crate is
 //! linked once): real Kafka and Redis from `cargo xtask test` (or `cargo xtask
 //! stack up` and the variables in target/stack/env), the embedded default in
-//! temporary directories. Each suite keeps to its own topics, site or group.
+//! temporary directories. Each suite keeps to its own topics, site or group;
+//! topics a test creates go when it ends (`common::kafka::OwnedTopics`).
 //!
 //! Fault injection that disturbs the shared broker (`broker_outage.rs`) is a
 //! binary of its own: cargo runs test binaries one at a time.
