@@ -27,7 +27,7 @@ pub struct FeedbackWeights {
     /// `words / words_per_minute` to read, and a dwell counts fully then.
     pub words_per_minute: f64,
     /// The share of an item's expected reading time that makes a *read*
-    /// (not a glance); a scroll to the end of it in the same visit halves it.
+    /// (not a glance).
     pub read_fraction: f64,
 }
 
@@ -112,15 +112,9 @@ impl FeedbackWeights {
     }
 
     /// Whether `visible_ms` on an item of `words` words is a read rather
-    /// than a glance: at least `read_fraction` of its expected reading time,
-    /// half that when the person also scrolled to its end.
-    pub fn is_read(&self, visible_ms: u32, words: Option<u32>, scrolled_to_end: bool) -> bool {
-        let share = if scrolled_to_end {
-            self.read_fraction / 2.0
-        } else {
-            self.read_fraction
-        };
-        f64::from(visible_ms) >= share * self.expected_ms(words)
+    /// than a glance: at least `read_fraction` of its expected reading time.
+    pub fn is_read(&self, visible_ms: u32, words: Option<u32>) -> bool {
+        f64::from(visible_ms) >= self.read_fraction * self.expected_ms(words)
     }
 }
 
@@ -165,15 +159,11 @@ mod tests {
         let w = FeedbackWeights::default();
         // 1,150 words at 230 wpm: five minutes.
         assert_eq!(w.expected_ms(Some(1_150)), 300_000.0);
-        assert!(!w.is_read(2_000, Some(1_150), false), "a glance");
-        assert!(!w.is_read(120_000, Some(1_150), false), "two fifths");
-        assert!(w.is_read(150_000, Some(1_150), false), "half of it");
-        assert!(
-            w.is_read(75_000, Some(1_150), true),
-            "a quarter, to the end"
-        );
+        assert!(!w.is_read(2_000, Some(1_150)), "a glance");
+        assert!(!w.is_read(120_000, Some(1_150)), "two fifths");
+        assert!(w.is_read(150_000, Some(1_150)), "half of it");
         // Unknown length: half of `long_dwell_ms`.
-        assert!(!w.is_read(14_999, None, false) && w.is_read(15_000, None, false));
+        assert!(!w.is_read(14_999, None) && w.is_read(15_000, None));
         // Dwell weighs in proportion to the item's own reading time.
         assert_eq!(w.dwell_weight(150_000, Some(1_150)), w.dwell_long / 2.0);
         assert_eq!(w.dwell_weight(600_000, Some(1_150)), w.dwell_long);

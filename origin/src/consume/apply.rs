@@ -48,31 +48,15 @@ pub struct CatalogFacts {
     pub length_words: Option<u32>,
 }
 
-/// A scroll this deep is a scroll to the end of the item.
-const SCROLLED_TO_END_PCT: u8 = 90;
-
 /// Groups a batch by `(site, user)` in offset order, with each event's weight
 /// and its item's tags (every event `unseen` until [`ProfileWriter::mark_seen`]).
 /// A dwell is weighed against its item's reading time and marked a read
-/// when long enough (shorter when the same batch scrolled the item to its end:
-/// the tracker reports an item's scroll and dwell together).
+/// when long enough.
 pub fn by_user(
     batch: &[Incoming],
     weights: &SiteWeights,
     facts_of: &mut impl FnMut(&str, &str) -> CatalogFacts,
 ) -> UserEvents {
-    let scrolled_to_end: HashSet<(&str, &str, &str)> = batch
-        .iter()
-        .filter_map(|m| {
-            let (r, e) = (&m.record, &m.record.event);
-            match e.interaction {
-                Interaction::Scroll { depth_pct } if depth_pct >= SCROLLED_TO_END_PCT => {
-                    Some((r.site_key.as_str(), r.user_id.as_str(), e.item.as_deref()?))
-                }
-                _ => None,
-            }
-        })
-        .collect();
     let mut out = UserEvents::new();
     for m in batch {
         let r = &m.record;
@@ -87,14 +71,11 @@ pub fn by_user(
             .as_deref()
             .map_or_else(CatalogFacts::default, |item| facts_of(&r.site_key, item));
         let site_weights = weights.of(&r.site_key);
-        let (weight, read) = match (e.interaction, e.item.as_deref()) {
-            (Interaction::Dwell { visible_ms }, Some(item)) => {
-                let to_end = scrolled_to_end.contains(&(&r.site_key, &r.user_id, item));
-                (
-                    site_weights.dwell_weight(visible_ms, facts.length_words),
-                    site_weights.is_read(visible_ms, facts.length_words, to_end),
-                )
-            }
+        let (weight, read) = match (e.interaction, &e.item) {
+            (Interaction::Dwell { visible_ms }, Some(_)) => (
+                site_weights.dwell_weight(visible_ms, facts.length_words),
+                site_weights.is_read(visible_ms, facts.length_words),
+            ),
             _ => (site_weights.weight(&e.interaction), false),
         };
         out.entry((r.site_key.clone(), r.user_id.clone()))
