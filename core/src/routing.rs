@@ -18,6 +18,12 @@ pub fn topic(kind: EventKind) -> &'static str {
     }
 }
 
+/// The interaction kind of a topic named `<prefix><topic(kind)>`.
+pub fn kind_of_topic(name: &str, prefix: &str) -> Option<EventKind> {
+    let name = name.strip_prefix(prefix)?;
+    EventKind::ALL.into_iter().find(|k| topic(*k) == name)
+}
+
 /// Derived output of the consumers: one message per user whose profile a
 /// transaction changed (committed atomically with the consumed offsets).
 pub const PROFILE_UPDATES: &str = "attune.profile_updates";
@@ -49,6 +55,16 @@ pub fn partition_key(site_key: &str, user_id: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_topic_names_its_kind_back() {
+        for kind in EventKind::ALL {
+            let name = format!("e2e.{}", topic(kind));
+            assert_eq!(kind_of_topic(&name, "e2e."), Some(kind));
+            assert_eq!(kind_of_topic(&name, ""), None);
+        }
+        assert_eq!(kind_of_topic(PROFILE_UPDATES, ""), None);
+    }
 
     #[test]
     fn every_kind_has_its_own_topic() {

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use attune_core::routing::topic;
+use attune_core::routing::{kind_of_topic, topic};
 use attune_core::EventKind;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
@@ -35,12 +35,9 @@ pub fn count(
         .set("isolation.level", "read_committed")
         .create()
         .context("create the Kafka consumer")?;
-    let kinds: BTreeMap<String, EventKind> = EventKind::ALL
-        .into_iter()
-        .map(|k| (format!("{topic_prefix}{}", topic(k)), k))
-        .collect();
     let mut by_time = TopicPartitionList::new();
-    for name in kinds.keys() {
+    for kind in EventKind::ALL {
+        let name = &format!("{topic_prefix}{}", topic(kind));
         let metadata = consumer.fetch_metadata(Some(name), TIMEOUT)?;
         for t in metadata.topics() {
             for p in t.partitions() {
@@ -86,7 +83,7 @@ pub fn count(
         if m.offset() >= end {
             continue;
         }
-        let kind = kinds.get(m.topic()).copied();
+        let kind = kind_of_topic(m.topic(), topic_prefix);
         match EventRecord::decode(m.payload().unwrap_or_default()) {
             Ok(r) => {
                 let first = seen.insert((r.site_key.clone(), r.user_id.clone(), r.event.id));

@@ -13,7 +13,7 @@ use redis::Commands;
 
 use crate::config::SiteWeights;
 use crate::model::covisit::CovisitConfig;
-use crate::model::{initial, MfConfig};
+use crate::model::initial;
 use crate::store::profile_event::ProfileEvent;
 use crate::store::redis::{
     pack, site_key, user_key, CONSUMERS_KEY, FORGOTTEN_MARK, LUA_DECAYED_ADD, LUA_VEC_ADD,
@@ -160,8 +160,6 @@ pub struct ProfileWriter {
     conn: redis::Connection,
     script: redis::Script,
     catalog: HashMap<String, (Instant, HashMap<String, CatalogFacts>)>,
-    /// The factors' size: a user's vector starts as the model's initial one.
-    dim: usize,
 }
 
 /// How long the consumer trusts its copy of a site's catalog.
@@ -175,8 +173,6 @@ impl ProfileWriter {
             conn,
             script: redis::Script::new(&format!("{LUA_DECAYED_ADD}{LUA_VEC_ADD}{PROFILE_SCRIPT}")),
             catalog: HashMap::new(),
-            // The consumers train with the default configuration.
-            dim: MfConfig::default().dim,
         })
     }
 
@@ -281,6 +277,14 @@ impl ProfileWriter {
         half_life: HalfLife,
     ) -> redis::RedisResult<u64> {
         let payload = rmp_serde::to_vec_named(events).expect("script events serialize");
+        // A user's vector starts as the model's initial one, of the size the
+        // trainer's changes have (nothing to start when there are none).
+        let start = events
+            .iter()
+            .find_map(|e| e.user_delta.as_ref())
+            .map_or_else(Vec::new, |d| {
+                pack(&initial(&format!("{site}/{user}"), d.len()))
+            });
         self.script
             .key(user_key(site, user, "profile"))
             .key(user_key(site, user, "seen"))
@@ -295,7 +299,7 @@ impl ProfileWriter {
             .arg(half_life.as_ms())
             .arg(DEDUP_WINDOW_MS)
             .arg(CovisitConfig::default().window)
-            .arg(pack(&initial(&format!("{site}/{user}"), self.dim)))
+            .arg(start)
             .invoke(&mut self.conn)
     }
 }

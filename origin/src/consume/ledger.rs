@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 
-use attune_core::routing::topic;
+use attune_core::routing::kind_of_topic;
 use attune_core::EventKind;
 use serde::Serialize;
 
@@ -85,10 +85,7 @@ pub fn entries(
         })
         .collect();
     out.extend(unreadable.iter().map(|(t, partition, offset, ts_ms)| {
-        let kind = EventKind::ALL
-            .into_iter()
-            .find(|k| t.strip_prefix(topic_prefix) == Some(topic(*k)))
-            .map_or(ALL_KINDS, EventKind::as_str);
+        let kind = kind_of_topic(t, topic_prefix).map_or(ALL_KINDS, EventKind::as_str);
         Entry {
             tp: format!("{t}:{partition}"),
             off: *offset,
