@@ -38,7 +38,7 @@ async fn recs_reflect_click(http: &reqwest::Client, base: &str, user: &str) -> b
 async fn main() -> anyhow::Result<()> {
     let bench = Arc::new(Bench::start("freshness").await?);
     let (http, base, site_key) = (&bench.http, &bench.base, &bench.site_key);
-    let mut consumer = bench.consumer()?;
+    let consumer = bench.consumer()?;
 
     let catalog: Vec<serde_json::Value> = (0..50)
         .map(|i| serde_json::json!({"id": format!("article-{i}"), "tags": [format!("section-{}", i % 5)]}))
@@ -101,8 +101,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let rate = load.stop().await? as f64 / load_started.elapsed().as_secs_f64();
     let audit = audit_run(&bench, started_ms).await?;
-    let _ = consumer.kill();
-    let _ = consumer.wait();
+    drop(consumer);
     bench.delete_topics().await?;
 
     latencies.sort_by(f64::total_cmp);

@@ -102,6 +102,14 @@ pub struct ConsumeArgs {
     /// set that to 1000 (default 10,000) for failover within seconds.
     #[arg(long, env = "ATTUNE_CONSUMER_TX_TIMEOUT_MS", default_value_t = 5000)]
     pub transaction_timeout_ms: u64,
+    /// A stable name for this consumer process, unique among the group's
+    /// live members (a StatefulSet pod's name, a systemd instance). A
+    /// restart under the same name fences the previous incarnation, aborts
+    /// its open transaction at once and takes its partitions back without a
+    /// rebalance. Without it, a restarted process is a new member and a dead
+    /// one's partitions wait for its session and transaction timeouts.
+    #[arg(long, env = "ATTUNE_CONSUMER_INSTANCE")]
+    pub instance: Option<String>,
 }
 
 /// Flags of `attune-origin serve`.

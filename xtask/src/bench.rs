@@ -18,8 +18,9 @@ pub enum Bench {
     Ingest,
     /// Time from an event's 202 to its effect in GET /v1/profile under load.
     Freshness,
-    /// Consumer failover: kill -9 of one of two consumers under load, ten
-    /// times, until every partition applies again (p50, max).
+    /// Consumer failover (kill -9 of one of two consumers, ten times), a
+    /// consumer's fenced restart, and ingest after a broker kill -9 and
+    /// restart, under load (p50, max).
     Faults,
     /// Ranking latency for 10,000 items and 64 factors beside a dot-product floor.
     Recommend,
@@ -54,11 +55,16 @@ pub fn run(bench: Bench) -> Result<()> {
             unreachable!("handled above")
         }
     };
-    run_cmd(
-        cargo()
-            .args(["bench", "-p", "attune-origin", "--bench", name])
-            .envs(running.endpoints.vars()),
-    )
+    let mut cmd = cargo();
+    cmd.args(["bench", "-p", "attune-origin", "--bench", name])
+        .envs(running.endpoints.vars());
+    if let Bench::Faults = bench {
+        // The faults benchmark kills the broker and brings it back with
+        // this very command's `stack up`.
+        cmd.env("ATTUNE_KAFKA_PID_FILE", stack.kafka_pid_file())
+            .env("ATTUNE_STACK_UP", std::env::current_exe()?);
+    }
+    run_cmd(&mut cmd)
 }
 
 /// Rerank of 200 candidates in workerd (Miniflare) beside the same Rust

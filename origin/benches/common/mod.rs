@@ -157,11 +157,21 @@ impl Bench {
     }
 
     /// A consumer process of the bench's group.
-    pub fn consumer(&self) -> anyhow::Result<Child> {
+    pub fn consumer(&self) -> anyhow::Result<ConsumerProcess> {
+        self.consumer_named(None)
+    }
+
+    /// A consumer process of the bench's group, with a stable instance name
+    /// (`ATTUNE_CONSUMER_INSTANCE`) if given.
+    pub fn consumer_named(&self, instance: Option<&str>) -> anyhow::Result<ConsumerProcess> {
         let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
-        Ok(Command::new(env!("CARGO_BIN_EXE_attune-origin"))
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_attune-origin"));
+        if let Some(instance) = instance {
+            cmd.env("ATTUNE_CONSUMER_INSTANCE", instance);
+        }
+        Ok(cmd
             .arg("consume")
             .env("KAFKA_BROKERS", &self.brokers)
             .env("REDIS_URL", &self.redis_url)
@@ -172,7 +182,8 @@ impl Bench {
                 format!("127.0.0.1:{metrics_port}"),
             )
             .env("RUST_LOG", "warn")
-            .spawn()?)
+            .spawn()
+            .map(ConsumerProcess)?)
     }
 
     /// Posts a MessagePack batch.
@@ -206,6 +217,23 @@ impl Bench {
     /// How many clicks `user`'s profile counts.
     pub async fn clicks(&self, user: &str) -> Option<u64> {
         self.profile(user).await?["counts"]["click"].as_u64()
+    }
+}
+
+/// A consumer process, killed when dropped (also when the benchmark fails).
+pub struct ConsumerProcess(Child);
+
+impl ConsumerProcess {
+    /// SIGKILL, and waits until it is gone.
+    pub fn kill(&mut self) -> std::io::Result<()> {
+        self.0.kill()?;
+        self.0.wait().map(drop)
+    }
+}
+
+impl Drop for ConsumerProcess {
+    fn drop(&mut self) {
+        let _ = self.kill();
     }
 }
 

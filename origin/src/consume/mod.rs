@@ -36,6 +36,7 @@ use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
 use crate::clock::now_ms;
 use crate::config::{ConsumeArgs, SiteWeights};
+use crate::event_log::kafka::RECONNECT_BACKOFF_MAX_MS;
 use crate::record::EventRecord;
 use apply::{by_user, Incoming, ProfileWriter};
 use resume::ResumeFromStore;
@@ -43,6 +44,24 @@ use stats::StatsTracker;
 
 const POLL: Duration = Duration::from_millis(100);
 const TX_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// With an instance name, the same across restarts: `init_transactions` of
+/// the restarted process fences the old one and aborts its open
+/// transaction. Without one, unique per client: zombies are fenced by the
+/// group generation sent with the offsets (KIP-447).
+fn transactional_id(args: &ConsumeArgs) -> String {
+    match &args.instance {
+        Some(instance) => format!("{}-{instance}", args.group),
+        None => {
+            // std's RandomState is seeded from the OS's randomness per process.
+            use std::hash::{BuildHasher, Hasher};
+            let unique = std::collections::hash_map::RandomState::new()
+                .build_hasher()
+                .finish();
+            format!("{}-{unique:016x}", args.group)
+        }
+    }
+}
 
 /// Runs until `stop` is set; restarts its Kafka clients after any error.
 pub fn run(args: &ConsumeArgs, stop: Arc<AtomicBool>) -> Result<()> {
@@ -102,7 +121,8 @@ fn run_clients(args: &ConsumeArgs, stop: &AtomicBool, stats: &mut StatsTracker) 
     let names: Vec<String> = topics()
         .map(|t| format!("{}{t}", args.topic_prefix))
         .collect();
-    let consumer: BaseConsumer<ResumeFromStore> = ClientConfig::new()
+    let mut consumer_config = ClientConfig::new();
+    consumer_config
         .set("bootstrap.servers", &args.kafka_brokers)
         .set("group.id", &args.group)
         .set("enable.auto.commit", "false")
@@ -110,25 +130,22 @@ fn run_clients(args: &ConsumeArgs, stop: &AtomicBool, stats: &mut StatsTracker) 
         .set("isolation.level", "read_committed")
         .set("auto.offset.reset", "earliest")
         .set("session.timeout.ms", "6000")
+        .set("reconnect.backoff.max.ms", RECONNECT_BACKOFF_MAX_MS);
+    if let Some(instance) = &args.instance {
+        consumer_config.set("group.instance.id", instance);
+    }
+    let consumer: BaseConsumer<ResumeFromStore> = consumer_config
         .create_with_context(ResumeFromStore::new(&args.redis_url))
         .context("create the Kafka consumer")?;
     consumer.subscribe(&names.iter().map(String::as_str).collect::<Vec<_>>())?;
-    // Unique per client: zombies are fenced by the group generation sent
-    // with the offsets (KIP-447), not by a shared transactional id.
-    // std's RandomState is seeded from the OS's randomness per process.
-    let unique = {
-        use std::hash::{BuildHasher, Hasher};
-        std::collections::hash_map::RandomState::new()
-            .build_hasher()
-            .finish()
-    };
-    let transactional_id = format!("{}-{unique:016x}", args.group);
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", &args.kafka_brokers)
-        .set("transactional.id", &transactional_id)
+        .set("transactional.id", transactional_id(args))
         .set("enable.idempotence", "true")
+        .set("reconnect.backoff.max.ms", RECONNECT_BACKOFF_MAX_MS)
         // If this process dies mid-transaction, the coordinator aborts it after
-        // this long; until then the group cannot fetch the pending offsets.
+        // this long (or at once when its instance restarts); until then the
+        // group cannot fetch the pending offsets.
         .set(
             "transaction.timeout.ms",
             args.transaction_timeout_ms.to_string(),
@@ -139,7 +156,12 @@ fn run_clients(args: &ConsumeArgs, stop: &AtomicBool, stats: &mut StatsTracker) 
     let mut writers = connect_writers(args)?;
     let updates_topic = format!("{}{PROFILE_UPDATES}", args.topic_prefix);
     let dead_letters_topic = format!("{}{DEAD_LETTERS}", args.topic_prefix);
-    tracing::info!(group = %args.group, topics = ?names, "consumer started");
+    tracing::info!(
+        group = %args.group,
+        instance = args.instance.as_deref().unwrap_or("-"),
+        topics = ?names,
+        "consumer started"
+    );
 
     while !stop.load(Ordering::SeqCst) {
         if stats.due() {

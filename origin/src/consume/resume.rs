@@ -99,7 +99,8 @@ impl ResumeFromStore {
                 waited = ?asked.elapsed(),
                 "the partitions waited for their committed offsets: a dead member's open \
                  transaction holds them until the broker aborts it (ATTUNE_CONSUMER_TX_TIMEOUT_MS, \
-                 brokers' transaction.abort.timed.out.transaction.cleanup.interval.ms)"
+                 brokers' transaction.abort.timed.out.transaction.cleanup.interval.ms), or until \
+                 it restarts under its ATTUNE_CONSUMER_INSTANCE"
             );
         }
         let stored = self

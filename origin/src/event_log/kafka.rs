@@ -118,6 +118,10 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// librdkafka backs off reconnecting up to 10 s by default, so a broker back
+/// from a restart waited up to that long for its clients; 1 s bounds it.
+pub const RECONNECT_BACKOFF_MAX_MS: &str = "1000";
+
 /// The producer settings of ingest: idempotent, `acks=all`, lz4. `linger`
 /// trades latency for larger produce batches (less broker work per event).
 /// Public so the ingest benchmark's bare producer runs the very same settings.
@@ -129,7 +133,8 @@ pub fn producer_config(brokers: &str, linger: Duration) -> ClientConfig {
         .set("acks", "all")
         .set("linger.ms", linger.as_millis().to_string())
         .set("compression.type", "lz4")
-        .set("queue.buffering.max.messages", "200000");
+        .set("queue.buffering.max.messages", "200000")
+        .set("reconnect.backoff.max.ms", RECONNECT_BACKOFF_MAX_MS);
     config
 }
 

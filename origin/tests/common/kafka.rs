@@ -150,11 +150,17 @@ pub struct Consumer(Child, u16);
 
 impl Consumer {
     pub fn start(prefix: &str, group: &str) -> Self {
-        Self::start_with(prefix, group, None)
+        Self::start_with(prefix, group, None, None)
     }
 
-    /// A consumer that reads the sites file at `config` (feedback weights).
-    pub fn start_with(prefix: &str, group: &str, config: Option<&std::path::Path>) -> Self {
+    /// A consumer that reads the sites file at `config` (feedback weights)
+    /// and runs under a stable `instance` name, if given.
+    pub fn start_with(
+        prefix: &str,
+        group: &str,
+        config: Option<&std::path::Path>,
+        instance: Option<&str>,
+    ) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -163,6 +169,9 @@ impl Consumer {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_attune-origin"));
         if let Some(config) = config {
             cmd.env("ATTUNE_CONFIG", config);
+        }
+        if let Some(instance) = instance {
+            cmd.env("ATTUNE_CONSUMER_INSTANCE", instance);
         }
         let child = cmd
             .arg("consume")

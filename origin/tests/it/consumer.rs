@@ -140,6 +140,66 @@ async fn profiles_count_once_through_kill9_restart_and_duplicate_batches() {
     crate::common::kafka::wait_for_clean_audit(&origin, &prefix).await;
 }
 
+/// A consumer killed inside a transaction leaves the group's offsets pending
+/// until the broker aborts it; restarted under its instance name, it aborts
+/// that transaction itself at once. The dead incarnation is played by a
+/// transactional producer with the consumer's transactional id that sends the
+/// group's offsets for every partition and is never heard from again, with a
+/// transaction timeout (60 s) far beyond the test's patience.
+#[tokio::test]
+async fn a_consumer_restarted_under_its_instance_name_aborts_its_dead_transaction_at_once() {
+    use rdkafka::consumer::{BaseConsumer, Consumer as _};
+    use rdkafka::producer::{BaseProducer, Producer as _};
+    use rdkafka::{Offset, TopicPartitionList};
+
+    let (prefix, origin) = setup().await;
+    let site = origin.site.site_key.clone();
+    let group = format!("g-{prefix}");
+    let brokers = env("KAFKA_BROKERS");
+    let member: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("group.id", &group)
+        .create()
+        .unwrap();
+    let zombie: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("transactional.id", format!("{group}-victim"))
+        .set("transaction.timeout.ms", "60000")
+        .create()
+        .unwrap();
+    zombie.init_transactions(Duration::from_secs(30)).unwrap();
+    zombie.begin_transaction().unwrap();
+    let mut offsets = TopicPartitionList::new();
+    for t in topics() {
+        for p in 0..attune_core::routing::PARTITIONS_PER_TOPIC {
+            offsets
+                .add_partition_offset(&format!("{prefix}{t}"), p, Offset::Offset(0))
+                .unwrap();
+        }
+    }
+    let metadata = member.group_metadata().unwrap();
+    zombie
+        .send_offsets_to_transaction(&offsets, &metadata, Duration::from_secs(30))
+        .unwrap();
+    // Dead: no commit, no abort, nothing more from it.
+    std::mem::forget(zombie);
+
+    let mut expected = Expected::default();
+    for u in 0..16 {
+        let b = user_batch(&site, &format!("r{u}"), 0);
+        assert_eq!(origin.post_batch(&b).await.status(), 202);
+        expected.add(&b);
+    }
+    let started = Instant::now();
+    let _restarted = Consumer::start_with(&prefix, &group, None, Some("victim"));
+    expected.wait_for(&origin).await;
+    let waited = started.elapsed();
+    assert!(
+        waited < Duration::from_secs(20),
+        "the restarted consumer waited {waited:?} for its dead transaction (timeout 60 s)"
+    );
+}
+
 /// The group's lag as the origin measures it: the dashboard's figure, and the
 /// sum of `attune_consumer_lag` on the origin's `/metrics` for these topics.
 async fn group_lag(origin: &TestOrigin, prefix: &str) -> (Option<i64>, f64) {
@@ -166,6 +226,49 @@ async fn lag_reaches(origin: &TestOrigin, prefix: &str, want: i64) {
         assert!(Instant::now() < deadline, "lag {got:?}, want {want}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// The newcomer's path: a benchmark fills its topics with a backlog nobody
+/// consumes, then the demo starts (its own topics and group, as `cargo xtask
+/// demo --stack` runs it): the demo's consumer is current at once, and a
+/// reader's click is in their profile within the end-to-end test's
+/// consistency window (15 s), consumer start included.
+#[tokio::test]
+async fn a_benchmarks_backlog_never_reaches_the_demos_consumer() {
+    let (_bench_prefix, bench) = setup().await;
+    let bench_site = bench.site.site_key.clone();
+    let mut backlog = 0;
+    for b in 0..200 {
+        let events = (0..100)
+            .map(|i| event(Interaction::Click, Some(&format!("item-{i}")), now_ms()))
+            .collect();
+        let batch = batch(&bench_site, &format!("load-{b}"), events);
+        assert_eq!(bench.post_batch(&batch).await.status(), 202);
+        backlog += 100;
+    }
+
+    let (prefix, demo) = setup().await;
+    let started = Instant::now();
+    let _consumer = Consumer::start(&prefix, &format!("g-{prefix}"));
+    let reader = batch(
+        &demo.site.site_key,
+        "newcomer",
+        vec![event(Interaction::Click, Some("article-1"), now_ms())],
+    );
+    assert_eq!(demo.post_batch(&reader).await.status(), 202);
+    loop {
+        let p = profile(&demo, "anon:newcomer").await;
+        if p["counts"]["click"] == 1 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "the reader's click was not in their profile 15 s after the demo started \
+             (a backlog of {backlog} events sits on the benchmark's topics): {p}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    lag_reaches(&demo, &prefix, 0).await;
 }
 
 #[tokio::test]
@@ -985,7 +1088,7 @@ async fn a_sites_feedback_weights_decide_what_a_click_is_worth() {
     origin
         .load_items(serde_json::json!({"items": [{"id": "w1", "tags": ["weighted"]}]}))
         .await;
-    let _consumer = Consumer::start_with(&prefix, &format!("g-{prefix}"), Some(&config));
+    let _consumer = Consumer::start_with(&prefix, &format!("g-{prefix}"), Some(&config), None);
     let b = batch(
         &origin.site.site_key,
         "weighed",
