@@ -38,8 +38,12 @@ export interface TrackProps {
 export interface Attune {
   /** Records an event; false for an unknown kind or a click/impression without item. */
   track(kind: EventKind, props?: TrackProps): boolean;
-  /** Records a page view (automatic on load and SPA navigation). */
-  page(): void;
+  /**
+   * Records a page view (automatic on load and SPA navigation). `item`: the
+   * item the page shows; without it, `<meta name="attune:item" content="…">`.
+   * The view, the page's scroll depth and its visible time carry the item.
+   */
+  page(props?: { item?: string }): void;
   /** Sets the signed user token minted by the site's back end; undefined clears it. */
   identify(userToken?: string): void;
   /** Sends everything queued now. */

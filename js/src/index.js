@@ -97,11 +97,16 @@ class Attune {
     if (this.consented && !this.blocked()) store.set(KEY_QUEUE, toText(this.t.snapshot()));
   }
 
-  /** Records a page view (also automatic on load and SPA navigation). */
-  page() {
+  /**
+   * Records a page view (also automatic on load and SPA navigation). The
+   * page's item: `page({ item })`, else `<meta name="attune:item" content>`.
+   */
+  page(props = {}) {
     if (this.blocked()) return;
+    // The page is followed as its item's element (its scroll goes there too).
+    this.k = String(props.item ?? document.querySelector('meta[name="attune:item"]')?.content ?? "");
     // The device class is left to the server, which parses the User-Agent.
-    this.t.pageView(location.pathname, document.referrer, innerWidth, innerHeight, "", Date.now());
+    this.t.pageView(location.pathname, document.referrer, innerWidth, innerHeight, this.k, Date.now());
     this.changed();
   }
 
@@ -193,7 +198,7 @@ class Attune {
       requestAnimationFrame(guard(() => {
         scheduled = false;
         const h = document.documentElement.scrollHeight;
-        this.t.scroll("", h > 0 ? ((scrollY + innerHeight) / h) * 100 : 100);
+        this.t.scroll(this.k, h > 0 ? ((scrollY + innerHeight) / h) * 100 : 100);
       }));
     }, { passive: true });
     for (const type of ["pointerdown", "keydown", "touchstart"]) on(document, type, () => this.wake(), { passive: true });

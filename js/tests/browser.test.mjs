@@ -20,10 +20,10 @@ after(async () => {
   await server?.stop();
 });
 
-async function open(query = "", context) {
+async function open(query = "", context, file = "page.html") {
   const ctx = context ?? (await browser.newContext());
   const page = await ctx.newPage();
-  await page.goto(`${server.url}/page.html?${query}`);
+  await page.goto(`${server.url}/${file}?${query}`);
   await page.waitForFunction(() => window.ready === true);
   return { ctx, page };
 }
@@ -72,6 +72,23 @@ test("page views, clicks, scroll depth, dwell and SPA navigation arrive with the
   const batch = server.batches.find(mine(aid)).batch;
   assert.equal(batch.v, 1);
   assert.equal(batch.s, "test-site");
+  await ctx.close();
+});
+
+test("the page's item (meta tag or page({ item })) is on its view, scroll depth and dwell", async () => {
+  const { ctx, page } = await open("flushInterval=200&trackHistory=false", undefined, "item.html");
+  const aid = await anon(page);
+  await page.mouse.wheel(0, 5000);
+  await wait(600);
+  await page.evaluate(() => window.attune.page({ item: "a10" }));
+  await hide(page);
+  const events = () => server.events(mine(aid));
+  assert.ok(await until(() => events().filter((e) => e.k === "dwell").length >= 1), JSON.stringify(events()));
+  const of = (k) => events().filter((e) => e.k === k).map((e) => e.it);
+  assert.deepEqual(of("page_view"), ["a9", "a10"]);
+  assert.ok(of("scroll").includes("a9"), `the article's scroll depth: ${JSON.stringify(events())}`);
+  assert.ok(of("dwell").includes("a9"), `the article's visible time: ${JSON.stringify(events())}`);
+  assert.ok(of("dwell").every((it) => it !== undefined), "no dwell without an item on an item's page");
   await ctx.close();
 });
 

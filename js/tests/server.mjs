@@ -50,6 +50,11 @@ export async function start() {
       res.writeHead(200, { "content-type": "text/html" }).end(PAGE);
       return;
     }
+    // A page that shows one item and says so.
+    if (url.pathname === "/item.html") {
+      res.writeHead(200, { "content-type": "text/html" }).end(PAGE.replace("<title>", '<meta name="attune:item" content="a9"><title>'));
+      return;
+    }
     if (url.pathname.startsWith("/dist/")) {
       const file = path.join(dist, url.pathname.slice(6));
       if (file.startsWith(dist) && fs.existsSync(file)) {

@@ -5,11 +5,9 @@
 //! unit-tested natively; `lib.rs` exposes it to JavaScript.
 
 use attune_core::codec::encode_msgpack;
-use attune_core::{Batch, Context, DeviceClass, Event, Interaction, Viewport};
+use attune_core::{Batch, Context, Event, Interaction, Viewport};
 use uuid::Uuid;
 
-/// The key of the page itself in the per-element maps (items use their id).
-const PAGE: &str = "";
 /// An impression needs this long at ≥ 50 % visibility.
 pub const IMPRESSION_MS: f64 = 1000.0;
 /// Retry backoff: first delay and cap.
@@ -148,13 +146,18 @@ impl Engine {
     }
 
     /// A page (or SPA route) is shown: closes the previous page's scroll and
-    /// dwell, then records the view.
+    /// dwell, then records the view. `item`: the item the page shows (empty:
+    /// none, and the page's key in the per-element list is `""`); the
+    /// view carries it, and the page is followed as that item's element (the
+    /// caller reports page scroll under the item's key), so its scroll depth
+    /// and visible time are the item's — once, also when the page marks the
+    /// item's element too.
     pub fn page_view(
         &mut self,
         path: String,
         referrer: Option<String>,
         viewport: (u16, u16),
-        device: Option<DeviceClass>,
+        item: &str,
         now: f64,
     ) {
         self.flush_page(now);
@@ -166,10 +169,12 @@ impl Engine {
                 width: viewport.0,
                 height: viewport.1,
             }),
-            device,
+            // Left to the server, which parses the User-Agent.
+            device: None,
         };
-        self.push(Interaction::PageView, None, now);
-        self.set_in_view(PAGE, true, now);
+        let page_item = (!item.is_empty()).then(|| item.to_owned());
+        self.push(Interaction::PageView, page_item, now);
+        self.set_in_view(item, true, now);
     }
 
     /// Scroll progress of the page (`key` empty) or an item, in percent.
@@ -380,7 +385,7 @@ mod tests {
     #[test]
     fn dwell_counts_only_visible_active_time() {
         let mut e = engine();
-        e.page_view("/a".into(), None, (800, 600), None, T0);
+        e.page_view("/a".into(), None, (800, 600), "", T0);
         e.set_active(false, T0 + 1000.0); // hidden after 1 s
         e.set_active(true, T0 + 5000.0); // back 4 s later
         e.flush_page(T0 + 7000.0); // 2 s more
@@ -400,7 +405,7 @@ mod tests {
     #[test]
     fn scroll_is_reported_once_with_its_maximum() {
         let mut e = engine();
-        e.page_view("/a".into(), None, (800, 600), None, T0);
+        e.page_view("/a".into(), None, (800, 600), "", T0);
         for pct in [10.0, 55.0, 40.0, 80.0, 20.0] {
             e.scroll("", pct);
         }
@@ -416,6 +421,48 @@ mod tests {
         assert_eq!(
             scrolls[0].interaction,
             Interaction::Scroll { depth_pct: 80 }
+        );
+    }
+
+    #[test]
+    fn the_pages_item_is_on_its_view_scroll_and_dwell_once() {
+        let mut e = engine();
+        let article = Some("article-7".to_owned());
+        e.page_view("/a/7".into(), None, (800, 600), "article-7", T0);
+        e.scroll("article-7", 90.0);
+        e.flush_page(T0 + 4000.0);
+        let b = sent(&mut e, T0 + 4000.0);
+        let kinds: Vec<_> = b
+            .events
+            .iter()
+            .map(|e| (e.kind(), e.item.clone()))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                (EventKind::PageView, article.clone()),
+                (EventKind::Scroll, article.clone()),
+                (EventKind::Dwell, article.clone()),
+            ]
+        );
+        let _ = e.batch_result(202, 0.0);
+
+        // The page marks the article's element too: its own time counts, once.
+        e.page_view("/a/7".into(), None, (800, 600), "article-7", T0 + 5000.0);
+        e.set_in_view("article-7", true, T0 + 5000.0);
+        e.flush_page(T0 + 8000.0);
+        let b = sent(&mut e, T0 + 8000.0);
+        // (The first page's last second closes with the second view.)
+        let dwell: Vec<_> = b
+            .events
+            .iter()
+            .filter(|e| e.kind() == EventKind::Dwell && e.ts_ms == (T0 + 8000.0) as i64)
+            .collect();
+        assert_eq!(dwell.len(), 1, "{dwell:?}");
+        assert_eq!(dwell[0].item, article);
+        assert_eq!(
+            dwell[0].interaction,
+            Interaction::Dwell { visible_ms: 3000 }
         );
     }
 

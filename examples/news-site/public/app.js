@@ -11,6 +11,19 @@ const $ = (id) => document.getElementById(id);
 const esc = (s) => String(s).replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]);
 const when = (ms) => new Date(ms).toLocaleDateString("en-GB", { weekday: "short", day: "numeric", month: "short", hour: "2-digit", minute: "2-digit" });
 
+// The page's item for the tracker (js/README.md): an article's page view,
+// scroll depth and reading time count for the article. Set before the
+// tracker sees a view: at load, before pushState, first on popstate.
+function setPageItem(path) {
+  const [, kind, id] = path.split("/");
+  let meta = document.querySelector('meta[name="attune:item"]');
+  if (kind !== "article") return meta?.remove();
+  if (!meta) document.head.append((meta = Object.assign(document.createElement("meta"), { name: "attune:item" })));
+  meta.content = id;
+}
+setPageItem(location.pathname);
+addEventListener("popstate", () => setPageItem(location.pathname));
+
 // Batches go to the edge on this site's own domain (/attune/ is the worker's route).
 const attune = await init({ endpoint: "/attune/v1/collect", siteKey: config.siteKey, flushInterval: 2000 });
 window.attune = attune;
@@ -108,6 +121,7 @@ document.addEventListener("click", (e) => {
     // Rail links are tracked by the tracker itself (data-attune-rec); article cards here.
     if (!a.hasAttribute("data-attune-rec")) attune.track("click", { item });
   }
+  setPageItem(a.getAttribute("href"));
   history.pushState({}, "", a.getAttribute("href"));
   render();
 });

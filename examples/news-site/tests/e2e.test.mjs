@@ -199,6 +199,10 @@ test("the origin's recommendations and profile follow within the consistency win
   assert.ok(profile.counts.click >= 3, JSON.stringify(profile.counts));
   assert.ok(profile.dwell_ms_total > 0, "visible dwell was recorded");
   assert.ok(delivered.events.some((e) => e.k === "scroll" && e.dp > 10), "scroll depth was sent");
+  // Article pages name their item (meta attune:item): view and scroll count for the article.
+  const articleEvents = (k) => delivered.events.filter((e) => e.k === k && String(e.it ?? "").startsWith(`${category}-`));
+  assert.ok(articleEvents("page_view").length >= 3, "the article views carry the article");
+  assert.ok(articleEvents("scroll").length >= 1, "the article's scroll depth carries the article");
 });
 
 test("reloading and going offline then online duplicate nothing: profile counts equal distinct event ids", async () => {
@@ -278,9 +282,12 @@ test("the dashboard shows the stream, the consumer and this reader's affinities 
   // The consumers' state in words: current once the reader's events are in,
   // and what it says when they are behind or gone.
   await dash.waitForFunction(() => document.getElementById("lag-note").textContent.startsWith("consumers are current"), null, { timeout: CONSISTENCY_WINDOW_MS });
-  const words = await dash.evaluate(() => [window.dash.lagWords(7, 0, 0), window.dash.lagWords(120, 1, 40)]);
+  const words = await dash.evaluate(() => [window.dash.lagWords(7, 0, 0), window.dash.lagWords(120, 1, 40), document.getElementById("user-note").textContent, window.dash.readerWords(0, 900, 1), window.dash.readerWords(4, 7, 0)]);
   assert.match(words[0], /^7 events wait and no consumer is running/);
   assert.match(words[1], /^120 events behind: .* about 3 s to go$/);
+  assert.equal(words[2], "", "a current reader's panel needs no excuse");
+  assert.match(words[3], /^the consumers are 900 events behind: this reader's newest events may not be in their profile/);
+  assert.match(words[4], /^no consumer is running: /);
   await dash.screenshot({ path: path.join(outDir, "dashboard.png"), fullPage: true });
 });
 
