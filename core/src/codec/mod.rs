@@ -17,7 +17,10 @@
 //! | `e` | events | `c` | context | | |
 //!
 //! Unknown keys are ignored, so a newer tracker can add optional fields
-//! without a schema version bump. Decoding never panics: every byte string gets
+//! without a schema version bump. Batches, events and contexts must be maps:
+//! an array in their place is refused, since fields bound by position would
+//! silently change meaning when one is added. Both encodings take at most
+//! 15 levels of nesting (unknown keys included). Decoding never panics: every byte string gets
 //! either a [`Batch`] that satisfies [`Limits`] or a [`DecodeError`].
 
 mod encoding;
@@ -34,10 +37,12 @@ use serde::{Deserialize, Deserializer};
 use crate::event::Batch;
 use crate::limits::Limits;
 use crate::SCHEMA_VERSION;
-use wire::{long_path, WireBatch};
+use wire::{long_path, MapOnly, WireBatch};
 
-/// Deepest nesting the MessagePack decoder follows (the schema needs 4).
-const MAX_MSGPACK_DEPTH: usize = 16;
+/// Deepest nesting either decoder takes, in levels of maps and arrays (the
+/// schema needs 5: batch, events, event, context, viewport); unknown keys may
+/// nest up to it too.
+const MAX_DEPTH: usize = 15;
 
 /// Encodes a batch as compact MessagePack (maps with short keys).
 pub fn encode_msgpack(batch: &Batch) -> Vec<u8> {
@@ -88,8 +93,8 @@ pub fn decode(bytes: &[u8], limits: &Limits, format: Format) -> Result<Batch, De
             limit: limits.max_batch_bytes,
         });
     }
-    let wire: WireBatch = match parse(bytes, format) {
-        Ok(wire) => wire,
+    let wire: WireBatch = match parse::<MapOnly<WireBatch>>(bytes, format) {
+        Ok(MapOnly(wire)) => wire,
         // A batch of another version may have failed because its shape changed:
         // say so rather than report the first field that no longer fits.
         Err(malformed) => match parse::<VersionProbe>(bytes, format) {
@@ -133,7 +138,8 @@ fn parse_with<W: Walk, T: DeserializeOwned>(
             // arrive, so a forged length prefix cannot force a large allocation.
             let mut rest = bytes;
             let mut de = rmp_serde::Deserializer::new(&mut rest);
-            de.set_max_depth(MAX_MSGPACK_DEPTH);
+            // rmp-serde refuses a value at its limit: one more, for MAX_DEPTH levels.
+            de.set_max_depth(MAX_DEPTH + 1);
             let value = W::walk(&mut de)?;
             if !rest.is_empty() {
                 let detail = format!("{} trailing bytes after the batch", rest.len());
@@ -142,12 +148,43 @@ fn parse_with<W: Walk, T: DeserializeOwned>(
             Ok(value)
         }
         Format::Json => {
+            // serde_json's own limit is 128 levels: the same bound as MessagePack's.
+            if json_depth(bytes) > MAX_DEPTH {
+                return Err((".".into(), format!("nested deeper than {MAX_DEPTH} levels")));
+            }
             let mut de = serde_json::Deserializer::from_slice(bytes);
             let value = W::walk(&mut de)?;
             de.end().map_err(|e| (".".into(), e.to_string()))?;
             Ok(value)
         }
     }
+}
+
+/// The deepest nesting of arrays and objects in JSON text (strings skipped;
+/// malformed text is the parser's to report).
+fn json_depth(bytes: &[u8]) -> usize {
+    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0, false, false);
+    for &b in bytes {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
 }
 
 /// How a parse walks its input.
@@ -229,6 +266,65 @@ mod tests {
         );
         assert_eq!(e.field(), Some("events[0].ts"), "{e}");
         assert_eq!(e.code(), "malformed");
+    }
+
+    #[test]
+    fn batches_and_events_must_be_maps_not_arrays() {
+        let batch_as_array = r#"[1,"news","x",null,1800000000000,0,[]]"#;
+        let e = json_err(batch_as_array);
+        assert_eq!((e.code(), e.field()), ("malformed", Some(".")), "{e}");
+        assert!(e.to_string().contains("expected a map"), "{e}");
+        let event_as_array = r#"{"v":1,"s":"news","a":"x","t":1800000000000,"e":[["0197e3c5-8000-7000-8000-000000000001","click",1800000000000,"item-1"]]}"#;
+        let e = json_err(event_as_array);
+        assert_eq!(e.field(), Some("events[0]"), "{e}");
+        // MessagePack: the same batch written as arrays (rmp-serde's compact form).
+        let compact = rmp_serde::to_vec(&WireBatch::from(&batch())).unwrap();
+        let e = decode_msgpack(&compact, &Limits::default()).unwrap_err();
+        assert_eq!((e.code(), e.field()), ("malformed", Some(".")), "{e}");
+        assert!(e.to_string().contains("expected a map"), "{e}");
+    }
+
+    /// A valid batch with an unknown key holding `levels` nested arrays, in
+    /// both encodings (the batch map is one more level).
+    fn nested(levels: usize) -> (Vec<u8>, Vec<u8>) {
+        let json = encode_json(&batch());
+        let value = format!("{}null{}", "[".repeat(levels), "]".repeat(levels));
+        let json = format!(
+            "{{\"x\":{value},{}",
+            std::str::from_utf8(&json[1..]).unwrap()
+        );
+        let mut msgpack = encode_msgpack(&batch());
+        assert_eq!(msgpack[0] & 0xf0, 0x80, "a fixmap");
+        msgpack[0] += 1;
+        let mut extra = vec![0xa1, b'x'];
+        extra.extend(std::iter::repeat_n(0x91, levels));
+        extra.push(0xc0);
+        msgpack.splice(1..1, extra);
+        (json.into_bytes(), msgpack)
+    }
+
+    #[test]
+    fn both_encodings_refuse_the_same_nesting_depth() {
+        let limits = Limits::default();
+        let (json, msgpack) = nested(MAX_DEPTH - 1);
+        assert!(decode_json(&json, &limits).is_ok());
+        assert!(decode_msgpack(&msgpack, &limits).is_ok());
+        let (json, msgpack) = nested(MAX_DEPTH);
+        let from_json = decode_json(&json, &limits).unwrap_err();
+        assert_eq!(from_json.code(), "malformed");
+        assert!(
+            from_json.to_string().contains("nested deeper than 15"),
+            "{from_json}"
+        );
+        let from_msgpack = decode_msgpack(&msgpack, &limits).unwrap_err();
+        assert_eq!(from_msgpack.code(), "malformed", "{from_msgpack}");
+        // Brackets inside strings are text, not nesting.
+        let quoted = format!(
+            r#"{{"x":"{}",{}"#,
+            "[".repeat(100),
+            &std::str::from_utf8(&encode_json(&batch())).unwrap()[1..]
+        );
+        assert!(decode_json(quoted.as_bytes(), &limits).is_ok());
     }
 
     #[test]

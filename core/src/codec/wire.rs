@@ -3,8 +3,11 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::fmt;
+use std::marker::PhantomData;
 
-use serde::{Deserialize, Serialize};
+use serde::de::{MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use uuid::Uuid;
 
 use super::{DecodeError, Problem};
@@ -80,6 +83,34 @@ const CONTEXT_KEYS: &[(&str, &str)] = &[
     ("dc", "device"),
 ];
 
+/// A struct the protocol sends as a map. serde's derived structs also take a
+/// sequence (fields by position), which would silently rebind values when a
+/// field is added: the protocol says maps, so a sequence is refused ("invalid
+/// type: sequence, expected a map") in both encodings.
+pub(super) struct MapOnly<T>(pub T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for MapOnly<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct MapVisitor<T>(PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for MapVisitor<T> {
+            type Value = MapOnly<T>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a map")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(MapOnly)
+            }
+        }
+        d.deserialize_map(MapVisitor(PhantomData))
+    }
+}
+
+impl<T: Serialize> Serialize for MapOnly<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 pub(super) struct WireBatch<'a> {
     #[serde(rename = "v", alias = "schema_version")]
@@ -105,7 +136,7 @@ pub(super) struct WireBatch<'a> {
     )]
     dropped: u32,
     #[serde(rename = "e", alias = "events")]
-    events: Vec<WireEvent<'a>>,
+    events: Vec<MapOnly<WireEvent<'a>>>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -143,7 +174,7 @@ struct WireEvent<'a> {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    context: Option<WireContext<'a>>,
+    context: Option<MapOnly<WireContext<'a>>>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -191,7 +222,11 @@ impl<'a> From<&'a Batch> for WireBatch<'a> {
             user_token: b.user_token.as_deref().map(Cow::Borrowed),
             sent_at: b.sent_at_ms,
             dropped: b.dropped,
-            events: b.events.iter().map(WireEvent::from).collect(),
+            events: b
+                .events
+                .iter()
+                .map(|e| MapOnly(WireEvent::from(e)))
+                .collect(),
         }
     }
 }
@@ -210,11 +245,13 @@ impl<'a> From<&'a Event> for WireEvent<'a> {
             item: e.item.as_deref().map(Cow::Borrowed),
             depth_pct,
             visible_ms,
-            context: e.context.as_ref().map(|c| WireContext {
-                path: c.path.as_deref().map(Cow::Borrowed),
-                referrer: c.referrer.as_deref().map(Cow::Borrowed),
-                viewport: c.viewport.map(|v| (v.width, v.height)),
-                device: c.device.map(|d| Cow::Borrowed(d.as_str())),
+            context: e.context.as_ref().map(|c| {
+                MapOnly(WireContext {
+                    path: c.path.as_deref().map(Cow::Borrowed),
+                    referrer: c.referrer.as_deref().map(Cow::Borrowed),
+                    viewport: c.viewport.map(|v| (v.width, v.height)),
+                    device: c.device.map(|d| Cow::Borrowed(d.as_str())),
+                })
             }),
         }
     }
@@ -295,7 +332,7 @@ impl WireBatch<'_> {
         );
         let mut seen: HashMap<Uuid, usize> = HashMap::with_capacity(self.events.len());
         let mut events = Vec::with_capacity(self.events.len());
-        for (index, event) in self.events.into_iter().enumerate() {
+        for (index, MapOnly(event)) in self.events.into_iter().enumerate() {
             if let Some(first) = seen.insert(event.id, index) {
                 return Err(invalid(
                     format!("events[{index}].id"),
@@ -375,7 +412,7 @@ impl WireEvent<'_> {
         }
         let context = match self.context {
             None => None,
-            Some(c) => {
+            Some(MapOnly(c)) => {
                 let url = |name: &str, v: &Option<Cow<str>>| match v {
                     Some(v) => check_str(&field(name), v, limits.max_url_len),
                     None => Ok(()),
