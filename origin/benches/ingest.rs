@@ -487,6 +487,7 @@ async fn main() -> anyhow::Result<()> {
         site_key: "bench".into(),
         api_key: "bench-secret-api-key".into(),
         token_secret: "bench-token-secret".into(),
+        retired_token_secrets: Vec::new(),
         allowed_origins: vec!["*".into()],
         weights: Default::default(),
     };

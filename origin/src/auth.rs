@@ -15,6 +15,13 @@
 //!   Site keys cannot contain `.`; user ids may (they are what lies between the
 //!   site and the expiry). Anonymous visitors are the user `anon:<anonymous_id>`.
 //!
+//!   Revocation is by expiry and rotation: tokens are short-lived (the back
+//!   end mints one per session), and a site rotates its secret by moving the
+//!   old one to `retired_token_secrets` (its tokens still verify) and
+//!   removing it once their expiry has passed — or at once, to revoke every
+//!   token it signed (a leak). Forgetting a user (`DELETE /v1/users/…`)
+//!   removes their data whatever tokens remain.
+//!
 //!   Why not a JWT or PASETO: the format is the site's to implement in its
 //!   own back end, in any language, and this one is one HMAC call with no
 //!   header to parse, so no algorithm can be chosen by the token (JWT's
@@ -49,7 +56,8 @@ pub use attune_core::routing::anonymous_user;
 pub struct Site {
     /// Public key.
     pub key: String,
-    token_secret: Vec<u8>,
+    /// The current secret first, then retired ones still honoured.
+    token_secrets: Vec<Vec<u8>>,
     allowed_origins: Vec<String>,
 }
 
@@ -65,13 +73,18 @@ impl Site {
         if site != self.key {
             return Err(TokenError::OtherSite);
         }
-        let mut mac = HmacSha256::new_from_slice(&self.token_secret).expect("any key length");
-        mac.update(signed_part(site, user, exp).as_bytes());
         let sig = URL_SAFE_NO_PAD
             .decode(sig)
             .map_err(|_| TokenError::Malformed)?;
-        mac.verify_slice(&sig)
-            .map_err(|_| TokenError::BadSignature)?;
+        let payload = signed_part(site, user, exp);
+        let signed_by = |secret: &Vec<u8>| {
+            let mut mac = HmacSha256::new_from_slice(secret).expect("any key length");
+            mac.update(payload.as_bytes());
+            mac.verify_slice(&sig).is_ok()
+        };
+        if !self.token_secrets.iter().any(signed_by) {
+            return Err(TokenError::BadSignature);
+        }
         if exp < now_s {
             return Err(TokenError::Expired);
         }
@@ -147,15 +160,17 @@ impl Sites {
                     c.site_key
                 );
             }
-            if c.api_key.len() < 16 || c.token_secret.len() < 16 {
+            let secrets = std::iter::once(&c.token_secret).chain(&c.retired_token_secrets);
+            if c.api_key.len() < 16 || secrets.clone().any(|s| s.len() < 16) {
                 bail!(
-                    "site `{}`: api_key and token_secret need at least 16 characters",
+                    "site `{}`: api_key, token_secret and retired_token_secrets need at least \
+                     16 characters each",
                     c.site_key
                 );
             }
             let site = Arc::new(Site {
                 key: c.site_key.clone(),
-                token_secret: c.token_secret.as_bytes().to_vec(),
+                token_secrets: secrets.map(|s| s.as_bytes().to_vec()).collect(),
                 allowed_origins: c.allowed_origins.clone(),
             });
             if sites
@@ -290,7 +305,7 @@ mod tests {
     fn site() -> Site {
         Site {
             key: "news".into(),
-            token_secret: b"0123456789abcdef".to_vec(),
+            token_secrets: vec![b"0123456789abcdef".to_vec()],
             allowed_origins: vec!["https://news.example".into()],
         }
     }
@@ -324,6 +339,30 @@ mod tests {
             site().verify_token("v1.news", 0),
             Err(TokenError::Malformed)
         );
+    }
+
+    #[test]
+    fn a_rotation_keeps_old_tokens_until_their_secret_is_removed() {
+        let config = |retired: Vec<String>| SiteConfig {
+            site_key: "news".into(),
+            api_key: "an-api-key-of-16-chars".into(),
+            token_secret: "the-new-secret-value".into(),
+            retired_token_secrets: retired,
+            allowed_origins: Vec::new(),
+            weights: Default::default(),
+        };
+        let old = mint_token("news", "u1", b"the-old-secret-value", 1000);
+        let new = mint_token("news", "u1", b"the-new-secret-value", 1000);
+        let rotating = Sites::new(&[config(vec!["the-old-secret-value".into()])]).unwrap();
+        let site = rotating.by_key("news").unwrap();
+        assert_eq!(site.verify_token(&old, 0), Ok("u1".into()));
+        assert_eq!(site.verify_token(&new, 0), Ok("u1".into()));
+        let rotated = Sites::new(&[config(Vec::new())]).unwrap();
+        let site = rotated.by_key("news").unwrap();
+        assert_eq!(site.verify_token(&old, 0), Err(TokenError::BadSignature));
+        assert_eq!(site.verify_token(&new, 0), Ok("u1".into()));
+        let short = Sites::new(&[config(vec!["short".into()])]).unwrap_err();
+        assert!(short.to_string().contains("16 characters"), "{short}");
     }
 
     #[test]

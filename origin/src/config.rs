@@ -279,8 +279,12 @@ pub struct SiteConfig {
     pub site_key: String,
     /// Secret key for server-to-server calls (catalog, any user's data).
     pub api_key: String,
-    /// HMAC secret for the site's user tokens.
+    /// HMAC secret for the site's user tokens (new tokens are signed with it).
     pub token_secret: String,
+    /// Earlier token secrets whose tokens still verify, during a rotation:
+    /// remove one to revoke every token signed with it.
+    #[serde(default)]
+    pub retired_token_secrets: Vec<String>,
     /// Origins allowed to call from browsers (`*` allows any).
     #[serde(default)]
     pub allowed_origins: Vec<String>,
@@ -297,6 +301,7 @@ impl SiteConfig {
             site_key: "demo".into(),
             api_key: "demo-secret-api-key".into(),
             token_secret: "demo-token-secret".into(),
+            retired_token_secrets: Vec::new(),
             allowed_origins: vec!["*".into()],
             weights: FeedbackWeights::default(),
         }

@@ -97,6 +97,7 @@ impl Bench {
             site_key: site_key.clone(),
             api_key: API_KEY.into(),
             token_secret: "bench-token-secret".into(),
+            retired_token_secrets: Vec::new(),
             allowed_origins: vec!["*".into()],
             weights: Default::default(),
         };

@@ -60,6 +60,7 @@ pub fn unique_site() -> SiteConfig {
         site_key: format!("it-{}", &id[20..]),
         api_key: format!("sk-{id}"),
         token_secret: format!("ts-{id}"),
+        retired_token_secrets: Vec::new(),
         allowed_origins: vec!["https://news.example".into()],
         weights: Default::default(),
     }
