@@ -122,6 +122,38 @@ test("with ORIGIN_EDGE_SECRET the edge proves itself and names the reader's addr
   }
 });
 
+test("with CLIENT_LIMIT the edge limits each reader's address, answers 429 as the origin does and forwards nothing over the limit", async () => {
+  const site = origin.site.site_key;
+  const limited = startWorker(
+    { ORIGIN_URL: proxy.url, SITE_KEY: site, ORIGIN_API_KEY: origin.site.api_key },
+    { ratelimits: { CLIENT_LIMIT: { simple: { limit: 5, period: 10 } } } },
+  );
+  try {
+    const forwardedBefore = proxy.state.events.length;
+    const statuses = [];
+    let refused;
+    for (let i = 0; i < 8; i++) {
+      const r = await post(limited, batch(site, `anon-flood-${Date.now()}-${i}`, [{ kind: "page_view" }]), { clientIp: "198.51.100.7" });
+      statuses.push(r.status);
+      if (r.status === 429) refused = { body: await r.json(), retryAfter: r.headers.get("retry-after") };
+      else await r.arrayBuffer();
+    }
+    assert.deepEqual(statuses, [202, 202, 202, 202, 202, 429, 429, 429]);
+    assert.equal(refused.body.error, "rate_limited");
+    assert.match(refused.body.message, /retry after/);
+    assert.ok(Number(refused.retryAfter) > 0, "Retry-After");
+    assert.equal(proxy.state.events.length - forwardedBefore, 5, "nothing over the limit reached the origin");
+    // Another reader is not held back by the first one's flood.
+    const other = await post(limited, batch(site, `anon-other-${Date.now()}`, [{ kind: "page_view" }]), { clientIp: "198.51.100.8" });
+    assert.equal(other.status, 202);
+    const recsOver = await limited.dispatchFetch(`${BASE}/v1/recommendations?k=3`, { headers: { "cf-connecting-ip": "198.51.100.7" } });
+    assert.equal(recsOver.status, 429, "the limit covers every /v1/ route");
+    await recsOver.arrayBuffer();
+  } finally {
+    await limited.dispose();
+  }
+});
+
 test("golden vectors: the worker's decay and rerank equal attune-core's, bit for bit", async () => {
   for (const c of golden.rerank) {
     const r = await edge.dispatchFetch(`${BASE}/__attune/golden/rerank`, { method: "POST", body: JSON.stringify(c) });

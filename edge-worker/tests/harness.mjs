@@ -103,9 +103,9 @@ function edgeWorker(bindings) {
   };
 }
 
-/** The built worker (build/) in workerd. */
-export function startWorker(bindings) {
-  return new Miniflare(edgeWorker(bindings));
+/** The built worker (build/) in workerd; `extra`: more Miniflare options (e.g. `ratelimits`). */
+export function startWorker(bindings, extra = {}) {
+  return new Miniflare({ ...edgeWorker(bindings), ...extra });
 }
 
 /**

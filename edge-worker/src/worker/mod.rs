@@ -5,6 +5,7 @@ mod config;
 mod debug;
 mod forward;
 mod queue;
+mod rate_limit;
 mod recommendations;
 
 use serde::Serialize;
@@ -51,6 +52,11 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
     // prefix of the site's own domain (e.g. news.example/attune/v1/collect).
     let path = req.path();
     let route = path.rfind("/v1/").map_or(path.as_str(), |i| &path[i..]);
+    if route.starts_with("/v1/") {
+        if let Some(limited) = rate_limit::check(&req, &env).await? {
+            return Ok(limited);
+        }
+    }
     match (req.method(), route) {
         (Method::Post, "/v1/collect") => collect::handle(req, &config, &env).await,
         (Method::Get, "/v1/recommendations") => recommendations::handle(req, &config, &ctx).await,
