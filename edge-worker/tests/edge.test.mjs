@@ -3,15 +3,16 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { decode } from "@msgpack/msgpack";
-import { startOrigin, startProxy, startWorker, startQueuedWorker, golden, batch, cookieOf } from "./harness.mjs";
+import { startOrigin, startProxy, startWorker, startQueuedWorker, golden, batch, cookieOf, ALLOWED_ORIGIN } from "./harness.mjs";
 
 let origin, proxy, edge, staleEdge;
 const BASE = "http://edge.test";
 
-async function post(mf, body, { cookie, contentType = "application/msgpack", clientIp } = {}) {
+async function post(mf, body, { cookie, contentType = "application/msgpack", clientIp, pageOrigin } = {}) {
   const headers = { "content-type": contentType };
   if (cookie) headers.cookie = cookie;
   if (clientIp) headers["cf-connecting-ip"] = clientIp;
+  if (pageOrigin) headers.origin = pageOrigin;
   return mf.dispatchFetch(`${BASE}/v1/collect`, { method: "POST", headers, body });
 }
 
@@ -120,6 +121,20 @@ test("with ORIGIN_EDGE_SECRET the edge proves itself and names the reader's addr
   } finally {
     await trusted.dispose();
   }
+});
+
+test("a page the site does not allow gets the origin's 403 through the edge, and no cookie", async () => {
+  const site = origin.site.site_key;
+  const forwardedBefore = proxy.state.events.length;
+  let r = await post(edge, batch(site, `anon-foreign-${Date.now()}`, [{ kind: "page_view" }]), { pageOrigin: "https://evil.example" });
+  assert.equal(r.status, 403);
+  const body = await r.json();
+  assert.equal(body.error, "forbidden");
+  assert.match(body.message, /https:\/\/evil\.example may not send events/);
+  assert.equal(r.headers.get("set-cookie"), null, "the edge state moves on only with a 202");
+  assert.equal(proxy.state.events.length - forwardedBefore, 1, "forwarded once: a refusal is final");
+  r = await post(edge, batch(site, `anon-allowed-${Date.now()}`, [{ kind: "page_view" }]), { pageOrigin: ALLOWED_ORIGIN });
+  assert.equal(r.status, 202);
 });
 
 test("with CLIENT_LIMIT the edge limits each reader's address, answers 429 as the origin does and forwards nothing over the limit", async () => {

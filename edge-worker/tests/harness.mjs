@@ -47,7 +47,7 @@ export async function startOrigin() {
   const site = { site_key: `edge-${id}`, api_key: `sk-edge-test-${id}-0123456789`, token_secret: `ts-edge-test-${id}-0123456789` };
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "attune-edge-"));
   const config = path.join(dir, "attune.toml");
-  fs.writeFileSync(config, `[[sites]]\nsite_key = "${site.site_key}"\napi_key = "${site.api_key}"\ntoken_secret = "${site.token_secret}"\nallowed_origins = ["*"]\n`);
+  fs.writeFileSync(config, `[[sites]]\nsite_key = "${site.site_key}"\napi_key = "${site.api_key}"\ntoken_secret = "${site.token_secret}"\nallowed_origins = ["${ALLOWED_ORIGIN}"]\n`);
   const port = await freePort();
   const bin = process.env.ATTUNE_ORIGIN_BIN ?? path.join(repoDir, "target/debug/attune-origin");
   if (!fs.existsSync(bin)) throw new Error(`${bin} is missing: cargo build -p attune-origin`);
@@ -89,6 +89,9 @@ export async function startProxy(target) {
   await new Promise((r) => server.listen(0, "127.0.0.1", r));
   return { url: `http://127.0.0.1:${server.address().port}`, state, stop: () => server.close() };
 }
+
+/** The one page origin the test site allows. */
+export const ALLOWED_ORIGIN = "https://news.test";
 
 function edgeWorker(bindings) {
   const build = path.join(crateDir, "build");

@@ -103,6 +103,7 @@ pub async fn handle(mut req: Request, config: &Config, env: &Env) -> Result<Resp
         content_type: &content_type,
         user_agent: headers.get("user-agent")?,
         client_ip: headers.get("cf-connecting-ip")?,
+        page_origin: headers.get("origin")?,
         edge_secret: config.origin_edge_secret.as_deref(),
     };
     let cookie = set_cookie(&state.seal(&config.state_secret));

@@ -22,6 +22,9 @@ pub struct Upload<'a> {
     pub content_type: &'a str,
     pub user_agent: Option<String>,
     pub client_ip: Option<String>,
+    /// The page's `Origin`, for the origin's allowed-origins check (the
+    /// edge relays its 403 for a foreign page).
+    pub page_origin: Option<String>,
     /// The secret that makes the origin trust `client_ip` for its per-IP
     /// limit (ORIGIN_EDGE_SECRET; the origin's ATTUNE_EDGE_SECRET).
     pub edge_secret: Option<&'a str>,
@@ -90,6 +93,9 @@ pub async fn send(u: &Upload<'_>) -> worker::Result<(u16, Vec<u8>, Option<u32>)>
     }
     if let Some(ip) = &u.client_ip {
         headers.set("x-forwarded-for", ip)?;
+    }
+    if let Some(origin) = &u.page_origin {
+        headers.set("origin", origin)?;
     }
     if let Some(secret) = u.edge_secret {
         headers.set("x-attune-edge", secret)?;

@@ -30,6 +30,9 @@ pub struct Queued {
     content_type: String,
     user_agent: Option<String>,
     client_ip: Option<String>,
+    /// The page's `Origin` (absent in messages queued before it was kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    page_origin: Option<String>,
     /// Why the origin refused it (dead letters only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     refused: Option<String>,
@@ -43,6 +46,7 @@ impl Queued {
             content_type: &self.content_type,
             user_agent: self.user_agent.clone(),
             client_ip: self.client_ip.clone(),
+            page_origin: self.page_origin.clone(),
             edge_secret,
         }
     }
@@ -63,6 +67,7 @@ pub async fn enqueue(env: &Env, upload: &Upload<'_>) -> Result<()> {
         content_type: upload.content_type.to_owned(),
         user_agent: upload.user_agent.clone(),
         client_ip: upload.client_ip.clone(),
+        page_origin: upload.page_origin.clone(),
         refused: None,
     };
     send_to(env, EVENTS, &message).await
