@@ -11,12 +11,14 @@
 //!   stale-while-revalidate, then stale-if-error), reranks it per request with
 //!   attune-core's rerank and the cookie's affinities, and answers top-K.
 //!
-//! [`state`] and [`candidates`] are plain Rust, unit-tested natively; the
+//! [`intake`], [`state`] and [`candidates`] are plain Rust, tested natively
+//! (the intake and the cookie fuzzed with arbitrary bytes); the
 //! runtime glue in `worker/` builds only for wasm32.
 #![forbid(unsafe_code)]
 
 pub mod candidates;
 pub mod fixture;
+pub mod intake;
 pub mod state;
 
 #[cfg(target_arch = "wasm32")]

@@ -1,11 +1,11 @@
 //! `POST /v1/collect`: the tracker's batch, stored at the origin and applied to
 //! the person's edge state before the answer.
 
-use attune_core::codec::{decode, decoded_body, format_of};
 use attune_core::routing::anonymous_user;
 use worker::{console_error, Env, Request, Response, Result};
 
 use super::{error, forward, now_ms, queue, recommendations, Config, ForwardTo};
+use crate::intake::read_batch;
 use crate::state::{cookie_value, set_cookie, EdgeState};
 
 pub async fn handle(mut req: Request, config: &Config, env: &Env) -> Result<Response> {
@@ -21,43 +21,17 @@ pub async fn handle(mut req: Request, config: &Config, env: &Env) -> Result<Resp
             None,
         );
     };
-    let Some(format) = format_of(&content_type) else {
-        return error(
-            415,
-            "unsupported_media_type",
-            format!("Content-Type `{content_type}` is not accepted: send application/msgpack or application/json"),
-            None,
-        );
-    };
-    // attune-core's Content-Encoding rule, as the origin applies it. The
-    // origin then receives the batch's bytes inflated, unchanged otherwise.
     let encoding = headers.get("content-encoding")?;
-    let body = match decoded_body(encoding.as_deref(), &body, config.limits.max_batch_bytes) {
-        Ok(inflated) => inflated.into_owned(),
-        Err(e) => return error(e.status(), e.code(), e.to_string(), None),
+    let (batch, body) = match read_batch(
+        &content_type,
+        encoding.as_deref(),
+        &body,
+        &config.limits,
+        &config.site_key,
+    ) {
+        Ok(read) => read,
+        Err(r) => return error(r.status, r.code, r.message, r.field),
     };
-    let batch = match decode(&body, &config.limits, format) {
-        Ok(b) => b,
-        Err(e) => {
-            return error(
-                e.status(),
-                e.code(),
-                e.to_string(),
-                e.field().map(Into::into),
-            )
-        }
-    };
-    if batch.site_key != config.site_key {
-        return error(
-            403,
-            "forbidden",
-            format!(
-                "this edge serves site `{}`, not `{}`",
-                config.site_key, batch.site_key
-            ),
-            Some("site_key".into()),
-        );
-    }
 
     let now = now_ms();
     // Client clocks drift; the edge's decay runs on its own clock.
