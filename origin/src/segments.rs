@@ -105,13 +105,24 @@ pub fn of_batch(
     out
 }
 
-/// The segments of a recommendations request.
-pub fn of_request(device: Option<DeviceClass>, attrs: &Attributes, now_ms: i64) -> Vec<String> {
+/// The segments of a recommendations request: the same kinds a batch
+/// counts toward (the referrer when the caller passes the page's).
+pub fn of_request(
+    device: Option<DeviceClass>,
+    referrer: Option<&str>,
+    attrs: &Attributes,
+    now_ms: i64,
+) -> Vec<String> {
     let mut out: Vec<String> = device
         .map(|d| format!("device:{}", d.as_str()))
         .into_iter()
         .collect();
     out.push(hour_bucket(now_ms).to_owned());
+    out.extend(
+        referrer
+            .filter(|r| !r.is_empty())
+            .map(|r| referrer_class(r).to_owned()),
+    );
     out.extend(attributes(attrs));
     out
 }
@@ -144,7 +155,9 @@ mod tests {
             assert_eq!(referrer_class(referrer), class, "{referrer}");
         }
         let attrs = Attributes::from([("locale".to_string(), "de-DE".to_string())]);
-        let s = of_request(Some(DeviceClass::Mobile), &attrs, 0);
+        let s = of_request(Some(DeviceClass::Mobile), None, &attrs, 0);
         assert_eq!(s, ["device:mobile", "hour:night", "attr:locale=de-DE"]);
+        let s = of_request(None, Some("https://t.co/x"), &Attributes::new(), 0);
+        assert_eq!(s, ["hour:night", "ref:social"]);
     }
 }

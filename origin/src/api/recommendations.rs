@@ -28,6 +28,9 @@ pub struct RecommendationsQuery {
     pub k: Option<usize>,
     /// The user (API keys only; a user token reads its own user).
     pub user: Option<String>,
+    /// The page's referrer (`document.referrer`): a newcomer is ranked by
+    /// what readers who came the same way (search, social, other) read.
+    pub referrer: Option<String>,
 }
 
 /// The reply.
@@ -85,10 +88,11 @@ pub async fn get_recommendations(
             .and_then(|v| v.to_str().ok())
             .and_then(|ua| state.user_agents.device(ua).class);
         let attrs = state.store.ingest_context(site, &user).await?.attributes;
-        let scopes: Vec<String> = segments::of_request(device, &attrs, now_ms)
-            .iter()
-            .map(|s| segments::scope(site, s))
-            .collect();
+        let scopes: Vec<String> =
+            segments::of_request(device, q.referrer.as_deref(), &attrs, now_ms)
+                .iter()
+                .map(|s| segments::scope(site, s))
+                .collect();
         let per_segment: Vec<HashMap<String, DecayedScore>> =
             futures::future::try_join_all(scopes.iter().map(|s| state.store.popularity(s))).await?;
         newcomer_popularity = snapshot.popularity.blend(

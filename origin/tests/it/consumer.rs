@@ -652,6 +652,62 @@ async fn a_reader_is_recommended_what_readers_of_the_same_item_read_next() {
     );
 }
 
+/// Cold start by referrer: readers who came from a search engine read `a`,
+/// more readers who came directly read `b`. A newcomer whose page came from
+/// search is ranked by what search readers read; one without a referrer by
+/// the site's popularity.
+#[tokio::test]
+async fn a_newcomer_from_search_gets_what_search_readers_read() {
+    let (prefix, origin) = setup().await;
+    let site = origin.site.site_key.clone();
+    let _consumer = Consumer::start(&prefix, &format!("g-{prefix}"));
+    origin
+        .load_items(serde_json::json!({"items": [
+            {"id": "a", "tags": ["x"]}, {"id": "b", "tags": ["x"]}
+        ]}))
+        .await;
+    let t = now_ms();
+    let mut expected = Expected::default();
+    for (readers, item, referrer) in [(8, "a", Some("https://www.google.com/")), (10, "b", None)] {
+        for r in 0..readers {
+            let mut view = event(Interaction::PageView, None, t);
+            view.context = Some(attune_core::Context {
+                referrer: referrer.map(Into::into),
+                ..Default::default()
+            });
+            let b = batch(
+                &site,
+                &format!("{item}-reader-{r}"),
+                vec![view, event(Interaction::Click, Some(item), t)],
+            );
+            assert_eq!(origin.post_batch(&b).await.status(), 202);
+            expected.add(&b);
+        }
+    }
+    expected.wait_for(&origin).await;
+    let first = |query: &'static str| {
+        let origin = &origin;
+        async move {
+            let r: Value = origin
+                .get_as_site(&format!(
+                    "/v1/recommendations?user=anon:newcomer&k=2{query}"
+                ))
+                .await;
+            (
+                r["items"][0]["item"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                r,
+            )
+        }
+    };
+    let (direct, r) = first("").await;
+    assert_eq!(direct, "b", "the site's most read: {r}");
+    let (from_search, r) = first("&referrer=https%3A%2F%2Fwww.bing.com%2Fsearch").await;
+    assert_eq!(from_search, "a", "what search readers read: {r}");
+}
+
 /// A click on `item` by `user` as the consumers receive it, at `offset` of
 /// partition 0 of `topic` (for tests that drive the trainer directly).
 fn click_as_consumed(
