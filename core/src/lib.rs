@@ -20,6 +20,7 @@
 pub mod codec;
 pub mod decay;
 pub mod event;
+pub mod experiments;
 pub mod limits;
 pub mod recommended;
 pub mod rerank;

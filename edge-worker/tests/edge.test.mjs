@@ -3,7 +3,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { decode } from "@msgpack/msgpack";
-import { startOrigin, startProxy, startWorker, startQueuedWorker, golden, batch, cookieOf, ALLOWED_ORIGIN } from "./harness.mjs";
+import { startOrigin, startProxy, startWorker, startQueuedWorker, golden, growthbook, batch, cookieOf, ALLOWED_ORIGIN } from "./harness.mjs";
 
 let origin, proxy, edge, staleEdge;
 const BASE = "http://edge.test";
@@ -167,6 +167,19 @@ test("with CLIENT_LIMIT the edge limits each reader's address, answers 429 as th
   } finally {
     await limited.dispose();
   }
+});
+
+test("experiment assignment in workerd reproduces GrowthBook's cross-language vectors", async () => {
+  const r = await edge.dispatchFetch(`${BASE}/__attune/golden/experiments`, { method: "POST", body: JSON.stringify(growthbook) });
+  assert.equal(r.status, 200);
+  const got = await r.json();
+  assert.deepEqual(got.hash, growthbook.hash.map((c) => c[3]));
+  growthbook.getBucketRange.forEach(([name, , want], i) => {
+    assert.equal(got.getBucketRange[i].length, want.length, name);
+    want.flat().forEach((w, j) => assert.ok(Math.abs(got.getBucketRange[i].flat()[j] - w) < 1e-9, `${name}: ${JSON.stringify(got.getBucketRange[i])}`));
+  });
+  assert.deepEqual(got.chooseVariation, growthbook.chooseVariation.map((c) => c[3]));
+  assert.deepEqual(got.inNamespace, growthbook.inNamespace.map((c) => c[3]));
 });
 
 test("golden vectors: the worker's decay and rerank equal attune-core's, bit for bit", async () => {

@@ -141,6 +141,8 @@ export default {
 }
 
 export const golden = JSON.parse(fs.readFileSync(path.join(repoDir, "core/testdata/golden.json"), "utf8"));
+/** GrowthBook's cross-language assignment vectors (core/testdata/growthbook.json). */
+export const growthbook = JSON.parse(fs.readFileSync(path.join(repoDir, "core/testdata/growthbook.json"), "utf8"));
 export const hex = (s) => Buffer.from(s, "hex");
 
 import { encode } from "@msgpack/msgpack";

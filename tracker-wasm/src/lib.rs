@@ -159,3 +159,40 @@ pub fn encode_batch_json(json: &str) -> Result<Vec<u8>, String> {
         .map(|b| attune_core::codec::encode_msgpack(&b))
         .map_err(|e| e.to_string())
 }
+
+/// attune-core's experiment hash (the golden-vector tests' hook).
+#[cfg(feature = "golden")]
+#[wasm_bindgen(js_name = experimentHash)]
+pub fn experiment_hash(seed: &str, value: &str, version: u32) -> Option<f64> {
+    attune_core::experiments::hash(seed, value, version)
+}
+
+/// attune-core's bucket ranges, flattened `[start, end, start, end, …]`.
+#[cfg(feature = "golden")]
+#[wasm_bindgen(js_name = experimentBucketRanges)]
+pub fn experiment_bucket_ranges(arms: i32, coverage: f64, weights: Option<Vec<f64>>) -> Vec<f64> {
+    attune_core::experiments::bucket_ranges(i64::from(arms), coverage, weights.as_deref())
+        .into_iter()
+        .flat_map(|(start, end)| [start, end])
+        .collect()
+}
+
+/// attune-core's arm choice over flattened ranges; -1 for none.
+#[cfg(feature = "golden")]
+#[wasm_bindgen(js_name = experimentChooseArm)]
+pub fn experiment_choose_arm(position: f64, ranges: Vec<f64>) -> i32 {
+    let ranges: Vec<(f64, f64)> = ranges.chunks(2).map(|r| (r[0], r[1])).collect();
+    attune_core::experiments::choose_arm(position, &ranges).map_or(-1, |i| i as i32)
+}
+
+/// attune-core's namespace test.
+#[cfg(feature = "golden")]
+#[wasm_bindgen(js_name = experimentInNamespace)]
+pub fn experiment_in_namespace(unit: &str, id: &str, start: f64, end: f64) -> bool {
+    let namespace = attune_core::experiments::Namespace {
+        id: id.into(),
+        start,
+        end,
+    };
+    attune_core::experiments::in_namespace(unit, &namespace)
+}

@@ -73,6 +73,10 @@ pub async fn handle(mut req: Request, _config: &Config) -> Result<Response> {
                 &serde_json::json!({"state": s, "value": s.value_at(case.query_ms, hl)}),
             )
         }
+        "/__attune/golden/experiments" => {
+            let vectors: serde_json::Value = req.json().await?;
+            Response::from_json(&experiment_vectors(&vectors))
+        }
         "/__attune/bench/rerank" => {
             let url = req.url()?;
             let n: usize = url
@@ -85,4 +89,48 @@ pub async fn handle(mut req: Request, _config: &Config) -> Result<Response> {
         }
         path => error(404, "not_found", format!("no debug route {path}"), None),
     }
+}
+
+/// attune-core's answers to GrowthBook's assignment vectors (the sections of
+/// `core/testdata/growthbook.json`), in the vectors' own shapes.
+fn experiment_vectors(v: &serde_json::Value) -> serde_json::Value {
+    use attune_core::experiments::{bucket_ranges, choose_arm, hash, in_namespace, Namespace};
+    let cases = |section: &str| v[section].as_array().cloned().unwrap_or_default();
+    let floats = |x: &serde_json::Value| -> Vec<f64> {
+        x.as_array()
+            .map(|a| a.iter().filter_map(serde_json::Value::as_f64).collect())
+            .unwrap_or_default()
+    };
+    let ranges = |x: &serde_json::Value| -> Vec<(f64, f64)> {
+        x.as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|r| (r[0].as_f64().unwrap_or(0.0), r[1].as_f64().unwrap_or(0.0)))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let text = |x: &serde_json::Value| x.as_str().unwrap_or_default().to_owned();
+    serde_json::json!({
+        "hash": cases("hash").iter().map(|c| {
+            hash(&text(&c[0]), &text(&c[1]), c[2].as_u64().unwrap_or(0) as u32)
+        }).collect::<Vec<_>>(),
+        "getBucketRange": cases("getBucketRange").iter().map(|c| {
+            let args = &c[1];
+            let weights = args[2].as_array().map(|_| floats(&args[2]));
+            bucket_ranges(args[0].as_i64().unwrap_or(0), args[1].as_f64().unwrap_or(0.0), weights.as_deref())
+                .into_iter().map(|(s, e)| [s, e]).collect::<Vec<_>>()
+        }).collect::<Vec<_>>(),
+        "chooseVariation": cases("chooseVariation").iter().map(|c| {
+            choose_arm(c[1].as_f64().unwrap_or(0.0), &ranges(&c[2])).map_or(-1, |i| i as i64)
+        }).collect::<Vec<_>>(),
+        "inNamespace": cases("inNamespace").iter().map(|c| {
+            let ns = &c[2];
+            in_namespace(&text(&c[1]), &Namespace {
+                id: text(&ns[0]),
+                start: ns[1].as_f64().unwrap_or(0.0),
+                end: ns[2].as_f64().unwrap_or(0.0),
+            })
+        }).collect::<Vec<_>>(),
+    })
 }
