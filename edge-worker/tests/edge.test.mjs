@@ -3,7 +3,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { decode } from "@msgpack/msgpack";
-import { startOrigin, startProxy, startWorker, startQueuedWorker, golden, growthbook, batch, cookieOf, ALLOWED_ORIGIN } from "./harness.mjs";
+import { startOrigin, startProxy, startWorker, startQueuedWorker, golden, growthbook, batch, cookieOf, mintToken, ALLOWED_ORIGIN } from "./harness.mjs";
 
 let origin, proxy, edge, staleEdge;
 const BASE = "http://edge.test";
@@ -282,6 +282,44 @@ test("FORWARD=queue: 202 once the queue holds the batch, origin down or not; it 
     }
     assert.ok(await until(() => same().some((e) => e.status === 202), 20000), "the queue delivered it once the origin was back");
     assert.deepEqual(same().map((e) => e.status), [202], "the exact bytes, stored once");
+  } finally {
+    await queued.dispose();
+  }
+});
+
+test("FORWARD=queue with the site's token secret and pages: the edge refuses what the origin would, before its 202", async () => {
+  const site = origin.site.site_key;
+  const queued = startQueuedWorker({
+    ORIGIN_URL: proxy.url,
+    SITE_KEY: site,
+    ORIGIN_API_KEY: origin.site.api_key,
+    TOKEN_SECRET: origin.site.token_secret,
+    ALLOWED_ORIGINS: ALLOWED_ORIGIN,
+  });
+  try {
+    const forwardedBefore = proxy.state.events.length;
+    const exp = Math.floor(Date.now() / 1000) + 600;
+    const forged = mintToken(site, "user-1", "not-the-sites-secret-0123", exp);
+    let r = await post(queued, batch(site, "anon-forged", [{ kind: "page_view" }], { token: forged }));
+    assert.equal(r.status, 401);
+    const body = await r.json();
+    assert.deepEqual([body.error, body.field], ["unauthorized", "user_token"]);
+    assert.match(body.message, /signature does not match/);
+    const expired = mintToken(site, "user-1", origin.site.token_secret, Math.floor(Date.now() / 1000) - 5);
+    r = await post(queued, batch(site, "anon-expired", [{ kind: "page_view" }], { token: expired }));
+    assert.equal(r.status, 401);
+    await r.arrayBuffer();
+    r = await post(queued, batch(site, "anon-foreign", [{ kind: "page_view" }]), { pageOrigin: "https://evil.example" });
+    assert.equal(r.status, 403);
+    assert.equal((await r.json()).error, "forbidden");
+    const valid = mintToken(site, "user-1", origin.site.token_secret, exp);
+    const good = batch(site, "anon-valid", [{ kind: "page_view" }], { token: valid });
+    r = await post(queued, good, { pageOrigin: ALLOWED_ORIGIN });
+    assert.equal(r.status, 202);
+    await r.arrayBuffer();
+    const sent = Buffer.from(good);
+    assert.ok(await until(() => proxy.state.events.some((e) => e.body.equals(sent) && e.status === 202), 20000), "the valid batch was delivered");
+    assert.equal(proxy.state.events.length - forwardedBefore, 1, "only the valid batch reached the origin");
   } finally {
     await queued.dispose();
   }

@@ -1,3 +1,4 @@
+import crypto from "node:crypto";
 // Test harness: the real attune-origin (on the real Kafka + Redis), a
 // recording proxy in front of it that can fail on demand, and the built
 // worker in real workerd through Miniflare.
@@ -162,15 +163,22 @@ export function uuidv7() {
 }
 
 /** A batch in attune-core's MessagePack wire form. */
-export function batch(site, anon, events) {
+export function batch(site, anon, events, { token } = {}) {
   const now = Date.now();
   return encode({
     v: 1,
     s: site,
     a: anon,
+    ...(token ? { u: token } : {}),
     t: now,
     e: events.map((e) => ({ i: uuidv7(), k: e.kind, t: now, ...(e.item ? { it: e.item } : {}), ...(e.dp !== undefined ? { dp: e.dp } : {}), ...(e.ms !== undefined ? { ms: e.ms } : {}) })),
   });
+}
+
+/** A user token as a site's back end mints it (origin/src/auth.rs). */
+export function mintToken(site, user, secret, expS) {
+  const payload = `v1.${site}.${user}.${expS}`;
+  return `${payload}.${crypto.createHmac("sha256", secret).update(payload).digest("base64url")}`;
 }
 
 export const cookieOf = (res) => (res.headers.get("set-cookie") ?? "").split(";")[0];

@@ -5,7 +5,7 @@ use attune_core::routing::anonymous_user;
 use worker::{console_error, Env, Request, Response, Result};
 
 use super::{error, forward, now_ms, queue, recommendations, Config, ForwardTo};
-use crate::intake::read_batch;
+use crate::intake;
 use crate::state::{cookie_value, set_cookie, EdgeState};
 
 pub async fn handle(mut req: Request, config: &Config, env: &Env) -> Result<Response> {
@@ -22,13 +22,20 @@ pub async fn handle(mut req: Request, config: &Config, env: &Env) -> Result<Resp
         );
     };
     let encoding = headers.get("content-encoding")?;
-    let (batch, body) = match read_batch(
-        &content_type,
-        encoding.as_deref(),
-        &body,
-        &config.limits,
-        &config.site_key,
-    ) {
+    let page_origin = headers.get("origin")?;
+    let request = intake::Request {
+        content_type: &content_type,
+        content_encoding: encoding.as_deref(),
+        page_origin: page_origin.as_deref(),
+        body: &body,
+    };
+    let site = intake::SiteRules {
+        site_key: &config.site_key,
+        allowed_origins: config.allowed_origins.as_deref(),
+        token_secrets: &config.token_secrets,
+    };
+    let now_s = (now_ms() / 1000).max(0) as u64;
+    let (batch, body) = match intake::read_batch(&request, &site, &config.limits, now_s) {
         Ok(read) => read,
         Err(r) => return error(r.status, r.code, r.message, r.field),
     };
@@ -77,7 +84,7 @@ pub async fn handle(mut req: Request, config: &Config, env: &Env) -> Result<Resp
         content_type: &content_type,
         user_agent: headers.get("user-agent")?,
         client_ip: headers.get("cf-connecting-ip")?,
-        page_origin: headers.get("origin")?,
+        page_origin: page_origin.clone(),
         edge_secret: config.origin_edge_secret.as_deref(),
     };
     let cookie = set_cookie(&state.seal(&config.state_secret));

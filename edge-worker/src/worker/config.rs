@@ -1,4 +1,4 @@
-//! The worker's configuration: `[vars]` in wrangler.toml and two secrets.
+//! The worker's configuration: `[vars]` in wrangler.toml and its secrets.
 
 use attune_core::{FeedbackWeights, HalfLife, Limits, RerankConfig};
 use worker::Env;
@@ -24,6 +24,14 @@ pub struct Config {
     pub api_key: String,
     /// HMAC key of the state cookie (secret).
     pub state_secret: Vec<u8>,
+    /// Pages allowed to send for the site (`ALLOWED_ORIGINS`, comma-separated,
+    /// as the site's allowed_origins at the origin); `None`: checked by the
+    /// origin only.
+    pub allowed_origins: Option<Vec<String>>,
+    /// The site's user-token secrets (`TOKEN_SECRET`, then any
+    /// `RETIRED_TOKEN_SECRETS`, comma-separated); empty: checked by the
+    /// origin only.
+    pub token_secrets: Vec<Vec<u8>>,
     /// Proves this edge to the origin, which then counts the reader's
     /// address (not the edge's) for its per-IP limit (secret, optional).
     pub origin_edge_secret: Option<String>,
@@ -58,6 +66,16 @@ fn required(env: &Env, name: &str) -> Result<String, String> {
     text(env, name).ok_or_else(|| {
         format!("the worker binding {name} is missing: set it in wrangler.toml [vars] or with `wrangler secret put {name}`")
     })
+}
+
+/// A comma-separated binding's non-empty entries.
+fn list(value: &str) -> Vec<String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect()
 }
 
 fn number(env: &Env, name: &str, default: f64) -> Result<f64, String> {
@@ -105,6 +123,16 @@ impl Config {
             api_key: required(env, "ORIGIN_API_KEY")?,
             state_secret: required(env, "EDGE_STATE_SECRET")?.into_bytes(),
             origin_edge_secret: text(env, "ORIGIN_EDGE_SECRET"),
+            allowed_origins: text(env, "ALLOWED_ORIGINS").map(|v| list(&v)),
+            token_secrets: text(env, "TOKEN_SECRET")
+                .into_iter()
+                .chain(
+                    text(env, "RETIRED_TOKEN_SECRETS")
+                        .iter()
+                        .flat_map(|v| list(v)),
+                )
+                .map(String::into_bytes)
+                .collect(),
             ttl_ms: (number(env, "CANDIDATES_TTL_S", 30.0)? * 1000.0) as i64,
             swr_ms: (number(env, "CANDIDATES_SWR_S", 300.0)? * 1000.0) as i64,
             half_life: HalfLife::from_hours(number(env, "HALF_LIFE_H", 1.0)?)

@@ -106,9 +106,8 @@ fn sender_of(
     })?;
     if let Some(origin) = headers.get(ORIGIN).and_then(|o| o.to_str().ok()) {
         if !site.allows_origin(origin) {
-            return Err(ApiError::forbidden(format!(
-                "pages on {origin} may not send events for site `{}`: add it to the site's allowed_origins",
-                site.key
+            return Err(ApiError::forbidden(attune_core::access::origin_refused(
+                origin, &site.key,
             )));
         }
     }
