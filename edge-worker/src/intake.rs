@@ -71,13 +71,14 @@ pub fn read_batch(
         message: e.to_string(),
         field: e.field().map(Into::into),
     })?;
+    // Another site's key is unknown here, as at an origin without it.
     if batch.site_key != site.site_key {
         return Err(Refusal {
-            status: 403,
-            code: "forbidden",
+            status: 401,
+            code: "unauthorized",
             message: format!(
-                "this edge serves site `{}`, not `{}`",
-                site.site_key, batch.site_key
+                "unknown site key `{}`: this edge serves site `{}`",
+                batch.site_key, site.site_key
             ),
             field: Some("site_key".into()),
         });

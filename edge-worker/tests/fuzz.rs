@@ -153,7 +153,7 @@ fn the_valid_batch_is_read_in_both_encodings_and_for_its_site_only() {
         read("application/msgpack", None, None, &msgpack, "blog")
             .unwrap_err()
             .status,
-        403
+        401
     );
     let gzip_label = read("application/msgpack", Some("gzip"), None, &msgpack, SITE);
     assert_eq!(

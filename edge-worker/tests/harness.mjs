@@ -60,7 +60,7 @@ export async function startOrigin() {
   const exited = new Promise((_, reject) => proc.on("exit", (code) => reject(new Error(`attune-origin exited (${code}) during start-up`))));
   exited.catch(() => {}); // the exit at the end of the tests is expected
   await Promise.race([waitFor(`${url}/readyz`, 30000), exited]);
-  return { url, site, stop: () => proc.kill("SIGINT") };
+  return { url, site, pid: proc.pid, stop: () => proc.kill("SIGINT") };
 }
 
 /** A proxy to `target` that records requests and can fail or go down on demand. */
