@@ -206,13 +206,7 @@ async fn main() -> anyhow::Result<()> {
         );
         json[key] = serde_json::json!({"p50": p50, "max": max, "each": each});
     }
-    let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
-    std::fs::create_dir_all(&out)?;
-    std::fs::write(
-        out.join("faults.json"),
-        serde_json::to_string_pretty(&json)?,
-    )?;
-    println!("  wrote target/bench/faults.json");
+    common::write_report("faults", &json)?;
     Ok(())
 }
 

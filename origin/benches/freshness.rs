@@ -140,13 +140,7 @@ async fn main() -> anyhow::Result<()> {
             "applied": audit.total(Measure::Applied),
         },
     });
-    let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
-    std::fs::create_dir_all(&out)?;
-    std::fs::write(
-        out.join("freshness.json"),
-        serde_json::to_string_pretty(&json)?,
-    )?;
-    println!("  wrote target/bench/freshness.json");
+    common::write_report("freshness", &json)?;
     Ok(())
 }
 

@@ -19,13 +19,15 @@
 //! round trip (as (b) costs it) plus one produce (as (a) costs it) per batch.
 //! That ceiling is reported beside the ratio.
 
+mod common;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use attune_core::codec::{decode_msgpack, encode_msgpack};
 use attune_core::{Batch, Event, Interaction, Limits};
-use attune_origin::config::{ServeArgs, SiteConfig};
+use attune_origin::config::ServeArgs;
 use attune_origin::event_log::kafka::producer_config;
 use attune_origin::ingest::enrich::{self, Sender};
 use attune_origin::AppState;
@@ -483,36 +485,12 @@ async fn main() -> anyhow::Result<()> {
         .map_err(|_| anyhow::anyhow!("KAFKA_BROKERS is not set: run `cargo xtask bench ingest`"))?;
     let redis_url = std::env::var("REDIS_URL")
         .map_err(|_| anyhow::anyhow!("REDIS_URL is not set: run `cargo xtask bench ingest`"))?;
-    let site = SiteConfig {
-        site_key: "bench".into(),
-        api_key: "bench-secret-api-key".into(),
-        token_secret: "bench-token-secret".into(),
-        retired_token_secrets: Vec::new(),
-        allowed_origins: vec!["*".into()],
-        weights: Default::default(),
-    };
+    let site = common::site("bench");
+    // The default topics and group; the linger as the origin reads it.
     let args = ServeArgs {
-        listen: "127.0.0.1:0".parse()?,
-        config: None,
-        kafka_brokers: Some(brokers.clone()),
-        redis_url: Some(redis_url),
-        data_dir: "./data".into(),
-        max_body_bytes: 256 * 1024,
-        rate_per_key: 1_000_000,
-        rate_per_ip: 1_000_000,
-        header_timeout_ms: 10_000,
-        body_timeout_ms: 30_000,
-        audit_every_ms: 30_000,
-        audit_settle_s: 180,
-        max_connections: 10_000,
-        store_timeout_ms: 100,
-        edge_secret: None,
-        produce_timeout_ms: 10_000,
         kafka_linger_ms: env_or("ATTUNE_KAFKA_LINGER_MS", 1),
-        popularity_half_life_h: 24.0,
-        topic_prefix: String::new(),
-        affinity_half_life_h: 24.0,
         consumer_group: "attune-profiles".into(),
+        ..common::serve_args(&brokers, &redis_url, "")?
     };
     let state = AppState::with_sites(&args, std::slice::from_ref(&site)).await?;
     let origin = serve(attune_origin::router(state)).await;
@@ -632,12 +610,6 @@ async fn main() -> anyhow::Result<()> {
         "origin_max_events_per_second": ingest,
         "latency_at_half_max": latency.json(),
     });
-    let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
-    std::fs::create_dir_all(&out)?;
-    std::fs::write(
-        out.join("ingest.json"),
-        serde_json::to_string_pretty(&json)?,
-    )?;
-    println!("  wrote target/bench/ingest.json");
+    common::write_report("ingest", &json)?;
     Ok(())
 }

@@ -7,6 +7,8 @@
 //! rank) and building the site snapshot a request ranks against (once per
 //! site per second, `ranking::snapshots`). Writes target/bench/recommend.json.
 
+mod common;
+
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
@@ -192,12 +194,6 @@ fn main() -> anyhow::Result<()> {
         "floor_us": {"p50": floor50, "p99": floor99},
         "p99_over_floor": p99 / floor99,
     });
-    let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
-    std::fs::create_dir_all(&out)?;
-    std::fs::write(
-        out.join("recommend.json"),
-        serde_json::to_string_pretty(&json)?,
-    )?;
-    println!("  wrote target/bench/recommend.json");
+    common::write_report("recommend", &json)?;
     Ok(())
 }

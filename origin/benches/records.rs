@@ -5,6 +5,8 @@
 //! realistic mix (all five kinds, page context, a logged-in sender with
 //! attributes, three segments, batches of 10). Writes target/bench/records.json.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::time::Instant;
@@ -199,12 +201,6 @@ fn main() -> anyhow::Result<()> {
         ratios["decode"].as_f64().unwrap()
     );
     json.insert("protobuf_over_msgpack".into(), ratios);
-    let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
-    std::fs::create_dir_all(&out)?;
-    std::fs::write(
-        out.join("records.json"),
-        serde_json::to_string_pretty(&json)?,
-    )?;
-    println!("  wrote target/bench/records.json");
+    common::write_report("records", &json)?;
     Ok(())
 }

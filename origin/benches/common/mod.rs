@@ -1,6 +1,7 @@
-//! What the stream benchmarks share: their own topics and site on the real
-//! stack (`cargo xtask bench …` passes KAFKA_BROKERS and REDIS_URL), an
-//! origin in this process, consumer processes, batches and profile reads.
+//! What the benchmarks share: their own topics and site on the real stack
+//! (`cargo xtask bench …` passes KAFKA_BROKERS and REDIS_URL), an origin in
+//! this process, consumer processes, batches and profile reads, and where
+//! reports are written.
 #![allow(dead_code)] // each benchmark uses part of this
 
 use std::process::{Child, Command};
@@ -52,6 +53,58 @@ pub fn batch(site: &str, anon: &str, n: usize) -> Vec<u8> {
     })
 }
 
+/// Writes `json` to target/bench/<name>.json and says so.
+pub fn write_report(name: &str, json: &impl serde::Serialize) -> anyhow::Result<()> {
+    let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
+    std::fs::create_dir_all(&out)?;
+    std::fs::write(
+        out.join(format!("{name}.json")),
+        serde_json::to_string_pretty(json)?,
+    )?;
+    println!("  wrote target/bench/{name}.json");
+    Ok(())
+}
+
+/// The bench site: its key, the bench API key, every page allowed.
+pub fn site(site_key: &str) -> SiteConfig {
+    SiteConfig {
+        site_key: site_key.into(),
+        api_key: API_KEY.into(),
+        token_secret: "bench-token-secret".into(),
+        retired_token_secrets: Vec::new(),
+        allowed_origins: vec!["*".into()],
+        weights: Default::default(),
+    }
+}
+
+/// An origin on the stack at `brokers` and `redis_url`, on `prefix`'s topics
+/// and group, with limits no benchmark load reaches.
+pub fn serve_args(brokers: &str, redis_url: &str, prefix: &str) -> anyhow::Result<ServeArgs> {
+    Ok(ServeArgs {
+        listen: "127.0.0.1:0".parse()?,
+        config: None,
+        kafka_brokers: Some(brokers.into()),
+        redis_url: Some(redis_url.into()),
+        data_dir: "./data".into(),
+        max_body_bytes: 256 * 1024,
+        rate_per_key: 1_000_000,
+        rate_per_ip: 1_000_000,
+        header_timeout_ms: 10_000,
+        body_timeout_ms: 30_000,
+        audit_every_ms: 30_000,
+        audit_settle_s: 180,
+        max_connections: 10_000,
+        store_timeout_ms: 100,
+        edge_secret: None,
+        produce_timeout_ms: 10_000,
+        kafka_linger_ms: 1,
+        popularity_half_life_h: 24.0,
+        topic_prefix: prefix.into(),
+        affinity_half_life_h: 24.0,
+        consumer_group: format!("g-{prefix}"),
+    })
+}
+
 pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
@@ -93,37 +146,8 @@ impl Bench {
         for r in admin.create_topics(&new, &AdminOptions::new()).await? {
             r.map_err(|(t, e)| anyhow::anyhow!("create {t}: {e}"))?;
         }
-        let site = SiteConfig {
-            site_key: site_key.clone(),
-            api_key: API_KEY.into(),
-            token_secret: "bench-token-secret".into(),
-            retired_token_secrets: Vec::new(),
-            allowed_origins: vec!["*".into()],
-            weights: Default::default(),
-        };
-        let args = ServeArgs {
-            listen: "127.0.0.1:0".parse()?,
-            config: None,
-            kafka_brokers: Some(brokers.clone()),
-            redis_url: Some(redis_url.clone()),
-            data_dir: "./data".into(),
-            max_body_bytes: 256 * 1024,
-            rate_per_key: 1_000_000,
-            rate_per_ip: 1_000_000,
-            header_timeout_ms: 10_000,
-            body_timeout_ms: 30_000,
-            audit_every_ms: 30_000,
-            audit_settle_s: 180,
-            max_connections: 10_000,
-            store_timeout_ms: 100,
-            edge_secret: None,
-            produce_timeout_ms: 10_000,
-            kafka_linger_ms: 1,
-            popularity_half_life_h: 24.0,
-            topic_prefix: prefix.clone(),
-            affinity_half_life_h: 24.0,
-            consumer_group: format!("g-{prefix}"),
-        };
+        let site = site(&site_key);
+        let args = serve_args(&brokers, &redis_url, &prefix)?;
         let state = AppState::with_sites(&args, std::slice::from_ref(&site)).await?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let base = format!("http://{}", listener.local_addr()?);
