@@ -165,6 +165,20 @@ pub struct Event {
     pub item: Option<String>,
     /// Where it happened.
     pub context: Option<Context>,
+    /// The rail slot of a recommended item clicked or shown (clicks and
+    /// impressions only).
+    pub slot: Option<Slot>,
+}
+
+/// Where a recommended item was shown: the serve (one reply of the origin or
+/// the edge, see [`crate::rail`]) that placed it, and its position in the
+/// rail as the page showed it, 0 first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Slot {
+    /// The reply's `serve_id`.
+    pub serve_id: String,
+    /// 0-based position in the rail.
+    pub position: u8,
 }
 
 impl Event {

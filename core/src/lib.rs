@@ -12,6 +12,7 @@
 //! - [`decay`]: exponentially decayed scores that merge in any order.
 //! - [`rerank`]: blends a candidate's base score with decayed tag affinities.
 //! - [`routing`]: Kafka topics per kind and the per-user partition key.
+//! - [`rail`]: serve ids, the rankers they name, position buckets.
 //! - [`recommended`]: the recommended item shared by the origin's and the
 //!   edge's replies.
 #![forbid(unsafe_code)]
@@ -23,6 +24,7 @@ pub mod decay;
 pub mod event;
 pub mod experiments;
 pub mod limits;
+pub mod rail;
 pub mod recommended;
 pub mod rerank;
 pub mod routing;
@@ -30,7 +32,7 @@ pub mod weights;
 
 pub use codec::{DecodeError, Problem};
 pub use decay::{Affinities, DecayedScore, HalfLife};
-pub use event::{Batch, Context, DeviceClass, Event, EventKind, Interaction, Viewport};
+pub use event::{Batch, Context, DeviceClass, Event, EventKind, Interaction, Slot, Viewport};
 pub use limits::Limits;
 pub use recommended::RecommendedItem;
 pub use rerank::{rerank, Candidate, Ranked, RerankConfig};

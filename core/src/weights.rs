@@ -2,11 +2,13 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::event::Interaction;
+use crate::event::{Event, Interaction};
 
 /// Feedback weight per kind. The defaults order the signals
-/// click > long dwell > full scroll > page view; impressions say nothing of
-/// interest on their own (weight 0: nothing learns from them yet).
+/// click on a recommended item > click > long dwell > full scroll > page
+/// view. An impression says nothing of interest in a category (weight 0 for
+/// affinities and popularity); an impression of a served item is an exposure,
+/// which the model takes as a weak negative (`exposure`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct FeedbackWeights {
@@ -14,6 +16,9 @@ pub struct FeedbackWeights {
     pub page_view: f64,
     /// A click on an item.
     pub click: f64,
+    /// A click on an item a rail served (the event carries its slot): the
+    /// reader took what was recommended.
+    pub served_click: f64,
     /// A scroll to 100 %; shallower scrolls count in proportion.
     pub scroll_full: f64,
     /// A dwell of at least `long_dwell_ms`; shorter dwells count in proportion.
@@ -21,8 +26,11 @@ pub struct FeedbackWeights {
     /// Visible time from which a dwell counts fully, on an item whose length
     /// is not known.
     pub long_dwell_ms: u32,
-    /// An impression.
+    /// An impression, for affinities and popularity.
     pub impression: f64,
+    /// The model's step toward 0 for an impression of a served item: shown,
+    /// and (so far) not taken. A later click outweighs it.
+    pub exposure: f64,
     /// Reading speed, words per minute: an item of known length takes
     /// `words / words_per_minute` to read, and a dwell counts fully then.
     pub words_per_minute: f64,
@@ -36,10 +44,12 @@ impl Default for FeedbackWeights {
         FeedbackWeights {
             page_view: 0.25,
             click: 3.0,
+            served_click: 4.0,
             scroll_full: 1.0,
             dwell_long: 2.0,
             long_dwell_ms: 30_000,
             impression: 0.0,
+            exposure: 0.25,
             words_per_minute: 230.0,
             read_fraction: 0.5,
         }
@@ -62,6 +72,8 @@ impl FeedbackWeights {
         let fields = [
             ("page_view", self.page_view),
             ("click", self.click),
+            ("served_click", self.served_click),
+            ("exposure", self.exposure),
             ("scroll_full", self.scroll_full),
             ("dwell_long", self.dwell_long),
             ("impression", self.impression),
@@ -91,6 +103,15 @@ impl FeedbackWeights {
                 self.scroll_full * f64::from(depth_pct.min(100)) / 100.0
             }
             Interaction::Dwell { visible_ms } => self.dwell_weight(visible_ms, None),
+        }
+    }
+
+    /// The weight of one event: [`Self::weight`] of its interaction, except
+    /// that a click on a served item (with a slot) is a `served_click`.
+    pub fn event_weight(&self, event: &Event) -> f64 {
+        match (event.interaction, &event.slot) {
+            (Interaction::Click, Some(_)) => self.served_click,
+            (interaction, _) => self.weight(&interaction),
         }
     }
 
@@ -130,6 +151,28 @@ mod tests {
         let scroll = w.weight(&Interaction::Scroll { depth_pct: 100 });
         let view = w.weight(&Interaction::PageView);
         assert!(click > long_dwell && long_dwell > scroll && scroll > view);
+    }
+
+    #[test]
+    fn a_click_on_a_served_item_outweighs_any_other_click() {
+        let w = FeedbackWeights::default();
+        let mut e = Event {
+            id: uuid::Uuid::nil(),
+            ts_ms: 0,
+            interaction: Interaction::Click,
+            item: Some("a".into()),
+            context: None,
+            slot: None,
+        };
+        assert_eq!(w.event_weight(&e), w.click);
+        e.slot = Some(crate::Slot {
+            serve_id: "edge.0".into(),
+            position: 2,
+        });
+        assert_eq!(w.event_weight(&e), w.served_click);
+        assert!(w.served_click > w.click);
+        e.interaction = Interaction::Impression;
+        assert_eq!(w.event_weight(&e), w.impression);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use attune_core::codec::{decode_json, decode_msgpack, encode_json, encode_msgpack};
 use attune_core::{
     Affinities, Batch, Context, DecayedScore, DeviceClass, Event, HalfLife, Interaction, Limits,
-    Viewport,
+    Slot, Viewport,
 };
 use proptest::prelude::*;
 
@@ -50,8 +50,9 @@ fn event() -> impl Strategy<Value = Event> {
         interaction(),
         proptest::option::of("[A-Za-z0-9_-]{1,128}"),
         proptest::option::of(context()),
+        proptest::option::of(("[A-Za-z0-9_.:-]{1,64}", any::<u8>())),
     )
-        .prop_map(|(rand, offset, interaction, item, context)| {
+        .prop_map(|(rand, offset, interaction, item, context, slot)| {
             let ts_ms = SENT_AT + offset;
             let needs_item = matches!(interaction, Interaction::Click | Interaction::Impression);
             Event {
@@ -64,6 +65,9 @@ fn event() -> impl Strategy<Value = Event> {
                     item
                 },
                 context,
+                slot: slot
+                    .filter(|_| needs_item)
+                    .map(|(serve_id, position)| Slot { serve_id, position }),
             }
         })
 }

@@ -58,6 +58,7 @@ fn valid_batch() -> Batch {
             interaction: Interaction::Click,
             item: Some("article-1".into()),
             context: None,
+            slot: None,
         }],
     }
 }

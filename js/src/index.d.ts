@@ -33,6 +33,10 @@ export interface TrackProps {
   item?: string;
   depth?: number;
   ms?: number;
+  /** A click or impression of a recommended item: the reply's `serve_id`… */
+  serveId?: string;
+  /** …and the position it was shown at, 0 first. */
+  position?: number;
 }
 
 export interface Attune {

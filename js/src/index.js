@@ -110,10 +110,14 @@ class Attune {
     this.changed();
   }
 
-  /** `track(kind, { item, depth, ms })`: page_view, click, scroll, dwell, impression. */
+  /**
+   * `track(kind, { item, depth, ms, serveId, position })`: page_view, click,
+   * scroll, dwell, impression; a click or impression of a recommended item
+   * names its rail slot (the reply's `serve_id`, the position shown, 0 first).
+   */
   track(kind, props = {}) {
     if (this.blocked()) return false;
-    const ok = this.t.track(kind, props.item == null ? undefined : String(props.item), Number(props.depth ?? props.ms ?? 0), Date.now());
+    const ok = this.t.track(kind, props.item == null ? undefined : String(props.item), Number(props.depth ?? props.ms ?? props.position ?? 0), props.serveId == null ? undefined : String(props.serveId), Date.now());
     this.changed();
     return ok;
   }
@@ -186,9 +190,12 @@ class Attune {
     const o = this.o;
     const on = (target, type, f, opts) => target.addEventListener(type, guard(f), opts);
     const idOf = (el) => el.getAttribute("data-attune-item") || el.getAttribute("data-attune-rec");
+    // A recommended item's rail slot: the rail's data-attune-serve, its data-attune-pos.
+    const serveOf = (el) => el.closest("[data-attune-serve]")?.getAttribute("data-attune-serve") ?? undefined;
+    const posOf = (el) => Number(el.getAttribute("data-attune-pos")) || 0;
     on(document, "click", (e) => {
       const el = e.target.closest && e.target.closest(`${o.itemSelector},${o.recSelector}`);
-      if (el && idOf(el)) this.track("click", { item: idOf(el) });
+      if (el && idOf(el)) this.track("click", { item: idOf(el), serveId: serveOf(el), position: posOf(el) });
     }, true);
     let scheduled = false;
     on(window, "scroll", () => {
@@ -229,7 +236,7 @@ class Attune {
         const item = e.target.getAttribute("data-attune-item");
         const rec = e.target.getAttribute("data-attune-rec");
         if (item) this.t.setInView(item, visible, now);
-        if (rec) this.t.impression(rec, visible, now);
+        if (rec) this.t.impression(rec, serveOf(e.target), posOf(e.target), visible, now);
       }
     }), { threshold: [0, 0.1, 0.2, 0.3, 0.4, 0.5] });
     const watch = (root) => {

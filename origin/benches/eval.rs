@@ -240,6 +240,7 @@ impl Attune {
                             interaction: *interaction,
                             item: Some(item.clone()),
                             context: None,
+                            slot: None,
                         },
                         received_at_ms: r.t_ms,
                         clock_skew_ms: 0,

@@ -104,6 +104,7 @@ fn batches(site: &str, n: usize) -> Vec<Batch> {
                     },
                     item: Some(format!("article-{}", (b * 7 + i) % 200)),
                     context: None,
+                    slot: None,
                 })
                 .collect();
             Batch {

@@ -48,6 +48,7 @@ fn events(batch: usize) -> Vec<Event> {
                     }),
                     device: Some(DeviceClass::Mobile),
                 }),
+                slot: None,
             }
         })
         .collect()

@@ -123,6 +123,11 @@ impl Sites {
         Ok(sites)
     }
 
+    /// Every configured site key.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.by_key.keys().map(String::as_str)
+    }
+
     /// The site with this public key.
     pub fn by_key(&self, key: &str) -> Option<&Arc<Site>> {
         self.by_key.get(key)

@@ -10,10 +10,20 @@
 //! | `attune_events_accepted_total` | counter | kind |
 //! | `attune_events_rejected_total` | counter | reason |
 //! | `attune_rate_limited_total` | counter | by |
+//! | `attune_rail_impressions_total` | counter | site, ranker, position |
+//! | `attune_rail_clicks_total` | counter | site, ranker, position |
+//!
+//! The rail counters are the consumers' counts of served items' impressions
+//! and clicks (each event once, `consume::rails`), read from the store at
+//! scrape time: every origin reports the same totals, so aggregate them with
+//! `max by`, not `sum by`. CTR by position is
+//! `rate(attune_rail_clicks_total[5m]) / rate(attune_rail_impressions_total[5m])`.
 //!
 //! Every label comes from a closed set: methods outside the standard seven
 //! are `other`, routes are the router's templates (`unmatched` otherwise),
-//! statuses are the server's own; the rest are enums of the code.
+//! statuses are the server's own; sites are the configured ones; the rest
+//! are enums of the code (rankers from serve ids a client sends back fall
+//! into `unknown`, positions past 9 into `10+`).
 
 use std::sync::OnceLock;
 use std::time::Instant;
@@ -79,5 +89,22 @@ fn method_label(method: &axum::http::Method) -> &'static str {
     responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain")))]
 pub async fn render(State(state): State<AppState>) -> String {
     metrics::gauge!("attune_producer_queue_depth").set(state.log.queue_depth() as f64);
+    for site in state.sites.keys() {
+        let read = tokio::time::timeout(RAIL_READ_TIMEOUT, state.store.rail_counts(site)).await;
+        // A store away keeps the last values: the counters only go up.
+        let Ok(Ok(counts)) = read else { continue };
+        for ((ranker, position), count) in counts {
+            let labels = [
+                ("site", site.to_owned()),
+                ("ranker", ranker.as_str().to_owned()),
+                ("position", position.to_owned()),
+            ];
+            metrics::counter!("attune_rail_impressions_total", &labels).absolute(count.shown);
+            metrics::counter!("attune_rail_clicks_total", &labels).absolute(count.clicked);
+        }
+    }
     state.metrics.render()
 }
+
+/// How long a scrape waits for a site's rail counts.
+const RAIL_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500);

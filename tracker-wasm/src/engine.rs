@@ -5,7 +5,7 @@
 //! unit-tested natively; `lib.rs` exposes it to JavaScript.
 
 use attune_core::codec::encode_msgpack;
-use attune_core::{Batch, Context, Event, Interaction, Viewport};
+use attune_core::{Batch, Context, Event, Interaction, Slot, Viewport};
 use uuid::Uuid;
 
 /// An impression needs this long at ≥ 50 % visibility.
@@ -46,6 +46,8 @@ struct Element {
     /// A recommended item: since when it has been ≥ 50 % visible.
     shown_since: Option<f64>,
     impressed: bool,
+    /// A recommended item: the rail slot it was shown in.
+    slot: Option<Slot>,
 }
 
 /// The engine.
@@ -125,8 +127,15 @@ impl Engine {
         self.user_token = token;
     }
 
-    /// Queues an event (dropping the oldest when storage is full).
-    pub fn push(&mut self, interaction: Interaction, item: Option<String>, now: f64) {
+    /// Queues an event (dropping the oldest when storage is full); `slot`:
+    /// the rail slot of a recommended item clicked or shown.
+    pub fn push(
+        &mut self,
+        interaction: Interaction,
+        item: Option<String>,
+        slot: Option<Slot>,
+        now: f64,
+    ) {
         let id = self.new_id(now);
         let context = matches!(interaction, Interaction::PageView).then(|| self.context.clone());
         self.queue.push(Event {
@@ -135,6 +144,7 @@ impl Engine {
             interaction,
             item,
             context,
+            slot,
         });
         let over = (self.queue.len() + self.in_flight.len())
             .saturating_sub(self.config.max_stored_events)
@@ -173,7 +183,7 @@ impl Engine {
             device: None,
         };
         let page_item = (!item.is_empty()).then(|| item.to_owned());
-        self.push(Interaction::PageView, page_item, now);
+        self.push(Interaction::PageView, page_item, None, now);
         self.set_in_view(item, true, now);
     }
 
@@ -215,9 +225,11 @@ impl Engine {
         }
     }
 
-    /// A recommended item is ≥ 50 % visible (`true`) or not any more.
-    pub fn impression(&mut self, item: &str, visible: bool, now: f64) {
+    /// A recommended item is ≥ 50 % visible (`true`) or not any more;
+    /// `slot`: the rail slot it is shown in, if the page says.
+    pub fn impression(&mut self, item: &str, slot: Option<Slot>, visible: bool, now: f64) {
         let e = self.element(item);
+        e.slot = slot;
         if visible {
             e.shown_since.get_or_insert(now);
         } else {
@@ -234,11 +246,11 @@ impl Engine {
         for e in self.elements.iter_mut() {
             if !e.impressed && e.shown_since.is_some_and(|t| now - t >= IMPRESSION_MS) {
                 e.impressed = true;
-                due.push(e.key.clone());
+                due.push((e.key.clone(), e.slot.clone()));
             }
         }
-        for item in due {
-            self.push(Interaction::Impression, Some(item), now);
+        for (item, slot) in due {
+            self.push(Interaction::Impression, Some(item), slot, now);
         }
     }
 
@@ -264,7 +276,7 @@ impl Engine {
             }
         }
         for (interaction, item) in out {
-            self.push(interaction, item, now);
+            self.push(interaction, item, None, now);
         }
     }
 
@@ -469,20 +481,25 @@ mod tests {
     #[test]
     fn impressions_need_a_full_second_in_view() {
         let mut e = engine();
-        e.impression("r1", true, T0);
-        e.impression("r2", true, T0);
-        e.impression("r2", false, T0 + 500.0);
+        let slot = Some(Slot {
+            serve_id: "edge.1".into(),
+            position: 4,
+        });
+        e.impression("r1", slot.clone(), true, T0);
+        e.impression("r2", None, true, T0);
+        e.impression("r2", None, false, T0 + 500.0);
         e.tick(T0 + 1000.0);
         e.tick(T0 + 2000.0);
         let b = sent(&mut e, T0 + 2000.0);
         let items: Vec<_> = b.events.iter().map(|e| e.item.as_deref()).collect();
         assert_eq!(items, [Some("r1")]);
+        assert_eq!(b.events[0].slot, slot, "the impression names its rail slot");
     }
 
     #[test]
     fn failures_requeue_with_the_same_ids_and_4xx_drops() {
         let mut e = engine();
-        e.push(Interaction::Click, Some("a".into()), T0);
+        e.push(Interaction::Click, Some("a".into()), None, T0);
         let first = sent(&mut e, T0);
         let delay = e.batch_result(503, 0.0);
         assert!((500.0..=1500.0).contains(&delay), "{delay}");
@@ -499,7 +516,7 @@ mod tests {
     fn storage_is_bounded_and_drops_are_reported() {
         let mut e = engine();
         for _ in 0..130 {
-            e.push(Interaction::Click, Some("a".into()), T0);
+            e.push(Interaction::Click, Some("a".into()), None, T0);
         }
         assert_eq!(e.pending(), 100);
         let b = sent(&mut e, T0);
@@ -510,8 +527,8 @@ mod tests {
     #[test]
     fn snapshots_restore_the_same_events() {
         let mut e = engine();
-        e.push(Interaction::Click, Some("a".into()), T0);
-        e.push(Interaction::PageView, None, T0);
+        e.push(Interaction::Click, Some("a".into()), None, T0);
+        e.push(Interaction::PageView, None, None, T0);
         let _ = e.next_batch(T0, 65_536);
         let snap = e.snapshot();
         let mut f = engine();
@@ -528,7 +545,12 @@ mod tests {
     fn batches_stay_under_the_byte_limit() {
         let mut e = engine();
         for i in 0..50 {
-            e.push(Interaction::Click, Some(format!("item-{i:0>100}")), T0);
+            e.push(
+                Interaction::Click,
+                Some(format!("item-{i:0>100}")),
+                None,
+                T0,
+            );
         }
         let bytes = e.next_batch(T0, 2000).unwrap();
         assert!(bytes.len() <= 2000);

@@ -17,7 +17,7 @@ static ALLOCATOR: lol_alloc::AssumeSingleThreaded<lol_alloc::FreeListAllocator> 
 pub mod engine;
 pub mod storage;
 
-use attune_core::{EventKind, Interaction};
+use attune_core::{EventKind, Interaction, Slot};
 use wasm_bindgen::prelude::wasm_bindgen;
 
 use engine::{Config, Engine};
@@ -73,9 +73,17 @@ impl Tracker {
             .page_view(path, Some(referrer), (width, height), item, now);
     }
 
-    /// `attune.track(kind, {item, depth, ms})`; false for an unknown kind or a
-    /// missing item where the kind needs one.
-    pub fn track(&mut self, kind: &str, item: Option<String>, value: f64, now: f64) -> bool {
+    /// `attune.track(kind, {item, depth, ms, serveId, position})`; false for
+    /// an unknown kind or a missing item where the kind needs one. `value`:
+    /// the depth, the ms, or (with `serve`) the rail position.
+    pub fn track(
+        &mut self,
+        kind: &str,
+        item: Option<String>,
+        value: f64,
+        serve: Option<String>,
+        now: f64,
+    ) -> bool {
         let interaction = match EventKind::parse(kind) {
             Some(EventKind::PageView) => Interaction::PageView,
             Some(EventKind::Click) => Interaction::Click,
@@ -92,7 +100,8 @@ impl Tracker {
         if needs_item && item.is_none() {
             return false;
         }
-        self.0.push(interaction, item, now);
+        let slot = serve.filter(|_| needs_item).map(|s| slot(s, value));
+        self.0.push(interaction, item, slot, now);
         true
     }
 
@@ -110,8 +119,18 @@ impl Tracker {
         self.0.set_in_view(key, in_view, now);
     }
 
-    pub fn impression(&mut self, item: &str, visible: bool, now: f64) {
-        self.0.impression(item, visible, now);
+    /// A recommended item is ≥ 50 % visible or not; `serve`/`position`: its
+    /// rail slot (`data-attune-serve` of the rail, `data-attune-pos`).
+    pub fn impression(
+        &mut self,
+        item: &str,
+        serve: Option<String>,
+        position: f64,
+        visible: bool,
+        now: f64,
+    ) {
+        let slot = serve.map(|s| slot(s, position));
+        self.0.impression(item, slot, visible, now);
     }
 
     pub fn tick(&mut self, now: f64) {
@@ -148,6 +167,13 @@ impl Tracker {
     /// Requeues a snapshot; false if it is unreadable (then it is ignored).
     pub fn restore(&mut self, snapshot: &[u8]) -> bool {
         self.0.restore(snapshot)
+    }
+}
+
+fn slot(serve_id: String, position: f64) -> Slot {
+    Slot {
+        serve_id,
+        position: position.clamp(0.0, 255.0) as u8,
     }
 }
 

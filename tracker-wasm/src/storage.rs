@@ -6,17 +6,20 @@
 //! unreadable snapshot is ignored, never trusted.
 //!
 //! ```text
-//! snapshot := 0x01 dropped:u32 count:u32 event*
-//! event    := id:[u8;16] ts:i64 kind:u8 value:u32 item:str? context?
+//! snapshot := 0x02 dropped:u32 count:u32 event*
+//! event    := id:[u8;16] ts:i64 kind:u8 value:u32 item:str? serve:str? context?
 //! str?     := len:u16 bytes | 0xFFFF (none)
 //! context? := 0x00 | 0x01 path:str? referrer:str? width:u16 height:u16 device:u8
 //! ```
 //! Integers are little-endian; kinds and devices are numbered in declaration order.
+//! `value` is the scroll depth, the visible ms, or a rail slot's position
+//! (with `serve`, its serve id). Version 1 (no `serve`) is still read, so
+//! events a previous tracker stored survive its upgrade.
 
-use attune_core::{Context, DeviceClass, Event, Interaction, Viewport};
+use attune_core::{Context, DeviceClass, Event, Interaction, Slot, Viewport};
 use uuid::Uuid;
 
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
 const NONE: u16 = u16::MAX;
 
 fn put_str(out: &mut Vec<u8>, s: Option<&str>) {
@@ -47,16 +50,18 @@ pub fn encode(events: &[&Event], dropped: u32) -> Vec<u8> {
     for e in events {
         out.extend_from_slice(e.id.as_bytes());
         out.extend_from_slice(&e.ts_ms.to_le_bytes());
+        let position = e.slot.as_ref().map_or(0, |s| u32::from(s.position));
         let (kind, value) = match e.interaction {
             Interaction::PageView => (0u8, 0u32),
-            Interaction::Click => (1, 0),
+            Interaction::Click => (1, position),
             Interaction::Scroll { depth_pct } => (2, u32::from(depth_pct)),
             Interaction::Dwell { visible_ms } => (3, visible_ms),
-            Interaction::Impression => (4, 0),
+            Interaction::Impression => (4, position),
         };
         out.push(kind);
         out.extend_from_slice(&value.to_le_bytes());
         put_str(&mut out, e.item.as_deref());
+        put_str(&mut out, e.slot.as_ref().map(|s| s.serve_id.as_str()));
         match &e.context {
             None => out.push(0),
             Some(c) => {
@@ -109,7 +114,8 @@ impl<'a> Reader<'a> {
 /// Decodes a snapshot; `None` if it is not one.
 pub fn decode(bytes: &[u8]) -> Option<(Vec<Event>, u32)> {
     let mut r = Reader(bytes);
-    if r.u8()? != VERSION {
+    let version = r.u8()?;
+    if version == 0 || version > VERSION {
         return None;
     }
     let dropped = r.u32()?;
@@ -130,6 +136,11 @@ pub fn decode(bytes: &[u8]) -> Option<(Vec<Event>, u32)> {
             _ => return None,
         };
         let item = r.str()?;
+        let serve = if version > 1 { r.str()? } else { None };
+        let slot = serve.map(|serve_id| Slot {
+            serve_id,
+            position: value.min(255) as u8,
+        });
         let context = match r.u8()? {
             0 => None,
             1 => {
@@ -158,6 +169,7 @@ pub fn decode(bytes: &[u8]) -> Option<(Vec<Event>, u32)> {
             interaction,
             item,
             context,
+            slot,
         });
     }
     r.0.is_empty().then_some((events, dropped))
@@ -176,6 +188,18 @@ mod tests {
                 interaction: Interaction::Dwell { visible_ms: 4321 },
                 item: Some("a-1".into()),
                 context: None,
+                slot: None,
+            },
+            Event {
+                id: Uuid::from_u128(9),
+                ts_ms: 1_800_000_000_000,
+                interaction: Interaction::Impression,
+                item: Some("a-2".into()),
+                context: None,
+                slot: Some(Slot {
+                    serve_id: "edge.1".into(),
+                    position: 7,
+                }),
             },
             Event {
                 id: Uuid::from_u128(8),
@@ -191,6 +215,7 @@ mod tests {
                     }),
                     device: Some(DeviceClass::Mobile),
                 }),
+                slot: None,
             },
         ];
         let bytes = encode(&events.iter().collect::<Vec<_>>(), 3);
@@ -201,5 +226,27 @@ mod tests {
         let mut extra = bytes.clone();
         extra.push(0);
         assert_eq!(decode(&extra), None);
+    }
+
+    /// A snapshot the previous tracker (format 1, no serve ids) stored.
+    #[test]
+    fn a_version_1_snapshot_is_still_read() {
+        let mut v1 = vec![1u8];
+        v1.extend_from_slice(&2u32.to_le_bytes());
+        v1.extend_from_slice(&1u32.to_le_bytes());
+        v1.extend_from_slice(Uuid::from_u128(7).as_bytes());
+        v1.extend_from_slice(&1_800_000_000_000i64.to_le_bytes());
+        v1.push(1);
+        v1.extend_from_slice(&0u32.to_le_bytes());
+        v1.extend_from_slice(&3u16.to_le_bytes());
+        v1.extend_from_slice(b"a-1");
+        v1.push(0);
+        let (events, dropped) = decode(&v1).expect("a version 1 snapshot");
+        assert_eq!(dropped, 2);
+        assert_eq!(events[0].interaction, Interaction::Click);
+        assert_eq!(
+            (events[0].item.as_deref(), &events[0].slot),
+            (Some("a-1"), &None)
+        );
     }
 }

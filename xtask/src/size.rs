@@ -14,6 +14,8 @@ use crate::{install, tracker, workspace_root};
 const BUDGET: usize = 15 * 1024;
 
 pub fn run() -> Result<()> {
+    install::wasm_target()?;
+    install::wasm_bindgen_cli()?;
     install::npm_packages()?;
     tracker::build()?;
     let js = tracker::js_dir();

@@ -145,13 +145,16 @@ pub enum Problem {
     /// A character outside the allowed set.
     #[error("may contain only {0}")]
     BadChars(&'static str),
+    /// One of two fields that come together (a rail slot's serve and position).
+    #[error("is required with `{0}`")]
+    RequiredWith(&'static str),
 }
 
 impl Problem {
     /// A stable machine-readable code.
     pub fn code(&self) -> &'static str {
         match self {
-            Problem::Missing => "missing",
+            Problem::Missing | Problem::RequiredWith(_) => "missing",
             Problem::Empty => "empty",
             Problem::TooLong { .. } => "too_long",
             Problem::TooMany { .. } => "too_many",

@@ -15,6 +15,8 @@
 //! | `t` | sent_at (Unix ms) | `dp` | depth_pct (scroll only) | | |
 //! | `d` | dropped | `ms` | visible_ms (dwell only) | | |
 //! | `e` | events | `c` | context | | |
+//! | | | `sv` | serve_id (rail slot: clicks and impressions only) | | |
+//! | | | `ps` | position (0–255, with `sv`) | | |
 //!
 //! Unknown keys are ignored, so a newer tracker can add optional fields
 //! without a schema version bump. Batches, events and contexts must be maps:
@@ -241,6 +243,7 @@ mod tests {
                 interaction: Interaction::Scroll { depth_pct: 80 },
                 item: Some("a-1".into()),
                 context: None,
+                slot: None,
             }],
         }
     }
@@ -257,6 +260,58 @@ mod tests {
         let b = decode_json(json.as_bytes(), &Limits::default()).unwrap();
         assert_eq!(b.events[0].interaction, Interaction::Click);
         assert_eq!(b.events[0].item.as_deref(), Some("a-1"));
+    }
+
+    #[test]
+    fn a_rail_slot_is_a_serve_and_a_position_on_a_click_or_an_impression() {
+        let event = |kind: &str, extra: &str| {
+            format!(
+                r#"{{"v":1,"s":"news","a":"x","t":1800000000000,"e":[{{"i":"0197e3c5-8000-7000-8000-000000000001","k":"{kind}","t":1800000000000,"it":"a-1"{extra}}}]}}"#
+            )
+        };
+        let b = decode_json(
+            event("impression", r#","serve_id":"edge.1","position":3"#).as_bytes(),
+            &Limits::default(),
+        )
+        .unwrap();
+        let slot = b.events[0].slot.clone().unwrap();
+        assert_eq!((slot.serve_id.as_str(), slot.position), ("edge.1", 3));
+        for (kind, extra, field, code) in [
+            (
+                "click",
+                r#","sv":"edge.1""#,
+                "events[0].position",
+                "missing",
+            ),
+            ("click", r#","ps":1"#, "events[0].serve_id", "missing"),
+            (
+                "click",
+                r#","sv":"edge.1","ps":256"#,
+                "events[0].position",
+                "out_of_range",
+            ),
+            (
+                "click",
+                r#","sv":"a b","ps":1"#,
+                "events[0].serve_id",
+                "bad_chars",
+            ),
+            (
+                "page_view",
+                r#","sv":"edge.1","ps":1"#,
+                "events[0].serve_id",
+                "not_allowed",
+            ),
+        ] {
+            let e = json_err(&event(kind, extra));
+            assert_eq!(
+                (e.field(), e.code()),
+                (Some(field), code),
+                "{kind} {extra}: {e}"
+            );
+        }
+        let e = json_err(&event("click", r#","sv":"edge.1""#));
+        assert!(e.to_string().contains("required with `serve_id`"), "{e}");
     }
 
     #[test]

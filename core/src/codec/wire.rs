@@ -11,7 +11,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use uuid::Uuid;
 
 use super::{DecodeError, Problem};
-use crate::event::{Batch, Context, DeviceClass, Event, EventKind, Interaction, Viewport};
+use crate::event::{Batch, Context, DeviceClass, Event, EventKind, Interaction, Slot, Viewport};
 use crate::limits::Limits;
 use crate::SCHEMA_VERSION;
 
@@ -75,6 +75,8 @@ const EVENT_KEYS: &[(&str, &str)] = &[
     ("dp", "depth_pct"),
     ("ms", "visible_ms"),
     ("c", "context"),
+    ("sv", "serve_id"),
+    ("ps", "position"),
 ];
 const CONTEXT_KEYS: &[(&str, &str)] = &[
     ("p", "path"),
@@ -175,6 +177,20 @@ struct WireEvent<'a> {
         skip_serializing_if = "Option::is_none"
     )]
     context: Option<MapOnly<WireContext<'a>>>,
+    #[serde(
+        rename = "sv",
+        alias = "serve_id",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    serve_id: Option<Cow<'a, str>>,
+    #[serde(
+        rename = "ps",
+        alias = "position",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    position: Option<i64>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -253,6 +269,8 @@ impl<'a> From<&'a Event> for WireEvent<'a> {
                     device: c.device.map(|d| Cow::Borrowed(d.as_str())),
                 })
             }),
+            serve_id: e.slot.as_ref().map(|s| Cow::Borrowed(s.serve_id.as_str())),
+            position: e.slot.as_ref().map(|s| i64::from(s.position)),
         }
     }
 }
@@ -407,9 +425,38 @@ impl WireEvent<'_> {
         if let Some(item) = &self.item {
             check_id(&field("item"), item, limits.max_item_len)?;
         }
-        if matches!(kind, EventKind::Click | EventKind::Impression) && self.item.is_none() {
+        let on_item = matches!(kind, EventKind::Click | EventKind::Impression);
+        if on_item && self.item.is_none() {
             return Err(invalid(field("item"), Problem::Missing));
         }
+        // A rail slot is a serve and a position together, on a click or an
+        // impression of the item it placed.
+        let slot = match (self.serve_id, self.position) {
+            (None, None) => None,
+            _ if !on_item => {
+                return Err(invalid(field("serve_id"), Problem::NotAllowedFor(kind)));
+            }
+            (Some(serve_id), Some(position)) => {
+                check_id(&field("serve_id"), &serve_id, limits.max_id_len)?;
+                check_range(&field("position"), position, 0, i64::from(u8::MAX))?;
+                Some(Slot {
+                    serve_id: serve_id.into_owned(),
+                    position: position as u8,
+                })
+            }
+            (None, Some(_)) => {
+                return Err(invalid(
+                    field("serve_id"),
+                    Problem::RequiredWith("position"),
+                ))
+            }
+            (Some(_), None) => {
+                return Err(invalid(
+                    field("position"),
+                    Problem::RequiredWith("serve_id"),
+                ))
+            }
+        };
         let context = match self.context {
             None => None,
             Some(MapOnly(c)) => {
@@ -442,6 +489,7 @@ impl WireEvent<'_> {
             interaction,
             item: self.item.map(Cow::into_owned),
             context,
+            slot,
         })
     }
 }

@@ -107,7 +107,8 @@ fn event(w: &mut Writer, e: &Event) {
     w.map(
         3 + usize::from(e.item.is_some())
             + usize::from(value.is_some())
-            + usize::from(e.context.is_some()),
+            + usize::from(e.context.is_some())
+            + 2 * usize::from(e.slot.is_some()),
     );
     w.str("i");
     w.bin16(e.id.as_bytes());
@@ -153,6 +154,12 @@ fn event(w: &mut Writer, e: &Event) {
             w.str("dc");
             w.str(d.as_str());
         }
+    }
+    if let Some(slot) = &e.slot {
+        w.str("sv");
+        w.str(&slot.serve_id);
+        w.str("ps");
+        w.uint(u64::from(slot.position));
     }
 }
 

@@ -66,7 +66,8 @@ pub async fn handle(mut req: Request, config: &Config, env: &Env) -> Result<Resp
             .unwrap_or(&[]);
         state.record(
             e.kind(),
-            weights.weight(&e.interaction),
+            // A click on what a rail served is the strongest positive.
+            weights.event_weight(e),
             item,
             tags,
             e.ts_ms.saturating_add(skew),

@@ -1,6 +1,7 @@
 //! `GET /v1/recommendations?k=…`: the person's cached candidates, reranked
 //! with their edge state on every request.
 
+use attune_core::rail::{self, Ranker};
 use attune_core::routing::anonymous_user;
 use serde::Serialize;
 use worker::{Cache, Context, Fetch, Headers, Method, Request, RequestInit, Response, Result};
@@ -21,9 +22,20 @@ const MAX_K: usize = 100;
 struct Reply {
     user: String,
     source: &'static str,
+    /// attune-core's `rail::Ranker`: always `edge` here.
+    ranker: &'static str,
+    /// This serve's id; the page reports impressions and clicks with it.
+    serve_id: String,
     candidates_age_ms: i64,
     stale: bool,
     items: Vec<attune_core::RecommendedItem>,
+}
+
+/// 128 bits for a serve id, which needs uniqueness, not secrecy.
+fn random_u128() -> u128 {
+    (0..4).fold(0, |bits, _| {
+        (bits << 32) | (js_sys::Math::random() * 4_294_967_296.0) as u128
+    })
 }
 
 /// The cached list of `user`, if any.
@@ -156,6 +168,8 @@ pub async fn handle(req: Request, config: &Config, ctx: &Context) -> Result<Resp
     Response::from_json(&Reply {
         user,
         source: "edge",
+        ranker: Ranker::Edge.as_str(),
+        serve_id: rail::serve_id(Ranker::Edge, random_u128()),
         candidates_age_ms: age,
         stale: age >= config.ttl_ms,
         items: rerank_for(

@@ -90,19 +90,21 @@ async function refreshRail() {
     const reply = await r.json();
     if (seq !== railSeq) return;
     const before = new Set(window.rail.items);
+    // The serve id and each item's position attribute its impressions and clicks to this rail.
+    $("rail-items").setAttribute("data-attune-serve", reply.serve_id);
     $("rail-items").innerHTML = reply.items
-      .map((it) => {
+      .map((it, position) => {
         const a = byId.get(it.item);
         const title = it.metadata?.title ?? a?.title ?? it.item;
         const category = it.metadata?.category ?? a?.category ?? it.tags[0];
-        return `<li class="${before.size && !before.has(it.item) ? "moved" : ""}"><a href="/article/${esc(it.item)}" data-link data-article="${esc(it.item)}" data-attune-rec="${esc(it.item)}">
+        return `<li class="${before.size && !before.has(it.item) ? "moved" : ""}"><a href="/article/${esc(it.item)}" data-link data-article="${esc(it.item)}" data-attune-rec="${esc(it.item)}" data-attune-pos="${position}">
           <span class="kicker">${esc(CATEGORIES[category]?.label ?? category)}</span>${esc(title)}</a></li>`;
       })
       .join("");
     if (!reply.user.endsWith(":_cold")) dashboardLink(reply.user);
     const ms = clickedAt === null ? null : Math.round(performance.now() - clickedAt);
     clickedAt = null;
-    window.rail = { version: window.rail.version + 1, items: reply.items.map((it) => it.item), categories: reply.items.map((it) => it.tags[0]), clickToRailMs: ms, user: reply.user };
+    window.rail = { version: window.rail.version + 1, serveId: reply.serve_id, items: reply.items.map((it) => it.item), categories: reply.items.map((it) => it.tags[0]), clickToRailMs: ms, user: reply.user };
     $("rail-status").textContent =
       (ms === null ? "ranked at the edge" : `reranked at the edge ${ms} ms after your click`) +
       ` · origin candidates ${Math.round(reply.candidates_age_ms / 1000)} s old`;

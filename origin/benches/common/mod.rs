@@ -41,6 +41,7 @@ pub fn batch(site: &str, anon: &str, n: usize) -> Vec<u8> {
             },
             item: Some(format!("article-{}", i % 50)),
             context: None,
+            slot: None,
         })
         .collect();
     encode_msgpack(&Batch {

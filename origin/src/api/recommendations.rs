@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 
+use attune_core::rail::{self, Ranker};
 use attune_core::{DecayedScore, RecommendedItem};
 use axum::extract::{Query, State};
 use axum::Json;
@@ -40,6 +41,14 @@ pub struct Recommendations {
     pub user: String,
     /// Which ranking produced them.
     pub model: String,
+    /// What ranked this rail: `personal` or `popularity` (attune-core's
+    /// `rail::Ranker`).
+    pub ranker: String,
+    /// This serve's id, `<ranker>.<32 hex digits>`. The page reports
+    /// impressions and clicks of the items with it and the position each
+    /// was shown at (`data-attune-serve` on the rail, `data-attune-pos` on
+    /// each item), which attributes them to this rail.
+    pub serve_id: String,
     /// Server time of the ranking, Unix ms.
     pub generated_at_ms: i64,
     /// Best first.
@@ -103,14 +112,16 @@ pub async fn get_recommendations(
         );
         &newcomer_popularity
     };
+    let (model, ranker) = if ranking::is_personal(&user_model) {
+        ("covisit+mf+popularity", Ranker::Personal)
+    } else {
+        ("popularity", Ranker::Popularity)
+    };
     Ok(Json(Recommendations {
         user,
-        model: if ranking::is_personal(&user_model) {
-            "covisit+mf+popularity"
-        } else {
-            "popularity"
-        }
-        .into(),
+        model: model.into(),
+        ranker: ranker.as_str().into(),
+        serve_id: rail::serve_id(ranker, rand::random()),
         generated_at_ms: now_ms,
         items: ranking::rank(
             &Signals {

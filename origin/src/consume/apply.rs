@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
+use attune_core::rail;
 use attune_core::{DeviceClass, HalfLife, Interaction};
 
 use crate::record::EventRecord;
@@ -76,7 +77,15 @@ pub fn by_user(
                 site_weights.dwell_weight(visible_ms, facts.length_words),
                 site_weights.is_read(visible_ms, facts.length_words),
             ),
-            _ => (site_weights.weight(&e.interaction), false),
+            _ => (site_weights.event_weight(e), false),
+        };
+        let slot = e
+            .slot
+            .as_ref()
+            .map(|s| (rail::ranker_of(&s.serve_id), s.position));
+        let exposure = match (e.interaction, &slot) {
+            (Interaction::Impression, Some(_)) => site_weights.exposure,
+            _ => 0.0,
         };
         out.entry((r.site_key.clone(), r.user_id.clone()))
             .or_default()
@@ -97,6 +106,8 @@ pub fn by_user(
                 browser: r.device.browser.clone(),
                 os: r.device.os.clone(),
                 segments: r.segments.clone(),
+                slot,
+                exposure,
                 unseen: true,
             });
     }

@@ -19,6 +19,7 @@ use tokio::sync::watch;
 
 use super::apply::{by_user, CatalogFacts, Incoming};
 use super::popularity::credit_of;
+use super::rails;
 use super::stats::{SharedLag, StatsTracker};
 use crate::config::SiteWeights;
 use crate::event_log::embedded::{read_topic, LOG};
@@ -26,7 +27,7 @@ use crate::model::covisit::{self, CovisitConfig};
 use crate::record::EventRecord;
 use crate::store::embedded::{
     add_popularity, StoredProfile, CONSUMER_STATS, COVISIT, COVISIT_NORMS, DEAD_LETTERS, FORGOTTEN,
-    POPULARITY, POSITIONS, PROFILES, SEEN,
+    POPULARITY, POSITIONS, PROFILES, RAILS, SEEN,
 };
 use crate::store::Item;
 
@@ -116,6 +117,7 @@ pub fn apply_pending(
             let mut covisits = tx.open_table(COVISIT)?;
             let mut norms = tx.open_table(COVISIT_NORMS)?;
             let mut popularity = tx.open_table(POPULARITY)?;
+            let mut rail_counts = tx.open_table(RAILS)?;
             for ((site, user), events) in &groups {
                 if forgotten.get((site.as_str(), user.as_str()))?.is_some() {
                     round.skipped += events.len() as u64;
@@ -138,6 +140,11 @@ pub fn apply_pending(
                         if let Some(d) = covisit::visit(&profile.recent, item, &covisit_cfg) {
                             add_covisit(&mut covisits, &mut norms, site, &d, &covisit_cfg)?;
                         }
+                    }
+                    if let Some(field) = rails::field_of(e) {
+                        let key = (site.as_str(), field.as_str());
+                        let n = rail_counts.get(key)?.map_or(0, |v| v.value());
+                        rail_counts.insert(key, n + 1)?;
                     }
                     if let Some((scopes, c)) = credit_of(site, e) {
                         for scope in &scopes {

@@ -2,8 +2,8 @@
 //! topics into Redis profiles, exactly once in effect.
 //!
 //! Each round: poll a batch; leave out what the user already has, train the
-//! model ([`train`]) and credit popularity ([`popularity`]) past their offset
-//! watermarks, and count it in the reconciliation ledger ([`ledger`]);
+//! model ([`train`]), credit popularity ([`popularity`]) and count served
+//! rails ([`rails`]) past their offset watermarks, and count it in the reconciliation ledger ([`ledger`]);
 //! apply it to the profiles with [`apply::ProfileWriter`]
 //! (idempotent per partition watermark and event id, atomically per user);
 //! then, in one Kafka transaction, publish one `profile_updates` message per
@@ -15,6 +15,7 @@ pub mod apply;
 pub mod embedded;
 pub mod ledger;
 pub mod popularity;
+pub mod rails;
 pub mod resume;
 pub mod stats;
 pub mod train;
@@ -104,6 +105,7 @@ struct Writers {
     profiles: ProfileWriter,
     model: train::Trainer,
     popularity: popularity::PopularityWriter,
+    rails: rails::RailWriter,
     ledger: ledger::LedgerWriter,
     half_life: HalfLife,
     weights: SiteWeights,
@@ -225,6 +227,7 @@ fn connect_writers(args: &ConsumeArgs) -> Result<Writers> {
         model: train::Trainer::connect(&args.redis_url, MfConfig::default()).context(connect)?,
         popularity: popularity::PopularityWriter::connect(&args.redis_url, popularity_half_life)
             .context(connect)?,
+        rails: rails::RailWriter::connect(&args.redis_url).context(connect)?,
         ledger: ledger::LedgerWriter::connect(&args.redis_url).context(connect)?,
         half_life,
         weights: SiteWeights::of_sites(&crate::config::load_sites(args.config.as_deref())?),
@@ -279,6 +282,7 @@ fn apply(
         .context("Redis seen check")?;
     w.model.update(&mut groups).context("update the model")?;
     w.popularity.credit(&groups).context("credit popularity")?;
+    w.rails.count(&groups).context("count served rails")?;
     w.ledger
         .record(&ledger::entries(
             incoming,

@@ -163,6 +163,8 @@ mod tests {
             browser: None,
             os: None,
             segments: vec!["device:mobile".into()],
+            slot: None,
+            exposure: 0.0,
             unseen,
         }
     }

@@ -6,7 +6,8 @@
 //! round's `unseen` mark, `apply::ProfileWriter::mark_seen`); every new
 //! event with an item and a positive weight takes its factor steps (its
 //! weight decayed by its age) and, when its item is new to the reader's
-//! window, a co-visit with the window's items. Item factors and co-visit rows
+//! window, a co-visit with the window's items; every new impression of a
+//! served item (an exposure) takes one step toward 0. Item factors and co-visit rows
 //! are changed by Lua scripts only past that item's `topic:partition` offset
 //! watermark (so a replay adds nothing); the user's factor change and window
 //! ride in the profile script, which applies them only with the event's id
@@ -18,7 +19,7 @@ use serde::Serialize;
 
 use crate::clock::now_ms;
 use crate::model::covisit::CovisitConfig;
-use crate::model::online::{age_weighted, learn, NegativePool};
+use crate::model::online::{age_weighted, expose, learn, NegativePool};
 use crate::model::{initial, MfConfig};
 use crate::store::profile_event::ProfileEvent;
 use crate::store::redis::{covisit_row_key, pack, site_key, unpack, user_key, LUA_VEC_ADD};
@@ -149,6 +150,24 @@ impl Trainer {
             let site = &keys[g].0;
             let event = &mut events[g][k];
             let item = event.item.clone().unwrap_or_default();
+            let (tp, off) = (event.topic_partition.clone(), event.offset);
+            if event.weight <= 0.0 {
+                // Planned as an exposure.
+                let weight = age_weighted(event.exposure, event.ts_ms, now) as f32;
+                let site_vectors = vectors.entry(site.clone()).or_default();
+                let delta = expose(&mut users[g], site_vectors, &item, weight, &self.cfg);
+                items
+                    .entry(site.clone())
+                    .or_default()
+                    .extend(delta.items.into_iter().map(|(item, d)| ItemUpdate {
+                        item,
+                        tp: tp.clone(),
+                        off,
+                        d,
+                    }));
+                event.user_delta = Some(delta.user);
+                continue;
+            }
             let weight = age_weighted(event.weight, event.ts_ms, now) as f32;
             let learned = learn(
                 &mut users[g],
@@ -160,7 +179,6 @@ impl Trainer {
                 &self.cfg,
                 &self.covisit,
             );
-            let (tp, off) = (event.topic_partition.clone(), event.offset);
             items
                 .entry(site.clone())
                 .or_default()
@@ -205,7 +223,8 @@ impl Trainer {
             .or_insert_with(|| NegativePool::new(u64::from(std::process::id())))
     }
 
-    /// The unseen positive events with an item, and their negatives.
+    /// The unseen events with an item that teach the model — positives with
+    /// their negatives, and exposures (no weight, an `exposure`) alone.
     fn plan(&mut self, groups: &BTreeMap<(String, String), Vec<ProfileEvent>>) -> Vec<Planned> {
         let mut plan = Vec::new();
         for (g, ((site, _), events)) in groups.iter().enumerate() {
@@ -213,7 +232,13 @@ impl Trainer {
                 let Some(item) = e.item.as_deref() else {
                     continue;
                 };
-                if !e.unseen || e.weight <= 0.0 {
+                if !e.unseen {
+                    continue;
+                }
+                if e.weight <= 0.0 {
+                    if e.exposure > 0.0 {
+                        plan.push((g, k, Vec::new()));
+                    }
                     continue;
                 }
                 let n = self.cfg.negatives;

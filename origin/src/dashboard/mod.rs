@@ -44,6 +44,22 @@ pub struct TopCategory {
     pub score: f64,
 }
 
+/// One ranker's served items at one position: shown, clicked, and the rate.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RailPosition {
+    /// What ranked the rail (`personal`, `popularity`, `edge`, `unknown`).
+    pub ranker: String,
+    /// Position bucket, `0` … `9`, then `10+`.
+    pub position: String,
+    /// Impressions (≥ 50 % visible for ≥ 1 s).
+    pub shown: u64,
+    /// Clicks.
+    pub clicked: u64,
+    /// `clicked / shown`; absent before anything was shown.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ctr: Option<f64>,
+}
+
 /// Reply of `GET /v1/dashboard`.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Dashboard {
@@ -65,6 +81,9 @@ pub struct Dashboard {
     pub top_categories: Vec<TopCategory>,
     /// Users this origin process saw most recently, newest first.
     pub recent_users: Vec<String>,
+    /// Served rails' impressions and clicks by ranker and position, each
+    /// event counted once by the consumers.
+    pub rails: Vec<RailPosition>,
 }
 
 /// The dashboard's data for the calling site.
@@ -75,10 +94,11 @@ pub async fn get_dashboard(
     caller: Caller,
 ) -> Result<Json<Dashboard>, ApiError> {
     let site = &caller.require_server()?.key;
-    let (items, popularity, consumers) = tokio::try_join!(
+    let (items, popularity, consumers, rails) = tokio::try_join!(
         state.store.items(site),
         state.store.popularity(site),
         state.store.consumer_stats(),
+        state.store.rail_counts(site),
     )?;
     let now_ms = crate::clock::now_ms();
     let scores: HashMap<&str, f64> = popularity
@@ -99,6 +119,16 @@ pub async fn get_dashboard(
         top_items,
         top_categories,
         recent_users: state.activity.recent_users(site),
+        rails: rails
+            .into_iter()
+            .map(|((ranker, position), c)| RailPosition {
+                ranker: ranker.as_str().into(),
+                position: position.into(),
+                shown: c.shown,
+                clicked: c.clicked,
+                ctr: (c.shown > 0).then(|| c.clicked as f64 / c.shown as f64),
+            })
+            .collect(),
     }))
 }
 

@@ -172,6 +172,7 @@ mod tests {
             interaction,
             item: item.map(Into::into),
             context: None,
+            slot: None,
         };
         let batch = Batch {
             site_key: "s".into(),

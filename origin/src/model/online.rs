@@ -86,13 +86,37 @@ pub fn learn_factors(
     negatives: &[String],
     cfg: &MfConfig,
 ) -> FactorDelta {
-    let before = user.to_vec();
-    let mut items = Vec::with_capacity(1 + negatives.len());
     let touched = std::iter::once((item, 1.0, weight)).chain(
         negatives
             .iter()
             .map(|j| (j.as_str(), 0.0, cfg.negative_weight)),
     );
+    steps(user, vectors, touched, cfg)
+}
+
+/// An exposure: `item` was shown to the reader in a served rail and not
+/// (yet) taken. One SGD step toward 0 with `weight` (attune-core's
+/// `FeedbackWeights::exposure`, decayed by age) — a weak negative that a
+/// click's step toward 1 outweighs; no co-visit, the window unchanged.
+pub fn expose(
+    user: &mut [f32],
+    vectors: &mut HashMap<String, Vec<f32>>,
+    item: &str,
+    weight: f32,
+    cfg: &MfConfig,
+) -> FactorDelta {
+    steps(user, vectors, std::iter::once((item, 0.0, weight)), cfg)
+}
+
+/// SGD steps of `user` with each `(item, target, weight)` in order.
+fn steps<'a>(
+    user: &mut [f32],
+    vectors: &mut HashMap<String, Vec<f32>>,
+    touched: impl Iterator<Item = (&'a str, f32, f32)>,
+    cfg: &MfConfig,
+) -> FactorDelta {
+    let before = user.to_vec();
+    let mut items = Vec::new();
     for (j, target, w) in touched {
         let Some(q) = vectors.get_mut(j) else {
             continue;
@@ -185,6 +209,42 @@ mod tests {
         let last = last.unwrap();
         assert_eq!(last.items.len(), 2);
         assert_eq!(last.items[0].0, "i");
+    }
+
+    /// A served item — one the model scores well, or it would not have been
+    /// served — shown and not taken drops in the reader's scores; the click
+    /// that follows lifts it above where it stood. (A step toward 0 is a
+    /// negative for what scores above 0, which is what rails serve.) A
+    /// no-op or sign-flipped exposure fails the first assertion.
+    #[test]
+    fn an_exposure_is_a_weak_negative_that_a_click_outweighs() {
+        let cfg = MfConfig::default();
+        let w = attune_core::FeedbackWeights::default();
+        let mut u = initial("u", cfg.dim);
+        let mut vectors: HashMap<String, Vec<f32>> = ["shown", "other"]
+            .iter()
+            .map(|k| (k.to_string(), initial(k, cfg.dim)))
+            .collect();
+        for _ in 0..5 {
+            learn_factors(&mut u, &mut vectors, "shown", 1.0, &[], &cfg);
+        }
+        vectors.insert("other".into(), initial("other", cfg.dim));
+        let start = dot(&u, &vectors["shown"]);
+        assert!(start > 0.0, "{start}");
+        let delta = expose(&mut u, &mut vectors, "shown", w.exposure as f32, &cfg);
+        let exposed = dot(&u, &vectors["shown"]);
+        assert!(exposed < start, "{start} → {exposed}");
+        assert_eq!(delta.items.len(), 1, "only the shown item moves");
+        assert_eq!(vectors["other"], initial("other", cfg.dim));
+        learn_factors(
+            &mut u,
+            &mut vectors,
+            "shown",
+            w.served_click as f32,
+            &[],
+            &cfg,
+        );
+        assert!(dot(&u, &vectors["shown"]) > start);
     }
 
     /// Two kinds of readers, each engaging only with its own kind of items:

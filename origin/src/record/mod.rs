@@ -127,6 +127,7 @@ mod tests {
                     }),
                     device: Some(DeviceClass::Mobile),
                 }),
+                slot: None,
             },
             received_at_ms: 1_700_000_000_250,
             clock_skew_ms: -40,
@@ -157,6 +158,15 @@ mod tests {
             let r = record(interaction, Some("a-1"));
             assert_eq!(EventRecord::decode(&r.encode()).unwrap(), r);
         }
+        let mut served = record(Interaction::Impression, Some("a-1"));
+        served.event.slot = Some(attune_core::Slot {
+            serve_id: "edge.0123456789abcdef0123456789abcdef".into(),
+            position: 255,
+        });
+        assert_eq!(EventRecord::decode(&served.encode()).unwrap(), served);
+        served.event.interaction = Interaction::PageView;
+        let refused = EventRecord::decode(&served.encode()).unwrap_err();
+        assert_eq!(refused.reason(), "invalid", "{refused}");
         let mut bare = record(Interaction::Click, None);
         bare.event.context = None;
         bare.device = Device::default();

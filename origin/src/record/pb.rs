@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use attune_core::{Context, DeviceClass, Event, Interaction, Viewport};
+use attune_core::{Context, DeviceClass, Event, Interaction, Slot, Viewport};
 use prost::Message;
 use uuid::Uuid;
 
@@ -155,6 +155,10 @@ impl From<&Event> for g::Event {
                 }),
                 device: class_to_pb(c.device) as i32,
             }),
+            slot: e.slot.as_ref().map(|s| g::Slot {
+                serve_id: s.serve_id.clone(),
+                position: s.position.into(),
+            }),
         }
     }
 }
@@ -207,6 +211,19 @@ impl TryFrom<g::Event> for Event {
             interaction,
             item: e.item,
             context,
+            slot: e
+                .slot
+                .map(|s| {
+                    if !matches!(interaction, Interaction::Click | Interaction::Impression) {
+                        return Err(invalid("a rail slot on neither a click nor an impression"));
+                    }
+                    Ok::<_, RecordError>(Slot {
+                        position: u8::try_from(s.position)
+                            .map_err(|_| invalid("slot position above 255"))?,
+                        serve_id: s.serve_id,
+                    })
+                })
+                .transpose()?,
         })
     }
 }

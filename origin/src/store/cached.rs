@@ -15,8 +15,8 @@ use attune_core::{DecayedScore, HalfLife};
 use moka::sync::Cache;
 
 use super::{
-    Attributes, ConsumerStats, CovisitRows, IngestContext, Item, Profile, Store, StoreResult,
-    UserModel,
+    Attributes, ConsumerStats, CovisitRows, IngestContext, Item, Profile, RailCounts, Store,
+    StoreResult, UserModel,
 };
 use crate::ledger::{Counts, Minute};
 
@@ -114,6 +114,10 @@ impl Store for CachedStore {
 
     async fn consumer_stats(&self) -> StoreResult<Vec<ConsumerStats>> {
         self.inner.consumer_stats().await
+    }
+
+    async fn rail_counts(&self, site: &str) -> StoreResult<RailCounts> {
+        self.inner.rail_counts(site).await
     }
 
     async fn add_ledger(&self, counts: &Counts) -> StoreResult<()> {

@@ -20,8 +20,8 @@ use crate::ledger::{Counts, Minute};
 use crate::model::covisit::{self, CovisitConfig};
 
 use super::{
-    Attributes, ConsumerStats, CovisitRows, IngestContext, Item, Profile, Store, StoreError,
-    StoreResult, UserModel,
+    add_rail_field, Attributes, ConsumerStats, CovisitRows, IngestContext, Item, Profile,
+    RailCounts, Store, StoreError, StoreResult, UserModel,
 };
 
 /// (site, item) → item JSON.
@@ -50,6 +50,8 @@ pub const DEAD_LETTERS: TableDefinition<(&str, u64), (&str, &str, &[u8])> =
     TableDefinition::new("dead_letters");
 /// Consumer member → its latest [`ConsumerStats`] JSON.
 pub const CONSUMER_STATS: TableDefinition<&str, &str> = TableDefinition::new("consumer_stats");
+/// (site, `store::rail_field`) → served items' impressions or clicks.
+pub const RAILS: TableDefinition<(&str, &str), u64> = TableDefinition::new("rails");
 
 /// Adds `weight` made at `t_ms` to `item`'s decayed popularity in `scope`
 /// (inside the caller's transaction: the embedded consumer credits with the
@@ -203,6 +205,7 @@ impl EmbeddedStore {
         tx.open_table(SEEN).map_err(err)?;
         tx.open_table(POSITIONS).map_err(err)?;
         tx.open_table(CONSUMER_STATS).map_err(err)?;
+        tx.open_table(RAILS).map_err(err)?;
         tx.open_table(COVISIT).map_err(err)?;
         tx.open_table(COVISIT_NORMS).map_err(err)?;
         tx.commit().map_err(err)?;
@@ -438,6 +441,24 @@ impl Store for EmbeddedStore {
             .filter_map(|json| serde_json::from_str::<ConsumerStats>(json).ok())
             .filter(|s| now - s.updated_at_ms < super::CONSUMER_STATS_MAX_AGE_MS)
             .collect())
+    }
+
+    async fn rail_counts(&self, site: &str) -> StoreResult<RailCounts> {
+        let site = site.to_owned();
+        self.blocking(move |db| {
+            let t = db.begin_read()?.open_table(RAILS)?;
+            let mut counts = RailCounts::new();
+            for row in t.range((site.as_str(), "")..)? {
+                let (k, v) = row?;
+                let (row_site, field) = k.value();
+                if row_site != site {
+                    break;
+                }
+                add_rail_field(&mut counts, field, v.value());
+            }
+            Ok(counts)
+        })
+        .await
     }
 
     /// The embedded log and its consumer commit in one redb database, the

@@ -14,9 +14,69 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use attune_core::rail::{self, Ranker};
 use attune_core::{DecayedScore, HalfLife};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+
+/// Impressions and clicks of served items, per (ranker, position bucket),
+/// each event counted once by the consumers (`consume::rails`).
+pub type RailCounts = BTreeMap<(Ranker, &'static str), RailCount>;
+
+/// One ranker's count at one position.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RailCount {
+    /// Impressions (≥ 50 % visible for ≥ 1 s).
+    pub shown: u64,
+    /// Clicks.
+    pub clicked: u64,
+}
+
+/// What a served item's event adds to its rail's counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RailOutcome {
+    /// An impression.
+    Shown,
+    /// A click.
+    Clicked,
+}
+
+/// The stored name of one rail count: `<ranker>|<position bucket>|<shown or
+/// clicked>`, every part from a closed set.
+pub fn rail_field(ranker: Ranker, position: u8, outcome: RailOutcome) -> String {
+    let what = match outcome {
+        RailOutcome::Shown => "shown",
+        RailOutcome::Clicked => "clicked",
+    };
+    format!(
+        "{}|{}|{what}",
+        ranker.as_str(),
+        rail::position_bucket(position)
+    )
+}
+
+/// Adds one stored field's value to `counts`; fields this build did not
+/// write are ignored.
+pub fn add_rail_field(counts: &mut RailCounts, field: &str, n: u64) {
+    let mut parts = field.split('|');
+    let (Some(ranker), Some(bucket), Some(what), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return;
+    };
+    let Some(ranker) = Ranker::ALL.into_iter().find(|r| r.as_str() == ranker) else {
+        return;
+    };
+    let Some(bucket) = rail::position_buckets().find(|b| *b == bucket) else {
+        return;
+    };
+    let count = counts.entry((ranker, bucket)).or_default();
+    match what {
+        "shown" => count.shown += n,
+        "clicked" => count.clicked += n,
+        _ => {}
+    }
+}
 
 /// A backend failure; the request may be retried.
 #[derive(Debug, thiserror::Error)]
@@ -165,6 +225,8 @@ pub trait Store: Send + Sync {
     async fn forget_user(&self, site: &str, user: &str) -> StoreResult<()>;
     /// What the running consumers last reported (the embedded one too).
     async fn consumer_stats(&self) -> StoreResult<Vec<ConsumerStats>>;
+    /// The site's served rails: impressions and clicks per ranker and position.
+    async fn rail_counts(&self, site: &str) -> StoreResult<RailCounts>;
     /// Adds ingest's counts to the reconciliation ledger ([`crate::ledger`]).
     async fn add_ledger(&self, counts: &Counts) -> StoreResult<()>;
     /// Every tier's ledger counts of `sites` for the minutes `from..to`.

@@ -2,6 +2,7 @@
 //! (MessagePack through `cmsgpack`, so the wire names stay short) and its
 //! embedded twin, `StoredProfile::apply`. `consume::apply::by_user` builds them.
 
+use attune_core::rail::Ranker;
 use serde::Serialize;
 
 /// An event, with its weight and its item's tags, ready for the profile rules.
@@ -53,6 +54,14 @@ pub struct ProfileEvent {
     /// The popularity segments the event also counts toward (from ingest).
     #[serde(skip)]
     pub segments: Vec<String>,
+    /// A served item's impression or click: the ranker its serve id names
+    /// and the position it was shown at.
+    #[serde(skip)]
+    pub slot: Option<(Ranker, u8)>,
+    /// The model's step toward 0 for this event — an impression of a served
+    /// item (attune-core's `FeedbackWeights::exposure`); 0 for any other.
+    #[serde(skip)]
+    pub exposure: f64,
     /// False when the user already had this id as the round began, or it came
     /// earlier in the same round: what the round learns (model, popularity)
     /// skips it, as the profile rules do.

@@ -21,6 +21,8 @@
 //! | `attune:{site}:covisit:<item>` | hash | other item → co-visit count |
 //! | `attune:{site}:covisit_norm` | hash | item → co-visit norm |
 //! | `attune:{site}:covisit_wm` | hash | `item|topic:partition` → last offset applied to its row |
+//! | `attune:{site}:rails` | hash | `<ranker>|<position>|shown` or `…|clicked` → served items' impressions or clicks (`store::rail_field`) |
+//! | `attune:{site}:rails_wm` | hash | `topic:partition` → last offset counted in the rails |
 //! | `attune:{site}:ledger:<minute>` | hash | `<measure>.<kind>` → events counted in that minute (reconciliation; 8 days) |
 //! | `attune:ledger_wm` | hash | `topic:partition` → last offset the consumers' ledger counted |
 //! | `attune:resume` | hash | `topic:partition` → next offset to read; every write before it is here |
@@ -39,8 +41,8 @@ use crate::clock::now_ms;
 use crate::ledger::{Counts, Measure, Minute};
 
 use super::{
-    Attributes, ConsumerStats, CovisitRows, IngestContext, Item, Profile, Store, StoreError,
-    StoreResult, UserModel,
+    add_rail_field, Attributes, ConsumerStats, CovisitRows, IngestContext, Item, Profile,
+    RailCounts, Store, StoreError, StoreResult, UserModel,
 };
 
 /// Redis through one auto-reconnecting multiplexed connection.
@@ -350,6 +352,16 @@ impl Store for RedisStore {
             .collect();
         stats.sort_by(|a, b| a.member.cmp(&b.member));
         Ok(stats)
+    }
+
+    async fn rail_counts(&self, site: &str) -> StoreResult<RailCounts> {
+        let mut c = self.conn.clone();
+        let all: HashMap<String, u64> = c.hgetall(site_key(site, "rails")).await?;
+        let mut counts = RailCounts::new();
+        for (field, n) in all {
+            add_rail_field(&mut counts, &field, n);
+        }
+        Ok(counts)
     }
 
     async fn add_ledger(&self, counts: &Counts) -> StoreResult<()> {

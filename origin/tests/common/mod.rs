@@ -259,6 +259,7 @@ pub fn event(interaction: Interaction, item: Option<&str>, ts_ms: i64) -> Event 
         interaction,
         item: item.map(Into::into),
         context: None,
+        slot: None,
     }
 }
 
@@ -388,7 +389,7 @@ impl Popularity {
     pub fn add(&mut self, b: &Batch) {
         let weights = attune_core::FeedbackWeights::default();
         for e in &b.events {
-            let w = weights.weight(&e.interaction);
+            let w = weights.event_weight(e);
             if let (Some(item), true) = (&e.item, w != 0.0) {
                 let score = self.0.entry(item.clone()).or_default();
                 let point = attune_core::DecayedScore::point(w, e.ts_ms);

@@ -1205,3 +1205,131 @@ async fn only_reads_and_clicks_mark_an_item_consumed() {
         "{recs}"
     );
 }
+
+/// A served rail end to end on Kafka and Redis: the reply's serve id names
+/// its ranker; the page's impressions and clicks with that serve id and
+/// their positions are counted once each (a resent batch adds nothing) per
+/// ranker and position, on the dashboard and on `/metrics`; a serve id the
+/// client made up falls into `unknown` and a far position into `10+`; a
+/// click on a served item counts as a served click; an impression of a
+/// served item moves the item's factors (an exposure), one without a rail
+/// slot teaches the model nothing.
+#[tokio::test]
+async fn served_rails_are_counted_once_by_ranker_and_position_and_teach_the_model() {
+    use attune_core::{FeedbackWeights, Slot};
+    use attune_origin::store::redis::site_key;
+
+    let (prefix, origin) = setup().await;
+    let site = origin.site.site_key.clone();
+    let items: Vec<Value> = ["r0", "r1", "r2", "r3", "plain"]
+        .iter()
+        .map(|id| serde_json::json!({"id": id, "tags": [format!("tag-{id}")]}))
+        .collect();
+    origin
+        .load_items(serde_json::json!({ "items": items }))
+        .await;
+    let served: Value = origin
+        .get_as_site("/v1/recommendations?user=anon:railer&k=4")
+        .await;
+    assert_eq!(served["ranker"], "popularity", "a newcomer: {served}");
+    let serve_id = served["serve_id"].as_str().unwrap().to_owned();
+    assert!(serve_id.starts_with("popularity."), "{serve_id}");
+    let again: Value = origin
+        .get_as_site("/v1/recommendations?user=anon:railer&k=4")
+        .await;
+    assert_ne!(again["serve_id"], served["serve_id"], "one id per serve");
+
+    let _consumer = Consumer::start(&prefix, &format!("g-{prefix}"));
+    let t = now_ms();
+    let slotted = |kind, item: &str, serve: &str, position| {
+        let mut e = event(kind, Some(item), t);
+        e.slot = Some(Slot {
+            serve_id: serve.into(),
+            position,
+        });
+        e
+    };
+    let mut events: Vec<_> = ["r0", "r1", "r2", "r3"]
+        .iter()
+        .enumerate()
+        .map(|(p, item)| slotted(Interaction::Impression, item, &serve_id, p as u8))
+        .collect();
+    events.push(slotted(Interaction::Click, "r1", &serve_id, 1));
+    events.push(slotted(
+        Interaction::Impression,
+        "r3",
+        "made-up-by-a-client",
+        12,
+    ));
+    events.push(event(Interaction::Impression, Some("plain"), t));
+    let b = batch(&site, "railer", events);
+    assert_eq!(origin.post_batch(&b).await.status(), 202);
+    assert_eq!(origin.post_batch(&b).await.status(), 202, "a resend");
+    let mut expected = Expected::default();
+    expected.add(&b);
+    expected.wait_for(&origin).await;
+
+    let dashboard = origin.get_as_site("/v1/dashboard").await;
+    let rails: Vec<(String, String, u64, u64)> = dashboard["rails"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["ranker"].as_str().unwrap().to_owned(),
+                r["position"].as_str().unwrap().to_owned(),
+                r["shown"].as_u64().unwrap(),
+                r["clicked"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let row = |ranker: &str, position: &str, shown, clicked| {
+        (ranker.to_owned(), position.to_owned(), shown, clicked)
+    };
+    assert_eq!(
+        rails,
+        [
+            row("popularity", "0", 1, 0),
+            row("popularity", "1", 1, 1),
+            row("popularity", "2", 1, 0),
+            row("popularity", "3", 1, 0),
+            row("unknown", "10+", 1, 0),
+        ],
+        "{dashboard}"
+    );
+    let metrics = origin.metrics().await;
+    let line = format!(
+        "attune_rail_clicks_total{{site=\"{site}\",ranker=\"popularity\",position=\"1\"}} 1"
+    );
+    assert!(metrics.contains(&line), "{line} in:\n{metrics}");
+
+    // The served click is worth a served click in the reader's interest.
+    let p = profile(&origin, "anon:railer").await;
+    let interest = p["affinities"]["tag-r1"].as_f64().unwrap();
+    let served_click = FeedbackWeights::default().served_click;
+    assert!((interest - served_click).abs() < 1e-3, "{p}");
+
+    // Exposures step the shown items' factors; a plain impression does not.
+    let mut conn = redis_conn();
+    let vectors: Vec<Option<Vec<u8>>> = ["r0", "r2", "plain"]
+        .iter()
+        .map(|i| {
+            redis::cmd("HGET")
+                .arg(site_key(&site, "item_vectors"))
+                .arg(i)
+                .query(&mut conn)
+                .unwrap()
+        })
+        .collect();
+    let start = |item: &str| {
+        attune_origin::store::redis::pack(&attune_origin::model::initial(
+            &format!("{site}/{item}"),
+            attune_origin::model::MfConfig::default().dim,
+        ))
+    };
+    for (item, stored) in ["r0", "r2"].iter().zip(&vectors) {
+        let stored = stored.as_ref().expect("an exposed item has factors");
+        assert_ne!(stored, &start(item), "{item}'s exposure moved it");
+    }
+    assert_eq!(vectors[2], None, "a plain impression teaches nothing");
+}

@@ -45,6 +45,8 @@ fn event(n: i64, kind: &'static str, item: Option<&str>, ago_ms: i64, now: i64) 
         browser: (n % 3 != 0).then(|| format!("Browser {n}")),
         os: (n == 4).then(|| "Linux".into()),
         segments: vec![],
+        slot: None,
+        exposure: 0.0,
         unseen: true,
     }
 }
