@@ -85,6 +85,39 @@ test("a click changes the very next recommendations, with no origin round trip",
   assert.ok(after.items[0].score > first.items[0].score);
 });
 
+test("the edge's rail has a serve id, and a click on what it served is worth more than any click", async () => {
+  const site = origin.site.site_key;
+  // Ranked by interest alone, so the origin's scores (which these clicks
+  // move) do not enter the comparison.
+  const byInterest = startWorker({ ORIGIN_URL: proxy.url, SITE_KEY: site, ORIGIN_API_KEY: origin.site.api_key, AFFINITY_BLEND: "1" });
+  const s1Score = async (served) => {
+    const anon = `anon-served-${served}-${Date.now()}`;
+    let r = await post(byInterest, batch(site, anon, [{ kind: "page_view" }]));
+    const cookie = cookieOf(r);
+    const rail = await (await recs(byInterest, cookie, 12)).json();
+    assert.equal(rail.ranker, "edge");
+    assert.match(rail.serve_id, /^edge\.[0-9a-f]{32}$/);
+    const position = rail.items.findIndex((i) => i.item === "t2");
+    const slot = served ? { sv: rail.serve_id, ps: position } : {};
+    // A sports click and a tech click at one instant: equal interest, unless
+    // the tech click was on the rail.
+    r = await post(byInterest, batch(site, anon, [{ kind: "click", item: "s2" }, { kind: "click", item: "t2", ...slot }]), { cookie });
+    assert.equal(r.status, 202);
+    const after = await (await recs(byInterest, cookieOf(r), 12)).json();
+    assert.notEqual(after.serve_id, rail.serve_id, "one id per serve");
+    return after.items.find((i) => i.item === "s1").score;
+  };
+  try {
+    const plain = await s1Score(false);
+    const served = await s1Score(true);
+    assert.equal(plain, 1, "equal interest in sports and tech");
+    // attune-core's defaults: a click 3, a click on a served item 4.
+    assert.ok(Math.abs(served - 3 / 4) < 1e-9, `sports is 3/4 of a served tech click: ${served} vs ${plain}`);
+  } finally {
+    await byInterest.dispose();
+  }
+});
+
 test("FEEDBACK_WEIGHTS decides what a click is worth: weight 0 leaves the ranking as it was", async () => {
   const site = origin.site.site_key;
   const unweighted = startWorker({ ORIGIN_URL: proxy.url, SITE_KEY: site, ORIGIN_API_KEY: origin.site.api_key, FEEDBACK_WEIGHTS: '{"click": 0}' });

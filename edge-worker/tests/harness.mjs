@@ -171,7 +171,7 @@ export function batch(site, anon, events, { token } = {}) {
     a: anon,
     ...(token ? { u: token } : {}),
     t: now,
-    e: events.map((e) => ({ i: uuidv7(), k: e.kind, t: now, ...(e.item ? { it: e.item } : {}), ...(e.dp !== undefined ? { dp: e.dp } : {}), ...(e.ms !== undefined ? { ms: e.ms } : {}) })),
+    e: events.map((e) => ({ i: uuidv7(), k: e.kind, t: now, ...(e.item ? { it: e.item } : {}), ...(e.dp !== undefined ? { dp: e.dp } : {}), ...(e.ms !== undefined ? { ms: e.ms } : {}), ...(e.sv !== undefined ? { sv: e.sv, ps: e.ps } : {}) })),
   });
 }
 

@@ -92,6 +92,25 @@ test("the page's item (meta tag or page({ item })) is on its view, scroll depth 
   await ctx.close();
 });
 
+test("a rail item's impression and click carry its serve id and position", async () => {
+  const { ctx, page } = await open("flushInterval=200");
+  const aid = await anon(page);
+  await page.evaluate(() => document.querySelector("[data-attune-rec=r1]").scrollIntoView());
+  await wait(1700); // ≥ 1 s at ≥ 50 %, and a tick
+  await page.click("[data-attune-rec=r1]");
+  await hide(page);
+  const events = () => server.events(mine(aid));
+  const of = (k) => events().filter((e) => e.k === k && e.it === "r1");
+  assert.ok(await until(() => of("impression").length && of("click").length), JSON.stringify(events()));
+  for (const e of [of("impression")[0], of("click")[0]]) {
+    assert.equal(e.sv, "edge.0123456789abcdef0123456789abcdef", JSON.stringify(e));
+    assert.equal(e.ps, 3, JSON.stringify(e));
+  }
+  const plain = events().find((e) => e.k === "page_view");
+  assert.equal(plain.sv, undefined, "only rail items carry a slot");
+  await ctx.close();
+});
+
 test("dwell excludes hidden and idle time", async () => {
   const { ctx, page } = await open("flushInterval=200&idleTimeout=800");
   const aid = await anon(page);

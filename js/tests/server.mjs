@@ -16,7 +16,7 @@ export const PAGE = `<!doctype html><html><head><meta charset="utf-8"><title>t</
 <article data-attune-item="a1" style="height:300px">Article one</article>
 <article data-attune-item="a2" style="height:300px">Article two</article>
 <div style="height:3000px">long</div>
-<aside><a data-attune-rec="r1" href="#r1">Rec one</a></aside>
+<aside data-attune-serve="edge.0123456789abcdef0123456789abcdef"><a data-attune-rec="r1" data-attune-pos="3" href="#r1">Rec one</a></aside>
 <script type="module">
 import { init } from "/dist/index.js";
 const q = new URLSearchParams(location.search);

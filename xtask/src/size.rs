@@ -10,8 +10,9 @@ use anyhow::Result;
 use crate::process::{gzip_len, run as run_cmd};
 use crate::{install, tracker, workspace_root};
 
-/// The Attune budget, gzipped bytes.
-const BUDGET: usize = 15 * 1024;
+/// The Attune budget, gzipped bytes: 15 KiB, plus the 746 B that rail
+/// attribution (serve ids and positions on impressions and clicks) measured.
+const BUDGET: usize = 16 * 1024;
 
 pub fn run() -> Result<()> {
     install::wasm_target()?;

@@ -205,6 +205,33 @@ test("the origin's recommendations and profile follow within the consistency win
   assert.ok(articleEvents("scroll").length >= 1, "the article's scroll depth carries the article");
 });
 
+test("a rail click is attributed to its serve and position: CTR by position on the dashboard and /metrics", async () => {
+  await page.click(".masthead");
+  await page.waitForFunction(() => window.rail.version >= 1 && window.rail.items.length >= 3);
+  await wait(1700); // the rail's items are seen for a second: impressions
+  const served = await rail();
+  assert.match(served.serveId, /^edge\.[0-9a-f]{32}$/);
+  const version = served.version;
+  await page.click("#rail-items li:nth-child(3) a");
+  await page.waitForFunction((v) => window.rail.version > v, version, { timeout: 5000 });
+  await page.evaluate(() => window.attune.flush());
+  const click = delivered.events.find((e) => e.k === "click" && e.sv === served.serveId);
+  assert.ok(click, `the rail click names its serve: ${JSON.stringify(delivered.events.filter((e) => e.k === "click"))}`);
+  assert.equal(click.ps, 2);
+  assert.equal(click.it, served.items[2]);
+  const shown = delivered.events.filter((e) => e.k === "impression" && e.sv === served.serveId);
+  assert.ok(shown.length >= 3, `the rail's impressions name its serve: ${shown.length}`);
+  const rails = await until(async () => {
+    const d = await api("/v1/dashboard");
+    const at2 = d.rails.find((r) => r.ranker === "edge" && r.position === "2");
+    return at2 && at2.clicked >= 1 ? d.rails : null;
+  }, CONSISTENCY_WINDOW_MS, "the dashboard to count the rail click at position 2");
+  timings.rail_ctr_by_position = Object.fromEntries(rails.map((r) => [`${r.ranker} #${r.position}`, `${r.clicked}/${r.shown}`]));
+  console.log(`# rail CTR by position (clicks/impressions): ${Object.entries(timings.rail_ctr_by_position).map(([k, v]) => `${k} ${v}`).join(", ")}`);
+  const metrics = await (await fetch(`${origin}/metrics`)).text();
+  assert.match(metrics, new RegExp(`attune_rail_clicks_total\\{site="${siteKey}",ranker="edge",position="2"\\} [1-9]`), "on /metrics");
+});
+
 test("reloading and going offline then online duplicate nothing: profile counts equal distinct event ids", async () => {
   const who = await user();
   await page.reload();
