@@ -37,6 +37,9 @@ pub struct FeedbackWeights {
     /// The share of an item's expected reading time that makes a *read*
     /// (not a glance).
     pub read_fraction: f64,
+    /// Scroll depth (percent) at which a reader has been through an item:
+    /// then half a read's time is a read ([`Self::is_read_through`]).
+    pub read_through_pct: u8,
 }
 
 impl Default for FeedbackWeights {
@@ -52,6 +55,7 @@ impl Default for FeedbackWeights {
             exposure: 0.25,
             words_per_minute: 230.0,
             read_fraction: 0.5,
+            read_through_pct: 90,
         }
     }
 }
@@ -80,11 +84,13 @@ impl FeedbackWeights {
             ("long_dwell_ms", f64::from(self.long_dwell_ms)),
             ("words_per_minute", self.words_per_minute),
             ("read_fraction", self.read_fraction),
+            ("read_through_pct", f64::from(self.read_through_pct)),
         ];
         let bad = |name: &str, v: f64| match name {
             _ if !v.is_finite() => true,
             "long_dwell_ms" | "words_per_minute" => v <= 0.0,
             "read_fraction" => !(0.0..=1.0).contains(&v),
+            "read_through_pct" => v > 100.0,
             _ => false,
         };
         match fields.into_iter().find(|(name, v)| bad(name, *v)) {
@@ -136,6 +142,14 @@ impl FeedbackWeights {
     /// than a glance: at least `read_fraction` of its expected reading time.
     pub fn is_read(&self, visible_ms: u32, words: Option<u32>) -> bool {
         f64::from(visible_ms) >= self.read_fraction * self.expected_ms(words)
+    }
+
+    /// Whether `visible_ms` on an item of `words` words is a read once the
+    /// reader has scrolled it to `read_through_pct`: half of what
+    /// [`Self::is_read`] needs (a reader who went through it to the end
+    /// read faster, or skimmed what they did not need).
+    pub fn is_read_through(&self, visible_ms: u32, words: Option<u32>) -> bool {
+        f64::from(visible_ms) >= self.read_fraction * self.expected_ms(words) / 2.0
     }
 }
 
@@ -205,6 +219,9 @@ mod tests {
         assert!(!w.is_read(2_000, Some(1_150)), "a glance");
         assert!(!w.is_read(120_000, Some(1_150)), "two fifths");
         assert!(w.is_read(150_000, Some(1_150)), "half of it");
+        // Scrolled to the end: half of that.
+        assert!(!w.is_read_through(74_999, Some(1_150)));
+        assert!(w.is_read_through(75_000, Some(1_150)));
         // Unknown length: half of `long_dwell_ms`.
         assert!(!w.is_read(14_999, None) && w.is_read(15_000, None));
         // Dwell weighs in proportion to the item's own reading time.

@@ -230,6 +230,9 @@ test("a rail click is attributed to its serve and position: CTR by position on t
   console.log(`# rail CTR by position (clicks/impressions): ${Object.entries(timings.rail_ctr_by_position).map(([k, v]) => `${k} ${v}`).join(", ")}`);
   const metrics = await (await fetch(`${origin}/metrics`)).text();
   assert.match(metrics, new RegExp(`attune_rail_clicks_total\\{site="${siteKey}",ranker="edge",position="2"\\} [1-9]`), "on /metrics");
+  // Back to the front page, as the next test expects.
+  await page.click(".masthead");
+  await page.evaluate(() => window.attune.flush());
 });
 
 test("reloading and going offline then online duplicate nothing: profile counts equal distinct event ids", async () => {

@@ -72,12 +72,15 @@ pub fn by_user(
             .as_deref()
             .map_or_else(CatalogFacts::default, |item| facts_of(&r.site_key, item));
         let site_weights = weights.of(&r.site_key);
-        let (weight, read) = match (e.interaction, &e.item) {
+        let (weight, read, read_through) = match (e.interaction, &e.item) {
             (Interaction::Dwell { visible_ms }, Some(_)) => (
                 site_weights.dwell_weight(visible_ms, facts.length_words),
                 site_weights.is_read(visible_ms, facts.length_words),
+                site_weights
+                    .is_read_through(visible_ms, facts.length_words)
+                    .then_some(site_weights.read_through_pct),
             ),
-            _ => (site_weights.event_weight(e), false),
+            _ => (site_weights.event_weight(e), false, None),
         };
         let slot = e
             .slot
@@ -98,6 +101,7 @@ pub fn by_user(
                 item: e.item.clone(),
                 dwell_ms,
                 read,
+                read_through,
                 depth_pct,
                 tags: facts.tags,
                 weight,
@@ -152,7 +156,8 @@ for _, e in ipairs(events) do
         local cur = redis.call('GET', KEYS[6]) or ARGV[5]
         redis.call('SET', KEYS[6], vec_add(cur, e.ud))
       end
-      if e.item and (e.kind == 'click' or e.rd) then redis.call('SADD', KEYS[7], e.item) end
+      local through = e.rt and tonumber(redis.call('HGET', KEYS[5], e.item) or '-1') >= e.rt
+      if e.item and (e.kind == 'click' or e.rd or through) then redis.call('SADD', KEYS[7], e.item) end
       if e.item and e.w > 0 then
         redis.call('LREM', KEYS[8], 0, e.item)
         redis.call('LPUSH', KEYS[8], e.item)

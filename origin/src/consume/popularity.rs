@@ -155,6 +155,7 @@ mod tests {
             item: item.map(Into::into),
             dwell_ms: None,
             read: false,
+            read_through: None,
             depth_pct: None,
             tags: vec![],
             weight,

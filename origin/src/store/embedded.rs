@@ -121,7 +121,15 @@ impl StoredProfile {
                     .add(e.weight, e.ts_ms, half_life);
             }
         }
-        if let (Some(item), true) = (&e.item, e.kind == "click" || e.read) {
+        let through = |item: &String| {
+            e.read_through
+                .is_some_and(|pct| self.max_scroll.get(item).is_some_and(|d| *d >= pct))
+        };
+        if let Some(item) = e
+            .item
+            .as_ref()
+            .filter(|i| e.kind == "click" || e.read || through(i))
+        {
             self.consumed.insert(item.clone());
         }
         if let Some(item) = e.item.as_deref().filter(|_| e.weight > 0.0) {

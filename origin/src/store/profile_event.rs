@@ -31,6 +31,11 @@ pub struct ProfileEvent {
     /// with a click, marks the item consumed.
     #[serde(rename = "rd", skip_serializing_if = "std::ops::Not::not")]
     pub read: bool,
+    /// A dwell that is a read if the reader has scrolled the item to this
+    /// depth (percent; attune-core's `FeedbackWeights::is_read_through`):
+    /// the profile rules compare it with the item's deepest scroll so far.
+    #[serde(rename = "rt", skip_serializing_if = "Option::is_none")]
+    pub read_through: Option<u8>,
     /// Scroll depth (scroll events).
     #[serde(rename = "dp", skip_serializing_if = "Option::is_none")]
     pub depth_pct: Option<u8>,

@@ -303,3 +303,62 @@ async fn fuzz_origin() -> &'static crate::common::TestOrigin {
     let origin = rx.recv().unwrap();
     ORIGIN.get_or_init(|| origin)
 }
+
+/// The embedded consumer counts a served rail's impressions and clicks by
+/// ranker and position, each once through a resent batch, like the Kafka
+/// consumers; the dashboard reports them.
+#[tokio::test]
+async fn the_embedded_consumer_counts_served_rails_once() {
+    let origin = start(Backend::Embedded, |_| {}).await;
+    let site = origin.site.site_key.clone();
+    let serve = attune_core::rail::serve_id(attune_core::rail::Ranker::Personal, 7);
+    let slotted = |kind, position| {
+        let mut e = event(kind, Some("a1"), now_ms());
+        e.slot = Some(attune_core::Slot {
+            serve_id: serve.clone(),
+            position,
+        });
+        e
+    };
+    let b = batch(
+        &site,
+        "anon-rail",
+        vec![
+            slotted(Interaction::Impression, 4),
+            slotted(Interaction::Click, 4),
+            slotted(Interaction::Impression, 5),
+        ],
+    );
+    for _ in 0..2 {
+        assert_eq!(origin.post_batch(&b).await.status(), 202);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let rails = loop {
+        // Both copies through the consumer: three applied, three duplicates.
+        let d = origin.get_as_site("/v1/dashboard").await;
+        let seen: u64 = d["consumers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                c["events_applied"].as_u64().unwrap() + c["events_duplicate"].as_u64().unwrap()
+            })
+            .sum();
+        if seen >= 6 || Instant::now() > deadline {
+            break d["rails"].as_array().cloned().unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let rows: Vec<(&str, &str, u64, u64)> = rails
+        .iter()
+        .map(|r| {
+            (
+                r["ranker"].as_str().unwrap(),
+                r["position"].as_str().unwrap(),
+                r["shown"].as_u64().unwrap(),
+                r["clicked"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(rows, [("personal", "4", 1, 1), ("personal", "5", 1, 0)]);
+}

@@ -37,6 +37,8 @@ fn event(n: i64, kind: &'static str, item: Option<&str>, ago_ms: i64, now: i64) 
         dwell_ms: (kind == "dwell").then_some(1_000 + n as u32 * 37),
         // Some dwells are reads, some glances.
         read: kind == "dwell" && n % 3 != 0,
+        // Some glances are reads if the item was scrolled far enough.
+        read_through: (kind == "dwell" && n % 3 == 0).then_some(40),
         depth_pct: (kind == "scroll").then_some((n * 13 % 101) as u8),
         tags,
         weight,
@@ -80,6 +82,15 @@ async fn the_lua_script_and_the_embedded_rules_build_the_same_profile() {
             )
         })
         .collect();
+    // Glances after a scroll to the end (read through) and after a shallow one.
+    let mut events = events;
+    for (n, item, depth) in [(40, "deep", 95), (42, "shallow", 30)] {
+        let mut scroll = event(n, "scroll", Some(item), 0, now);
+        scroll.depth_pct = Some(depth);
+        let mut glance = event(n + 1, "dwell", Some(item), 0, now);
+        (glance.read, glance.read_through) = (false, Some(90));
+        events.extend([scroll, glance]);
+    }
     let half_life = HalfLife::from_hours(24.0).unwrap();
     let site = format!("parity{}", &uuid::Uuid::now_v7().simple().to_string()[20..]);
 
@@ -129,4 +140,15 @@ async fn the_lua_script_and_the_embedded_rules_build_the_same_profile() {
         "co-visit window"
     );
     assert!(!model_from_rust.recent.is_empty() && !from_rust.affinities.is_empty());
+    // Not vacuous: some item is consumed only because it was read through.
+    let only_through: Vec<&String> = model_from_rust
+        .consumed
+        .iter()
+        .filter(|item| {
+            !events
+                .iter()
+                .any(|e| e.item.as_ref() == Some(*item) && (e.kind == "click" || e.read))
+        })
+        .collect();
+    assert_eq!(only_through, ["deep"], "read through, and only that");
 }
