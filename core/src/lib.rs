@@ -13,6 +13,8 @@
 //! - [`rerank`]: blends a candidate's base score with decayed tag affinities.
 //! - [`routing`]: Kafka topics per kind and the per-user partition key.
 //! - [`rail`]: serve ids, the rankers they name, position buckets.
+//! - `segment` (feature `segments`): the cold-start segments a newcomer is
+//!   ranked by (device class, time of day, referrer kind, attributes).
 //! - [`recommended`]: the recommended item shared by the origin's and the
 //!   edge's replies.
 #![forbid(unsafe_code)]
@@ -28,6 +30,8 @@ pub mod rail;
 pub mod recommended;
 pub mod rerank;
 pub mod routing;
+#[cfg(feature = "segments")]
+pub mod segment;
 pub mod weights;
 
 pub use codec::{DecodeError, Problem};

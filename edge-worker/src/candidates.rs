@@ -1,7 +1,7 @@
 //! Candidate lists from the origin, how long the edge trusts a cached one, and
 //! the per-request rerank with the person's edge state.
 
-use attune_core::{rerank, Candidate, HalfLife, RecommendedItem, RerankConfig};
+use attune_core::{rerank, segment, Candidate, HalfLife, RecommendedItem, RerankConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::state::EdgeState;
@@ -29,6 +29,38 @@ impl CachedCandidates {
             .iter()
             .find(|c| c.item == item)
             .map(|c| c.tags.as_slice())
+    }
+}
+
+/// The list a reader the edge has no state for gets: one per combination of
+/// the cold-start segments the origin ranks newcomers by (attune-core's
+/// `segment`: device class from the User-Agent, time of day, the page's
+/// referrer kind), so a phone reader from search is not served the list
+/// cached for a desktop reader who came direct. The name is the origin's
+/// user for it (`anon:_cold`) and the segments.
+pub fn cold_list(user_agent: Option<&str>, referrer: Option<&str>, now_ms: i64) -> ColdList {
+    let device = user_agent
+        .and_then(segment::parse_user_agent)
+        .map(|a| a.class);
+    ColdList {
+        segments: segment::of_request(device, referrer, [], now_ms).join(","),
+    }
+}
+
+/// A newcomer's list: see [`cold_list`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColdList {
+    /// The segments it is ranked for, comma-separated.
+    pub segments: String,
+}
+
+impl ColdList {
+    /// The user the origin ranks it for.
+    pub const USER: &'static str = "anon:_cold";
+
+    /// Its name in the edge cache.
+    pub fn cache_name(&self) -> String {
+        format!("{}/{}", Self::USER, self.segments)
     }
 }
 
@@ -134,5 +166,35 @@ mod tests {
         let after = rerank_for(&cands, Some(&state), 1000, hl, RerankConfig::default(), 2);
         let order: Vec<_> = after.iter().map(|i| i.item.as_str()).collect();
         assert_eq!(order, ["t2", "s1"]);
+    }
+
+    #[test]
+    fn newcomers_of_different_segments_get_different_lists() {
+        let iphone = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1";
+        let linux = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36";
+        let morning = 8 * 3_600_000;
+        let name = |ua, referrer, t| cold_list(ua, referrer, t).cache_name();
+        assert_eq!(
+            name(Some(iphone), Some("https://www.google.com/"), morning),
+            "anon:_cold/device:mobile,hour:morning,ref:search"
+        );
+        assert_eq!(
+            name(Some(linux), None, morning),
+            "anon:_cold/device:desktop,hour:morning"
+        );
+        // Each segment kind alone makes another list.
+        let base = name(Some(linux), Some("https://t.co/x"), morning);
+        assert_ne!(base, name(Some(iphone), Some("https://t.co/x"), morning));
+        assert_ne!(base, name(Some(linux), Some("https://bing.com/"), morning));
+        assert_ne!(
+            base,
+            name(Some(linux), Some("https://t.co/x"), 20 * 3_600_000)
+        );
+        // A User-Agent nobody knows leaves the device out.
+        assert_eq!(
+            name(Some("no browser at all"), None, morning),
+            "anon:_cold/hour:morning"
+        );
+        assert_eq!(name(None, Some(""), morning), "anon:_cold/hour:morning");
     }
 }

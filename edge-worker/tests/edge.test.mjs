@@ -442,6 +442,47 @@ test("origin down: cached candidates are served (stale if need be); nothing cach
   }
 });
 
+const IPHONE = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1";
+const LINUX_CHROME = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36";
+
+test("a newcomer gets the list of their segments: device and referrer reach the origin, one cached list per segment", async () => {
+  // A worker of its own, so no other test has cached a cold list in it.
+  const mf = startWorker({ ORIGIN_URL: proxy.url, SITE_KEY: origin.site.site_key, ORIGIN_API_KEY: origin.site.api_key });
+  try {
+    const seen = proxy.state.recommendationRequests;
+    const newcomer = async (userAgent, referrer) => {
+      const before = seen.length;
+      const query = referrer === undefined ? "" : `&referrer=${encodeURIComponent(referrer)}`;
+      const r = await mf.dispatchFetch(`${BASE}/v1/recommendations?k=3${query}`, { headers: { "user-agent": userAgent } });
+      assert.equal(r.status, 200);
+      assert.equal((await r.json()).user, "anon:_cold");
+      return seen.slice(before);
+    };
+    let asked = await newcomer(IPHONE, "https://www.google.com/search?q=x");
+    assert.equal(asked.length, 1, "the first phone reader from search: fetched");
+    assert.equal(asked[0].userAgent, IPHONE, "the origin classes the reader's device");
+    assert.equal(asked[0].url.searchParams.get("referrer"), "https://www.google.com/search?q=x");
+    assert.equal(asked[0].url.searchParams.get("user"), "anon:_cold");
+    assert.equal((await newcomer(IPHONE, "https://www.bing.com/")).length, 0, "another phone reader from search: the same list, cached");
+    assert.equal((await newcomer(LINUX_CHROME, "https://www.google.com/")).length, 1, "a desktop reader: a list of their own");
+    assert.equal((await newcomer(IPHONE, "https://t.co/abc")).length, 1, "a phone reader from social: a list of their own");
+    asked = await newcomer(IPHONE);
+    assert.equal(asked.length, 1, "a phone reader who came direct: a list of their own");
+    assert.equal(asked[0].url.searchParams.get("referrer"), null);
+
+    // A reader with state: their own list, asked with their context too.
+    let r = await post(mf, batch(origin.site.site_key, `anon-seg-${Date.now()}`, [{ kind: "page_view" }]));
+    const before = seen.length;
+    r = await mf.dispatchFetch(`${BASE}/v1/recommendations?referrer=${encodeURIComponent("https://t.co/x")}`, { headers: { cookie: cookieOf(r), "user-agent": IPHONE } });
+    assert.equal(r.status, 200);
+    assert.equal(seen.length, before + 1);
+    assert.equal(seen.at(-1).userAgent, IPHONE);
+    assert.equal(seen.at(-1).url.searchParams.get("referrer"), "https://t.co/x");
+  } finally {
+    await mf.dispose();
+  }
+});
+
 test("tampered or foreign state is rejected, never trusted", async () => {
   const site = origin.site.site_key;
   const anon = `anon-tamper-${Date.now()}`;

@@ -65,13 +65,16 @@ export async function startOrigin() {
 
 /** A proxy to `target` that records requests and can fail or go down on demand. */
 export async function startProxy(target) {
-  const state = { failNext: 0, down: false, events: [], recommendationGets: 0 };
+  const state = { failNext: 0, down: false, events: [], recommendationGets: 0, recommendationRequests: [] };
   const server = http.createServer(async (req, res) => {
     const chunks = [];
     for await (const c of req) chunks.push(c);
     const body = Buffer.concat(chunks);
     const isEvents = req.method === "POST" && req.url.startsWith("/v1/events");
-    if (req.method === "GET" && req.url.startsWith("/v1/recommendations")) state.recommendationGets++;
+    if (req.method === "GET" && req.url.startsWith("/v1/recommendations")) {
+      state.recommendationGets++;
+      state.recommendationRequests.push({ url: new URL(req.url, target), userAgent: req.headers["user-agent"] });
+    }
     if (state.down) {
       req.socket.destroy();
       return;

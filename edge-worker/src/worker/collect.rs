@@ -5,6 +5,7 @@ use attune_core::routing::anonymous_user;
 use worker::{console_error, Env, Request, Response, Result};
 
 use super::{error, forward, now_ms, queue, recommendations, Config, ForwardTo};
+use crate::candidates::cold_list;
 use crate::intake;
 use crate::state::{cookie_value, set_cookie, EdgeState};
 
@@ -51,11 +52,21 @@ pub async fn handle(mut req: Request, config: &Config, env: &Env) -> Result<Resp
         .and_then(|v| EdgeState::open(v, &config.state_secret).ok())
         .filter(|s| s.site == batch.site_key && s.anonymous_id == batch.anonymous_id)
         .unwrap_or_else(|| EdgeState::new(&batch.site_key, &batch.anonymous_id));
-    // A newcomer's first clicks are on items from the cold list they were shown.
+    // A newcomer's first clicks are on items from the cold list they were
+    // shown: the one of their segments (the page they landed from is on
+    // their page view).
     let candidates =
         match recommendations::cached(config, &anonymous_user(&batch.anonymous_id)).await {
             Some(list) => Some(list),
-            None => recommendations::cached(config, recommendations::COLD_USER).await,
+            None => {
+                let referrer = batch
+                    .events
+                    .iter()
+                    .find_map(|e| e.context.as_ref()?.referrer.as_deref());
+                let user_agent = headers.get("user-agent")?;
+                let cold = cold_list(user_agent.as_deref(), referrer, now);
+                recommendations::cached(config, &cold.cache_name()).await
+            }
         };
     let weights = &config.weights;
     for e in &batch.events {

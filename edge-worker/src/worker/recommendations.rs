@@ -8,12 +8,10 @@ use worker::{Cache, Context, Fetch, Headers, Method, Request, RequestInit, Respo
 
 use super::{error, now_ms, Config};
 use crate::candidates::{
-    freshness, rerank_for, CachedCandidates, Freshness, OriginRecommendations,
+    cold_list, freshness, rerank_for, CachedCandidates, ColdList, Freshness, OriginRecommendations,
 };
 use crate::state::{cookie_value, EdgeState};
 
-/// Candidates for a browser the edge has no state for yet.
-pub const COLD_USER: &str = "anon:_cold";
 /// How long the cache keeps a list at all (stale-if-error beyond TTL + SWR).
 const CACHE_MAX_AGE_S: u32 = 86_400;
 const MAX_K: usize = 100;
@@ -38,51 +36,73 @@ fn random_u128() -> u128 {
     })
 }
 
-/// The cached list of `user`, if any.
-pub async fn cached(config: &Config, user: &str) -> Option<CachedCandidates> {
+/// The cached list named `name` (a reader's user, or a cold list's
+/// [`ColdList::cache_name`]), if any.
+pub async fn cached(config: &Config, name: &str) -> Option<CachedCandidates> {
     let mut hit = Cache::default()
-        .get(config.cache_key(user), false)
+        .get(config.cache_key(name), false)
         .await
         .ok()??;
     hit.json().await.ok()
 }
 
-/// Asks the origin for `user`'s candidates and caches them.
-async fn fetch_and_cache(
-    origin_url: &str,
-    api_key: &str,
-    cache_key: String,
-    user: &str,
+/// One fetch of a list from the origin, with what it needs to rank a
+/// newcomer: the reader's User-Agent (device class) and page referrer.
+#[derive(Clone)]
+pub struct ListFetch {
+    origin_url: String,
+    api_key: String,
     count: usize,
-) -> std::result::Result<CachedCandidates, String> {
-    let url = format!("{origin_url}/v1/recommendations?user={user}&k={count}");
-    let headers = Headers::new();
-    headers
-        .set("authorization", &format!("Bearer {api_key}"))
-        .map_err(|e| e.to_string())?;
-    let mut init = RequestInit::new();
-    init.with_method(Method::Get).with_headers(headers);
-    let request = Request::new_with_init(&url, &init).map_err(|e| e.to_string())?;
-    let mut response = Fetch::Request(request)
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    if response.status_code() != 200 {
-        return Err(format!("the origin answered {}", response.status_code()));
+    /// The edge cache key it is stored under.
+    cache_key: String,
+    /// The origin's user: a reader, or the cold list's.
+    user: String,
+    user_agent: Option<String>,
+    referrer: Option<String>,
+}
+
+impl ListFetch {
+    /// Asks the origin for the list and caches it.
+    async fn run(self) -> std::result::Result<CachedCandidates, String> {
+        let mut url = worker::Url::parse(&format!("{}/v1/recommendations", self.origin_url))
+            .map_err(|e| e.to_string())?;
+        url.query_pairs_mut()
+            .append_pair("user", &self.user)
+            .append_pair("k", &self.count.to_string());
+        if let Some(referrer) = &self.referrer {
+            url.query_pairs_mut().append_pair("referrer", referrer);
+        }
+        let headers = Headers::new();
+        headers
+            .set("authorization", &format!("Bearer {}", self.api_key))
+            .map_err(|e| e.to_string())?;
+        if let Some(ua) = &self.user_agent {
+            headers.set("user-agent", ua).map_err(|e| e.to_string())?;
+        }
+        let mut init = RequestInit::new();
+        init.with_method(Method::Get).with_headers(headers);
+        let request = Request::new_with_init(url.as_str(), &init).map_err(|e| e.to_string())?;
+        let mut response = Fetch::Request(request)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if response.status_code() != 200 {
+            return Err(format!("the origin answered {}", response.status_code()));
+        }
+        let origin: OriginRecommendations = response.json().await.map_err(|e| e.to_string())?;
+        let list = CachedCandidates {
+            fetched_at_ms: now_ms(),
+            items: origin.items,
+        };
+        let entry = Response::from_json(&list)
+            .map_err(|e| e.to_string())?
+            .with_headers(cache_headers().map_err(|e| e.to_string())?);
+        Cache::default()
+            .put(self.cache_key, entry)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(list)
     }
-    let origin: OriginRecommendations = response.json().await.map_err(|e| e.to_string())?;
-    let list = CachedCandidates {
-        fetched_at_ms: now_ms(),
-        items: origin.items,
-    };
-    let entry = Response::from_json(&list)
-        .map_err(|e| e.to_string())?
-        .with_headers(cache_headers().map_err(|e| e.to_string())?);
-    Cache::default()
-        .put(cache_key, entry)
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(list)
 }
 
 fn cache_headers() -> Result<Headers> {
@@ -108,6 +128,13 @@ pub async fn handle(req: Request, config: &Config, ctx: &Context) -> Result<Resp
             }
         },
     };
+    // The page's own referrer: the request's Referer header is the page.
+    let referrer = url
+        .query_pairs()
+        .find(|(name, _)| name == "referrer")
+        .map(|(_, v)| v.into_owned())
+        .filter(|r| !r.is_empty());
+    let user_agent = req.headers().get("user-agent")?;
     let state = req
         .headers()
         .get("cookie")?
@@ -115,41 +142,42 @@ pub async fn handle(req: Request, config: &Config, ctx: &Context) -> Result<Resp
         .and_then(cookie_value)
         .and_then(|v| EdgeState::open(v, &config.state_secret).ok())
         .filter(|s| s.site == config.site_key);
-    let user = state
-        .as_ref()
-        .map_or_else(|| COLD_USER.to_owned(), |s| anonymous_user(&s.anonymous_id));
     let now = now_ms();
-    let key = config.cache_key(&user);
-    let fetch = || {
-        fetch_and_cache(
-            &config.origin_url,
-            &config.api_key,
-            key.clone(),
-            &user,
-            config.candidate_count,
-        )
+    // A reader with state has a list of their own; a newcomer shares one
+    // with the readers of their segments.
+    let (user, name) = match &state {
+        Some(s) => {
+            let user = anonymous_user(&s.anonymous_id);
+            (user.clone(), user)
+        }
+        None => (
+            ColdList::USER.to_owned(),
+            cold_list(user_agent.as_deref(), referrer.as_deref(), now).cache_name(),
+        ),
+    };
+    let fetch = ListFetch {
+        origin_url: config.origin_url.clone(),
+        api_key: config.api_key.clone(),
+        count: config.candidate_count,
+        cache_key: config.cache_key(&name),
+        user: user.clone(),
+        user_agent,
+        referrer,
     };
 
-    let list = match cached(config, &user).await {
+    let list = match cached(config, &name).await {
         Some(list) => match freshness(now - list.fetched_at_ms, config.ttl_ms, config.swr_ms) {
             Freshness::Fresh => list,
             Freshness::Stale => {
-                let (origin, api_key, key, user, count) = (
-                    config.origin_url.clone(),
-                    config.api_key.clone(),
-                    key.clone(),
-                    user.clone(),
-                    config.candidate_count,
-                );
                 ctx.wait_until(async move {
-                    let _ = fetch_and_cache(&origin, &api_key, key, &user, count).await;
+                    let _ = fetch.run().await;
                 });
                 list
             }
             // Past stale-while-revalidate: fetch, but an old list beats none.
-            Freshness::Expired => fetch().await.unwrap_or(list),
+            Freshness::Expired => fetch.run().await.unwrap_or(list),
         },
-        None => match fetch().await {
+        None => match fetch.run().await {
             Ok(list) => list,
             Err(e) => {
                 let mut resp = error(

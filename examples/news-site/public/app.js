@@ -81,7 +81,9 @@ async function refreshRail() {
   try {
     // Deliver the click first: the edge reranks with it on the next request.
     await attune.flush();
-    const r = await fetch("/attune/v1/recommendations?k=6");
+    // Where the reader came from ranks a newcomer by readers who came the same way.
+    const from = document.referrer ? `&referrer=${encodeURIComponent(document.referrer)}` : "";
+    const r = await fetch(`/attune/v1/recommendations?k=6${from}`);
     if (seq !== railSeq) return;
     if (!r.ok) {
       $("rail-status").textContent = `recommendations unavailable (${r.status}); retrying`;

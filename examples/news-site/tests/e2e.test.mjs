@@ -13,7 +13,7 @@ import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
 import { decode } from "@msgpack/msgpack";
 import { startSite, loadCatalog } from "../server.mjs";
-import { CATEGORIES } from "../catalog.mjs";
+import { CATEGORIES, articles, originItems } from "../catalog.mjs";
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
 const outDir = path.join(repo, "target/e2e");
@@ -50,6 +50,8 @@ const procs = [];
 const id = Math.random().toString(36).slice(2, 10);
 const siteKey = `news-e2e-${id}`;
 const apiKey = `sk-news-e2e-${id}-0123456789`;
+/** A second site, for the cold-start test: its own readers only. */
+const coldSite = { siteKey: `news-e2e-cold-${id}`, apiKey: `sk-news-e2e-cold-${id}-0123456789`, site: null, dayStartMs: 0 };
 /** Every batch the edge accepted: ids with multiplicity, and the events. */
 const delivered = { ids: [], events: [] };
 /** Every event id the tracker sent the edge, whatever the answer. */
@@ -94,7 +96,11 @@ async function api(pathAndQuery) {
 before(async () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "attune-e2e-"));
   const config = path.join(dir, "attune.toml");
-  fs.writeFileSync(config, `[[sites]]\nsite_key = "${siteKey}"\napi_key = "${apiKey}"\ntoken_secret = "ts-news-e2e-${id}-0123456789"\nallowed_origins = ["*"]\n`);
+  fs.writeFileSync(
+    config,
+    `[[sites]]\nsite_key = "${siteKey}"\napi_key = "${apiKey}"\ntoken_secret = "ts-news-e2e-${id}-0123456789"\nallowed_origins = ["*"]\n` +
+      `[[sites]]\nsite_key = "${coldSite.siteKey}"\napi_key = "${coldSite.apiKey}"\ntoken_secret = "ts-news-e2e-cold-${id}-0123456789"\nallowed_origins = ["*"]\n`,
+  );
   // The origin measures the lag of the group its consumer runs in.
   const backends = { KAFKA_BROKERS: need("KAFKA_BROKERS"), REDIS_URL: need("REDIS_URL"), ATTUNE_TOPIC_PREFIX: need("ATTUNE_E2E_TOPIC_PREFIX"), ATTUNE_CONSUMER_GROUP: `news-e2e-${id}`, ATTUNE_CONFIG: config };
   const port = await freePort();
@@ -119,6 +125,9 @@ before(async () => {
     },
   });
   await loadCatalog({ originUrl: origin, apiKey, dayStartMs: site.dayStartMs });
+  // Newcomers' lists are cached 1 s, so the cold-start test sees the counts as they land.
+  coldSite.site = await startSite({ originUrl: origin, apiKey: coldSite.apiKey, siteKey: coldSite.siteKey, edgeVars: { CANDIDATES_TTL_S: "1", CANDIDATES_SWR_S: "0" } });
+  coldSite.dayStartMs = coldSite.site.dayStartMs;
   browser = await chromium.launch({ executablePath: "/usr/bin/chromium", args: FLAGS });
   context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
   page = await context.newPage();
@@ -129,6 +138,7 @@ before(async () => {
 after(async () => {
   await browser?.close();
   await site?.stop();
+  await coldSite.site?.stop();
   link.server?.close();
   for (const p of procs) p.kill("SIGINT");
   fs.mkdirSync(outDir, { recursive: true });
@@ -319,6 +329,70 @@ test("the dashboard shows the stream, the consumer and this reader's affinities 
   assert.match(words[3], /^the consumers are 900 events behind: this reader's newest events may not be in their profile/);
   assert.match(words[4], /^no consumer is running: /);
   await dash.screenshot({ path: path.join(outDir, "dashboard.png"), fullPage: true });
+});
+
+/** A UUIDv7 string, as the tracker makes ids. */
+function uuidv7() {
+  const b = crypto.getRandomValues(new Uint8Array(16));
+  const ms = Date.now();
+  for (let i = 0; i < 6; i++) b[i] = Math.floor(ms / 2 ** (8 * (5 - i))) & 0xff;
+  b[6] = (b[6] & 0x0f) | 0x70;
+  b[8] = (b[8] & 0x3f) | 0x80;
+  const h = Buffer.from(b).toString("hex");
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+}
+
+const IPHONE = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1";
+const LINUX_CHROME = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36";
+
+test("a newcomer through the edge gets what readers like them read: by device class and by referrer", async () => {
+  // A site of its own with three articles of one age in three categories, so
+  // the ranking of a newcomer is the blend of segment popularities alone.
+  const cold = coldSite;
+  const [a, b, c] = ["world", "sports", "food"].map((cat) => originItems(articles(cold.dayStartMs)).find((i) => i.tags[0] === cat));
+  const catalog = [a, b, c].map((i) => ({ ...i, published_at_ms: cold.dayStartMs }));
+  let r = await fetch(`${origin}/v1/items`, { method: "POST", headers: { authorization: `Bearer ${cold.apiKey}`, "content-type": "application/json" }, body: JSON.stringify({ items: catalog }) });
+  assert.equal(r.status, 200);
+  // Readers, each one batch through the edge: phones read A coming direct,
+  // desktops from search read B, desktops coming direct read C. Segment
+  // popularity then ranks (see the blend in origin/src/ranking/candidates.rs):
+  // phone direct A,C,B; desktop direct C,A,B; desktop from search C,B,A.
+  const readers = [[IPHONE, a, null, 3], [LINUX_CHROME, b, "https://www.google.com/search?q=news", 2], [LINUX_CHROME, c, null, 4]];
+  for (const [ua, item, referrer, count] of readers) {
+    for (let n = 0; n < count; n++) {
+      const now = Date.now();
+      const event = (kind) => ({ id: uuidv7(), kind, ts: now, item: item.id, ...(kind === "page_view" && referrer ? { context: { referrer } } : {}) });
+      const body = { schema_version: 1, site_key: cold.siteKey, anonymous_id: `reader-${id}-${item.id}-${n}`, sent_at: now, events: [event("page_view"), event("click")] };
+      r = await fetch(`${cold.site.url}/attune/v1/collect`, { method: "POST", headers: { "content-type": "application/json", "user-agent": ua, origin: cold.site.url }, body: JSON.stringify(body) });
+      assert.equal(r.status, 202, await r.text());
+    }
+  }
+  const originOrder = async (ua) => {
+    const q = await fetch(`${origin}/v1/recommendations?user=anon:_cold&k=3`, { headers: { authorization: `Bearer ${cold.apiKey}`, "user-agent": ua } });
+    return (await q.json()).items.map((i) => i.item).join(",");
+  };
+  // The consumers have counted every reader once the phone order is in.
+  await until(async () => (await originOrder(IPHONE)) === [a, c, b].map((i) => i.id).join(","), CONSISTENCY_WINDOW_MS, "the readers' segments to be counted");
+
+  const newcomerRail = async (userAgent, referer) => {
+    const ctx = await browser.newContext({ viewport: { width: 390, height: 844 }, userAgent });
+    try {
+      const p = await ctx.newPage();
+      await p.goto(`${cold.site.url}/`, referer ? { referer } : {});
+      await p.waitForFunction(() => window.rail.version >= 1);
+      return p.evaluate(() => window.rail.items);
+    } finally {
+      await ctx.close();
+    }
+  };
+  const phone = await newcomerRail(IPHONE);
+  const desktop = await newcomerRail(LINUX_CHROME);
+  const fromSearch = await newcomerRail(LINUX_CHROME, "https://www.google.com/");
+  const ids = (...items) => items.map((i) => i.id);
+  assert.deepEqual(phone, ids(a, c, b), "a phone newcomer: what phone readers read leads");
+  assert.deepEqual(desktop, ids(c, a, b), "a desktop newcomer who came direct: what desktop readers read leads");
+  assert.deepEqual(fromSearch, ids(c, b, a), "a desktop newcomer from search: what search readers read moves up");
+  timings.coldStartRails = { phone, desktop, fromSearch };
 });
 
 test("origin down for 60 s while the reader goes on: every event id is stored once it is back, none twice", async () => {

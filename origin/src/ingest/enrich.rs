@@ -4,34 +4,21 @@
 use std::sync::Arc;
 
 use attune_core::routing::{partition_key, topic};
-use attune_core::{Batch, DeviceClass, Event};
+use attune_core::{Batch, Event};
 use bytes::Bytes;
 
 use crate::event_log::LogRecord;
 use crate::record::{BatchEncoder, BatchFields, Device};
 use crate::store::Attributes;
 
-/// Parses a User-Agent with woothee (a maintained parser with built-in data).
+/// The device a User-Agent names (attune-core's parser, which the edge
+/// classifies newcomers with too).
 pub fn parse_user_agent(ua: &str) -> Device {
-    let unknown = woothee::woothee::VALUE_UNKNOWN;
-    let Some(parsed) = woothee::parser::Parser::new()
-        .parse(ua)
-        .filter(|p| p.category != unknown)
-    else {
-        return Device::default();
-    };
-    let known = |s: &str| (!s.is_empty() && s != unknown).then(|| s.to_owned());
-    let class = match (parsed.category, parsed.os) {
-        (_, "iPad") => DeviceClass::Tablet,
-        ("pc", _) => DeviceClass::Desktop,
-        ("smartphone" | "mobilephone", _) => DeviceClass::Mobile,
-        _ => DeviceClass::Other,
-    };
-    Device {
-        class: Some(class),
-        browser: known(parsed.name),
-        os: known(parsed.os),
-    }
+    attune_core::segment::parse_user_agent(ua).map_or_else(Device::default, |a| Device {
+        class: Some(a.class),
+        browser: a.browser,
+        os: a.os,
+    })
 }
 
 /// User-Agents parsed before. A site's traffic comes from a few thousand
@@ -134,19 +121,7 @@ pub fn corrected_ts(event: &Event, skew_ms: i64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn user_agents_map_to_device_classes() {
-        let iphone = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1";
-        let d = parse_user_agent(iphone);
-        assert_eq!(d.class, Some(DeviceClass::Mobile));
-        assert_eq!(d.os.as_deref(), Some("iPhone"));
-        let chrome = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36";
-        let d = parse_user_agent(chrome);
-        assert_eq!(d.class, Some(DeviceClass::Desktop));
-        assert_eq!(d.browser.as_deref(), Some("Chrome"));
-        assert_eq!(parse_user_agent("").class, None);
-    }
+    use attune_core::DeviceClass;
 
     #[test]
     fn a_remembered_user_agent_gives_the_device_it_parses_to() {

@@ -369,26 +369,55 @@ async fn openapi_metrics_and_readiness() {
 
 const DESKTOP: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36";
 
-/// Cold start: a newcomer gets what people like them (here: on the same kind
-/// of device) take, where the site as a whole is tied.
+/// Cold start: a newcomer gets what people like them (on the same kind of
+/// device, with the same stated attributes) take, where the site as a whole
+/// is tied.
 #[tokio::test]
 async fn newcomers_get_what_people_like_them_take() {
     let (prefix, origin) = setup().await;
     let _consumer = Consumer::start(&prefix, &format!("g-{prefix}"));
     let site = origin.site.site_key.clone();
-    origin.load_items(serde_json::json!({"items": [{"id": "m1", "tags": ["x"]}, {"id": "d1", "tags": ["y"]}]})).await;
-    for (ua, item) in [(IPHONE, "m1"), (DESKTOP, "d1")] {
-        for u in 0..3 {
-            let b = batch(
-                &site,
-                &format!("{item}-user-{u}"),
-                vec![event(Interaction::Click, Some(item), now_ms())],
-            );
+    origin
+        .load_items(serde_json::json!({"items": [
+            {"id": "m1", "tags": ["x"]}, {"id": "d1", "tags": ["y"]}, {"id": "p1", "tags": ["z"]}
+        ]}))
+        .await;
+    let set_plan = |user: String| {
+        let origin = &origin;
+        async move {
             let r = origin
                 .http
+                .put(origin.url(&format!("/v1/users/{user}/attributes")))
+                .bearer_auth(&origin.site.api_key)
+                .json(&json!({"plan": "pro"}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 204);
+        }
+    };
+    // Readers of p1 say nothing of their device but have stated a plan.
+    // Each group reads after the one before, so among the site's equally
+    // read items the later ones lead by a hair (decay): p1 least, then m1.
+    for (ua, item) in [(None, "p1"), (Some(IPHONE), "m1"), (Some(DESKTOP), "d1")] {
+        for u in 0..3 {
+            let anon = format!("{item}-user-{u}");
+            if ua.is_none() {
+                set_plan(format!("anon:{anon}")).await;
+            }
+            let b = batch(
+                &site,
+                &anon,
+                vec![event(Interaction::Click, Some(item), now_ms())],
+            );
+            let mut r = origin
+                .http
                 .post(origin.url("/v1/events"))
-                .header("content-type", "application/msgpack")
-                .header("user-agent", ua)
+                .header("content-type", "application/msgpack");
+            if let Some(ua) = ua {
+                r = r.header("user-agent", ua);
+            }
+            let r = r
                 .body(attune_core::codec::encode_msgpack(&b))
                 .send()
                 .await
@@ -396,12 +425,17 @@ async fn newcomers_get_what_people_like_them_take() {
             assert_eq!(r.status(), 202);
         }
     }
-    for (ua, want) in [(IPHONE, "m1"), (DESKTOP, "d1")] {
+    set_plan("anon:pro-newcomer".into()).await;
+    for (ua, user, want) in [
+        (IPHONE, "newcomer", "m1"),
+        (DESKTOP, "newcomer", "d1"),
+        ("", "pro-newcomer", "p1"),
+    ] {
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         loop {
             let recs: Value = origin
                 .http
-                .get(origin.url("/v1/recommendations?user=anon:newcomer&k=2"))
+                .get(origin.url(&format!("/v1/recommendations?user=anon:{user}&k=2")))
                 .bearer_auth(&origin.site.api_key)
                 .header("user-agent", ua)
                 .send()
