@@ -18,10 +18,16 @@ export interface AttuneOptions {
   recSelector?: string;
   /** Send nothing when Do-Not-Track or Global Privacy Control is on (default false). */
   respectDoNotTrack?: boolean;
-  /** Store and send nothing until `consent(true)` (default false). */
+  /** Record nothing, in memory or storage, until `consent(true)` (default false). */
   requireConsent?: boolean;
-  /** Record a page view on history.pushState/replaceState and popstate (default true). */
+  /** Record a page view when history.pushState/replaceState or popstate change the page's identity (default true). */
   trackHistory?: boolean;
+  /**
+   * The page's identity: a history change is a new view only when it changes
+   * (default: path + query, so `#anchors` and routers saving scroll state
+   * are not views; `(l) => l.pathname + l.search + l.hash` counts fragments).
+   */
+  pageKey?: (location: Location) => string;
   /** Where the .wasm file is, if not beside the module. */
   wasmUrl?: string | URL;
 }
@@ -54,9 +60,12 @@ export interface Attune {
   flush(): Promise<void>;
   /** Stops tracking and forgets what was queued; remembered across visits. */
   optOut(): void;
-  /** Resumes after optOut(). */
+  /** Resumes after optOut(), from the page as it is: a page view and what is in view now. */
   optIn(): void;
-  /** With requireConsent: grants or withdraws consent. */
+  /**
+   * With requireConsent: grants consent (tracking starts on the page as it
+   * is) or withdraws it (everything unsent is forgotten).
+   */
   consent(granted: boolean): void;
 }
 

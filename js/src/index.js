@@ -20,6 +20,8 @@ const defaults = {
   respectDoNotTrack: false,
   requireConsent: false,
   trackHistory: true,
+  // What makes a view: a change of path or query (not of #fragment).
+  pageKey: (l) => l.pathname + l.search,
   wasmUrl: undefined,
 };
 
@@ -56,7 +58,7 @@ const guard = (f) =>
 /**
  * Starts the tracker. `options`: { endpoint, siteKey, flushInterval, flushAt,
  * maxQueue, idleTimeout, itemSelector, recSelector, respectDoNotTrack,
- * requireConsent, trackHistory, wasmUrl }.
+ * requireConsent, trackHistory, pageKey, wasmUrl }.
  */
 export async function init(options) {
   const o = { ...defaults, ...options };
@@ -75,8 +77,7 @@ class Attune {
       if (this.consented) store.set(KEY_ID, id);
     }
     this.id = id;
-    const seed = crypto.getRandomValues(new Uint32Array(2));
-    this.t = new Tracker(o.siteKey, id, o.flushAt, o.maxQueue, seed[0], seed[1]);
+    this.fresh();
     const saved = this.consented && store.get(KEY_QUEUE);
     if (saved) this.t.restore(fromText(saved));
     this.busy = 0;
@@ -105,6 +106,7 @@ class Attune {
     if (this.blocked()) return;
     // The page is followed as its item's element (its scroll goes there too).
     this.k = String(props.item ?? document.querySelector('meta[name="attune:item"]')?.content ?? "");
+    this.view = this.o.pageKey(location);
     // The device class is left to the server, which parses the User-Agent.
     this.t.pageView(location.pathname, document.referrer, innerWidth, innerHeight, this.k, Date.now());
     this.changed();
@@ -124,7 +126,16 @@ class Attune {
 
   /** Sets the signed user token (from the site's back end), or clears it. */
   identify(token) {
-    this.t.identify(token || undefined);
+    this.t.identify((this.token = token || undefined));
+  }
+
+  // A new engine: nothing queued, nothing followed (the old one's answer,
+  // if a batch is in flight, finds nothing in flight).
+  fresh() {
+    const seed = crypto.getRandomValues(new Uint32Array(2));
+    this.t?.free();
+    this.t = new Tracker(this.o.siteKey, this.id, this.o.flushAt, this.o.maxQueue, seed[0], seed[1]);
+    this.t.identify(this.token);
   }
 
   // localStorage writes are synchronous: coalesce them to one per second
@@ -149,17 +160,11 @@ class Attune {
   /** One batch; true when the server took it. */
   async send(unload = false) {
     if (this.busy || this.blocked() || Date.now() < this.waitUntil) return false;
-    const bytes = this.t.nextBatch(Date.now(), unload ? UNLOAD_MAX_BYTES : 512 * 1024);
+    const bytes = this.t.nextBatch(Date.now(), unload ? UNLOAD_MAX_BYTES : 512 * 1024, false);
     if (!bytes) return false;
     this.persist(); // in-flight events stay stored until answered
     // A failed fetch answers {} (status 0): the engine backs off.
-    const r = await (this.busy = fetch(this.o.endpoint, {
-      method: "POST",
-      headers: { "content-type": "application/msgpack" },
-      body: bytes,
-      keepalive: bytes.length < UNLOAD_MAX_BYTES,
-      credentials: "include",
-    }).catch(() => ({})));
+    const r = await (this.busy = this.post(bytes, bytes.length < UNLOAD_MAX_BYTES).catch(() => ({})));
     const status = r.status || 0;
     const retryAfter = Number(r.headers?.get("retry-after")) || 0;
     this.busy = 0;
@@ -177,13 +182,23 @@ class Attune {
   hidden() {
     const now = Date.now();
     this.t.setActive(false, now);
+    if (this.blocked()) return;
     this.t.flushPage(now);
     this.persist();
-    this.send(true);
+    // A batch in flight: what is queued leaves now too (the page may never
+    // come back); same ids, so a second copy is dropped by the server.
+    const bytes = this.busy && this.t.nextBatch(now, UNLOAD_MAX_BYTES, true);
+    if (bytes) this.post(bytes, true).catch(() => {});
+    else this.send(true);
   }
 
+  post(body, keepalive) {
+    return fetch(this.o.endpoint, { method: "POST", headers: { "content-type": "application/msgpack" }, body, keepalive, credentials: "include" });
+  }
+
+  // While blocked the engine is never told anything, so nothing accumulates.
   active(on) {
-    this.t.setActive(on && !this.idle && this.focused && document.visibilityState === "visible", Date.now());
+    this.t.setActive(on && !this.blocked() && !this.idle && this.focused && document.visibilityState === "visible", Date.now());
   }
 
   listen() {
@@ -200,7 +215,7 @@ class Attune {
     let scheduled = false;
     on(window, "scroll", () => {
       this.wake();
-      if (scheduled) return;
+      if (scheduled || this.blocked()) return;
       scheduled = true;
       requestAnimationFrame(guard(() => {
         scheduled = false;
@@ -224,12 +239,14 @@ class Attune {
         this.idle = true;
         this.active(false);
       }
+      if (this.blocked()) return;
       this.t.tick(now);
       if (this.t.pending() > 0) this.send();
     }), Math.min(o.flushInterval, 500));
 
-    const io = new IntersectionObserver(guard((entries) => {
+    const io = (this.io = new IntersectionObserver(guard((entries) => {
       const now = Date.now();
+      if (this.blocked()) return;
       for (const e of entries) {
         // Half of the element, or half of the view for elements taller than it (articles).
         const visible = e.intersectionRatio >= 0.5 || e.intersectionRect.height * 2 >= e.rootBounds.height;
@@ -238,11 +255,11 @@ class Attune {
         if (item) this.t.setInView(item, visible, now);
         if (rec) this.t.impression(rec, serveOf(e.target), posOf(e.target), visible, now);
       }
-    }), { threshold: [0, 0.1, 0.2, 0.3, 0.4, 0.5] });
-    const watch = (root) => {
+    }), { threshold: [0, 0.1, 0.2, 0.3, 0.4, 0.5] }));
+    const watch = (this.watch = (root) => {
       if (root.matches && root.matches(`${o.itemSelector},${o.recSelector}`)) io.observe(root);
       if (root.querySelectorAll) root.querySelectorAll(`${o.itemSelector},${o.recSelector}`).forEach((el) => io.observe(el));
-    };
+    });
     watch(document);
     new MutationObserver(guard((ms) => ms.forEach((m) => m.addedNodes.forEach(watch)))).observe(document.documentElement, { childList: true, subtree: true });
 
@@ -252,12 +269,31 @@ class Attune {
         const orig = history[name];
         history[name] = function (...a) {
           const r = orig.apply(this, a);
-          guard(() => self.page())();
+          guard(() => self.navigated())();
           return r;
         };
       }
-      on(window, "popstate", () => this.page());
+      on(window, "popstate", () => this.navigated());
     }
+  }
+
+  // A history change is a view only when the page's identity changed.
+  navigated() {
+    if (this.o.pageKey(location) !== this.view) this.page();
+  }
+
+  // Tracking starts afresh on the page as it is: a view, and what is in view now.
+  resume() {
+    this.page();
+    this.active(true);
+    this.io.disconnect();
+    this.watch(document);
+  }
+
+  // Nothing recorded so far is kept, in memory or storage.
+  forget() {
+    this.fresh();
+    store.set(KEY_QUEUE, null);
   }
 
   wake() {
@@ -271,25 +307,29 @@ class Attune {
   /** Stops tracking and sending, and forgets what was queued. Persisted. */
   optOut() {
     store.set(KEY_OPTOUT, "1");
-    store.set(KEY_QUEUE, null);
-    while (this.t.nextBatch(Date.now(), 1 << 30)) this.t.batchResult(400, 0);
+    this.forget();
+    this.active(false);
   }
 
-  /** Resumes after optOut(). */
+  /** Resumes after optOut(), from the page as it is now. */
   optIn() {
+    if (store.get(KEY_OPTOUT) !== "1") return;
     store.set(KEY_OPTOUT, null);
+    this.resume();
   }
 
   /** With requireConsent: nothing is stored or sent before consent(true). */
   consent(granted) {
+    const was = this.consented;
     this.consented = !!granted;
     store.set(KEY_CONSENT, granted ? "1" : null);
     if (granted) {
       store.set(KEY_ID, this.id);
-      this.persist();
+      if (!was) this.resume();
       this.send();
     } else {
-      store.set(KEY_QUEUE, null);
+      this.forget();
+      this.active(false);
       store.set(KEY_ID, null);
     }
   }

@@ -236,3 +236,113 @@ test("consent gating: nothing stored or sent before consent", async () => {
   assert.ok(await until(() => server.events(mine(aid)).length > 0));
   await ctx.close();
 });
+
+test("one page view per change of the page's path or query: replaceState, same-URL pushState and #anchors add none", async () => {
+  const { ctx, page } = await open("flushInterval=200");
+  const aid = await anon(page);
+  await page.evaluate(async () => {
+    // A router saving its scroll position, a link to a section, 100 in-page anchors.
+    history.replaceState({ scroll: 120 }, "");
+    history.pushState({}, "", location.pathname + location.search);
+    history.pushState({}, "", "#comments");
+    for (let i = 0; i < 100; i++) {
+      location.hash = `#a${i}`;
+      await new Promise((r) => setTimeout(r, 0));
+    }
+    history.pushState({}, "", "/spa/one");
+    history.replaceState({ scroll: 5 }, "");
+    history.replaceState({}, "", "/spa/one?tab=2");
+  });
+  await hide(page);
+  const views = () => server.events(mine(aid)).filter((e) => e.k === "page_view");
+  assert.ok(await until(() => views().length >= 3));
+  await wait(500);
+  assert.deepEqual(views().map((e) => e.c.p), ["/page.html", "/spa/one", "/spa/one"], "load, new path, new query");
+  await ctx.close();
+
+  // The site can say that a fragment is a view of its own.
+  const other = await open("flushInterval=200&hashViews=true");
+  const aid2 = await anon(other.page);
+  await other.page.evaluate(() => {
+    history.replaceState({ scroll: 1 }, "");
+    location.hash = "#chapter-2";
+  });
+  await hide(other.page);
+  const views2 = () => server.events(mine(aid2)).filter((e) => e.k === "page_view");
+  assert.ok(await until(() => views2().length >= 2));
+  await wait(500);
+  assert.equal(views2().length, 2, "load and #chapter-2");
+  await other.ctx.close();
+});
+
+/** Clicks, scrolls, keeps items and a rail item in view past 1 s, hides and shows the page. */
+async function everyKindOfActivity(page) {
+  await page.click("[data-attune-item=a1]");
+  await page.mouse.wheel(0, 5000);
+  await wait(1300);
+  await page.mouse.wheel(0, -5000);
+  await wait(300);
+  await hide(page);
+  await show(page);
+}
+
+test("before consent nothing is recorded, of any kind: consent starts on the page as it is", async () => {
+  const { ctx, page } = await open("flushInterval=200&requireConsent=true");
+  await everyKindOfActivity(page);
+  assert.equal(await page.evaluate(() => localStorage.length), 0, "nothing stored");
+  const consentAt = await page.evaluate(() => {
+    const t = Date.now();
+    window.attune.consent(true);
+    return t;
+  });
+  const aid = await anon(page);
+  await page.click("[data-attune-item=a2]");
+  await hide(page);
+  const events = () => server.events(mine(aid));
+  assert.ok(await until(() => events().some((e) => e.k === "click")));
+  await wait(500);
+  const early = events().filter((e) => Number(e.t) < consentAt);
+  assert.deepEqual(early.map((e) => e.k), [], "no event from before consent");
+  assert.deepEqual(events().filter((e) => e.k === "click").map((e) => e.it), ["a2"]);
+  assert.ok(events().some((e) => e.k === "page_view"), "the page shown at consent is a view");
+  await ctx.close();
+});
+
+test("opted out, nothing is recorded, of any kind, and nothing is sent after opting in again", async () => {
+  const { ctx, page } = await open("flushInterval=200");
+  const aid = await anon(page);
+  await until(() => server.events(mine(aid)).length > 0);
+  const outAt = await page.evaluate(() => {
+    window.attune.optOut();
+    return Date.now();
+  });
+  await everyKindOfActivity(page);
+  const inAt = await page.evaluate(() => {
+    const t = Date.now();
+    window.attune.optIn();
+    return t;
+  });
+  await page.click("[data-attune-item=a2]");
+  await hide(page);
+  const events = () => server.events(mine(aid));
+  assert.ok(await until(() => events().some((e) => e.k === "click" && e.it === "a2")));
+  await wait(500);
+  const during = events().filter((e) => Number(e.t) >= outAt && Number(e.t) < inAt);
+  assert.deepEqual(during.map((e) => e.k), [], "no event from the opted-out time");
+  await ctx.close();
+});
+
+test("leaving while a batch is in flight sends what is queued at once, with the same ids", async () => {
+  server.plan.push({ status: 202, delayMs: 4000 });
+  const { ctx, page } = await open("flushInterval=600000&flushAt=1000");
+  const aid = await anon(page);
+  // The page view goes out and waits for its slow answer…
+  await page.evaluate(() => window.attune.send());
+  assert.ok(await until(() => server.batches.some((b) => b.batch && b.batch.a === aid)));
+  // …while the reader clicks and leaves.
+  await page.click("[data-attune-item=a2]");
+  await page.goto("about:blank");
+  const clicks = () => server.batches.filter((b) => b.batch && b.batch.a === aid).flatMap((b) => b.batch.e).filter((e) => e.k === "click");
+  assert.ok(await until(() => clicks().some((e) => e.it === "a2"), 3000), "the click left with the page");
+  await ctx.close();
+});

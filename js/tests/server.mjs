@@ -22,6 +22,8 @@ import { init } from "/dist/index.js";
 const q = new URLSearchParams(location.search);
 const opts = { endpoint: "/collect", siteKey: "test-site" };
 for (const [k, v] of q) opts[k] = /^\\d+$/.test(v) ? Number(v) : v === "true" ? true : v;
+// The site says a #fragment makes another view.
+if (opts.hashViews) opts.pageKey = (l) => l.pathname + l.search + l.hash;
 window.attune = await init(opts);
 window.ready = true;
 </script></body></html>`;
@@ -43,6 +45,8 @@ export async function start() {
       if (next === "reset") return req.socket.destroy();
       const status = typeof next === "number" ? next : next.status;
       const headers = typeof next === "object" && next.retryAfter ? { "retry-after": next.retryAfter } : {};
+      // A slow answer: the batch stays in flight meanwhile.
+      if (typeof next === "object" && next.delayMs) await new Promise((r) => setTimeout(r, next.delayMs));
       res.writeHead(status, headers).end(status === 500 ? "<html>oops" : '{"accepted":1}');
       return;
     }

@@ -298,20 +298,29 @@ impl Engine {
 
     /// Cuts the next batch (at most `max_bytes`) and marks its events in
     /// flight; `None` when nothing waits or a batch is already in flight.
-    pub fn next_batch(&mut self, now: f64, max_bytes: usize) -> Option<Vec<u8>> {
-        if self.queue.is_empty() || !self.in_flight.is_empty() {
+    ///
+    /// `keep`: the queued events (not those in flight) as a batch, left
+    /// queued — what a page leaving while a batch is in flight sends with
+    /// keepalive. The ids are the queue's, so the server drops whichever copy
+    /// arrives second; the dropped count goes only with the batch that takes
+    /// the events off the queue, so it is counted once.
+    pub fn next_batch(&mut self, now: f64, max_bytes: usize, keep: bool) -> Option<Vec<u8>> {
+        if self.queue.is_empty() || !(keep || self.in_flight.is_empty()) {
             return None;
         }
+        let dropped = if keep { 0 } else { self.dropped };
         let mut n = self.queue.len().min(self.config.max_batch_events);
         let max_bytes = max_bytes.min(self.config.max_batch_bytes);
         loop {
             let events: Vec<Event> = self.queue.iter().take(n).cloned().collect();
-            let bytes = encode_msgpack(&self.batch(events, self.dropped, now));
+            let bytes = encode_msgpack(&self.batch(events, dropped, now));
             if bytes.len() <= max_bytes || n == 1 {
-                let mut taken = std::mem::take(&mut self.queue);
-                self.queue = taken.split_off(n.min(taken.len()));
-                self.in_flight = taken;
-                self.dropped_in_flight = std::mem::take(&mut self.dropped);
+                if !keep {
+                    let mut taken = std::mem::take(&mut self.queue);
+                    self.queue = taken.split_off(n.min(taken.len()));
+                    self.in_flight = taken;
+                    self.dropped_in_flight = std::mem::take(&mut self.dropped);
+                }
                 return Some(bytes);
             }
             n /= 2;
@@ -390,7 +399,7 @@ mod tests {
     const T0: f64 = 1_800_000_000_000.0;
 
     fn sent(e: &mut Engine, now: f64) -> Batch {
-        let bytes = e.next_batch(now, 65_536).expect("a batch");
+        let bytes = e.next_batch(now, 65_536, false).expect("a batch");
         decode_msgpack(&bytes, &Limits::default()).expect("valid batch")
     }
 
@@ -529,7 +538,7 @@ mod tests {
         let mut e = engine();
         e.push(Interaction::Click, Some("a".into()), None, T0);
         e.push(Interaction::PageView, None, None, T0);
-        let _ = e.next_batch(T0, 65_536);
+        let _ = e.next_batch(T0, 65_536, false);
         let snap = e.snapshot();
         let mut f = engine();
         assert!(f.restore(&snap));
@@ -552,8 +561,56 @@ mod tests {
                 T0,
             );
         }
-        let bytes = e.next_batch(T0, 2000).unwrap();
+        let bytes = e.next_batch(T0, 2000, false).unwrap();
         assert!(bytes.len() <= 2000);
         assert!(e.pending() > 0);
+    }
+
+    #[test]
+    fn an_unload_copy_leaves_the_queue_as_it_was_and_carries_its_ids() {
+        let mut e = engine();
+        e.push(Interaction::Click, Some("a".into()), None, T0);
+        let first = sent(&mut e, T0);
+        e.push(Interaction::Click, Some("b".into()), None, T0 + 1.0);
+        let copy = e.next_batch(T0 + 2.0, 65_536, true).expect("b is queued");
+        let copy = decode_msgpack(&copy, &Limits::default()).expect("valid batch");
+        assert_eq!(e.pending(), 1, "still queued");
+        assert_eq!(copy.events.len(), 1);
+        assert_ne!(
+            copy.events[0].id, first.events[0].id,
+            "not the batch in flight"
+        );
+        e.batch_result(202, 0.0);
+        let later = sent(&mut e, T0 + 3.0);
+        assert_eq!(later.events[0].id, copy.events[0].id, "the same id again");
+    }
+
+    #[test]
+    fn each_of_many_elements_keeps_its_own_time() {
+        let mut e = engine();
+        // Fewer than the 100 stored events, in no order.
+        let keys: Vec<String> = (0..90)
+            .map(|i| format!("item-{}", (i * 7919) % 1000))
+            .collect();
+        for (n, k) in keys.iter().enumerate() {
+            e.set_in_view(k, true, T0 + n as f64);
+        }
+        for k in &keys {
+            e.set_in_view(k, false, T0 + 1_000.0);
+        }
+        e.flush_page(T0 + 1_000.0);
+        let batch = sent(&mut e, T0 + 1_000.0);
+        assert_eq!(batch.events.len(), 50, "a full batch");
+        for ev in &batch.events {
+            let item = ev.item.as_deref().expect("an item");
+            let n = keys.iter().position(|k| k == item).expect("a followed key");
+            assert_eq!(
+                ev.interaction,
+                Interaction::Dwell {
+                    visible_ms: 1_000 - n as u32
+                }
+            );
+        }
+        assert_eq!(e.pending(), 40, "one dwell per element");
     }
 }

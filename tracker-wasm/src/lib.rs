@@ -146,10 +146,11 @@ impl Tracker {
         self.0.pending()
     }
 
-    /// The next MessagePack batch (≤ `max_bytes`), or `undefined`.
+    /// The next MessagePack batch (≤ `max_bytes`), or `undefined`; `keep`:
+    /// a copy of what is queued, left queued (a page leaving mid-send).
     #[wasm_bindgen(js_name = nextBatch)]
-    pub fn next_batch(&mut self, now: f64, max_bytes: usize) -> Option<Vec<u8>> {
-        self.0.next_batch(now, max_bytes)
+    pub fn next_batch(&mut self, now: f64, max_bytes: usize, keep: bool) -> Option<Vec<u8>> {
+        self.0.next_batch(now, max_bytes, keep)
     }
 
     /// The answer to the batch in flight (status 0: network error); returns the
