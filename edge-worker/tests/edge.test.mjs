@@ -470,6 +470,16 @@ test("a newcomer gets the list of their segments: device and referrer reach the 
     assert.equal(asked.length, 1, "a phone reader who came direct: a list of their own");
     assert.equal(asked[0].url.searchParams.get("referrer"), null);
 
+    // A referrer no page has: the same refusal from both tiers.
+    const long = `https://example.com/${"x".repeat(5000)}`;
+    const fromEdge = await mf.dispatchFetch(`${BASE}/v1/recommendations?referrer=${long}`);
+    const fromOrigin = await fetch(`${origin.url}/v1/recommendations?user=anon:x&referrer=${long}`, { headers: { authorization: `Bearer ${origin.site.api_key}` } });
+    assert.equal(fromEdge.status, 400);
+    assert.equal(fromOrigin.status, 400);
+    const [e, o] = [await fromEdge.json(), await fromOrigin.json()];
+    assert.deepEqual([e.error, e.field], ["too_long", "referrer"]);
+    assert.deepEqual([o.error, o.field], [e.error, e.field]);
+
     // A reader with state: their own list, asked with their context too.
     let r = await post(mf, batch(origin.site.site_key, `anon-seg-${Date.now()}`, [{ kind: "page_view" }]));
     const before = seen.length;

@@ -48,8 +48,7 @@ pub async fn cached(config: &Config, name: &str) -> Option<CachedCandidates> {
 
 /// One fetch of a list from the origin, with what it needs to rank a
 /// newcomer: the reader's User-Agent (device class) and page referrer.
-#[derive(Clone)]
-pub struct ListFetch {
+struct ListFetch {
     origin_url: String,
     api_key: String,
     count: usize,
@@ -134,6 +133,20 @@ pub async fn handle(req: Request, config: &Config, ctx: &Context) -> Result<Resp
         .find(|(name, _)| name == "referrer")
         .map(|(_, v)| v.into_owned())
         .filter(|r| !r.is_empty());
+    if referrer
+        .as_ref()
+        .is_some_and(|r| r.len() > config.limits.max_url_len)
+    {
+        return error(
+            400,
+            "too_long",
+            format!(
+                "referrer is longer than {} bytes: pass the page's document.referrer",
+                config.limits.max_url_len
+            ),
+            Some("referrer".into()),
+        );
+    }
     let user_agent = req.headers().get("user-agent")?;
     let state = req
         .headers()

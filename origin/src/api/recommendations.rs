@@ -76,6 +76,14 @@ pub async fn get_recommendations(
             ApiError::bad_request("out_of_range", format!("k must be 1..={MAX_K}")).field("k"),
         );
     }
+    let max_url = state.batch_limits.max_url_len;
+    if q.referrer.as_ref().is_some_and(|r| r.len() > max_url) {
+        return Err(ApiError::bad_request(
+            "too_long",
+            format!("referrer is longer than {max_url} bytes: pass the page's document.referrer"),
+        )
+        .field("referrer"));
+    }
     let site = &caller.site().key;
     let (snapshot, user_model) = tokio::try_join!(
         state
