@@ -176,7 +176,19 @@ fn run_clients(args: &ConsumeArgs, stop: &AtomicBool, stats: &mut StatsTracker) 
         if let Some(e) = consumer.context().take_error() {
             anyhow::bail!("an assignment could not be placed from the store's positions: {e}");
         }
+        // Partitions a new group starts at the store's position: committed
+        // with the next transaction (alone, if nothing else comes).
+        let owed = consumer.context().take_owed(&consumer);
         if batch.is_empty() {
+            if !owed.is_empty() {
+                let nothing = Outputs {
+                    updates_topic: &updates_topic,
+                    changed: &[],
+                    dead_letters_topic: &dead_letters_topic,
+                    dead: &[],
+                };
+                commit(&consumer, &producer, &nothing, &owed)?;
+            }
             continue;
         }
         let started = Instant::now();
@@ -198,6 +210,9 @@ fn run_clients(args: &ConsumeArgs, stop: &AtomicBool, stats: &mut StatsTracker) 
             .profiles
             .record_positions(&offsets)
             .context("record the store's positions")?;
+        for (partition, next) in owed {
+            offsets.entry(partition).or_insert(next);
+        }
         let outputs = Outputs {
             updates_topic: &updates_topic,
             changed: &round.changed,

@@ -14,6 +14,11 @@
 //! aggregate's own watermarks). A partition the store has no position for
 //! starts at the beginning of the log: an empty store is rebuilt from Kafka,
 //! as far back as retention reaches.
+//!
+//! A group that never committed a partition (a new or renamed group on a
+//! store that is current) starts at the store's position and owes Kafka that
+//! commit ([`ResumeFromStore::take_owed`]): until it is made, the group's lag
+//! would count the partition's whole history.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -60,6 +65,7 @@ pub fn start_at(committed: Offset, stored: Option<i64>) -> Offset {
 pub struct ResumeFromStore {
     redis_url: String,
     error: Mutex<Option<String>>,
+    owed: Mutex<BTreeMap<(String, i32), i64>>,
 }
 
 impl ResumeFromStore {
@@ -68,12 +74,28 @@ impl ResumeFromStore {
         ResumeFromStore {
             redis_url: redis_url.to_owned(),
             error: Mutex::new(None),
+            owed: Mutex::new(BTreeMap::new()),
         }
     }
 
     /// Why the last assignment could not consult the store, once.
     pub fn take_error(&self) -> Option<String> {
         self.error.lock().expect("not poisoned").take()
+    }
+
+    /// Positions to commit for the group: partitions it never committed,
+    /// started at the store's position, and still assigned to it.
+    pub fn take_owed(&self, consumer: &BaseConsumer<Self>) -> BTreeMap<(String, i32), i64> {
+        let owed = std::mem::take(&mut *self.owed.lock().expect("not poisoned"));
+        if owed.is_empty() {
+            return owed;
+        }
+        let Ok(assigned) = consumer.assignment() else {
+            return BTreeMap::new();
+        };
+        owed.into_iter()
+            .filter(|((t, p), _)| assigned.find_partition(t, *p).is_some())
+            .collect()
     }
 
     fn stored_positions(&self) -> redis::RedisResult<HashMap<String, i64>> {
@@ -117,6 +139,12 @@ impl ResumeFromStore {
                     resume = ?start,
                     "the store is behind the committed offset: replaying from its position"
                 );
+            }
+            if let (Offset::Invalid, Offset::Offset(s)) = (e.offset(), start) {
+                self.owed
+                    .lock()
+                    .expect("not poisoned")
+                    .insert((e.topic().to_owned(), e.partition()), s);
             }
             tpl.set_partition_offset(e.topic(), e.partition(), start)
                 .map_err(|e| e.to_string())?;

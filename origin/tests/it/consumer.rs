@@ -271,6 +271,46 @@ async fn a_benchmarks_backlog_never_reaches_the_demos_consumer() {
     lag_reaches(&demo, &prefix, 0).await;
 }
 
+/// A group renamed on a running deployment: the new group starts where the
+/// store is (nothing applied twice) and says so to Kafka at once, so its lag
+/// is 0 with no new event, not the topics' whole history.
+#[tokio::test]
+async fn a_new_group_on_a_current_store_reports_no_lag() {
+    let (prefix, origin) = setup().await;
+    let site = origin.site.site_key.clone();
+    for u in 0..3 {
+        let b = user_batch(&site, &format!("renamed{u}"), 0);
+        assert_eq!(origin.post_batch(&b).await.status(), 202);
+    }
+    // The measured group has never run: all of it is its lag.
+    lag_reaches(&origin, &prefix, 30).await;
+    // The old group applies everything to the store…
+    let old = Consumer::start(&prefix, &format!("old-{prefix}"));
+    let applied = |p: Value| -> i64 {
+        p["counts"]
+            .as_object()
+            .map_or(0, |c| c.values().filter_map(Value::as_i64).sum())
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for u in 0..3 {
+        while applied(profile(&origin, &format!("anon:renamed{u}")).await) != 10 {
+            assert!(
+                Instant::now() < deadline,
+                "the old group did not apply the events"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    old.kill9();
+    // …and the group the origin measures takes over with nothing new to read.
+    let _new = Consumer::start(&prefix, &format!("g-{prefix}"));
+    lag_reaches(&origin, &prefix, 0).await;
+    for u in 0..3 {
+        let p = profile(&origin, &format!("anon:renamed{u}")).await;
+        assert_eq!(applied(p.clone()), 10, "applied once: {p}");
+    }
+}
+
 #[tokio::test]
 async fn the_origin_reports_the_groups_true_lag_with_consumers_stopped_started_and_restarted() {
     let (prefix, origin) = setup().await;
