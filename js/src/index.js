@@ -4,6 +4,8 @@
 // host page: every callback is guarded.
 import initWasm, { Tracker } from "../dist/wasm/attune_tracker.js";
 
+// Each tab stores its unsent events under its own key, attune_q.<tab id>
+// (a bare attune_q is the format before tabs had keys); see adopt().
 const KEY_QUEUE = "attune_q";
 const KEY_ID = "attune_aid";
 const KEY_OPTOUT = "attune_optout";
@@ -33,10 +35,19 @@ const store = {
       return null;
     }
   },
+  // True when written (false: storage full or refused).
   set(k, v) {
     try {
       v == null ? localStorage.removeItem(k) : localStorage.setItem(k, v);
+      return true;
     } catch {}
+  },
+  queues() {
+    try {
+      return Object.keys(localStorage).filter((k) => k.startsWith(KEY_QUEUE));
+    } catch {
+      return [];
+    }
   },
 };
 
@@ -78,15 +89,40 @@ class Attune {
     }
     this.id = id;
     this.fresh();
-    const saved = this.consented && store.get(KEY_QUEUE);
-    if (saved) this.t.restore(fromText(saved));
+    // This tab's queue key, locked for the tab's life: a key whose lock is
+    // free belongs to a tab that is gone.
+    this.q = KEY_QUEUE + "." + Math.random();
+    navigator.locks?.request(this.q, () => new Promise(() => {}));
     this.busy = 0;
     this.waitUntil = 0;
     this.lastActive = Date.now();
     this.idle = false;
     this.listen();
     this.page();
+    this.adopt(true);
     this.send();
+  }
+
+  /**
+   * Takes over the queues of tabs that are gone (closed, crashed, reloaded):
+   * their events join this tab's queue, with their ids, and are stored
+   * under this tab's key before the other key is removed — a crash in
+   * between sends them twice (the server keeps one), never loses them.
+   * With Web Locks a key is taken only once its tab's lock is free, checked
+   * every tick; without them, only at start-up (a live tab rewrites its
+   * key at its next change, so taking it costs duplicates, not events).
+   */
+  adopt(starting) {
+    for (const k of store.queues())
+      if (k != this.q) {
+        const take = guard(() => {
+          if (this.blocked()) return;
+          const s = store.get(k);
+          if (s) this.t.restore(fromText(s));
+          if (this.persist()) store.set(k, null);
+        });
+        navigator.locks ? navigator.locks.request(k, { ifAvailable: true }, (lock) => lock && take()) : starting && take();
+      }
   }
 
   blocked() {
@@ -94,8 +130,9 @@ class Attune {
     return dnt || !this.consented || store.get(KEY_OPTOUT) === "1";
   }
 
+  // True when this tab's unsent events are stored.
   persist() {
-    if (this.consented && !this.blocked()) store.set(KEY_QUEUE, toText(this.t.snapshot()));
+    return !this.blocked() && store.set(this.q, toText(this.t.snapshot()));
   }
 
   /**
@@ -226,6 +263,12 @@ class Attune {
     for (const type of ["pointerdown", "keydown", "touchstart"]) on(document, type, () => this.wake(), { passive: true });
     on(document, "visibilitychange", () => (document.visibilityState === "hidden" ? this.hidden() : this.active(true)));
     on(window, "pagehide", () => this.hidden());
+    // Consent and opt-out given in another tab apply here at once, as they
+    // stand now (an event can arrive after a newer change).
+    on(window, "storage", (e) => {
+      if (e.key == KEY_CONSENT) this.consent(store.get(KEY_CONSENT) == "1");
+      if (e.key == KEY_OPTOUT) store.get(KEY_OPTOUT) ? this.forget() : this.resume();
+    });
     // Back online: retry now rather than at the end of the backoff.
     on(window, "online", () => {
       this.waitUntil = 0;
@@ -240,6 +283,7 @@ class Attune {
         this.active(false);
       }
       if (this.blocked()) return;
+      this.adopt();
       this.t.tick(now);
       if (this.t.pending() > 0) this.send();
     }), Math.min(o.flushInterval, 500));
@@ -290,10 +334,10 @@ class Attune {
     this.watch(document);
   }
 
-  // Nothing recorded so far is kept, in memory or storage.
+  // Nothing recorded so far is kept, in memory or storage (any tab's).
   forget() {
     this.fresh();
-    store.set(KEY_QUEUE, null);
+    for (const k of store.queues()) store.set(k, null);
   }
 
   wake() {
@@ -322,9 +366,15 @@ class Attune {
   consent(granted) {
     const was = this.consented;
     this.consented = !!granted;
+    if (granted && !was) {
+      // One anonymous id per browser: the one a tab consented with first.
+      this.id = store.get(KEY_ID) || this.id;
+      this.fresh();
+    }
+    // The id is stored before the consent other tabs are told about.
+    if (granted) store.set(KEY_ID, this.id);
     store.set(KEY_CONSENT, granted ? "1" : null);
     if (granted) {
-      store.set(KEY_ID, this.id);
       if (!was) this.resume();
       this.send();
     } else {

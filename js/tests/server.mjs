@@ -1,5 +1,6 @@
 // A local test server: serves js/dist and a test page, and records every
-// batch posted to /collect. `plan` holds the statuses to answer next.
+// batch posted to /collect. `plan` holds the statuses to answer next;
+// `down`, while set, answers every batch.
 import http from "node:http";
 import fs from "node:fs";
 import path from "node:path";
@@ -36,7 +37,8 @@ export async function start() {
     const body = Buffer.concat(chunks);
     const url = new URL(req.url, "http://x");
     if (url.pathname === "/collect") {
-      const next = s.plan.shift() ?? 202;
+      // `down`: the answer to every batch while set (an outage).
+      const next = s.down ?? s.plan.shift() ?? 202;
       let batch = null;
       try {
         batch = decode(body);

@@ -153,7 +153,8 @@ fn edge_bench() -> Result<()> {
 
 /// 10,000 scroll events and 1,000 clicks in headless Chromium: main-thread
 /// script time with Attune and with posthog-js, the tracker-less page
-/// subtracted. Writes target/bench/tracker.json.
+/// subtracted; and script time to the first visibility callback over 2,000
+/// and 8,000 followed items. Writes target/bench/tracker.json.
 fn tracker_bench() -> Result<()> {
     install::npm_packages()?;
     install::apt("chromium", "chromium")?;
@@ -192,6 +193,15 @@ fn tracker_bench() -> Result<()> {
         "  ratio       {:8.2} (goal ≤ 0.5; tracker-less page, {:.1} ms, subtracted)",
         num("ratio"),
         num("baseline_ms")
+    );
+    println!(
+        "  following many items: load to first visibility callback, 2,000 items {:.1} ms, 8,000 items {:.1} ms",
+        num("items_2000_ms"),
+        num("items_8000_ms")
+    );
+    println!(
+        "  ratio 8,000 ÷ 2,000 {:6.2} (linear near 4; a scan per item makes it quadratic, up to 16)",
+        num("items_ratio")
     );
     let dir = crate::workspace_root().join("target/bench");
     std::fs::create_dir_all(&dir)?;
