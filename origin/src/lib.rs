@@ -22,6 +22,7 @@ pub mod dashboard;
 pub mod encoding;
 pub mod error;
 pub mod event_log;
+pub mod experiments;
 pub mod health;
 pub mod ingest;
 pub mod ledger;

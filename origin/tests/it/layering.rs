@@ -8,7 +8,15 @@ use std::path::{Path, PathBuf};
 
 /// Lowest first.
 const LAYERS: &[&[&str]] = &[
-    &["clock", "config", "record", "ledger", "metrics", "model"],
+    &[
+        "clock",
+        "config",
+        "record",
+        "ledger",
+        "metrics",
+        "model",
+        "experiments",
+    ],
     &["store", "event_log"],
     &["error", "segments", "ranking"],
     &["consume", "auth", "ratelimit", "encoding"],
