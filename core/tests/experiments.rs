@@ -116,3 +116,100 @@ fn equal_weights_match() {
         );
     }
 }
+
+mod interleaving {
+    use attune_core::experiments::{credit, team_draft, Team};
+
+    fn ranking(order: &[u32]) -> Vec<u32> {
+        order.to_vec()
+    }
+
+    #[test]
+    fn each_team_places_its_own_best_remaining_items_and_counts_stay_even() {
+        let a = ranking(&[1, 2, 3, 4, 5, 6, 7, 8]);
+        let b = ranking(&[8, 3, 1, 9, 10, 2, 11, 12]);
+        for seed in 0..200 {
+            let rail = team_draft(&a, &b, 6, seed);
+            assert_eq!(rail.len(), 6);
+            for (i, (item, team)) in rail.iter().enumerate() {
+                assert!(!rail[..i].iter().any(|(x, _)| x == item), "no item twice");
+                // The team's highest-ranked item not placed before it.
+                let own = if *team == Team::A { &a } else { &b };
+                let best = own.iter().find(|x| !rail[..i].iter().any(|(y, _)| y == *x));
+                assert_eq!(best, Some(item), "seed {seed}, position {i}");
+                let count = |t| rail[..=i].iter().filter(|(_, x)| *x == t).count() as i64;
+                assert!(
+                    (count(Team::A) - count(Team::B)).abs() <= 1,
+                    "teams stay even"
+                );
+            }
+        }
+        assert_eq!(
+            team_draft(&a, &b, 6, 9),
+            team_draft(&a, &b, 6, 9),
+            "repeatable"
+        );
+        let firsts = (0..200)
+            .filter(|&s| team_draft(&a, &b, 1, s)[0].1 == Team::A)
+            .count();
+        assert!(
+            (70..=130).contains(&firsts),
+            "a fair coin decides who starts: {firsts}/200"
+        );
+    }
+
+    #[test]
+    fn a_short_ranking_hands_its_turns_to_the_other() {
+        let rail = team_draft(&[1u32], &[2, 3, 4], 4, 1);
+        let items: Vec<u32> = rail.iter().map(|(x, _)| *x).collect();
+        assert_eq!(items.len(), 4);
+        assert!(items.contains(&1) && items.contains(&4));
+    }
+
+    /// Readers click the items they like (a known set) with a chance that
+    /// falls with position: the ranker that ranks liked items higher wins
+    /// most rails, and two identical rankers split them evenly.
+    #[test]
+    fn clicks_credit_the_better_ranker() {
+        let liked = |x: u32| x.is_multiple_of(3);
+        let better: Vec<u32> = (0..30)
+            .filter(|&x| liked(x))
+            .chain((0..30).filter(|&x| !liked(x)))
+            .collect();
+        let worse: Vec<u32> = (0..30).collect();
+        let mut state = 12345u64;
+        let mut uniform = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let mut play = |a: &[u32], b: &[u32]| {
+            let (mut wins_a, mut wins_b) = (0, 0);
+            for seed in 0..2_000 {
+                let rail = team_draft(a, b, 8, seed);
+                let clicked: Vec<usize> = (0..rail.len())
+                    .filter(|&p| liked(rail[p].0) && uniform() < 0.5 / (p as f64 + 1.0))
+                    .collect();
+                let teams: Vec<Team> = rail.iter().map(|(_, t)| *t).collect();
+                match credit(&teams, &clicked) {
+                    Some(Team::A) => wins_a += 1,
+                    Some(Team::B) => wins_b += 1,
+                    None => {}
+                }
+            }
+            (wins_a, wins_b)
+        };
+        let (worse_wins, better_wins) = play(&worse, &better);
+        assert!(
+            better_wins > 3 * worse_wins,
+            "better {better_wins}, worse {worse_wins}"
+        );
+        let (x, y) = play(&worse, &worse);
+        let share = x as f64 / (x + y) as f64;
+        assert!(
+            (0.4..=0.6).contains(&share),
+            "identical rankers split: {x} vs {y}"
+        );
+    }
+}
