@@ -89,6 +89,23 @@ pub fn in_namespace(unit: &str, namespace: &Namespace) -> bool {
         .is_some_and(|n| n >= namespace.start && n < namespace.end)
 }
 
+/// The arm `unit` is in, GrowthBook's way: outside the experiment (`None`)
+/// unless it falls in the namespace (if any) and in an arm's range for the
+/// experiment's `seed`, `coverage` and `weights`.
+pub fn assign(
+    seed: &str,
+    unit: &str,
+    coverage: f64,
+    weights: &[f64],
+    namespace: Option<&Namespace>,
+) -> Option<usize> {
+    if namespace.is_some_and(|ns| !in_namespace(unit, ns)) {
+        return None;
+    }
+    let ranges = bucket_ranges(weights.len() as i64, coverage, Some(weights));
+    choose_arm(hash(seed, unit, 2)?, &ranges)
+}
+
 /// Which ranker placed an item in an interleaved rail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Team {

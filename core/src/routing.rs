@@ -36,6 +36,16 @@ pub const DEAD_LETTERS: &str = "attune.dead_letters";
 /// The topics the consumers write.
 pub const CONSUMER_OUTPUTS: [&str; 2] = [PROFILE_UPDATES, DEAD_LETTERS];
 
+/// Experiment exposures: the origin writes one when it serves a rail by an
+/// experiment's arm, keyed `site/unit`; the consumers record them.
+pub const EXPOSURES: &str = "attune.exposures";
+
+/// Every topic a stack needs: the interaction topics, exposures and the
+/// consumers' outputs.
+pub fn all_topics() -> impl Iterator<Item = &'static str> {
+    topics().chain([EXPOSURES]).chain(CONSUMER_OUTPUTS)
+}
+
 /// Every interaction topic.
 pub fn topics() -> impl Iterator<Item = &'static str> {
     EventKind::ALL.into_iter().map(topic)

@@ -3,7 +3,7 @@
 //! variation choice, namespace and equal-weights case.
 
 use attune_core::experiments::{
-    bucket_ranges, choose_arm, equal_weights, hash, in_namespace, Namespace,
+    assign, bucket_ranges, choose_arm, equal_weights, hash, in_namespace, Namespace,
 };
 use serde_json::Value;
 
@@ -115,6 +115,45 @@ fn equal_weights_match() {
             "{c}: {got:?}"
         );
     }
+}
+
+/// `assign` is the reference's steps in its order: the namespace, then the
+/// hash, the ranges and the choice; and arms fill by weight.
+#[test]
+fn assignment_follows_namespace_coverage_and_weights() {
+    let weights = [0.2, 0.8];
+    let ns = Namespace {
+        id: "rails".into(),
+        start: 0.0,
+        end: 0.5,
+    };
+    let mut per_arm = [0u32; 2];
+    let (mut outside_ns, mut uncovered) = (0, 0);
+    for i in 0..20_000 {
+        let unit = format!("anon:{i}");
+        let got = assign("exp-seed", &unit, 0.5, &weights, Some(&ns));
+        if !in_namespace(&unit, &ns) {
+            assert_eq!(got, None, "{unit} is outside the namespace");
+            outside_ns += 1;
+            continue;
+        }
+        let ranges = bucket_ranges(2, 0.5, Some(&weights));
+        assert_eq!(
+            got,
+            choose_arm(hash("exp-seed", &unit, 2).unwrap(), &ranges),
+            "{unit}"
+        );
+        match got {
+            Some(arm) => per_arm[arm] += 1,
+            None => uncovered += 1,
+        }
+    }
+    // Half the units are in the namespace; half of those are covered, and
+    // arm 1 holds four times arm 0.
+    assert!((9_000..11_000).contains(&outside_ns), "{outside_ns}");
+    assert!((4_400..5_600).contains(&uncovered), "{uncovered}");
+    let ratio = f64::from(per_arm[1]) / f64::from(per_arm[0]);
+    assert!((3.5..4.5).contains(&ratio), "{per_arm:?}");
 }
 
 mod interleaving {

@@ -13,6 +13,7 @@
 //! - [`ratelimit`], [`metrics`]: tower middleware. [`openapi`]: `/openapi.json`.
 
 pub mod api;
+pub mod arms;
 pub mod audit;
 pub mod auth;
 pub mod clock;
@@ -114,6 +115,8 @@ pub struct Shared {
     pub consumer_lag: Option<event_log::lag::LagProbe>,
     /// Ingest's reconciliation counts, on their way to the store.
     pub ledger: Arc<ingest::ledger::IngestLedger>,
+    /// Experiment definitions and exposures ([`arms`]).
+    pub arms: arms::Arms,
 }
 
 impl AppState {
@@ -136,6 +139,7 @@ impl AppState {
         }
         let sites = Sites::new(sites)?;
         let mut consumer_lag = None;
+        let mut exposures = arms::ExposureSink::Store;
         let (log, store): (Arc<dyn EventLog>, Arc<dyn Store>) = match args.backends()? {
             Backends::KafkaRedis { brokers, redis_url } => {
                 let topics = attune_core::routing::topics()
@@ -160,6 +164,7 @@ impl AppState {
                     Duration::from_millis(args.audit_every_ms.max(100)),
                     Duration::from_secs(args.audit_settle_s.max(0) as u64),
                 );
+                exposures = arms::ExposureSink::Log;
                 tracing::info!(%brokers, %redis_url, "backends: Kafka + Redis");
                 (Arc::new(log), Arc::new(store))
             }
@@ -224,6 +229,7 @@ impl AppState {
             body_timeout: Duration::from_millis(args.body_timeout_ms),
             ledger,
             consumer_lag,
+            arms: arms::Arms::new(exposures),
         })))
     }
 }
@@ -260,6 +266,15 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/items/{id}", put(api::items::put_item))
         .route("/v1/users/{id}", delete(api::users::forget_user))
         .route("/v1/users/{id}/attributes", put(api::users::put_attributes))
+        .route("/v1/experiments", get(api::experiments::list))
+        .route(
+            "/v1/experiments/{key}",
+            get(api::experiments::get).put(api::experiments::put),
+        )
+        .route(
+            "/v1/experiments/{key}/results",
+            get(api::experiments::results),
+        )
         .route("/v1/dashboard", get(dashboard::get_dashboard))
         .route("/dashboard", get(dashboard::page))
         .route("/openapi.json", get(openapi::document))

@@ -7,7 +7,7 @@ use utoipa::{Modify, OpenApi};
 /// The API description.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Attune origin", description = "Ingest, recommendations, profiles, catalog. Auth: `Authorization: Bearer <user token | API key>`; see the auth module for the token format."),
+    info(title = "Attune origin", description = "Ingest, recommendations, profiles, catalog, experiments. Auth: `Authorization: Bearer <user token | API key>`; see the auth module for the token format."),
     paths(
         crate::ingest::post_events,
         crate::api::recommendations::get_recommendations,
@@ -16,6 +16,10 @@ use utoipa::{Modify, OpenApi};
         crate::api::items::put_item,
         crate::api::users::forget_user,
         crate::api::users::put_attributes,
+        crate::api::experiments::list,
+        crate::api::experiments::get,
+        crate::api::experiments::put,
+        crate::api::experiments::results,
         crate::dashboard::get_dashboard,
         crate::health::healthz,
         crate::health::readyz,

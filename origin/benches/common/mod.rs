@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use attune_core::codec::encode_msgpack;
-use attune_core::routing::{topics, CONSUMER_OUTPUTS, PARTITIONS_PER_TOPIC};
+use attune_core::routing::{all_topics, PARTITIONS_PER_TOPIC};
 use attune_core::{Batch, Event, Interaction};
 use attune_origin::config::{ServeArgs, SiteConfig};
 use attune_origin::AppState;
@@ -136,10 +136,7 @@ impl Bench {
         let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
             .set("bootstrap.servers", &brokers)
             .create()?;
-        let names: Vec<String> = topics()
-            .chain(CONSUMER_OUTPUTS)
-            .map(|t| format!("{prefix}{t}"))
-            .collect();
+        let names: Vec<String> = all_topics().map(|t| format!("{prefix}{t}")).collect();
         let new: Vec<NewTopic> = names
             .iter()
             .map(|t| NewTopic::new(t, PARTITIONS_PER_TOPIC, TopicReplication::Fixed(1)))
@@ -173,8 +170,7 @@ impl Bench {
         let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
             .set("bootstrap.servers", &self.brokers)
             .create()?;
-        let names: Vec<String> = topics()
-            .chain(CONSUMER_OUTPUTS)
+        let names: Vec<String> = all_topics()
             .map(|t| format!("{}{t}", self.prefix))
             .collect();
         let names: Vec<&str> = names.iter().map(String::as_str).collect();

@@ -1,6 +1,7 @@
 //! The REST API for mobile clients, site back ends and the edge. Handlers are
 //! plain functions; `Caller` (in `auth`) decides whose data they may touch.
 
+pub mod experiments;
 pub mod items;
 pub mod profile;
 pub mod recommendations;

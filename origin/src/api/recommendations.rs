@@ -14,6 +14,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
+use crate::experiments::definition::VariantRanker;
 use crate::model::covisit::CovisitConfig;
 use crate::ranking::{self, RankWeights, Signals};
 use crate::segments;
@@ -49,10 +50,23 @@ pub struct Recommendations {
     /// was shown at (`data-attune-serve` on the rail, `data-attune-pos` on
     /// each item), which attributes them to this rail.
     pub serve_id: String,
+    /// The experiment arm that chose the ranking, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub experiment: Option<ServedArm>,
     /// Server time of the ranking, Unix ms.
     pub generated_at_ms: i64,
     /// Best first.
     pub items: Vec<RecommendedItem>,
+}
+
+/// The experiment arm a rail was served by.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ServedArm {
+    /// The experiment's key.
+    pub key: String,
+    pub phase: u32,
+    /// The variant's name.
+    pub variant: String,
 }
 
 /// Recommendations for the calling user.
@@ -120,29 +134,56 @@ pub async fn get_recommendations(
         );
         &newcomer_popularity
     };
-    let (model, ranker) = if ranking::is_personal(&user_model) {
-        ("covisit+mf+popularity", Ranker::Personal)
-    } else {
-        ("popularity", Ranker::Popularity)
+    let served = state.arms.choose(state.store.as_ref(), site, &user).await?;
+    let variant = served.as_ref().map_or(VariantRanker::Production, |s| {
+        s.experiment.variants[s.arm].ranker
+    });
+    let personal = ranking::is_personal(&user_model);
+    let ranker = variant.serve_ranker(personal);
+    let weights = match variant {
+        VariantRanker::Production => RankWeights::default(),
+        VariantRanker::Popularity => RankWeights::popularity(),
     };
+    let model = match ranker {
+        Ranker::Personal => "covisit+mf+popularity",
+        _ => "popularity",
+    };
+    let items = ranking::rank(
+        &Signals {
+            catalog: &snapshot.catalog,
+            learned: &snapshot.learned,
+            popularity,
+            rows: &rows,
+            covisit: &CovisitConfig::default(),
+            now_ms,
+        },
+        &user_model,
+        &weights,
+        k,
+    );
+    if let Some(served) = &served {
+        state
+            .arms
+            .expose(
+                state.store.as_ref(),
+                state.log.as_ref(),
+                site,
+                &user,
+                served,
+            )
+            .await;
+    }
     Ok(Json(Recommendations {
-        user,
         model: model.into(),
         ranker: ranker.as_str().into(),
         serve_id: rail::serve_id(ranker, rand::random()),
+        experiment: served.map(|s| ServedArm {
+            key: s.experiment.key.clone(),
+            phase: s.experiment.phase,
+            variant: s.experiment.variants[s.arm].name.clone(),
+        }),
+        user,
         generated_at_ms: now_ms,
-        items: ranking::rank(
-            &Signals {
-                catalog: &snapshot.catalog,
-                learned: &snapshot.learned,
-                popularity,
-                rows: &rows,
-                covisit: &CovisitConfig::default(),
-                now_ms,
-            },
-            &user_model,
-            &RankWeights::default(),
-            k,
-        ),
+        items,
     }))
 }

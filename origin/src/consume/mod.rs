@@ -10,9 +10,11 @@
 //! changed user and commit the consumed offsets. A crash anywhere replays the
 //! batch from the last committed offsets, and the replay changes nothing it
 //! already changed. Any Kafka error restarts the round from committed offsets.
+//! Beside it, [`exposures`] records experiment exposures.
 
 pub mod apply;
 pub mod embedded;
+pub mod exposures;
 pub mod ledger;
 pub mod popularity;
 pub mod rails;
@@ -66,6 +68,10 @@ fn transactional_id(args: &ConsumeArgs) -> String {
 
 /// Runs until `stop` is set; restarts its Kafka clients after any error.
 pub fn run(args: &ConsumeArgs, stop: Arc<AtomicBool>) -> Result<()> {
+    let exposures = {
+        let (args, stop) = (args.clone(), stop.clone());
+        std::thread::spawn(move || exposures::run(&args, &stop))
+    };
     let mut stats = StatsTracker::new(None);
     while !stop.load(Ordering::SeqCst) {
         if let Err(e) = run_clients(args, &stop, &mut stats) {
@@ -77,6 +83,7 @@ pub fn run(args: &ConsumeArgs, stop: Arc<AtomicBool>) -> Result<()> {
     if let Ok(mut writer) = ProfileWriter::connect(&args.redis_url) {
         let _ = writer.retire_stats(stats.member());
     }
+    let _ = exposures.join();
     Ok(())
 }
 

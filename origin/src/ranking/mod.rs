@@ -60,6 +60,19 @@ impl Default for RankWeights {
     }
 }
 
+impl RankWeights {
+    /// Popularity and freshness alone: nothing learned about the person
+    /// (an experiment's `popularity` arm; consumed items stay left out).
+    pub fn popularity() -> Self {
+        RankWeights {
+            covisit: 0.0,
+            model: 0.0,
+            affinity: 0.0,
+            ..RankWeights::default()
+        }
+    }
+}
+
 /// Freshness halves every three days.
 const FRESHNESS_HALF_LIFE_MS: f64 = 3.0 * 86_400_000.0;
 

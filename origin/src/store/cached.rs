@@ -18,6 +18,8 @@ use super::{
     Attributes, ConsumerStats, CovisitRows, IngestContext, Item, Profile, RailCounts, Store,
     StoreResult, UserModel,
 };
+use crate::experiments::definition::Experiment;
+use crate::experiments::{Exposure, UnitCounters};
 use crate::ledger::{Counts, Minute};
 
 /// How long a sender's context is reused.
@@ -118,6 +120,26 @@ impl Store for CachedStore {
 
     async fn rail_counts(&self, site: &str) -> StoreResult<RailCounts> {
         self.inner.rail_counts(site).await
+    }
+
+    async fn experiments(&self, site: &str) -> StoreResult<Vec<Experiment>> {
+        self.inner.experiments(site).await
+    }
+
+    async fn put_experiment(&self, site: &str, experiment: &Experiment) -> StoreResult<()> {
+        self.inner.put_experiment(site, experiment).await
+    }
+
+    async fn record_exposure(&self, exposure: &Exposure) -> StoreResult<bool> {
+        self.inner.record_exposure(exposure).await
+    }
+
+    async fn exposures(&self, site: &str, key: &str, phase: u32) -> StoreResult<Vec<Exposure>> {
+        self.inner.exposures(site, key, phase).await
+    }
+
+    async fn unit_counters(&self, site: &str, users: &[String]) -> StoreResult<Vec<UnitCounters>> {
+        self.inner.unit_counters(site, users).await
     }
 
     async fn add_ledger(&self, counts: &Counts) -> StoreResult<()> {

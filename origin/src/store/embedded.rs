@@ -16,6 +16,8 @@ use serde::{Deserialize, Serialize};
 
 use super::profile_event::ProfileEvent;
 use crate::clock::now_ms;
+use crate::experiments::definition::Experiment;
+use crate::experiments::{Exposure, UnitCounters};
 use crate::ledger::{Counts, Minute};
 use crate::model::covisit::{self, CovisitConfig};
 
@@ -52,6 +54,11 @@ pub const DEAD_LETTERS: TableDefinition<(&str, u64), (&str, &str, &[u8])> =
 pub const CONSUMER_STATS: TableDefinition<&str, &str> = TableDefinition::new("consumer_stats");
 /// (site, `store::rail_field`) → served items' impressions or clicks.
 pub const RAILS: TableDefinition<(&str, &str), u64> = TableDefinition::new("rails");
+
+/// (site, experiment key) → definition JSON.
+const EXPERIMENTS: TableDefinition<(&str, &str), &str> = TableDefinition::new("experiments");
+/// (site, `<key>:<phase>`, unit) → the unit's first exposure JSON in that phase.
+const EXPOSURES: TableDefinition<(&str, &str, &str), &str> = TableDefinition::new("exposures");
 
 /// Adds `weight` made at `t_ms` to `item`'s decayed popularity in `scope`
 /// (inside the caller's transaction: the embedded consumer credits with the
@@ -94,6 +101,18 @@ pub struct StoredProfile {
 }
 
 impl StoredProfile {
+    /// The counters an experiment measures.
+    pub fn counters(&self) -> UnitCounters {
+        let count = |kind: &str| self.counts.get(kind).copied().unwrap_or(0);
+        UnitCounters {
+            page_views: count("page_view"),
+            clicks: count("click"),
+            impressions: count("impression"),
+            dwell_ms: self.dwell_ms_total,
+            reads: self.consumed.len() as u64,
+        }
+    }
+
     /// Applies one event not applied before: the Redis profile script's rules.
     pub fn apply(&mut self, e: &ProfileEvent, half_life: HalfLife) {
         *self.counts.entry(e.kind.to_owned()).or_default() += 1;
@@ -216,6 +235,8 @@ impl EmbeddedStore {
         tx.open_table(RAILS).map_err(err)?;
         tx.open_table(COVISIT).map_err(err)?;
         tx.open_table(COVISIT_NORMS).map_err(err)?;
+        tx.open_table(EXPERIMENTS).map_err(err)?;
+        tx.open_table(EXPOSURES).map_err(err)?;
         tx.commit().map_err(err)?;
         Ok(EmbeddedStore { db })
     }
@@ -421,6 +442,20 @@ impl Store for EmbeddedStore {
             tx.open_table(FORGOTTEN)?.insert(key, ())?;
             tx.open_table(ATTRIBUTES)?.remove(key)?;
             tx.open_table(PROFILES)?.remove(key)?;
+            let mut phases = Vec::new();
+            for row in tx
+                .open_table(EXPERIMENTS)?
+                .range((site.as_str(), "")..(site.as_str(), "\u{10FFFF}"))?
+            {
+                if let Ok(e) = serde_json::from_str::<Experiment>(row?.1.value()) {
+                    phases.extend((1..=e.phase).map(|p| format!("{}:{p}", e.key)));
+                }
+            }
+            let mut exposures = tx.open_table(EXPOSURES)?;
+            for phase in &phases {
+                exposures.remove((site.as_str(), phase.as_str(), user.as_str()))?;
+            }
+            drop(exposures);
             let seen_key = format!("{site}/{user}");
             tx.open_table(SEEN)?.retain_in(
                 (seen_key.as_str(), "")..(seen_key.as_str(), "\u{10FFFF}"),
@@ -465,6 +500,92 @@ impl Store for EmbeddedStore {
                 add_rail_field(&mut counts, field, v.value());
             }
             Ok(counts)
+        })
+        .await
+    }
+
+    async fn experiments(&self, site: &str) -> StoreResult<Vec<Experiment>> {
+        let site = site.to_owned();
+        let rows = self
+            .blocking(move |db| {
+                let t = db.begin_read()?.open_table(EXPERIMENTS)?;
+                let mut out = Vec::new();
+                for row in t.range((site.as_str(), "")..(site.as_str(), "\u{10FFFF}"))? {
+                    out.push(row?.1.value().to_owned());
+                }
+                Ok(out)
+            })
+            .await?;
+        Ok(rows
+            .iter()
+            .filter_map(|json| serde_json::from_str(json).ok())
+            .collect())
+    }
+
+    async fn put_experiment(&self, site: &str, experiment: &Experiment) -> StoreResult<()> {
+        let (site, key) = (site.to_owned(), experiment.key.clone());
+        let json = serde_json::to_string(experiment).map_err(err)?;
+        self.blocking(move |db| {
+            let tx = db.begin_write()?;
+            tx.open_table(EXPERIMENTS)?
+                .insert((site.as_str(), key.as_str()), json.as_str())?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// The redb commit is the exposure's durable log in embedded mode.
+    async fn record_exposure(&self, exposure: &Exposure) -> StoreResult<bool> {
+        let e = exposure.clone();
+        let json = serde_json::to_string(exposure).map_err(err)?;
+        self.blocking(move |db| {
+            let tx = db.begin_write()?;
+            let phase = format!("{}:{}", e.experiment, e.phase);
+            let key = (e.site.as_str(), phase.as_str(), e.unit.as_str());
+            let forgotten = tx
+                .open_table(FORGOTTEN)?
+                .get((e.site.as_str(), e.unit.as_str()))?
+                .is_some();
+            let mut table = tx.open_table(EXPOSURES)?;
+            let kept = !forgotten && table.get(key)?.is_none();
+            if kept {
+                table.insert(key, json.as_str())?;
+            }
+            drop(table);
+            tx.commit()?;
+            Ok(kept)
+        })
+        .await
+    }
+
+    async fn exposures(&self, site: &str, key: &str, phase: u32) -> StoreResult<Vec<Exposure>> {
+        let (site, phase) = (site.to_owned(), format!("{key}:{phase}"));
+        let rows = self
+            .blocking(move |db| {
+                let t = db.begin_read()?.open_table(EXPOSURES)?;
+                let (s, p) = (site.as_str(), phase.as_str());
+                let mut out = Vec::new();
+                for row in t.range((s, p, "")..(s, p, "\u{10FFFF}"))? {
+                    out.push(row?.1.value().to_owned());
+                }
+                Ok(out)
+            })
+            .await?;
+        Ok(rows
+            .iter()
+            .filter_map(|json| serde_json::from_str(json).ok())
+            .collect())
+    }
+
+    async fn unit_counters(&self, site: &str, users: &[String]) -> StoreResult<Vec<UnitCounters>> {
+        let (site, users) = (site.to_owned(), users.to_vec());
+        self.blocking(move |db| {
+            let tx = db.begin_read()?;
+            users
+                .iter()
+                .map(|u| Ok(stored_profile(&tx, &site, u)?.counters()))
+                .collect()
         })
         .await
     }

@@ -89,6 +89,8 @@ impl From<::redis::RedisError> for StoreError {
     }
 }
 
+use crate::experiments::definition::Experiment;
+use crate::experiments::{Exposure, UnitCounters};
 use crate::ledger::{Counts, Minute};
 pub use crate::model::covisit::CovisitRows;
 
@@ -227,6 +229,18 @@ pub trait Store: Send + Sync {
     async fn consumer_stats(&self) -> StoreResult<Vec<ConsumerStats>>;
     /// The site's served rails: impressions and clicks per ranker and position.
     async fn rail_counts(&self, site: &str) -> StoreResult<RailCounts>;
+    /// A site's experiments, by key.
+    async fn experiments(&self, site: &str) -> StoreResult<Vec<Experiment>>;
+    /// Inserts or replaces an experiment.
+    async fn put_experiment(&self, site: &str, experiment: &Experiment) -> StoreResult<()>;
+    /// Keeps `exposure` unless its unit already has one for the experiment's
+    /// phase (the first wins, so a replay or a second origin changes
+    /// nothing) or is forgotten; whether it was kept.
+    async fn record_exposure(&self, exposure: &Exposure) -> StoreResult<bool>;
+    /// Every exposure of an experiment's phase.
+    async fn exposures(&self, site: &str, key: &str, phase: u32) -> StoreResult<Vec<Exposure>>;
+    /// What each of `users` has done, as their profiles count it now.
+    async fn unit_counters(&self, site: &str, users: &[String]) -> StoreResult<Vec<UnitCounters>>;
     /// Adds ingest's counts to the reconciliation ledger ([`crate::ledger`]).
     async fn add_ledger(&self, counts: &Counts) -> StoreResult<()>;
     /// Every tier's ledger counts of `sites` for the minutes `from..to`.

@@ -23,6 +23,8 @@
 //! | `attune:{site}:covisit_wm` | hash | `item|topic:partition` → last offset applied to its row |
 //! | `attune:{site}:rails` | hash | `<ranker>|<position>|shown` or `…|clicked` → served items' impressions or clicks (`store::rail_field`) |
 //! | `attune:{site}:rails_wm` | hash | `topic:partition` → last offset counted in the rails |
+//! | `attune:{site}:experiments` | hash | experiment key → definition JSON |
+//! | `attune:{site}:exposures:<key>:<phase>` | hash | unit → its first exposure JSON in that phase |
 //! | `attune:{site}:ledger:<minute>` | hash | `<measure>.<kind>` → events counted in that minute (reconciliation; 8 days) |
 //! | `attune:ledger_wm` | hash | `topic:partition` → last offset the consumers' ledger counted |
 //! | `attune:resume` | hash | `topic:partition` → next offset to read; every write before it is here |
@@ -39,6 +41,9 @@ use redis::AsyncCommands;
 
 use crate::clock::now_ms;
 use crate::ledger::{Counts, Measure, Minute};
+
+use crate::experiments::definition::Experiment;
+use crate::experiments::{Exposure, UnitCounters};
 
 use super::{
     add_rail_field, Attributes, ConsumerStats, CovisitRows, IngestContext, Item, Profile,
@@ -60,6 +65,18 @@ pub fn site_key(site: &str, what: &str) -> String {
 pub fn user_key(site: &str, user: &str, what: &str) -> String {
     format!("attune:{{{site}/{user}}}:{what}")
 }
+
+/// The exposures of one experiment's phase: unit → exposure JSON.
+pub fn exposures_key(site: &str, experiment: &str, phase: u32) -> String {
+    site_key(site, &format!("exposures:{experiment}:{phase}"))
+}
+
+/// KEYS: the site's forgotten set, the phase's exposures. ARGV: unit,
+/// exposure JSON. Both keys carry the site's hash tag (one slot).
+pub const RECORD_EXPOSURE: &str = r"
+if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then return 0 end
+return redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[2])
+";
 
 /// One item's co-visitation row.
 pub fn covisit_row_key(site: &str, item: &str) -> String {
@@ -338,6 +355,15 @@ impl Store for RedisStore {
             .del(keys)
             .query_async(&mut c)
             .await?;
+        // Its exposures in every phase of every experiment: an exposure on
+        // its way finds the user in the forgotten set and is not kept.
+        let mut pipe = redis::pipe();
+        for e in self.experiments(site).await? {
+            for phase in 1..=e.phase {
+                pipe.hdel(exposures_key(site, &e.key, phase), user).ignore();
+            }
+        }
+        let _: () = pipe.query_async(&mut c).await?;
         Ok(())
     }
 
@@ -362,6 +388,88 @@ impl Store for RedisStore {
             add_rail_field(&mut counts, &field, n);
         }
         Ok(counts)
+    }
+
+    async fn experiments(&self, site: &str) -> StoreResult<Vec<Experiment>> {
+        let mut c = self.conn.clone();
+        let all: HashMap<String, String> = c.hgetall(site_key(site, "experiments")).await?;
+        let mut out: Vec<Experiment> = all
+            .values()
+            .filter_map(|json| serde_json::from_str(json).ok())
+            .collect();
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+
+    async fn put_experiment(&self, site: &str, experiment: &Experiment) -> StoreResult<()> {
+        let mut c = self.conn.clone();
+        let json = serde_json::to_string(experiment).map_err(|e| StoreError(e.to_string()))?;
+        let _: () = c
+            .hset(site_key(site, "experiments"), &experiment.key, json)
+            .await?;
+        Ok(())
+    }
+
+    async fn record_exposure(&self, exposure: &Exposure) -> StoreResult<bool> {
+        let mut c = self.conn.clone();
+        let json = serde_json::to_string(exposure).map_err(|e| StoreError(e.to_string()))?;
+        let kept: i64 = redis::Script::new(RECORD_EXPOSURE)
+            .key(site_key(&exposure.site, "forgotten"))
+            .key(exposures_key(
+                &exposure.site,
+                &exposure.experiment,
+                exposure.phase,
+            ))
+            .arg(&exposure.unit)
+            .arg(json)
+            .invoke_async(&mut c)
+            .await?;
+        Ok(kept == 1)
+    }
+
+    async fn exposures(&self, site: &str, key: &str, phase: u32) -> StoreResult<Vec<Exposure>> {
+        let mut c = self.conn.clone();
+        let all: HashMap<String, String> = c.hgetall(exposures_key(site, key, phase)).await?;
+        Ok(all
+            .values()
+            .filter_map(|json| serde_json::from_str(json).ok())
+            .collect())
+    }
+
+    async fn unit_counters(&self, site: &str, users: &[String]) -> StoreResult<Vec<UnitCounters>> {
+        let mut out = Vec::with_capacity(users.len());
+        // A pipeline per thousand users keeps each reply small.
+        for chunk in users.chunks(1_000) {
+            let mut pipe = redis::pipe();
+            for user in chunk {
+                pipe.cmd("HMGET")
+                    .arg(user_key(site, user, "profile"))
+                    .arg(&[
+                        "count:page_view",
+                        "count:click",
+                        "count:impression",
+                        "dwell_ms_total",
+                    ])
+                    .scard(user_key(site, user, "consumed"));
+            }
+            let mut c = self.conn.clone();
+            let replies: Vec<redis::Value> = pipe.query_async(&mut c).await?;
+            let parse = |e: redis::ParsingError| StoreError(format!("Redis: {e}"));
+            let mut replies = replies.into_iter();
+            while let (Some(fields), Some(reads)) = (replies.next(), replies.next()) {
+                let fields: Vec<Option<u64>> = redis::from_redis_value(fields).map_err(parse)?;
+                let reads: u64 = redis::from_redis_value(reads).map_err(parse)?;
+                let at = |i: usize| fields.get(i).copied().flatten().unwrap_or(0);
+                out.push(UnitCounters {
+                    page_views: at(0),
+                    clicks: at(1),
+                    impressions: at(2),
+                    dwell_ms: at(3),
+                    reads,
+                });
+            }
+        }
+        Ok(out)
     }
 
     async fn add_ledger(&self, counts: &Counts) -> StoreResult<()> {

@@ -4,7 +4,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use attune_core::routing::{topics, CONSUMER_OUTPUTS, PARTITIONS_PER_TOPIC};
+use attune_core::routing::{all_topics, PARTITIONS_PER_TOPIC};
 use attune_origin::record::EventRecord;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -90,10 +90,7 @@ pub fn read_key(
 
 /// Every topic of a prefix: the interaction topics and the consumers' outputs.
 fn prefixed(prefix: &str) -> Vec<String> {
-    topics()
-        .chain(CONSUMER_OUTPUTS)
-        .map(|t| format!("{prefix}{t}"))
-        .collect()
+    all_topics().map(|t| format!("{prefix}{t}")).collect()
 }
 
 /// A test's own topics, deleted when it ends (also when it fails), so a

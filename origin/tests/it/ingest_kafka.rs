@@ -341,6 +341,9 @@ async fn openapi_metrics_and_readiness() {
         "/v1/items",
         "/v1/items/{id}",
         "/v1/users/{id}",
+        "/v1/experiments",
+        "/v1/experiments/{key}",
+        "/v1/experiments/{key}/results",
     ] {
         assert!(
             doc["paths"].get(path).is_some(),

@@ -18,7 +18,7 @@ const LAYERS: &[&[&str]] = &[
         "experiments",
     ],
     &["store", "event_log"],
-    &["error", "segments", "ranking"],
+    &["error", "segments", "ranking", "arms"],
     &["consume", "auth", "ratelimit", "encoding"],
     &["ingest", "api", "audit", "dashboard", "health"],
     &["openapi", "server"],

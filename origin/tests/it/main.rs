@@ -14,6 +14,7 @@ mod alerts;
 mod audit;
 mod consumer;
 mod embedded;
+mod experiments;
 mod ingest_kafka;
 mod layering;
 mod profile_rules;

@@ -6,7 +6,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use attune_core::routing::{topics, CONSUMER_OUTPUTS, PARTITIONS_PER_TOPIC};
+use attune_core::routing::{all_topics, PARTITIONS_PER_TOPIC};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -160,7 +160,7 @@ pub fn wait_ready(stack: &Stack, pid: u32) -> Result<()> {
     })
 }
 
-/// Creates one topic per interaction kind and the consumers' output topic ([`PARTITIONS_PER_TOPIC`] partitions,
+/// Creates every topic of attune-core's `all_topics` ([`PARTITIONS_PER_TOPIC`] partitions,
 /// keyed by user), each named `{prefix}{topic}`, through the AdminClient;
 /// existing topics are checked.
 pub fn ensure_topics(brokers: &str, prefix: &str) -> Result<()> {
@@ -168,8 +168,7 @@ pub fn ensure_topics(brokers: &str, prefix: &str) -> Result<()> {
         .set("bootstrap.servers", brokers)
         .create()
         .context("create the Kafka admin client")?;
-    let names = topics()
-        .chain(CONSUMER_OUTPUTS)
+    let names = all_topics()
         .map(|t| format!("{prefix}{t}"))
         .collect::<Vec<_>>();
     let new: Vec<NewTopic> = names

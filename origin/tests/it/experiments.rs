@@ -1,0 +1,294 @@
+//! Experiments end to end: definitions through the API with clear errors,
+//! rails served by the arm attune-core assigns, one exposure per (unit,
+//! experiment, phase) through Kafka into Redis (the first kept), metrics per
+//! arm counted from each unit's exposure on, forget, and phases. The same
+//! definitions, serving and results on the embedded default.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use crate::common::kafka::{read_topic, setup, Consumer};
+use crate::common::{batch, env, event, now_ms, start, Backend, TestOrigin};
+use attune_core::routing::EXPOSURES;
+use attune_core::{Interaction, Slot};
+use attune_origin::experiments::definition::{Experiment, ExperimentSpec};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::ClientConfig;
+use rdkafka::Message;
+use serde_json::{json, Value};
+
+const KEY: &str = "rail-test";
+
+fn definition(weights: [f64; 2]) -> Value {
+    json!({"variants": [
+        {"name": "control", "ranker": "production", "weight": weights[0]},
+        {"name": "treatment", "ranker": "popularity", "weight": weights[1]},
+    ]})
+}
+
+async fn put(origin: &TestOrigin, key: &str, body: &Value) -> (u16, Value) {
+    let r = origin
+        .http
+        .put(origin.url(&format!("/v1/experiments/{key}")))
+        .bearer_auth(&origin.site.api_key)
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+async fn serve(origin: &TestOrigin, user: &str) -> Value {
+    origin
+        .get_as_site(&format!("/v1/recommendations?user={user}&k=3"))
+        .await
+}
+
+/// Waits until the results count `units` exposed units.
+async fn results_with(origin: &TestOrigin, query: &str, units: u64) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = origin
+            .get_as_site(&format!("/v1/experiments/{KEY}/results{query}"))
+            .await;
+        if r["units"] == units {
+            return r;
+        }
+        assert!(Instant::now() < deadline, "never {units} units: {r}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn metric<'a>(results: &'a Value, name: &str) -> &'a Value {
+    results["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == name)
+        .unwrap_or_else(|| panic!("{name} in {results}"))
+}
+
+/// Bad definitions are refused with the field and what to do.
+async fn definitions_are_checked(origin: &TestOrigin) {
+    let (status, body) = put(origin, KEY, &definition([0.5, 0.4])).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["field"], "variants");
+    assert!(
+        body["message"].as_str().unwrap().contains("must sum to 1"),
+        "{body}"
+    );
+    let mut unknown = definition([0.5, 0.5]);
+    unknown["variants"][1]["ranker"] = json!("magic");
+    let (status, body) = put(origin, KEY, &unknown).await;
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (400, Some("variants[1].ranker"))
+    );
+    let user = origin
+        .http
+        .put(origin.url(&format!("/v1/experiments/{KEY}")))
+        .bearer_auth(origin.token("u"))
+        .json(&definition([0.5, 0.5]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(user.status(), 403, "a user token cannot define experiments");
+}
+
+/// Serves `users` and checks each rail against attune-core's assignment;
+/// returns each user's arm.
+async fn serve_all(origin: &TestOrigin, users: &[String]) -> BTreeMap<String, usize> {
+    let stored: Vec<Experiment> =
+        serde_json::from_value(origin.get_as_site("/v1/experiments").await).unwrap();
+    let experiment = stored.iter().find(|e| e.key == KEY).expect("listed");
+    let mut arms = BTreeMap::new();
+    for user in users {
+        let rail = serve(origin, user).await;
+        let arm = experiment
+            .arm_of(user)
+            .expect("full coverage assigns everyone");
+        assert_eq!(rail["experiment"]["key"], KEY, "{rail}");
+        assert_eq!(
+            rail["experiment"]["variant"],
+            experiment.variants[arm].name.as_str()
+        );
+        if arm == 1 {
+            assert_eq!(rail["ranker"], "popularity", "{rail}");
+        }
+        // A second serve logs nothing new.
+        serve(origin, user).await;
+        arms.insert(user.clone(), arm);
+    }
+    assert!(arms.values().any(|a| *a == 0) && arms.values().any(|a| *a == 1));
+    arms
+}
+
+/// Each user: `impressions` rail impressions and `clicks` rail clicks.
+async fn engage(origin: &TestOrigin, user: &str, impressions: usize, clicks: usize) {
+    let t = now_ms();
+    let slotted = |kind, i: usize| {
+        let mut e = event(kind, Some(&format!("i{i}")), t);
+        e.slot = Some(Slot {
+            serve_id: "popularity.0123456789abcdef0123456789abcdef".into(),
+            position: i as u8,
+        });
+        e
+    };
+    let mut events: Vec<_> = (0..impressions)
+        .map(|i| slotted(Interaction::Impression, i))
+        .collect();
+    events.extend((0..clicks).map(|i| slotted(Interaction::Click, i)));
+    let anon = user.strip_prefix("anon:").unwrap();
+    let b = batch(&origin.site.site_key, anon, events);
+    assert_eq!(origin.post_batch(&b).await.status(), 202);
+}
+
+/// Waits until `user`'s profile counts `clicks` clicks and `impressions`
+/// impressions.
+async fn wait_for_counts(origin: &TestOrigin, user: &str, clicks: u64, impressions: u64) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let p = origin
+            .get_as_site(&format!("/v1/profile?user={user}"))
+            .await;
+        let count = |kind: &str| p["counts"][kind].as_u64().unwrap_or(0);
+        if (count("click"), count("impression")) == (clicks, impressions) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{user}: {p}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn load_catalog(origin: &TestOrigin) {
+    let items: Vec<Value> = (0..6)
+        .map(|i| json!({"id": format!("i{i}"), "tags": ["news"]}))
+        .collect();
+    origin.load_items(json!({ "items": items })).await;
+}
+
+#[tokio::test]
+async fn experiments_serve_by_arm_expose_once_and_measure_from_the_exposure_on() {
+    let (prefix, origin) = setup().await;
+    let _consumer = Consumer::start(&prefix, &format!("g-{prefix}"));
+    load_catalog(&origin).await;
+    definitions_are_checked(&origin).await;
+    let (status, created) = put(&origin, KEY, &definition([0.5, 0.5])).await;
+    assert_eq!(
+        (status, created["phase"].as_u64()),
+        (200, Some(1)),
+        "{created}"
+    );
+
+    // Every reader clicked twice before the experiment: not its doing.
+    let users: Vec<String> = (0..40).map(|i| format!("anon:x{i}")).collect();
+    for user in &users {
+        engage(&origin, user, 0, 2).await;
+    }
+    for user in &users {
+        wait_for_counts(&origin, user, 2, 0).await;
+    }
+    let arms = serve_all(&origin, &users).await;
+
+    // One exposure per reader on the topic, with the clicks before it.
+    let topic = format!("{prefix}{EXPOSURES}");
+    let records = read_topic(&env("KAFKA_BROKERS"), &topic, 41, Duration::from_secs(5));
+    assert_eq!(records.len(), 40, "one exposure per reader and phase");
+    let first: Value = serde_json::from_slice(records[0].payload().unwrap()).unwrap();
+    assert_eq!(first["baseline"]["clicks"], 2, "{first}");
+
+    // Treatment readers click 2 of 4 rail items, control readers none.
+    for (user, arm) in &arms {
+        engage(&origin, user, 4, if *arm == 1 { 2 } else { 0 }).await;
+    }
+    for (user, arm) in &arms {
+        wait_for_counts(&origin, user, if *arm == 1 { 4 } else { 2 }, 4).await;
+    }
+    let r = results_with(&origin, "", 40).await;
+    let per_arm: Vec<u64> = r["arms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["units"].as_u64().unwrap())
+        .collect();
+    let expected: Vec<u64> = (0..2)
+        .map(|a| arms.values().filter(|x| **x == a).count() as u64)
+        .collect();
+    assert_eq!(per_arm, expected, "{r}");
+    assert_eq!(
+        metric(&r, "clicks_per_unit")["values"],
+        json!([0.0, 2.0]),
+        "{r}"
+    );
+    assert_eq!(metric(&r, "rail_ctr")["values"], json!([0.0, 0.5]), "{r}");
+    assert!(r["srm"]["p_value"].as_f64().is_some(), "{r}");
+
+    // A second origin's copy of an exposure, other arm and all: the first stays.
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", env("KAFKA_BROKERS"))
+        .create()
+        .unwrap();
+    let mut copy = first.clone();
+    copy["arm"] = json!(1 - first["arm"].as_u64().unwrap());
+    let payload = serde_json::to_vec(&copy).unwrap();
+    let key = records[0].key().unwrap().to_vec();
+    producer
+        .send(
+            FutureRecord::to(&topic).key(&key).payload(&payload),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while _consumer
+        .metric("attune_consumer_exposures_total{outcome=\"duplicate\"}")
+        .await
+        < 1.0
+    {
+        assert!(Instant::now() < deadline, "the copy was never read");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let again = results_with(&origin, "", 40).await;
+    assert_eq!(again["arms"], r["arms"], "the first exposure stays");
+
+    // Forget leaves no exposure behind.
+    let forgotten = first["unit"].as_str().unwrap();
+    let del = origin
+        .http
+        .delete(origin.url(&format!("/v1/users/{forgotten}")))
+        .bearer_auth(&origin.site.api_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(del.status(), 204);
+    results_with(&origin, "", 39).await;
+
+    // New weights: a new phase, with its own exposures; the old one stays readable.
+    let (status, moved) = put(&origin, KEY, &definition([0.3, 0.7])).await;
+    assert_eq!((status, moved["phase"].as_u64()), (200, Some(2)), "{moved}");
+    results_with(&origin, "", 0).await;
+    results_with(&origin, "?phase=1", 39).await;
+    let remembered = users.iter().find(|u| *u != forgotten).unwrap();
+    serve(&origin, remembered).await;
+    results_with(&origin, "", 1).await;
+}
+
+#[tokio::test]
+async fn experiments_on_the_embedded_default() {
+    let origin = start(Backend::Embedded, |_| {}).await;
+    load_catalog(&origin).await;
+    definitions_are_checked(&origin).await;
+    let spec: ExperimentSpec = serde_json::from_value(definition([0.5, 0.5])).unwrap();
+    let (status, _) = put(&origin, KEY, &serde_json::to_value(&spec).unwrap()).await;
+    assert_eq!(status, 200);
+    let users: Vec<String> = (0..20).map(|i| format!("anon:e{i}")).collect();
+    let arms = serve_all(&origin, &users).await;
+    for (user, arm) in &arms {
+        engage(&origin, user, 4, if *arm == 1 { 1 } else { 0 }).await;
+    }
+    for (user, arm) in &arms {
+        wait_for_counts(&origin, user, if *arm == 1 { 1 } else { 0 }, 4).await;
+    }
+    let r = results_with(&origin, "", 20).await;
+    assert_eq!(metric(&r, "rail_ctr")["values"], json!([0.0, 0.25]), "{r}");
+}
