@@ -31,6 +31,10 @@ pub enum Bench {
     Tracker,
     /// Kafka record format: protobuf beside named MessagePack, bytes and codec time.
     Records,
+    /// Experiments on simulated readers: A/B through the pipeline against
+    /// the true lift, an injected SRM, A/A false positives while peeking,
+    /// interleaving against A/B (plots the confidence sequence).
+    Experiment,
 }
 
 pub fn run(bench: Bench) -> Result<()> {
@@ -43,7 +47,7 @@ pub fn run(bench: Bench) -> Result<()> {
         }
         Bench::Edge => return edge_bench(),
         Bench::Tracker => return tracker_bench(),
-        Bench::Ingest | Bench::Freshness | Bench::Faults => {}
+        Bench::Ingest | Bench::Freshness | Bench::Faults | Bench::Experiment => {}
     }
     let stack = Stack::from_env();
     let running = stack.up()?;
@@ -51,6 +55,7 @@ pub fn run(bench: Bench) -> Result<()> {
         Bench::Ingest => "ingest",
         Bench::Freshness => "freshness",
         Bench::Faults => "faults",
+        Bench::Experiment => "experiment",
         Bench::Edge | Bench::Tracker | Bench::Recommend | Bench::Records => {
             unreachable!("handled above")
         }
@@ -64,7 +69,18 @@ pub fn run(bench: Bench) -> Result<()> {
         cmd.env("ATTUNE_KAFKA_PID_FILE", stack.kafka_pid_file())
             .env("ATTUNE_STACK_UP", std::env::current_exe()?);
     }
-    run_cmd(&mut cmd)
+    run_cmd(&mut cmd)?;
+    if let Bench::Experiment = bench {
+        let out = crate::workspace_root().join("target/bench");
+        run_cmd(
+            Command::new(install::plot_python()?)
+                .arg(crate::workspace_root().join("xtask/bench/experiment_plot.py"))
+                .arg(out.join("experiment.json"))
+                .arg(out.join("experiment.png")),
+        )?;
+        println!("  wrote target/bench/experiment.png");
+    }
+    Ok(())
 }
 
 /// Rerank of 200 candidates in workerd (Miniflare) beside the same Rust

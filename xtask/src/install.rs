@@ -236,3 +236,22 @@ pub fn python_contract() -> Result<std::path::PathBuf> {
     fs::write(marker, want)?;
     Ok(python)
 }
+
+/// A virtualenv in `target/plot-venv` with matplotlib (PyPI), for the
+/// benchmarks' plots. Returns its interpreter.
+pub fn plot_python() -> Result<std::path::PathBuf> {
+    let venv = workspace_root().join("target/plot-venv");
+    let python = venv.join("bin/python");
+    let marker = venv.join(".attune-ready");
+    if marker.exists() {
+        return Ok(python);
+    }
+    if !on_path("python3") {
+        bail!("`python3` is missing: install it with `sudo apt-get install -y python3-venv` and rerun");
+    }
+    println!("==> python3 -m venv target/plot-venv; pip install matplotlib (once)");
+    run(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
+    run(Command::new(&python).args(["-m", "pip", "install", "-q", "matplotlib"]))?;
+    fs::write(marker, "")?;
+    Ok(python)
+}

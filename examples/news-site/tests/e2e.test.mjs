@@ -328,6 +328,18 @@ test("the dashboard shows the stream, the consumer and this reader's affinities 
   assert.equal(words[2], "", "a current reader's panel needs no excuse");
   assert.match(words[3], /^the consumers are 900 events behind: this reader's newest events may not be in their profile/);
   assert.match(words[4], /^no consumer is running: /);
+  // An experiment (stopped, so no reader's rail changes) gets its panel.
+  const defined = await fetch(`${origin}/v1/experiments/e2e-panel`, {
+    method: "PUT",
+    headers: { authorization: `Bearer ${apiKey}`, "content-type": "application/json" },
+    body: JSON.stringify({ status: "stopped", variants: [{ name: "control", ranker: "production", weight: 0.5 }, { name: "popular", ranker: "popularity", weight: 0.5 }] }),
+  });
+  assert.equal(defined.status, 200, await defined.text());
+  await dash.waitForFunction(() => document.getElementById("experiments").textContent.includes("e2e-panel"), null, { timeout: 15000 });
+  const panel = await dash.evaluate(() => document.getElementById("experiments").textContent);
+  assert.match(panel, /e2e-panel · phase 1 · 0 units/);
+  assert.match(panel, /popular \(popularity, 50 %\)/);
+  assert.match(panel, /Keep running: not enough units to compare yet\./);
   await dash.screenshot({ path: path.join(outDir, "dashboard.png"), fullPage: true });
 });
 

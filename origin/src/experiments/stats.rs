@@ -159,7 +159,7 @@ pub fn srm(units: &[u64], weights: &[f64]) -> Option<Srm> {
         })
         .sum();
     let dist = ChiSquared::new((units.len() - 1) as f64).ok()?;
-    let p_value = (1.0 - dist.cdf(chi2)).clamp(0.0, 1.0);
+    let p_value = dist.sf(chi2).clamp(0.0, 1.0);
     Some(Srm {
         chi2,
         p_value,
@@ -261,7 +261,7 @@ fn effect(value: f64, variance: f64, n: u64, settings: &Settings) -> Option<Effe
     let se = variance.sqrt();
     let z = normal.inverse_cdf(1.0 - settings.alpha / 2.0);
     let p_value = if se > 0.0 {
-        2.0 * (1.0 - normal.cdf((value / se).abs()))
+        2.0 * normal.sf((value / se).abs())
     } else if value == 0.0 {
         1.0
     } else {
