@@ -254,6 +254,7 @@ mod tests {
             retired_token_secrets: retired,
             allowed_origins: Vec::new(),
             weights: Default::default(),
+            experiments: Default::default(),
         };
         let old = mint_token("news", "u1", b"the-old-secret-value", 1000);
         let new = mint_token("news", "u1", b"the-new-secret-value", 1000);

@@ -11,7 +11,11 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use attune_core::FeedbackWeights;
 use clap::{Args, Parser, Subcommand};
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
+
+use crate::experiments::definition::ExperimentSpec;
 
 /// Attune's origin service.
 #[derive(Debug, Parser)]
@@ -249,6 +253,19 @@ pub fn load_sites(config: Option<&std::path::Path>) -> Result<Vec<SiteConfig>> {
                 bail!("{} lists no [[sites]]", path.display());
             }
             for site in &file.sites {
+                for (key, spec) in &site.experiments {
+                    if let Err(e) =
+                        crate::experiments::definition::Experiment::define(key, spec, None, 0)
+                    {
+                        bail!(
+                            "{}: site `{}`'s experiment `{key}`: {}: {}",
+                            path.display(),
+                            site.site_key,
+                            e.field,
+                            e.message
+                        );
+                    }
+                }
                 site.weights.validate().with_context(|| {
                     format!(
                         "{}: site `{}`'s [sites.weights]",
@@ -292,6 +309,11 @@ pub struct SiteConfig {
     /// any of attune-core's `FeedbackWeights` fields; the rest default).
     #[serde(default)]
     pub weights: FeedbackWeights,
+    /// Experiments by key (`[sites.experiments.<key>]`, the body of
+    /// `PUT /v1/experiments/{key}`), defined at start: the file wins over
+    /// changes made through the API to the same key.
+    #[serde(default)]
+    pub experiments: BTreeMap<String, ExperimentSpec>,
 }
 
 impl SiteConfig {
@@ -304,6 +326,7 @@ impl SiteConfig {
             retired_token_secrets: Vec::new(),
             allowed_origins: vec!["*".into()],
             weights: FeedbackWeights::default(),
+            experiments: BTreeMap::new(),
         }
     }
 }

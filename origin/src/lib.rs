@@ -130,6 +130,7 @@ impl AppState {
         args: &ServeArgs,
         sites: &[config::SiteConfig],
     ) -> anyhow::Result<Self> {
+        let sites_config = sites;
         let site_keys: Vec<String> = sites.iter().map(|s| s.site_key.clone()).collect();
         let weights = config::SiteWeights::of_sites(sites);
         if args.edge_secret.as_ref().is_some_and(|s| s.len() < 16) {
@@ -200,6 +201,9 @@ impl AppState {
             max_batch_bytes: args.max_body_bytes,
             ..Limits::default()
         };
+        define_file_experiments(store.as_ref(), sites_config)
+            .await
+            .context("define the sites file's experiments")?;
         let store: Arc<dyn Store> = Arc::new(store::cached::CachedStore::new(store));
         let ledger = Arc::new(ingest::ledger::IngestLedger::default());
         ledger.spawn_flusher(store.clone());
@@ -236,6 +240,28 @@ impl AppState {
 
 /// CORS: preflights pass for any origin some site allows; each request is
 /// then checked against its own site (ingest) or needs a bearer credential.
+/// Stores each experiment the sites file defines, as a `PUT` would, where
+/// it differs from what is stored (a change of who goes where starts a new
+/// phase; the same definition again changes nothing).
+async fn define_file_experiments(
+    store: &dyn Store,
+    sites: &[config::SiteConfig],
+) -> anyhow::Result<()> {
+    for site in sites.iter().filter(|s| !s.experiments.is_empty()) {
+        let stored = store.experiments(&site.site_key).await?;
+        for (key, spec) in &site.experiments {
+            let previous = stored.iter().find(|e| &e.key == key);
+            let next =
+                experiments::definition::Experiment::define(key, spec, previous, clock::now_ms())
+                    .map_err(|e| anyhow::anyhow!("{key}: {}: {}", e.field, e.message))?;
+            if previous != Some(&next) {
+                store.put_experiment(&site.site_key, &next).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
 fn cors(sites: Arc<Sites>) -> CorsLayer {
     CorsLayer::new()
         .allow_origin(AllowOrigin::predicate(move |origin: &HeaderValue, _| {

@@ -75,6 +75,7 @@ pub fn site(site_key: &str) -> SiteConfig {
         retired_token_secrets: Vec::new(),
         allowed_origins: vec!["*".into()],
         weights: Default::default(),
+        experiments: Default::default(),
     }
 }
 

@@ -222,7 +222,10 @@ impl Experiment {
         if (sum - 1.0).abs() > 1e-6 {
             return Err(invalid(
                 "variants",
-                format!("the weights sum to {sum}; they must sum to 1"),
+                format!(
+                    "the weights sum to {}; they must sum to 1",
+                    (sum * 1e6).round() / 1e6
+                ),
             ));
         }
         if !(spec.coverage > 0.0 && spec.coverage <= 1.0) {

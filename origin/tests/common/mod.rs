@@ -63,6 +63,7 @@ pub fn unique_site() -> SiteConfig {
         retired_token_secrets: Vec::new(),
         allowed_origins: vec!["https://news.example".into()],
         weights: Default::default(),
+        experiments: Default::default(),
     }
 }
 

@@ -292,3 +292,44 @@ async fn experiments_on_the_embedded_default() {
     let r = results_with(&origin, "", 20).await;
     assert_eq!(metric(&r, "rail_ctr")["values"], json!([0.0, 0.25]), "{r}");
 }
+
+fn file_experiment(weights: [f64; 2]) -> String {
+    format!(
+        "\n[sites.experiments.from-file]\ncoverage = 0.5\n\
+         [[sites.experiments.from-file.variants]]\nname = \"control\"\nranker = \"production\"\nweight = {}\n\
+         [[sites.experiments.from-file.variants]]\nname = \"popular\"\nranker = \"popularity\"\nweight = {}\n",
+        weights[0], weights[1]
+    )
+}
+
+/// The sites file defines experiments at start: the same definition again
+/// keeps the phase, new weights start the next one, and a bad definition
+/// stops the origin with the site, key and field.
+#[tokio::test]
+async fn the_sites_file_defines_experiments() {
+    let origin = start(Backend::Embedded, |_| {}).await;
+    let path = origin.sites_file().to_owned();
+    let base = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, base.clone() + &file_experiment([0.5, 0.5])).unwrap();
+    let origin = origin.restart().await;
+    let listed = origin.get_as_site("/v1/experiments").await;
+    assert_eq!(listed[0]["key"], "from-file", "{listed}");
+    assert_eq!(
+        (listed[0]["phase"].as_u64(), listed[0]["coverage"].as_f64()),
+        (Some(1), Some(0.5))
+    );
+    let origin = origin.restart().await;
+    let again = origin.get_as_site("/v1/experiments").await;
+    assert_eq!(again, listed, "the same definition changes nothing");
+    std::fs::write(&path, base.clone() + &file_experiment([0.2, 0.8])).unwrap();
+    let origin = origin.restart().await;
+    let moved = origin.get_as_site("/v1/experiments").await;
+    assert_eq!(moved[0]["phase"], 2, "{moved}");
+    std::fs::write(&path, base + &file_experiment([0.2, 0.7])).unwrap();
+    let e = attune_origin::config::load_sites(Some(&path)).unwrap_err();
+    let words = format!("{e:#}");
+    assert!(
+        words.contains("experiment `from-file`: variants: the weights sum to 0.9"),
+        "{words}"
+    );
+}

@@ -10,13 +10,13 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[&[&str]] = &[
     &[
         "clock",
-        "config",
         "record",
         "ledger",
         "metrics",
         "model",
         "experiments",
     ],
+    &["config"],
     &["store", "event_log"],
     &["error", "segments", "ranking", "arms"],
     &["consume", "auth", "ratelimit", "encoding"],
