@@ -6,6 +6,8 @@
 //! everything read from them here falls into closed sets: a forged id is an
 //! [`Ranker::Unknown`] serve, never a new label.
 
+use crate::experiments::Team;
+
 /// What ranked a rail. A closed set: metric labels and per-arm counts use it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Ranker {
@@ -16,16 +18,20 @@ pub enum Ranker {
     Popularity,
     /// The edge's rerank of the origin's list with the reader's live state.
     Edge,
+    /// Two rankings merged by team-draft interleaving (an experiment's
+    /// interleave mode); the serve id says which ranking placed each slot.
+    Interleaved,
     /// A serve id no ranker of this build wrote.
     Unknown,
 }
 
 impl Ranker {
     /// Every ranker, `Unknown` last.
-    pub const ALL: [Ranker; 4] = [
+    pub const ALL: [Ranker; 5] = [
         Ranker::Personal,
         Ranker::Popularity,
         Ranker::Edge,
+        Ranker::Interleaved,
         Ranker::Unknown,
     ];
 
@@ -35,6 +41,7 @@ impl Ranker {
             Ranker::Personal => "personal",
             Ranker::Popularity => "popularity",
             Ranker::Edge => "edge",
+            Ranker::Interleaved => "interleaved",
             Ranker::Unknown => "unknown",
         }
     }
@@ -76,6 +83,40 @@ pub fn ranker_of(serve_id: &str) -> Ranker {
         .unwrap_or(Ranker::Unknown)
 }
 
+/// Slots an interleaved serve id can say a team for.
+pub const INTERLEAVED_SLOTS: u8 = 32;
+
+/// An interleaved rail's serve id: its 32 hex digits start with 8 that hold
+/// a bit per slot, set where the second ranking (team B) placed the item.
+pub fn interleaved_serve_id(teams: &[Team], random: u128) -> String {
+    let mask = teams
+        .iter()
+        .take(usize::from(INTERLEAVED_SLOTS))
+        .enumerate()
+        .filter(|(_, t)| **t == Team::B)
+        .fold(0u32, |m, (p, _)| m | (1 << p));
+    format!(
+        "{}.{mask:08x}{:024x}",
+        Ranker::Interleaved.as_str(),
+        random & ((1u128 << 96) - 1)
+    )
+}
+
+/// Which ranking placed the item at `position` of an interleaved serve;
+/// `None` for any other serve id or a position past the mask.
+pub fn team_at(serve_id: &str, position: u8) -> Option<Team> {
+    if ranker_of(serve_id) != Ranker::Interleaved || position >= INTERLEAVED_SLOTS {
+        return None;
+    }
+    let (_, digits) = serve_id.split_once('.')?;
+    let mask = u32::from_str_radix(digits.get(..8)?, 16).ok()?;
+    Some(if mask & (1 << position) != 0 {
+        Team::B
+    } else {
+        Team::A
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,6 +139,21 @@ mod tests {
         ] {
             assert_eq!(ranker_of(forged), Ranker::Unknown, "{forged}");
         }
+    }
+
+    #[test]
+    fn an_interleaved_serve_id_says_which_ranking_placed_each_slot() {
+        let teams = [Team::A, Team::B, Team::B, Team::A, Team::B];
+        let id = interleaved_serve_id(&teams, u128::MAX);
+        assert_eq!(ranker_of(&id), Ranker::Interleaved, "{id}");
+        assert!(id.len() <= crate::Limits::default().max_id_len);
+        for (p, team) in teams.iter().enumerate() {
+            assert_eq!(team_at(&id, p as u8), Some(*team), "slot {p} of {id}");
+        }
+        assert_eq!(team_at(&id, 31), Some(Team::A));
+        assert_eq!(team_at(&id, 32), None);
+        let plain = serve_id(Ranker::Personal, 0x16);
+        assert_eq!(team_at(&plain, 1), None, "not an interleaved serve");
     }
 
     #[test]

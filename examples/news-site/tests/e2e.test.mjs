@@ -340,6 +340,21 @@ test("the dashboard shows the stream, the consumer and this reader's affinities 
   assert.match(panel, /e2e-panel · phase 1 · 0 units/);
   assert.match(panel, /popular \(popularity, 50 %\)/);
   assert.match(panel, /Keep running: not enough units to compare yet\./);
+  // The panel's words for an interleaving result and for a sample ratio mismatch.
+  const drawn = await dash.evaluate(() => {
+    const arms = [{ name: "a", ranker: "production", weight: 0.5, units: 30 }, { name: "b", ranker: "popularity", weight: 0.5, units: 30 }];
+    const effect = { value: 0.5, always_valid: { low: 0.1, high: 0.9 } };
+    const el = document.createElement("table");
+    el.innerHTML = window.dash.experimentRows([
+      { key: "il", phase: 1, units: 30, arms, srm: null, metrics: [{ name: "interleaved_clicks_per_unit", values: [0.5, 1], comparisons: [{ arm: "b", difference: effect, lift: null }] }], decision: "b wins" },
+      { key: "ab", phase: 2, units: 30, arms, srm: { p_value: 0.0001, mismatch: true }, metrics: [{ name: "rail_ctr", values: [0.1, 0.15], comparisons: [{ arm: "b", difference: effect, lift: effect }] }], decision: "Do not trust" },
+    ]);
+    return el.textContent;
+  });
+  assert.match(drawn, /il · phase 1 · 30 units · interleaved/);
+  assert.match(drawn, /1\.00 clicks\/reader\+0\.50 \[\+0\.10, \+0\.90\]/);
+  assert.match(drawn, /sample ratio mismatch \(p = 1\.0e-4\)/);
+  assert.match(drawn, /CTR 15\.00 %\+50\.0 % \[\+10\.0 %, \+90\.0 %\]/);
   await dash.screenshot({ path: path.join(outDir, "dashboard.png"), fullPage: true });
 });
 

@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 
+use attune_core::experiments::{team_draft, Team};
 use attune_core::rail::{self, Ranker};
 use attune_core::{DecayedScore, RecommendedItem};
 use axum::extract::{Query, State};
@@ -14,7 +15,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
-use crate::experiments::definition::VariantRanker;
+use crate::experiments::definition::{Mode, VariantRanker};
 use crate::model::covisit::CovisitConfig;
 use crate::ranking::{self, RankWeights, Signals};
 use crate::segments;
@@ -42,8 +43,8 @@ pub struct Recommendations {
     pub user: String,
     /// Which ranking produced them.
     pub model: String,
-    /// What ranked this rail: `personal` or `popularity` (attune-core's
-    /// `rail::Ranker`).
+    /// What ranked this rail: `personal`, `popularity` or `interleaved`
+    /// (attune-core's `rail::Ranker`).
     pub ranker: String,
     /// This serve's id, `<ranker>.<32 hex digits>`. The page reports
     /// impressions and clicks of the items with it and the position each
@@ -67,6 +68,34 @@ pub struct ServedArm {
     pub phase: u32,
     /// The variant's name.
     pub variant: String,
+}
+
+/// The ranking weights of an experiment variant's ranker.
+fn weights_of(ranker: VariantRanker) -> RankWeights {
+    match ranker {
+        VariantRanker::Production => RankWeights::default(),
+        VariantRanker::Popularity => RankWeights::popularity(),
+    }
+}
+
+/// Two rankings merged by team-draft interleaving, with the ranking (team)
+/// that placed each item.
+fn interleave(
+    a: Vec<RecommendedItem>,
+    b: Vec<RecommendedItem>,
+    k: usize,
+) -> (Vec<RecommendedItem>, Vec<Team>) {
+    let ids = |list: &[RecommendedItem]| list.iter().map(|i| i.item.clone()).collect::<Vec<_>>();
+    let merged = team_draft(&ids(&a), &ids(&b), k, rand::random());
+    let mut pool: HashMap<String, RecommendedItem> = b
+        .into_iter()
+        .chain(a)
+        .map(|i| (i.item.clone(), i))
+        .collect();
+    merged
+        .into_iter()
+        .filter_map(|(id, team)| Some((pool.remove(&id)?, team)))
+        .unzip()
 }
 
 /// Recommendations for the calling user.
@@ -135,32 +164,40 @@ pub async fn get_recommendations(
         &newcomer_popularity
     };
     let served = state.arms.choose(state.store.as_ref(), site, &user).await?;
-    let variant = served.as_ref().map_or(VariantRanker::Production, |s| {
-        s.experiment.variants[s.arm].ranker
-    });
-    let personal = ranking::is_personal(&user_model);
-    let ranker = variant.serve_ranker(personal);
-    let weights = match variant {
-        VariantRanker::Production => RankWeights::default(),
-        VariantRanker::Popularity => RankWeights::popularity(),
+    let signals = Signals {
+        catalog: &snapshot.catalog,
+        learned: &snapshot.learned,
+        popularity,
+        rows: &rows,
+        covisit: &CovisitConfig::default(),
+        now_ms,
+    };
+    let rank_by = |v: VariantRanker| ranking::rank(&signals, &user_model, &weights_of(v), k);
+    let (ranker, items, serve_id) = match &served {
+        Some(s) if s.experiment.mode == Mode::Interleave => {
+            let variants = &s.experiment.variants;
+            let (items, teams) =
+                interleave(rank_by(variants[0].ranker), rank_by(variants[1].ranker), k);
+            let id = rail::interleaved_serve_id(&teams, rand::random());
+            (Ranker::Interleaved, items, id)
+        }
+        _ => {
+            let variant = served.as_ref().map_or(VariantRanker::Production, |s| {
+                s.experiment.variants[s.arm].ranker
+            });
+            let ranker = variant.serve_ranker(ranking::is_personal(&user_model));
+            (
+                ranker,
+                rank_by(variant),
+                rail::serve_id(ranker, rand::random()),
+            )
+        }
     };
     let model = match ranker {
         Ranker::Personal => "covisit+mf+popularity",
+        Ranker::Interleaved => "interleaved",
         _ => "popularity",
     };
-    let items = ranking::rank(
-        &Signals {
-            catalog: &snapshot.catalog,
-            learned: &snapshot.learned,
-            popularity,
-            rows: &rows,
-            covisit: &CovisitConfig::default(),
-            now_ms,
-        },
-        &user_model,
-        &weights,
-        k,
-    );
     if let Some(served) = &served {
         state
             .arms
@@ -176,7 +213,7 @@ pub async fn get_recommendations(
     Ok(Json(Recommendations {
         model: model.into(),
         ranker: ranker.as_str().into(),
-        serve_id: rail::serve_id(ranker, rand::random()),
+        serve_id,
         experiment: served.map(|s| ServedArm {
             key: s.experiment.key.clone(),
             phase: s.experiment.phase,

@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
+use attune_core::experiments::Team;
 use attune_core::rail;
 use attune_core::{DeviceClass, HalfLife, Interaction};
 
@@ -86,6 +87,15 @@ pub fn by_user(
             .slot
             .as_ref()
             .map(|s| (rail::ranker_of(&s.serve_id), s.position));
+        let team = match (e.interaction, &e.slot) {
+            (Interaction::Click, Some(s)) => {
+                rail::team_at(&s.serve_id, s.position).map(|t| match t {
+                    Team::A => "a",
+                    Team::B => "b",
+                })
+            }
+            _ => None,
+        };
         let exposure = match (e.interaction, &slot) {
             (Interaction::Impression, Some(_)) => site_weights.exposure,
             _ => 0.0,
@@ -111,6 +121,7 @@ pub fn by_user(
                 os: r.device.os.clone(),
                 segments: r.segments.clone(),
                 slot,
+                team,
                 exposure,
                 unseen: true,
             });
@@ -137,6 +148,7 @@ for _, e in ipairs(events) do
       applied = applied + 1
       if newest == nil or e.ts > newest then newest = e.ts end
       redis.call('HINCRBY', KEYS[1], 'count:' .. e.kind, 1)
+      if e.tm then redis.call('HINCRBY', KEYS[1], 'credit:' .. e.tm, 1) end
       local first = tonumber(redis.call('HGET', KEYS[1], 'first_seen_ms'))
       if first == nil or e.ts < first then redis.call('HSET', KEYS[1], 'first_seen_ms', string.format('%d', e.ts)) end
       local last = tonumber(redis.call('HGET', KEYS[1], 'last_seen_ms'))

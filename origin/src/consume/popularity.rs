@@ -165,6 +165,7 @@ mod tests {
             os: None,
             segments: vec!["device:mobile".into()],
             slot: None,
+            team: None,
             exposure: 0.0,
             unseen,
         }

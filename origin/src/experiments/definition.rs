@@ -65,6 +65,19 @@ pub enum Status {
     Stopped,
 }
 
+/// How the variants are compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Each unit is served by one arm; arms are compared (A/B/n).
+    #[default]
+    Ab,
+    /// Each covered unit gets one rail that merges both variants' rankings
+    /// by team-draft interleaving; a click credits the ranking that placed
+    /// the item. Exactly two variants; their weights are not used.
+    Interleave,
+}
+
 /// One arm as a site defines it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct VariantSpec {
@@ -106,6 +119,9 @@ pub struct ExperimentSpec {
     /// `running` (default) or `stopped`.
     #[serde(default)]
     pub status: Status,
+    /// `ab` (default) or `interleave`.
+    #[serde(default)]
+    pub mode: Mode,
 }
 
 fn full_coverage() -> f64 {
@@ -130,6 +146,8 @@ pub struct Experiment {
     /// When the phase started, Unix ms.
     pub phase_started_at_ms: i64,
     pub status: Status,
+    #[serde(default)]
+    pub mode: Mode,
     pub seed: String,
     pub coverage: f64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -184,6 +202,12 @@ impl Experiment {
             return Err(invalid(
                 "variants",
                 format!("an experiment has 2–{MAX_VARIANTS} variants, this one has {n}"),
+            ));
+        }
+        if spec.mode == Mode::Interleave && n != 2 {
+            return Err(invalid(
+                "variants",
+                format!("interleaving merges exactly 2 rankings, this one has {n} variants"),
             ));
         }
         let mut variants = Vec::with_capacity(n);
@@ -247,13 +271,15 @@ impl Experiment {
             phase: 1,
             phase_started_at_ms: now_ms,
             status: spec.status,
+            mode: spec.mode,
             seed,
             coverage: spec.coverage,
             namespace: spec.namespace.clone(),
             variants,
         };
         if let Some(prev) = previous {
-            let same_allocation = prev.seed == next.seed
+            let same_allocation = prev.mode == next.mode
+                && prev.seed == next.seed
                 && prev.coverage == next.coverage
                 && prev.namespace == next.namespace
                 && prev.variants.len() == next.variants.len()
@@ -278,7 +304,11 @@ impl Experiment {
         if self.status != Status::Running {
             return None;
         }
-        let weights: Vec<f64> = self.variants.iter().map(|v| v.weight).collect();
+        // Interleaving serves every covered unit the one merged rail.
+        let weights: Vec<f64> = match self.mode {
+            Mode::Ab => self.variants.iter().map(|v| v.weight).collect(),
+            Mode::Interleave => vec![1.0],
+        };
         let namespace = self.namespace.as_ref().map(|ns| Namespace {
             id: ns.id.clone(),
             start: ns.start,
@@ -313,6 +343,7 @@ mod tests {
             seed: None,
             namespace: None,
             status: Status::Running,
+            mode: Mode::Ab,
         }
     }
 
@@ -369,6 +400,10 @@ mod tests {
         }
         let e = Experiment::define("no spaces", &spec(&[0.5, 0.5]), None, 0).unwrap_err();
         assert_eq!(e.field, "key");
+        let mut three = spec(&[0.3, 0.3, 0.4]);
+        three.mode = Mode::Interleave;
+        let e = Experiment::define("exp", &three, None, 0).unwrap_err();
+        assert!(e.message.contains("exactly 2 rankings"), "{e:?}");
     }
 
     #[test]

@@ -13,12 +13,15 @@
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::definition::Experiment;
+use super::definition::{Experiment, Mode};
 use super::stats::{self, Decision, Estimate, Moments, RatioMoments, Settings};
 use super::{Exposure, UnitCounters};
 
 /// The metric the decision is read from.
 pub const PRIMARY: &str = "rail_ctr";
+/// An interleaving experiment's metric: clicks per unit on the items each
+/// ranking placed in the merged rails, compared within each unit.
+pub const INTERLEAVED: &str = "interleaved_clicks_per_unit";
 
 /// One arm.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -193,6 +196,9 @@ pub fn results(
     cuped: bool,
     settings: &Settings,
 ) -> ExperimentResults {
+    if experiment.mode == Mode::Interleave {
+        return interleaved(experiment, units, settings);
+    }
     let arms = by_arm(experiment, units);
     let counts: Vec<u64> = arms.iter().map(|a| a.len() as u64).collect();
     let weights: Vec<f64> = experiment.variants.iter().map(|v| v.weight).collect();
@@ -243,7 +249,7 @@ pub fn results(
             comparisons: comparisons(experiment, &estimates, settings),
         });
     }
-    let decision = decide(experiment, srm, &metrics[0]);
+    let decision = decide(experiment, srm, &metrics[0], "rail CTR");
     ExperimentResults {
         key: experiment.key.clone(),
         phase: experiment.phase,
@@ -266,7 +272,71 @@ pub fn results(
     }
 }
 
-fn decide(experiment: &Experiment, srm: Option<SrmResult>, primary: &MetricResult) -> String {
+/// Interleaving: every unit saw both rankings in one rail, so the test is
+/// within units — the mean of (clicks on B's items − clicks on A's items)
+/// since the unit's exposure, with both intervals.
+fn interleaved(
+    experiment: &Experiment,
+    units: &[Unit<'_>],
+    settings: &Settings,
+) -> ExperimentResults {
+    let (mut a, mut b, mut preference) =
+        (Moments::default(), Moments::default(), Moments::default());
+    for u in units {
+        let d = u.during();
+        a.push(d.credit_a as f64);
+        b.push(d.credit_b as f64);
+        preference.push(d.credit_b as f64 - d.credit_a as f64);
+    }
+    let comparison = preference
+        .estimate()
+        .and_then(|e| stats::effect(e.value, e.variance, e.n, settings))
+        .map(|effect| ComparisonResult {
+            arm: experiment.variants[1].name.clone(),
+            decision: if effect.always_valid.low > 0.0 {
+                Decision::BWins
+            } else if effect.always_valid.high < 0.0 {
+                Decision::AWins
+            } else {
+                Decision::KeepRunning
+            },
+            difference: effect.into(),
+            lift: None,
+        });
+    let metric = MetricResult {
+        name: INTERLEAVED.into(),
+        values: vec![a.estimate().map(|e| e.value), b.estimate().map(|e| e.value)],
+        comparisons: comparison.into_iter().collect(),
+    };
+    let decision = decide(experiment, None, &metric, "clicks in the interleaved rails");
+    let n = units.len() as u64;
+    ExperimentResults {
+        key: experiment.key.clone(),
+        phase: experiment.phase,
+        units: n,
+        arms: experiment
+            .variants
+            .iter()
+            .map(|v| ArmResult {
+                name: v.name.clone(),
+                ranker: v.ranker.as_str().into(),
+                weight: v.weight,
+                units: n,
+            })
+            .collect(),
+        srm: None,
+        cuped: false,
+        metrics: vec![metric],
+        decision,
+    }
+}
+
+fn decide(
+    experiment: &Experiment,
+    srm: Option<SrmResult>,
+    primary: &MetricResult,
+    what: &str,
+) -> String {
     if srm.is_some_and(|s| s.mismatch) {
         return "Do not trust these results: the arms' unit counts do not match their \
                 weights (sample ratio mismatch); check the assignment and exposure logging."
@@ -283,21 +353,21 @@ fn decide(experiment: &Experiment, srm: Option<SrmResult>, primary: &MetricResul
         .map(|c| c.arm.as_str())
         .collect();
     if !winners.is_empty() {
-        return format!("{} wins over {control} on rail CTR.", winners.join(", "));
+        return format!("{} wins over {control} on {what}.", winners.join(", "));
     }
     if primary
         .comparisons
         .iter()
         .all(|c| c.decision == Decision::AWins)
     {
-        return format!("{control} (the control) wins on rail CTR.");
+        return format!("{control} (the control) wins on {what}.");
     }
     if primary
         .comparisons
         .iter()
         .all(|c| c.decision == Decision::NoDifference)
     {
-        return "No difference on rail CTR worth having.".into();
+        return format!("No difference on {what} worth having.");
     }
     "Keep running: the difference is not yet clear.".into()
 }
@@ -324,6 +394,7 @@ mod tests {
             seed: None,
             namespace: None,
             status: Status::Running,
+            mode: Default::default(),
         };
         Experiment::define("exp", &spec, None, 0).unwrap()
     }
@@ -427,6 +498,39 @@ mod tests {
             "{v0} {v1}"
         );
         assert!(w1 < 0.4 * w0, "CUPED width {w1} against {w0}");
+    }
+
+    #[test]
+    fn interleaving_compares_within_units() {
+        let mut e = experiment();
+        e.mode = Mode::Interleave;
+        let mut rng = SmallRng::seed_from_u64(4);
+        let exposures: Vec<Exposure> = (0..300)
+            .map(|i| exposure(i, 0, UnitCounters::default()))
+            .collect();
+        // Every unit clicks B's items a little more, whatever its own level.
+        let now: Vec<UnitCounters> = (0..300)
+            .map(|_| {
+                let level = rng.random_range(0..10u64);
+                UnitCounters {
+                    credit_a: level,
+                    credit_b: level + rng.random_range(0..3),
+                    ..Default::default()
+                }
+            })
+            .collect();
+        let r = results(&e, &units(&exposures, &now), false, &Settings::default());
+        assert_eq!(r.units, 300);
+        assert!(r.srm.is_none(), "one group: no ratio to check");
+        let m = &r.metrics[0];
+        assert_eq!(m.name, INTERLEAVED);
+        let d = &m.comparisons[0].difference;
+        assert!((d.value - 1.0).abs() < 0.2, "{d:?}");
+        assert_eq!(m.comparisons[0].decision, Decision::BWins);
+        assert_eq!(
+            r.decision,
+            "v1 wins over v0 on clicks in the interleaved rails."
+        );
     }
 
     #[test]

@@ -256,7 +256,9 @@ pub fn always_valid_half_width(s2: f64, n: f64, alpha: f64, planned: f64) -> f64
     (s2 * 2.0 * nr2 / (n * n * r2) * (nr2.sqrt() / alpha).ln()).sqrt()
 }
 
-fn effect(value: f64, variance: f64, n: u64, settings: &Settings) -> Option<Effect> {
+/// An effect of `value` whose estimator has `variance`, resting on `n`
+/// units: both intervals and the fixed-horizon p-value.
+pub fn effect(value: f64, variance: f64, n: u64, settings: &Settings) -> Option<Effect> {
     let normal = Normal::standard();
     let se = variance.sqrt();
     let z = normal.inverse_cdf(1.0 - settings.alpha / 2.0);

@@ -95,6 +95,9 @@ pub struct StoredProfile {
     affinities: BTreeMap<String, DecayedScore>,
     device: BTreeMap<String, String>,
     consumed: BTreeSet<String>,
+    /// Clicks on interleaved rails per ranking that placed the item (`a`, `b`).
+    #[serde(default)]
+    credits: BTreeMap<String, u64>,
     /// Co-visitation's window: distinct items, newest first.
     #[serde(default)]
     pub recent: Vec<String>,
@@ -110,12 +113,17 @@ impl StoredProfile {
             impressions: count("impression"),
             dwell_ms: self.dwell_ms_total,
             reads: self.consumed.len() as u64,
+            credit_a: self.credits.get("a").copied().unwrap_or(0),
+            credit_b: self.credits.get("b").copied().unwrap_or(0),
         }
     }
 
     /// Applies one event not applied before: the Redis profile script's rules.
     pub fn apply(&mut self, e: &ProfileEvent, half_life: HalfLife) {
         *self.counts.entry(e.kind.to_owned()).or_default() += 1;
+        if let Some(team) = e.team {
+            *self.credits.entry(team.to_owned()).or_default() += 1;
+        }
         self.first_seen_ms = Some(self.first_seen_ms.map_or(e.ts_ms, |f| f.min(e.ts_ms)));
         self.last_seen_ms = Some(self.last_seen_ms.map_or(e.ts_ms, |l| l.max(e.ts_ms)));
         self.dwell_ms_total += u64::from(e.dwell_ms.unwrap_or(0));

@@ -63,6 +63,10 @@ pub struct ProfileEvent {
     /// and the position it was shown at.
     #[serde(skip)]
     pub slot: Option<(Ranker, u8)>,
+    /// A click on an interleaved rail: `a` or `b`, the ranking that placed
+    /// the item (attune-core's `rail::team_at`); the profile counts it.
+    #[serde(rename = "tm", skip_serializing_if = "Option::is_none")]
+    pub team: Option<&'static str>,
     /// The model's step toward 0 for this event — an impression of a served
     /// item (attune-core's `FeedbackWeights::exposure`); 0 for any other.
     #[serde(skip)]

@@ -7,7 +7,7 @@
 //! | `attune:{scope}:pop_wm` | hash | `topic:partition` → last offset credited to the scope's popularity |
 //! | `attune:{site}:forgotten` | set | forgotten user ids |
 //! | `attune:{site/user}:attrs` | hash | user attributes |
-//! | `attune:{site/user}:profile` | hash | counts per kind, first/last seen, dwell, device (consumers) |
+//! | `attune:{site/user}:profile` | hash | counts per kind, first/last seen, dwell, device, `credit:a`/`credit:b` clicks on interleaved rails (consumers) |
 //! | `attune:{site/user}:seen` | sorted set | event ids applied, by time (dedup window) |
 //! | `attune:{site/user}:wm` | hash | `topic:partition` → last applied offset |
 //! | `attune:{site/user}:affinity` | hash | tag → `value,at_ms` decayed interest |
@@ -449,6 +449,8 @@ impl Store for RedisStore {
                         "count:click",
                         "count:impression",
                         "dwell_ms_total",
+                        "credit:a",
+                        "credit:b",
                     ])
                     .scard(user_key(site, user, "consumed"));
             }
@@ -466,6 +468,8 @@ impl Store for RedisStore {
                     impressions: at(2),
                     dwell_ms: at(3),
                     reads,
+                    credit_a: at(4),
+                    credit_b: at(5),
                 });
             }
         }

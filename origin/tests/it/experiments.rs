@@ -333,3 +333,70 @@ async fn the_sites_file_defines_experiments() {
         "{words}"
     );
 }
+
+/// Interleave mode on Kafka and Redis: every reader gets one rail merging
+/// both rankings, its serve id says which placed each slot, and clicks are
+/// credited to that ranking, per reader, from the exposure on.
+#[tokio::test]
+async fn interleaved_rails_credit_clicks_to_the_ranking_that_placed_them() {
+    let (prefix, origin) = setup().await;
+    let _consumer = Consumer::start(&prefix, &format!("g-{prefix}"));
+    load_catalog(&origin).await;
+    let mut body = definition([0.5, 0.5]);
+    body["mode"] = json!("interleave");
+    let (status, created) = put(&origin, KEY, &body).await;
+    assert_eq!(status, 200, "{created}");
+    let mut b_slots = Vec::new();
+    for i in 0..30 {
+        let user = format!("anon:il{i}");
+        let rail = serve(&origin, &user).await;
+        assert_eq!(rail["ranker"], "interleaved", "{rail}");
+        let serve_id = rail["serve_id"].as_str().unwrap().to_owned();
+        // The reader clicks every item the second ranking placed.
+        let t = now_ms();
+        let events: Vec<_> = rail["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .enumerate()
+            .filter(|(p, _)| {
+                attune_core::rail::team_at(&serve_id, *p as u8)
+                    == Some(attune_core::experiments::Team::B)
+            })
+            .map(|(p, item)| {
+                let mut e = event(Interaction::Click, item["item"].as_str(), t);
+                e.slot = Some(Slot {
+                    serve_id: serve_id.clone(),
+                    position: p as u8,
+                });
+                e
+            })
+            .collect();
+        b_slots.push(events.len() as f64);
+        let b = batch(&origin.site.site_key, &format!("il{i}"), events);
+        assert_eq!(origin.post_batch(&b).await.status(), 202);
+    }
+    let total: f64 = b_slots.iter().sum();
+    assert!(total > 0.0, "the second ranking placed some items");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let r = loop {
+        let r = results_with(&origin, "", 30).await;
+        let m = metric(&r, "interleaved_clicks_per_unit");
+        if m["values"][1]
+            .as_f64()
+            .is_some_and(|v| (v - total / 30.0).abs() < 1e-9)
+        {
+            break r;
+        }
+        assert!(Instant::now() < deadline, "{r}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let m = metric(&r, "interleaved_clicks_per_unit");
+    assert_eq!(
+        m["values"][0], 0.0,
+        "nothing credited to the first ranking: {r}"
+    );
+    let d = m["comparisons"][0]["difference"]["value"].as_f64().unwrap();
+    assert!((d - total / 30.0).abs() < 1e-9, "{r}");
+    assert!(r["srm"].is_null());
+}

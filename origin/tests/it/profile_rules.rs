@@ -48,6 +48,7 @@ fn event(n: i64, kind: &'static str, item: Option<&str>, ago_ms: i64, now: i64) 
         os: (n == 4).then(|| "Linux".into()),
         segments: vec![],
         slot: None,
+        team: None,
         exposure: 0.0,
         unseen: true,
     }
@@ -90,6 +91,14 @@ async fn the_lua_script_and_the_embedded_rules_build_the_same_profile() {
         let mut glance = event(n + 1, "dwell", Some(item), 0, now);
         (glance.read, glance.read_through) = (false, Some(90));
         events.extend([scroll, glance]);
+    }
+    // Clicks on interleaved rails, credited to the ranking that placed them.
+    for (e, team) in events
+        .iter_mut()
+        .filter(|e| e.kind == "click")
+        .zip(["a", "b", "b"].into_iter().cycle())
+    {
+        e.team = Some(team);
     }
     let half_life = HalfLife::from_hours(24.0).unwrap();
     let site = format!("parity{}", &uuid::Uuid::now_v7().simple().to_string()[20..]);
@@ -151,4 +160,11 @@ async fn the_lua_script_and_the_embedded_rules_build_the_same_profile() {
         })
         .collect();
     assert_eq!(only_through, ["deep"], "read through, and only that");
+    // What an experiment measures: the same counters, interleaving credits too.
+    let counters = store
+        .unit_counters(&site, &["reader".to_owned()])
+        .await
+        .unwrap();
+    assert_eq!(counters[0], embedded.counters(), "experiment counters");
+    assert!(counters[0].credit_a > 0 && counters[0].credit_b > counters[0].credit_a);
 }
