@@ -357,8 +357,12 @@ impl Store for RedisStore {
             .await?;
         // Its exposures in every phase of every experiment: an exposure on
         // its way finds the user in the forgotten set and is not kept.
+        let experiments = self.experiments(site).await?;
+        if experiments.is_empty() {
+            return Ok(());
+        }
         let mut pipe = redis::pipe();
-        for e in self.experiments(site).await? {
+        for e in experiments {
             for phase in 1..=e.phase {
                 pipe.hdel(exposures_key(site, &e.key, phase), user).ignore();
             }
