@@ -51,6 +51,10 @@ pub fn topics() -> impl Iterator<Item = &'static str> {
     EventKind::ALL.into_iter().map(topic)
 }
 
+/// The user the edge asks the origin to rank its shared newcomer lists for:
+/// not a reader, so no experiment assigns it.
+pub const COLD_LIST_USER: &str = "anon:_cold";
+
 /// The user id of an anonymous visitor: every tier names them the same way.
 pub fn anonymous_user(anonymous_id: &str) -> String {
     format!("anon:{anonymous_id}")

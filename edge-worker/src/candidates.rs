@@ -11,6 +11,46 @@ use crate::state::EdgeState;
 pub struct OriginRecommendations {
     /// Candidates, best first.
     pub items: Vec<RecommendedItem>,
+    /// What ranked them (attune-core's `rail::Ranker`).
+    #[serde(default)]
+    pub ranker: String,
+    /// The origin's serve id.
+    #[serde(default)]
+    pub serve_id: String,
+    /// The experiment arm that chose the ranking, if any.
+    #[serde(default)]
+    pub experiment: Option<OriginArm>,
+}
+
+/// The experiment arm of an origin reply (the fields the edge uses).
+#[derive(Debug, Clone, Deserialize)]
+pub struct OriginArm {
+    /// The variant's ranker: `production` or `popularity`.
+    pub ranker: String,
+    /// `ab` or `interleave`.
+    pub mode: String,
+}
+
+/// A rail the edge serves as the origin ranked it: the origin's ranker and
+/// serve id go with it, so its impressions and clicks count for that arm.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AsServed {
+    pub ranker: String,
+    pub serve_id: String,
+}
+
+impl OriginRecommendations {
+    /// Whether the edge must serve this list unchanged: an experiment arm
+    /// whose ranking is not the production one (the edge's rerank is part
+    /// of production), or an interleaved rail, whose serve id says which
+    /// ranking placed each slot.
+    pub fn as_served(&self) -> Option<AsServed> {
+        let arm = self.experiment.as_ref()?;
+        (arm.mode == "interleave" || arm.ranker != "production").then(|| AsServed {
+            ranker: self.ranker.clone(),
+            serve_id: self.serve_id.clone(),
+        })
+    }
 }
 
 /// What the edge caches per user.
@@ -20,6 +60,9 @@ pub struct CachedCandidates {
     pub fetched_at_ms: i64,
     /// The candidates.
     pub items: Vec<RecommendedItem>,
+    /// Set when the list is served unchanged ([`OriginRecommendations::as_served`]).
+    #[serde(default)]
+    pub as_served: Option<AsServed>,
 }
 
 impl CachedCandidates {
@@ -56,7 +99,7 @@ pub struct ColdList {
 
 impl ColdList {
     /// The user the origin ranks it for.
-    pub const USER: &'static str = "anon:_cold";
+    pub const USER: &'static str = attune_core::routing::COLD_LIST_USER;
 
     /// Its name in the edge cache.
     pub fn cache_name(&self) -> String {
@@ -141,6 +184,27 @@ mod tests {
             published_at_ms: None,
             metadata: serde_json::Value::Null,
         }
+    }
+
+    #[test]
+    fn only_the_production_arm_is_reranked_at_the_edge() {
+        let reply = |experiment: Option<(&str, &str)>| OriginRecommendations {
+            items: Vec::new(),
+            ranker: "popularity".into(),
+            serve_id: "popularity.0123456789abcdef0123456789abcdef".into(),
+            experiment: experiment.map(|(ranker, mode)| OriginArm {
+                ranker: ranker.into(),
+                mode: mode.into(),
+            }),
+        };
+        assert_eq!(reply(None).as_served(), None, "no experiment");
+        assert_eq!(reply(Some(("production", "ab"))).as_served(), None);
+        let served = reply(Some(("popularity", "ab"))).as_served().unwrap();
+        assert_eq!(served.ranker, "popularity");
+        assert!(served.serve_id.starts_with("popularity."));
+        assert!(reply(Some(("production", "interleave")))
+            .as_served()
+            .is_some());
     }
 
     #[test]

@@ -564,3 +564,35 @@ test("Content-Encoding: one rule at both tiers, the same status and error for ev
     }
   }
 });
+
+test("an experiment reaches the edge: a reader gets the origin's interleaved rail unchanged, a newcomer the shared list", async () => {
+  const site = origin.site.site_key;
+  const define = (body) =>
+    fetch(`${origin.url}/v1/experiments/edge-il`, {
+      method: "PUT",
+      headers: { authorization: `Bearer ${origin.site.api_key}`, "content-type": "application/json" },
+      body: JSON.stringify({ mode: "interleave", variants: [{ name: "production", ranker: "production", weight: 0.5 }, { name: "popular", ranker: "popularity", weight: 0.5 }], ...body }),
+    });
+  let r = await define({});
+  assert.equal(r.status, 200, await r.text());
+  const fresh = startWorker({ ORIGIN_URL: proxy.url, SITE_KEY: site, ORIGIN_API_KEY: origin.site.api_key });
+  try {
+    await fresh.ready;
+    const cold = await (await recs(fresh, null)).json();
+    assert.equal(cold.ranker, "edge", "a newcomer's shared list belongs to no experiment");
+    const anon = `anon-il-${Date.now()}`;
+    r = await post(fresh, batch(site, anon, [{ kind: "page_view" }]));
+    const cookie = cookieOf(r);
+    const rail = await (await recs(fresh, cookie, 6)).json();
+    assert.equal(rail.ranker, "interleaved", JSON.stringify(rail));
+    assert.match(rail.serve_id, /^interleaved\.[0-9a-f]{32}$/);
+    // Served as the origin merged it: the same order under the same id
+    // (a rerank would reorder the slots the serve id names).
+    const again = await (await recs(fresh, cookie, 6)).json();
+    assert.equal(again.serve_id, rail.serve_id);
+    assert.deepEqual(again.items.map((i) => i.item), rail.items.map((i) => i.item));
+  } finally {
+    await define({ status: "stopped" });
+    await fresh.dispose();
+  }
+});

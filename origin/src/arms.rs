@@ -16,7 +16,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use attune_core::routing::{partition_key, EXPOSURES};
+use attune_core::routing::{partition_key, COLD_LIST_USER, EXPOSURES};
 use bytes::Bytes;
 use moka::future::Cache;
 
@@ -77,6 +77,9 @@ impl Arms {
         site: &str,
         unit: &str,
     ) -> StoreResult<Option<Served>> {
+        if unit == COLD_LIST_USER {
+            return Ok(None);
+        }
         let definitions = self
             .definitions
             .try_get_with(site.to_owned(), async {

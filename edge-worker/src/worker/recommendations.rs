@@ -20,8 +20,9 @@ const MAX_K: usize = 100;
 struct Reply {
     user: String,
     source: &'static str,
-    /// attune-core's `rail::Ranker`: always `edge` here.
-    ranker: &'static str,
+    /// attune-core's `rail::Ranker`: `edge`, or the origin's for a rail an
+    /// experiment arm serves unchanged.
+    ranker: String,
     /// This serve's id; the page reports impressions and clicks with it.
     serve_id: String,
     candidates_age_ms: i64,
@@ -91,6 +92,7 @@ impl ListFetch {
         let origin: OriginRecommendations = response.json().await.map_err(|e| e.to_string())?;
         let list = CachedCandidates {
             fetched_at_ms: now_ms(),
+            as_served: origin.as_served(),
             items: origin.items,
         };
         let entry = Response::from_json(&list)
@@ -206,20 +208,34 @@ pub async fn handle(req: Request, config: &Config, ctx: &Context) -> Result<Resp
     };
     // workerd freezes the clock within a request: never report a negative age.
     let age = (now - list.fetched_at_ms).max(0);
+    // An experiment arm that is not the production ranking is served as the
+    // origin ranked it, under the origin's serve id.
+    let (ranker, serve_id, items) = match list.as_served {
+        Some(served) => (
+            served.ranker,
+            served.serve_id,
+            list.items.into_iter().take(k).collect(),
+        ),
+        None => (
+            Ranker::Edge.as_str().to_owned(),
+            rail::serve_id(Ranker::Edge, random_u128()),
+            rerank_for(
+                &list.items,
+                state.as_ref(),
+                now,
+                config.half_life,
+                config.rerank,
+                k,
+            ),
+        ),
+    };
     Response::from_json(&Reply {
         user,
         source: "edge",
-        ranker: Ranker::Edge.as_str(),
-        serve_id: rail::serve_id(Ranker::Edge, random_u128()),
+        ranker,
+        serve_id,
         candidates_age_ms: age,
         stale: age >= config.ttl_ms,
-        items: rerank_for(
-            &list.items,
-            state.as_ref(),
-            now,
-            config.half_life,
-            config.rerank,
-            k,
-        ),
+        items,
     })
 }

@@ -68,6 +68,10 @@ pub struct ServedArm {
     pub phase: u32,
     /// The variant's name.
     pub variant: String,
+    /// The variant's ranker (`production`, `popularity`).
+    pub ranker: VariantRanker,
+    /// `ab` or `interleave` (the rail merges both variants' rankings).
+    pub mode: Mode,
 }
 
 /// The ranking weights of an experiment variant's ranker.
@@ -218,6 +222,8 @@ pub async fn get_recommendations(
             key: s.experiment.key.clone(),
             phase: s.experiment.phase,
             variant: s.experiment.variants[s.arm].name.clone(),
+            ranker: s.experiment.variants[s.arm].ranker,
+            mode: s.experiment.mode,
         }),
         user,
         generated_at_ms: now_ms,

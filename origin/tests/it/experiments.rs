@@ -189,6 +189,9 @@ async fn experiments_serve_by_arm_expose_once_and_measure_from_the_exposure_on()
         wait_for_counts(&origin, user, 2, 0).await;
     }
     let arms = serve_all(&origin, &users).await;
+    // The edge's shared newcomer list is no reader: no arm, no exposure.
+    let cold = serve(&origin, attune_core::routing::COLD_LIST_USER).await;
+    assert!(cold["experiment"].is_null(), "{cold}");
 
     // One exposure per reader on the topic, with the clicks before it.
     let topic = format!("{prefix}{EXPOSURES}");
