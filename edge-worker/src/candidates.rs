@@ -205,6 +205,12 @@ mod tests {
         assert!(reply(Some(("production", "interleave")))
             .as_served()
             .is_some());
+        assert!(
+            reply(Some(("production_no_rerank", "ab")))
+                .as_served()
+                .is_some(),
+            "the arm that measures the rerank goes without it"
+        );
     }
 
     #[test]

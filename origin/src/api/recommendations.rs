@@ -77,7 +77,7 @@ pub struct ServedArm {
 /// The ranking weights of an experiment variant's ranker.
 fn weights_of(ranker: VariantRanker) -> RankWeights {
     match ranker {
-        VariantRanker::Production => RankWeights::default(),
+        VariantRanker::Production | VariantRanker::ProductionNoRerank => RankWeights::default(),
         VariantRanker::Popularity => RankWeights::popularity(),
     }
 }

@@ -26,17 +26,25 @@ pub enum VariantRanker {
     Production,
     /// Decayed popularity (site and segment) and freshness alone.
     Popularity,
+    /// The production ranking without the edge's rerank: the edge serves
+    /// the origin's list as it is (what the rerank adds, measured).
+    ProductionNoRerank,
 }
 
 impl VariantRanker {
     /// Every ranker a variant may name.
-    pub const ALL: [VariantRanker; 2] = [VariantRanker::Production, VariantRanker::Popularity];
+    pub const ALL: [VariantRanker; 3] = [
+        VariantRanker::Production,
+        VariantRanker::Popularity,
+        VariantRanker::ProductionNoRerank,
+    ];
 
     /// The name in definitions.
     pub fn as_str(self) -> &'static str {
         match self {
             VariantRanker::Production => "production",
             VariantRanker::Popularity => "popularity",
+            VariantRanker::ProductionNoRerank => "production_no_rerank",
         }
     }
 
@@ -44,7 +52,9 @@ impl VariantRanker {
     /// the reader.
     pub fn serve_ranker(self, personal: bool) -> Ranker {
         match self {
-            VariantRanker::Production if personal => Ranker::Personal,
+            VariantRanker::Production | VariantRanker::ProductionNoRerank if personal => {
+                Ranker::Personal
+            }
             _ => Ranker::Popularity,
         }
     }
@@ -83,7 +93,8 @@ pub enum Mode {
 pub struct VariantSpec {
     /// Its name (`control`, `treatment`…), unique in the experiment.
     pub name: String,
-    /// What ranks its rails: `production` or `popularity`.
+    /// What ranks its rails: `production`, `popularity` or
+    /// `production_no_rerank`.
     pub ranker: String,
     /// Its share of the covered units, in (0, 1]; the weights sum to 1.
     pub weight: f64,
@@ -359,7 +370,7 @@ mod tests {
                     s
                 },
                 "variants[1].ranker",
-                "unknown ranker \"magic\": use one of production, popularity",
+                "unknown ranker \"magic\": use one of production, popularity, production_no_rerank",
             ),
             (
                 {
