@@ -16,7 +16,7 @@ use redis::Commands;
 use crate::config::SiteWeights;
 use crate::model::covisit::CovisitConfig;
 use crate::model::initial;
-use crate::store::profile_event::ProfileEvent;
+use crate::store::profile_event::{ProfileEvent, SESSION_GAP_MS};
 use crate::store::redis::{
     pack, site_key, user_key, CONSUMERS_KEY, FORGOTTEN_MARK, LUA_DECAYED_ADD, LUA_VEC_ADD,
 };
@@ -131,14 +131,16 @@ pub fn by_user(
 
 /// KEYS: profile, seen, wm, affinity, scroll, vector, consumed, recent,
 /// forgotten mark. ARGV: events (MessagePack), half-life ms, dedup window ms,
-/// co-visitation window, the user's initial factors (packed). Returns how
-/// many events were applied; a forgotten user gets nothing written.
+/// co-visitation window, the user's initial factors (packed), the session
+/// gap ms. Returns how many events were applied; a forgotten user gets
+/// nothing written.
 const PROFILE_SCRIPT: &str = r"
 if redis.call('EXISTS', KEYS[9]) == 1 then return 0 end
 local events = cmsgpack.unpack(ARGV[1])
 local h = tonumber(ARGV[2])
 local window = tonumber(ARGV[3])
 local recent = tonumber(ARGV[4])
+local gap = tonumber(ARGV[6])
 local applied, newest = 0, nil
 for _, e in ipairs(events) do
   local wm = tonumber(redis.call('HGET', KEYS[3], e.tp) or '-1')
@@ -152,6 +154,7 @@ for _, e in ipairs(events) do
       local first = tonumber(redis.call('HGET', KEYS[1], 'first_seen_ms'))
       if first == nil or e.ts < first then redis.call('HSET', KEYS[1], 'first_seen_ms', string.format('%d', e.ts)) end
       local last = tonumber(redis.call('HGET', KEYS[1], 'last_seen_ms'))
+      if last == nil or e.ts > last + gap then redis.call('HINCRBY', KEYS[1], 'sessions', 1) end
       if last == nil or e.ts > last then redis.call('HSET', KEYS[1], 'last_seen_ms', string.format('%d', e.ts)) end
       if e.ms then redis.call('HINCRBY', KEYS[1], 'dwell_ms_total', e.ms) end
       if e.dp and e.item then
@@ -328,6 +331,7 @@ impl ProfileWriter {
             .arg(DEDUP_WINDOW_MS)
             .arg(CovisitConfig::default().window)
             .arg(start)
+            .arg(SESSION_GAP_MS)
             .invoke(&mut self.conn)
     }
 }

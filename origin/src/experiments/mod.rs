@@ -28,6 +28,9 @@ pub struct UnitCounters {
     pub dwell_ms: u64,
     /// Items read or clicked (the profile's consumed items).
     pub reads: u64,
+    /// Sessions: runs of events with no gap over 30 minutes.
+    #[serde(default)]
+    pub sessions: u64,
     /// Clicks on interleaved rails' items placed by the first ranking.
     #[serde(default)]
     pub credit_a: u64,
@@ -46,6 +49,7 @@ impl UnitCounters {
             impressions: self.impressions.saturating_sub(before.impressions),
             dwell_ms: self.dwell_ms.saturating_sub(before.dwell_ms),
             reads: self.reads.saturating_sub(before.reads),
+            sessions: self.sessions.saturating_sub(before.sessions),
             credit_a: self.credit_a.saturating_sub(before.credit_a),
             credit_b: self.credit_b.saturating_sub(before.credit_b),
         }

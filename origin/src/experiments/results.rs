@@ -4,8 +4,10 @@
 //! decision read from the primary metric (rail CTR).
 //!
 //! Metrics are per unit over the time since its exposure: clicks ÷
-//! impressions (a ratio metric, delta method), and clicks, reads, visible
-//! dwell and page views per unit (mean metrics). With CUPED each mean
+//! impressions, reads and visible dwell per session (ratio metrics, delta
+//! method; the sessions are the exposure's own and those begun after it),
+//! and clicks, reads, visible dwell, page views and return visits
+//! (sessions begun after the exposure's) per unit (mean metrics). With CUPED each mean
 //! metric is adjusted by the unit's same metric before its exposure
 //! (θ pooled over the arms), which keeps the estimate and shrinks the
 //! variance by the share the pre-period explains.
@@ -88,8 +90,11 @@ pub struct ComparisonResult {
 /// One metric across the arms.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct MetricResult {
-    /// `rail_ctr`, `clicks_per_unit`, `reads_per_unit`, `dwell_s_per_unit`
-    /// or `page_views_per_unit`.
+    /// Ratio metrics (delta method): `rail_ctr` (the primary),
+    /// `reads_per_session`, `dwell_s_per_session`; means per unit:
+    /// `clicks_per_unit`, `reads_per_unit`, `dwell_s_per_unit`,
+    /// `page_views_per_unit`, `return_visits_per_unit`; interleaving:
+    /// `interleaved_clicks_per_unit`.
     pub name: String,
     /// Per arm, in variant order (none with fewer than two units).
     pub values: Vec<Option<f64>>,
@@ -125,11 +130,29 @@ pub struct ExperimentResults {
 
 type MeanMetric = (&'static str, fn(&UnitCounters) -> f64);
 
-const MEAN_METRICS: [MeanMetric; 4] = [
+const MEAN_METRICS: [MeanMetric; 5] = [
     ("clicks_per_unit", |c| c.clicks as f64),
     ("reads_per_unit", |c| c.reads as f64),
     ("dwell_s_per_unit", |c| c.dwell_ms as f64 / 1000.0),
     ("page_views_per_unit", |c| c.page_views as f64),
+    // Sessions begun after the exposure's: the unit came back.
+    ("return_visits_per_unit", |c| c.sessions as f64),
+];
+
+/// Sessions over the period: the exposure's own and those begun after it.
+fn sessions(during: &UnitCounters) -> f64 {
+    during.sessions as f64 + 1.0
+}
+
+type RatioMetric = (&'static str, fn(&UnitCounters) -> (f64, f64));
+
+/// The primary metric first.
+const RATIO_METRICS: [RatioMetric; 3] = [
+    (PRIMARY, |c| (c.clicks as f64, c.impressions as f64)),
+    ("reads_per_session", |c| (c.reads as f64, sessions(c))),
+    ("dwell_s_per_session", |c| {
+        (c.dwell_ms as f64 / 1000.0, sessions(c))
+    }),
 ];
 
 /// One exposed unit: its exposure and its counters now.
@@ -207,22 +230,24 @@ pub fn results(
         mismatch: s.mismatch,
     });
     let mut metrics = Vec::new();
-    let ctr: Vec<Option<Estimate>> = arms
-        .iter()
-        .map(|a| {
-            let mut m = RatioMoments::default();
-            for u in a {
-                let d = u.during();
-                m.push(d.clicks as f64, d.impressions as f64);
-            }
-            m.estimate()
-        })
-        .collect();
-    metrics.push(MetricResult {
-        name: PRIMARY.into(),
-        values: ctr.iter().map(|e| e.map(|e| e.value)).collect(),
-        comparisons: comparisons(experiment, &ctr, settings),
-    });
+    for (name, metric) in RATIO_METRICS {
+        let estimates: Vec<Option<Estimate>> = arms
+            .iter()
+            .map(|a| {
+                let mut m = RatioMoments::default();
+                for u in a {
+                    let (x, y) = metric(&u.during());
+                    m.push(x, y);
+                }
+                m.estimate()
+            })
+            .collect();
+        metrics.push(MetricResult {
+            name: name.into(),
+            values: estimates.iter().map(|e| e.map(|e| e.value)).collect(),
+            comparisons: comparisons(experiment, &estimates, settings),
+        });
+    }
     for (name, metric) in MEAN_METRICS {
         let theta = if cuped {
             cuped_theta(units, metric)
@@ -489,7 +514,12 @@ mod tests {
         let plain = results(&experiment(), &u, false, &Settings::default());
         let adjusted = results(&experiment(), &u, true, &Settings::default());
         let width = |r: &ExperimentResults| {
-            let d = &r.metrics[1].comparisons[0].difference;
+            let m = r
+                .metrics
+                .iter()
+                .find(|m| m.name == "clicks_per_unit")
+                .unwrap();
+            let d = &m.comparisons[0].difference;
             (d.value, d.fixed.high - d.fixed.low)
         };
         let ((v0, w0), (v1, w1)) = (width(&plain), width(&adjusted));

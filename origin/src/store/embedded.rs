@@ -14,7 +14,7 @@ use attune_core::{DecayedScore, HalfLife};
 use redb::{Database, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
-use super::profile_event::ProfileEvent;
+use super::profile_event::{ProfileEvent, SESSION_GAP_MS};
 use crate::clock::now_ms;
 use crate::experiments::definition::Experiment;
 use crate::experiments::{Exposure, UnitCounters};
@@ -95,6 +95,9 @@ pub struct StoredProfile {
     affinities: BTreeMap<String, DecayedScore>,
     device: BTreeMap<String, String>,
     consumed: BTreeSet<String>,
+    /// Sessions (`profile_event::SESSION_GAP_MS`).
+    #[serde(default)]
+    sessions: u64,
     /// Clicks on interleaved rails per ranking that placed the item (`a`, `b`).
     #[serde(default)]
     credits: BTreeMap<String, u64>,
@@ -113,6 +116,7 @@ impl StoredProfile {
             impressions: count("impression"),
             dwell_ms: self.dwell_ms_total,
             reads: self.consumed.len() as u64,
+            sessions: self.sessions,
             credit_a: self.credits.get("a").copied().unwrap_or(0),
             credit_b: self.credits.get("b").copied().unwrap_or(0),
         }
@@ -123,6 +127,12 @@ impl StoredProfile {
         *self.counts.entry(e.kind.to_owned()).or_default() += 1;
         if let Some(team) = e.team {
             *self.credits.entry(team.to_owned()).or_default() += 1;
+        }
+        if self
+            .last_seen_ms
+            .is_none_or(|last| e.ts_ms > last + SESSION_GAP_MS)
+        {
+            self.sessions += 1;
         }
         self.first_seen_ms = Some(self.first_seen_ms.map_or(e.ts_ms, |f| f.min(e.ts_ms)));
         self.last_seen_ms = Some(self.last_seen_ms.map_or(e.ts_ms, |l| l.max(e.ts_ms)));

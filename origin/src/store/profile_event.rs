@@ -5,6 +5,10 @@
 use attune_core::rail::Ranker;
 use serde::Serialize;
 
+/// A session starts with an event more than this after the latest one
+/// before it (web analytics' usual 30 minutes); the profile counts them.
+pub const SESSION_GAP_MS: i64 = 30 * 60_000;
+
 /// An event, with its weight and its item's tags, ready for the profile rules.
 #[derive(Debug, Clone, Serialize)]
 pub struct ProfileEvent {

@@ -7,7 +7,7 @@
 //! | `attune:{scope}:pop_wm` | hash | `topic:partition` → last offset credited to the scope's popularity |
 //! | `attune:{site}:forgotten` | set | forgotten user ids |
 //! | `attune:{site/user}:attrs` | hash | user attributes |
-//! | `attune:{site/user}:profile` | hash | counts per kind, first/last seen, dwell, device, `credit:a`/`credit:b` clicks on interleaved rails (consumers) |
+//! | `attune:{site/user}:profile` | hash | counts per kind, first/last seen, sessions, dwell, device, `credit:a`/`credit:b` clicks on interleaved rails (consumers) |
 //! | `attune:{site/user}:seen` | sorted set | event ids applied, by time (dedup window) |
 //! | `attune:{site/user}:wm` | hash | `topic:partition` → last applied offset |
 //! | `attune:{site/user}:affinity` | hash | tag → `value,at_ms` decayed interest |
@@ -455,6 +455,7 @@ impl Store for RedisStore {
                         "dwell_ms_total",
                         "credit:a",
                         "credit:b",
+                        "sessions",
                     ])
                     .scard(user_key(site, user, "consumed"));
             }
@@ -474,6 +475,7 @@ impl Store for RedisStore {
                     reads,
                     credit_a: at(4),
                     credit_b: at(5),
+                    sessions: at(6),
                 });
             }
         }

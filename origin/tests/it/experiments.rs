@@ -123,9 +123,17 @@ async fn serve_all(origin: &TestOrigin, users: &[String]) -> BTreeMap<String, us
     arms
 }
 
-/// Each user: `impressions` rail impressions and `clicks` rail clicks.
-async fn engage(origin: &TestOrigin, user: &str, impressions: usize, clicks: usize) {
-    let t = now_ms();
+/// Each user: `impressions` rail impressions and `clicks` rail clicks,
+/// `ago_ms` before now; long ago, the clicks are on items past the rail
+/// (`i4`, `i5`…), so later clicks on the rail's are new reads.
+async fn engage_at(
+    origin: &TestOrigin,
+    user: &str,
+    impressions: usize,
+    clicks: usize,
+    ago_ms: i64,
+) {
+    let t = now_ms() - ago_ms;
     let slotted = |kind, i: usize| {
         let mut e = event(kind, Some(&format!("i{i}")), t);
         e.slot = Some(Slot {
@@ -137,10 +145,15 @@ async fn engage(origin: &TestOrigin, user: &str, impressions: usize, clicks: usi
     let mut events: Vec<_> = (0..impressions)
         .map(|i| slotted(Interaction::Impression, i))
         .collect();
-    events.extend((0..clicks).map(|i| slotted(Interaction::Click, i)));
+    let first = if ago_ms > 0 { 4 } else { 0 };
+    events.extend((first..first + clicks).map(|i| slotted(Interaction::Click, i)));
     let anon = user.strip_prefix("anon:").unwrap();
     let b = batch(&origin.site.site_key, anon, events);
     assert_eq!(origin.post_batch(&b).await.status(), 202);
+}
+
+async fn engage(origin: &TestOrigin, user: &str, impressions: usize, clicks: usize) {
+    engage_at(origin, user, impressions, clicks, 0).await;
 }
 
 /// Waits until `user`'s profile counts `clicks` clicks and `impressions`
@@ -180,10 +193,11 @@ async fn experiments_serve_by_arm_expose_once_and_measure_from_the_exposure_on()
         "{created}"
     );
 
-    // Every reader clicked twice before the experiment: not its doing.
+    // Every reader clicked twice, three hours before the experiment: not
+    // its doing, and a session of its own.
     let users: Vec<String> = (0..40).map(|i| format!("anon:x{i}")).collect();
     for user in &users {
-        engage(&origin, user, 0, 2).await;
+        engage_at(&origin, user, 0, 2, 3 * 3_600_000).await;
     }
     for user in &users {
         wait_for_counts(&origin, user, 2, 0).await;
@@ -224,6 +238,18 @@ async fn experiments_serve_by_arm_expose_once_and_measure_from_the_exposure_on()
         "{r}"
     );
     assert_eq!(metric(&r, "rail_ctr")["values"], json!([0.0, 0.5]), "{r}");
+    // They came back for it: one return visit each, clicks per session as
+    // per reader (the exposure's session and the return).
+    assert_eq!(
+        metric(&r, "return_visits_per_unit")["values"],
+        json!([1.0, 1.0]),
+        "{r}"
+    );
+    assert_eq!(
+        metric(&r, "reads_per_session")["values"],
+        json!([0.0, 1.0]),
+        "{r}"
+    );
     assert!(r["srm"]["p_value"].as_f64().is_some(), "{r}");
 
     // A second origin's copy of an exposure, other arm and all: the first stays.

@@ -92,6 +92,9 @@ async fn the_lua_script_and_the_embedded_rules_build_the_same_profile() {
         (glance.read, glance.read_through) = (false, Some(90));
         events.extend([scroll, glance]);
     }
+    // Two later visits, hours apart: sessions of their own.
+    events.push(event(44, "page_view", None, -2 * 3_600_000, now));
+    events.push(event(45, "page_view", None, -4 * 3_600_000, now));
     // Clicks on interleaved rails, credited to the ranking that placed them.
     for (e, team) in events
         .iter_mut()
@@ -167,4 +170,5 @@ async fn the_lua_script_and_the_embedded_rules_build_the_same_profile() {
         .unwrap();
     assert_eq!(counters[0], embedded.counters(), "experiment counters");
     assert!(counters[0].credit_a > 0 && counters[0].credit_b > counters[0].credit_a);
+    assert_eq!(counters[0].sessions, 3, "{:?}", counters[0]);
 }
