@@ -7,7 +7,10 @@
 //! (`store::redis::RECORD_EXPOSURE`, which also refuses forgotten units),
 //! so a record applied again after a crash, before its offset was
 //! committed, or sent twice by two origins, changes nothing. Offsets are
-//! committed after the writes.
+//! committed after the writes. Like the interaction consumer, it records
+//! where the store is after every batch and resumes each partition from
+//! the earlier of that and the committed offset ([`super::resume`]), so a
+//! Redis restored from an older backup gets its exposures back from Kafka.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,6 +21,7 @@ use attune_core::routing::{partition_key, EXPOSURES};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
+use super::resume::{self, ResumeFromStore};
 use crate::config::ConsumeArgs;
 use crate::event_log::kafka::RECONNECT_BACKOFF_MAX_MS;
 use crate::experiments::{Exposure, EXPOSURE_VERSION};
@@ -50,14 +54,14 @@ pub fn run(args: &ConsumeArgs, stop: &AtomicBool) {
 
 fn run_client(args: &ConsumeArgs, stop: &AtomicBool) -> Result<()> {
     let topic = format!("{}{EXPOSURES}", args.topic_prefix);
-    let consumer: BaseConsumer = ClientConfig::new()
+    let consumer: BaseConsumer<ResumeFromStore> = ClientConfig::new()
         .set("bootstrap.servers", &args.kafka_brokers)
         .set("group.id", format!("{}.exposures", args.group))
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
         .set("session.timeout.ms", "6000")
         .set("reconnect.backoff.max.ms", RECONNECT_BACKOFF_MAX_MS)
-        .create()
+        .create_with_context(ResumeFromStore::new(&args.redis_url))
         .context("create the exposures consumer")?;
     consumer.subscribe(&[topic.as_str()])?;
     let mut redis = redis::Client::open(args.redis_url.as_str())?
@@ -65,7 +69,14 @@ fn run_client(args: &ConsumeArgs, stop: &AtomicBool) -> Result<()> {
         .context("connect the exposures consumer to Redis")?;
     let script = redis::Script::new(RECORD_EXPOSURE);
     while !stop.load(Ordering::SeqCst) {
-        let mut next: BTreeMap<i32, i64> = BTreeMap::new();
+        if let Some(e) = consumer.context().take_error() {
+            anyhow::bail!("an assignment could not be placed from the store's positions: {e}");
+        }
+        let owed = consumer.context().take_owed(&consumer);
+        if !owed.is_empty() {
+            commit(&consumer, &owed)?;
+        }
+        let mut next: BTreeMap<(String, i32), i64> = BTreeMap::new();
         let mut pipe = redis::pipe();
         pipe.load_script(&script).ignore();
         let mut writes = 0;
@@ -76,7 +87,7 @@ fn run_client(args: &ConsumeArgs, stop: &AtomicBool) -> Result<()> {
                 break;
             };
             let m = polled?;
-            next.insert(m.partition(), m.offset() + 1);
+            next.insert((m.topic().to_owned(), m.partition()), m.offset() + 1);
             match refusal(m.key(), m.payload().unwrap_or_default()) {
                 Ok(e) => {
                     let json = serde_json::to_string(&e)?;
@@ -107,12 +118,22 @@ fn run_client(args: &ConsumeArgs, stop: &AtomicBool) -> Result<()> {
             metrics::counter!("attune_consumer_exposures_total", "outcome" => "duplicate")
                 .increment(kept.len() as u64 - new);
         }
-        let mut offsets = TopicPartitionList::new();
-        for (partition, offset) in next {
-            offsets.add_partition_offset(&topic, partition, Offset::Offset(offset))?;
-        }
-        consumer.commit(&offsets, CommitMode::Sync)?;
+        // After the writes: where this store resumes, then the group.
+        resume::record(&mut redis, &next)?;
+        commit(&consumer, &next)?;
     }
+    Ok(())
+}
+
+fn commit(
+    consumer: &BaseConsumer<ResumeFromStore>,
+    next: &BTreeMap<(String, i32), i64>,
+) -> Result<()> {
+    let mut offsets = TopicPartitionList::new();
+    for ((topic, partition), offset) in next {
+        offsets.add_partition_offset(topic, *partition, Offset::Offset(*offset))?;
+    }
+    consumer.commit(&offsets, CommitMode::Sync)?;
     Ok(())
 }
 

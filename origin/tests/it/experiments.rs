@@ -183,7 +183,7 @@ async fn load_catalog(origin: &TestOrigin) {
 #[tokio::test]
 async fn experiments_serve_by_arm_expose_once_and_measure_from_the_exposure_on() {
     let (prefix, origin) = setup().await;
-    let _consumer = Consumer::start(&prefix, &format!("g-{prefix}"));
+    let consumer = Consumer::start(&prefix, &format!("g-{prefix}"));
     load_catalog(&origin).await;
     definitions_are_checked(&origin).await;
     let (status, created) = put(&origin, KEY, &definition([0.5, 0.5])).await;
@@ -269,7 +269,7 @@ async fn experiments_serve_by_arm_expose_once_and_measure_from_the_exposure_on()
         .await
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
-    while _consumer
+    while consumer
         .metric("attune_consumer_exposures_total{outcome=\"duplicate\"}")
         .await
         < 1.0
@@ -279,6 +279,36 @@ async fn experiments_serve_by_arm_expose_once_and_measure_from_the_exposure_on()
     }
     let again = results_with(&origin, "", 40).await;
     assert_eq!(again["arms"], r["arms"], "the first exposure stays");
+
+    // A Redis restored from before the exposures (they and the store's
+    // positions on their topic gone): a restarted consumer replays them.
+    let mut conn = redis::Client::open(env("REDIS_URL"))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let _: () = redis::cmd("DEL")
+        .arg(attune_origin::store::redis::exposures_key(
+            &origin.site.site_key,
+            KEY,
+            1,
+        ))
+        .query(&mut conn)
+        .unwrap();
+    for p in 0..attune_core::routing::PARTITIONS_PER_TOPIC {
+        let _: () = redis::cmd("HDEL")
+            .arg(attune_origin::store::redis::RESUME_KEY)
+            .arg(format!("{topic}:{p}"))
+            .query(&mut conn)
+            .unwrap();
+    }
+    results_with(&origin, "", 0).await;
+    consumer.kill9();
+    let _consumer = Consumer::start(&prefix, &format!("g-{prefix}"));
+    let restored = results_with(&origin, "", 40).await;
+    assert_eq!(
+        restored["arms"], r["arms"],
+        "every exposure is back, as it was"
+    );
 
     // Forget leaves no exposure behind.
     let forgotten = first["unit"].as_str().unwrap();
