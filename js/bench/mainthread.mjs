@@ -46,15 +46,22 @@ const browser = await chromium.launch({
   args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
 });
 
-async function measure(variant) {
+// A fresh context on the variant's page once it is ready, and its script
+// time so far (CDP's ScriptDuration, seconds).
+async function open(variant) {
   const ctx = await browser.newContext();
   const p = await ctx.newPage();
   const cdp = await ctx.newCDPSession(p);
   await cdp.send("Performance.enable");
   await p.goto(`${base}/page/${variant}`);
   await p.waitForFunction(() => window.ready === true);
-  await p.waitForTimeout(500);
   const script = async () => (await cdp.send("Performance.getMetrics")).metrics.find((m) => m.name === "ScriptDuration").value;
+  return { ctx, p, script };
+}
+
+async function measure(variant) {
+  const { ctx, p, script } = await open(variant);
+  await p.waitForTimeout(500);
   const before = await script();
   await p.evaluate(async () => {
     const frame = () => new Promise((r) => requestAnimationFrame(r));
@@ -76,15 +83,10 @@ async function measure(variant) {
 
 // Script time from navigation until the first visibility callbacks ran.
 async function load(variant) {
-  const ctx = await browser.newContext();
-  const p = await ctx.newPage();
-  const cdp = await ctx.newCDPSession(p);
-  await cdp.send("Performance.enable");
-  await p.goto(`${base}/page/${variant}`);
-  await p.waitForFunction(() => window.ready === true);
+  const { ctx, p, script } = await open(variant);
   await p.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
   await p.waitForTimeout(300);
-  const ms = (await cdp.send("Performance.getMetrics")).metrics.find((m) => m.name === "ScriptDuration").value * 1000;
+  const ms = (await script()) * 1000;
   await ctx.close();
   return ms;
 }

@@ -46,7 +46,7 @@ fn refusal(key: Option<&[u8]>, payload: &[u8]) -> Result<Exposure, &'static str>
 pub fn run(args: &ConsumeArgs, stop: &AtomicBool) {
     while !stop.load(Ordering::SeqCst) {
         if let Err(e) = run_client(args, stop) {
-            tracing::warn!("exposures consumer restarting from the committed offsets: {e:#}");
+            tracing::warn!("exposures consumer restarting: {e:#}");
             std::thread::sleep(Duration::from_secs(1));
         }
     }

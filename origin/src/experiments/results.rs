@@ -212,6 +212,35 @@ fn comparisons(
         .collect()
 }
 
+/// One metric: each arm's value and every other arm against the control.
+fn metric_result(
+    name: &str,
+    experiment: &Experiment,
+    estimates: &[Option<Estimate>],
+    settings: &Settings,
+) -> MetricResult {
+    MetricResult {
+        name: name.into(),
+        values: estimates.iter().map(|e| e.map(|e| e.value)).collect(),
+        comparisons: comparisons(experiment, estimates, settings),
+    }
+}
+
+/// The arms as defined, with their units.
+fn arm_results(experiment: &Experiment, units: impl Iterator<Item = u64>) -> Vec<ArmResult> {
+    experiment
+        .variants
+        .iter()
+        .zip(units)
+        .map(|(v, units)| ArmResult {
+            name: v.name.clone(),
+            ranker: v.ranker.as_str().into(),
+            weight: v.weight,
+            units,
+        })
+        .collect()
+}
+
 /// The results of `experiment`'s current phase from its exposed units.
 pub fn results(
     experiment: &Experiment,
@@ -242,11 +271,7 @@ pub fn results(
                 m.estimate()
             })
             .collect();
-        metrics.push(MetricResult {
-            name: name.into(),
-            values: estimates.iter().map(|e| e.map(|e| e.value)).collect(),
-            comparisons: comparisons(experiment, &estimates, settings),
-        });
+        metrics.push(metric_result(name, experiment, &estimates, settings));
     }
     for (name, metric) in MEAN_METRICS {
         let theta = if cuped {
@@ -268,28 +293,14 @@ pub fn results(
                 m.estimate()
             })
             .collect();
-        metrics.push(MetricResult {
-            name: name.into(),
-            values: estimates.iter().map(|e| e.map(|e| e.value)).collect(),
-            comparisons: comparisons(experiment, &estimates, settings),
-        });
+        metrics.push(metric_result(name, experiment, &estimates, settings));
     }
     let decision = decide(experiment, srm, &metrics[0], "rail CTR");
     ExperimentResults {
         key: experiment.key.clone(),
         phase: experiment.phase,
         units: counts.iter().sum(),
-        arms: experiment
-            .variants
-            .iter()
-            .zip(&counts)
-            .map(|(v, n)| ArmResult {
-                name: v.name.clone(),
-                ranker: v.ranker.as_str().into(),
-                weight: v.weight,
-                units: *n,
-            })
-            .collect(),
+        arms: arm_results(experiment, counts.iter().copied()),
         srm,
         cuped,
         metrics,
@@ -339,16 +350,7 @@ fn interleaved(
         key: experiment.key.clone(),
         phase: experiment.phase,
         units: n,
-        arms: experiment
-            .variants
-            .iter()
-            .map(|v| ArmResult {
-                name: v.name.clone(),
-                ranker: v.ranker.as_str().into(),
-                weight: v.weight,
-                units: n,
-            })
-            .collect(),
+        arms: arm_results(experiment, std::iter::repeat(n)),
         srm: None,
         cuped: false,
         metrics: vec![metric],

@@ -60,6 +60,18 @@ const EXPERIMENTS: TableDefinition<(&str, &str), &str> = TableDefinition::new("e
 /// (site, `<key>:<phase>`, unit) → the unit's first exposure JSON in that phase.
 const EXPOSURES: TableDefinition<(&str, &str, &str), &str> = TableDefinition::new("exposures");
 
+/// An experiment phase's part of an [`EXPOSURES`] key.
+fn phase_key(experiment: &str, phase: u32) -> String {
+    format!("{experiment}:{phase}")
+}
+
+/// Rows of JSON as values; rows this build cannot read are left out.
+fn parsed<T: serde::de::DeserializeOwned>(rows: &[String]) -> Vec<T> {
+    rows.iter()
+        .filter_map(|json| serde_json::from_str(json).ok())
+        .collect()
+}
+
 /// Adds `weight` made at `t_ms` to `item`'s decayed popularity in `scope`
 /// (inside the caller's transaction: the embedded consumer credits with the
 /// event ids it records).
@@ -466,7 +478,7 @@ impl Store for EmbeddedStore {
                 .range((site.as_str(), "")..(site.as_str(), "\u{10FFFF}"))?
             {
                 if let Ok(e) = serde_json::from_str::<Experiment>(row?.1.value()) {
-                    phases.extend((1..=e.phase).map(|p| format!("{}:{p}", e.key)));
+                    phases.extend((1..=e.phase).map(|p| phase_key(&e.key, p)));
                 }
             }
             let mut exposures = tx.open_table(EXPOSURES)?;
@@ -534,10 +546,7 @@ impl Store for EmbeddedStore {
                 Ok(out)
             })
             .await?;
-        Ok(rows
-            .iter()
-            .filter_map(|json| serde_json::from_str(json).ok())
-            .collect())
+        Ok(parsed(&rows))
     }
 
     async fn put_experiment(&self, site: &str, experiment: &Experiment) -> StoreResult<()> {
@@ -559,7 +568,7 @@ impl Store for EmbeddedStore {
         let json = serde_json::to_string(exposure).map_err(err)?;
         self.blocking(move |db| {
             let tx = db.begin_write()?;
-            let phase = format!("{}:{}", e.experiment, e.phase);
+            let phase = phase_key(&e.experiment, e.phase);
             let key = (e.site.as_str(), phase.as_str(), e.unit.as_str());
             let forgotten = tx
                 .open_table(FORGOTTEN)?
@@ -578,7 +587,7 @@ impl Store for EmbeddedStore {
     }
 
     async fn exposures(&self, site: &str, key: &str, phase: u32) -> StoreResult<Vec<Exposure>> {
-        let (site, phase) = (site.to_owned(), format!("{key}:{phase}"));
+        let (site, phase) = (site.to_owned(), phase_key(key, phase));
         let rows = self
             .blocking(move |db| {
                 let t = db.begin_read()?.open_table(EXPOSURES)?;
@@ -590,10 +599,7 @@ impl Store for EmbeddedStore {
                 Ok(out)
             })
             .await?;
-        Ok(rows
-            .iter()
-            .filter_map(|json| serde_json::from_str(json).ok())
-            .collect())
+        Ok(parsed(&rows))
     }
 
     async fn unit_counters(&self, site: &str, users: &[String]) -> StoreResult<Vec<UnitCounters>> {
