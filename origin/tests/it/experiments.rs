@@ -59,6 +59,17 @@ async fn results_with(origin: &TestOrigin, query: &str, units: u64) -> Value {
     }
 }
 
+/// The origin's count of exposures it logged (this process, every site).
+async fn exposures_logged(origin: &TestOrigin) -> f64 {
+    let prefix = "attune_experiment_exposures_total{outcome=\"logged\"} ";
+    origin
+        .metrics()
+        .await
+        .lines()
+        .filter_map(|l| l.strip_prefix(prefix)?.trim().parse::<f64>().ok())
+        .sum()
+}
+
 fn metric<'a>(results: &'a Value, name: &str) -> &'a Value {
     results["metrics"]
         .as_array()
@@ -202,7 +213,15 @@ async fn experiments_serve_by_arm_expose_once_and_measure_from_the_exposure_on()
     for user in &users {
         wait_for_counts(&origin, user, 2, 0).await;
     }
+    let logged_before = exposures_logged(&origin).await;
     let arms = serve_all(&origin, &users).await;
+    // The counter moves with the exposures (other tests in this process may
+    // add theirs: at least one per reader).
+    let logged = exposures_logged(&origin).await - logged_before;
+    assert!(
+        logged >= 40.0,
+        "attune_experiment_exposures_total moved by {logged}"
+    );
     // The edge's shared newcomer list is no reader: no arm, no exposure.
     let cold = serve(&origin, attune_core::routing::COLD_LIST_USER).await;
     assert!(cold["experiment"].is_null(), "{cold}");
