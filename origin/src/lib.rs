@@ -191,7 +191,11 @@ impl AppState {
                         "ATTUNE_POPULARITY_HALF_LIFE_H must be a positive number of hours",
                     )?,
                 };
-                consume::embedded::spawn(db, log.subscribe(), half_lives, weights);
+                let learner = consume::embedded::Learner::new(
+                    model::MfConfig::default(),
+                    args.validation_sample,
+                );
+                consume::embedded::spawn(db, log.subscribe(), half_lives, weights, learner);
                 (Arc::new(log), Arc::new(store))
             }
         };

@@ -15,10 +15,10 @@ use redis::Commands;
 
 use crate::config::SiteWeights;
 use crate::model::covisit::CovisitConfig;
-use crate::model::initial;
+use crate::model::{initial, pack};
 use crate::store::profile_event::{ProfileEvent, SESSION_GAP_MS};
 use crate::store::redis::{
-    pack, site_key, user_key, CONSUMERS_KEY, FORGOTTEN_MARK, LUA_DECAYED_ADD, LUA_VEC_ADD,
+    site_key, user_key, CONSUMERS_KEY, FORGOTTEN_MARK, LUA_DECAYED_ADD, LUA_VEC_ADD,
 };
 use crate::store::ConsumerStats;
 

@@ -3,8 +3,9 @@
 //! topic's read position, the event ids seen and the profile changes commit in
 //! one redb transaction, so a crash or restart applies nothing twice and skips
 //! nothing. Co-visitation and popularity (site-wide and per segment) are
-//! learned here in the same transaction; the factors are not (embedded recommendations rank by co-visitation,
-//! popularity and the person's category interest).
+//! learned here in the same transaction, and so are the online model's
+//! factors — the same steps as the Redis trainer (`model::online`), with
+//! the same live validation before each sampled engagement is learned.
 // redb's error type is large; it only travels to the edge of this module.
 #![allow(clippy::result_large_err)]
 
@@ -24,10 +25,14 @@ use super::stats::{SharedLag, StatsTracker};
 use crate::config::SiteWeights;
 use crate::event_log::embedded::{read_topic, LOG};
 use crate::model::covisit::{self, CovisitConfig};
+use crate::model::online::{age_weighted, expose, learn_factors, NegativePool};
+use crate::model::validation::Validator;
+use crate::model::{initial, pack, unpack, MfConfig};
 use crate::record::EventRecord;
 use crate::store::embedded::{
-    add_popularity, StoredProfile, CONSUMER_STATS, COVISIT, COVISIT_NORMS, DEAD_LETTERS, FORGOTTEN,
-    POPULARITY, POSITIONS, PROFILES, RAILS, SEEN,
+    add_popularity, site_item_vectors, StoredProfile, CONSUMER_STATS, COVISIT, COVISIT_NORMS,
+    DEAD_LETTERS, FORGOTTEN, ITEM_VECTORS, POPULARITY, POSITIONS, PROFILES, RAILS, SEEN,
+    USER_VECTORS,
 };
 use crate::store::Item;
 
@@ -38,6 +43,102 @@ pub struct HalfLives {
     pub affinity: HalfLife,
     /// Item popularity.
     pub popularity: HalfLife,
+}
+
+/// The online model's state that lives between rounds: its settings, the
+/// negatives' pools and the live validation.
+pub struct Learner {
+    cfg: MfConfig,
+    negatives: HashMap<String, NegativePool>,
+    /// This round's positives, `(site, item)`, remembered by the pools at
+    /// its end: every draw of a round sees the pools as the round began, as
+    /// the Redis trainer's draws see them at its batch's start.
+    positives: Vec<(String, String)>,
+    /// Live validation (`model::validation`).
+    pub validator: Validator,
+}
+
+impl Learner {
+    /// A learner with `cfg`, validating a `validation_rate` share.
+    pub fn new(cfg: MfConfig, validation_rate: f64) -> Self {
+        Learner {
+            cfg,
+            negatives: HashMap::new(),
+            positives: Vec::new(),
+            validator: Validator::new(validation_rate),
+        }
+    }
+
+    /// The pools remember this round's positives.
+    fn end_round(&mut self) {
+        for (site, item) in std::mem::take(&mut self.positives) {
+            self.pool(&site).record(&item);
+        }
+    }
+
+    fn pool(&mut self, site: &str) -> &mut NegativePool {
+        self.negatives
+            .entry(site.to_owned())
+            .or_insert_with(|| NegativePool::for_site(site))
+    }
+}
+
+/// Item factors read in one transaction, changed in memory and written back
+/// at its end. A site is read whole only when validation ranks among it.
+#[derive(Default)]
+struct ItemFactors {
+    sites: HashMap<String, HashMap<String, Vec<f32>>>,
+    whole: std::collections::HashSet<String>,
+    changed: std::collections::BTreeSet<(String, String)>,
+}
+
+impl ItemFactors {
+    /// Makes sure `items` of `site` are in memory (read, or at their start point).
+    fn load(
+        &mut self,
+        table: &redb::Table<(&str, &str), &[u8]>,
+        site: &str,
+        items: &[&str],
+        dim: usize,
+    ) -> Result<(), redb::Error> {
+        let vectors = self.sites.entry(site.to_owned()).or_default();
+        for &item in items {
+            if vectors.contains_key(item) {
+                continue;
+            }
+            let v = table
+                .get((site, item))?
+                .and_then(|v| unpack(v.value(), dim))
+                .unwrap_or_else(|| initial(&format!("{site}/{item}"), dim));
+            vectors.insert(item.to_owned(), v);
+            self.changed.insert((site.to_owned(), item.to_owned()));
+        }
+        Ok(())
+    }
+
+    /// Every item of `site`, as validation ranks among them.
+    fn whole_site(
+        &mut self,
+        table: &redb::Table<(&str, &str), &[u8]>,
+        site: &str,
+    ) -> Result<&HashMap<String, Vec<f32>>, redb::Error> {
+        if self.whole.insert(site.to_owned()) {
+            let stored = site_item_vectors(table, site)?;
+            let vectors = self.sites.entry(site.to_owned()).or_default();
+            for (item, v) in stored {
+                vectors.entry(item).or_insert(v);
+            }
+        }
+        Ok(&self.sites[site])
+    }
+
+    fn write(&self, table: &mut redb::Table<(&str, &str), &[u8]>) -> Result<(), redb::Error> {
+        for (site, item) in &self.changed {
+            let v = &self.sites[site][item];
+            table.insert((site.as_str(), item.as_str()), pack(v).as_slice())?;
+        }
+        Ok(())
+    }
 }
 
 /// Most records applied per transaction.
@@ -64,6 +165,7 @@ pub fn apply_pending(
     db: &Database,
     half_lives: HalfLives,
     weights: &SiteWeights,
+    learner: &mut Learner,
 ) -> Result<Round, redb::Error> {
     let mut round = Round::default();
     for topic in topics() {
@@ -118,6 +220,10 @@ pub fn apply_pending(
             let mut norms = tx.open_table(COVISIT_NORMS)?;
             let mut popularity = tx.open_table(POPULARITY)?;
             let mut rail_counts = tx.open_table(RAILS)?;
+            let mut user_vectors = tx.open_table(USER_VECTORS)?;
+            let mut item_table = tx.open_table(ITEM_VECTORS)?;
+            let mut factors = ItemFactors::default();
+            let now = crate::clock::now_ms();
             for ((site, user), events) in &groups {
                 if forgotten.get((site.as_str(), user.as_str()))?.is_some() {
                     round.skipped += events.len() as u64;
@@ -127,6 +233,11 @@ pub fn apply_pending(
                     .get((site.as_str(), user.as_str()))?
                     .and_then(|v| serde_json::from_str(v.value()).ok())
                     .unwrap_or_default();
+                let dim = learner.cfg.dim;
+                let key = (site.as_str(), user.as_str());
+                let stored = user_vectors.get(key)?.and_then(|v| unpack(v.value(), dim));
+                let mut vector = stored.unwrap_or_else(|| initial(&format!("{site}/{user}"), dim));
+                let mut learned = false;
                 let seen_key = format!("{site}/{user}");
                 for e in events {
                     if seen
@@ -136,6 +247,16 @@ pub fn apply_pending(
                         round.skipped += 1;
                         continue;
                     }
+                    learned |= learn_event(
+                        learner,
+                        &mut factors,
+                        &item_table,
+                        site,
+                        &mut vector,
+                        &profile.recent,
+                        e,
+                        now,
+                    )?;
                     if let Some(item) = e.item.as_deref().filter(|_| e.weight > 0.0) {
                         if let Some(d) = covisit::visit(&profile.recent, item, &covisit_cfg) {
                             add_covisit(&mut covisits, &mut norms, site, &d, &covisit_cfg)?;
@@ -156,8 +277,13 @@ pub fn apply_pending(
                     round.applied += 1;
                 }
                 let json = serde_json::to_string(&profile).expect("profiles serialize");
-                profiles.insert((site.as_str(), user.as_str()), json.as_str())?;
+                profiles.insert(key, json.as_str())?;
+                if learned {
+                    user_vectors.insert(key, pack(&vector).as_slice())?;
+                }
             }
+            factors.write(&mut item_table)?;
+            learner.end_round();
             let mut dead_letters = tx.open_table(DEAD_LETTERS)?;
             for (offset, reason, detail, payload) in &dead {
                 let letter = (*reason, detail.as_str(), payload.as_slice());
@@ -173,6 +299,55 @@ pub fn apply_pending(
         }
     }
     Ok(round)
+}
+
+/// One new event's factor steps, as the Redis trainer takes them: an
+/// engagement with an item (validated first when sampled and new to the
+/// reader's `window`) toward 1 with negatives, an exposure toward 0. True
+/// when the user's factors moved.
+#[allow(clippy::too_many_arguments)]
+fn learn_event(
+    learner: &mut Learner,
+    factors: &mut ItemFactors,
+    table: &redb::Table<(&str, &str), &[u8]>,
+    site: &str,
+    user: &mut [f32],
+    window: &[String],
+    e: &crate::store::profile_event::ProfileEvent,
+    now_ms: i64,
+) -> Result<bool, redb::Error> {
+    let Some(item) = e.item.as_deref() else {
+        return Ok(false);
+    };
+    let dim = learner.cfg.dim;
+    if e.weight <= 0.0 {
+        if e.exposure <= 0.0 {
+            return Ok(false);
+        }
+        factors.load(table, site, &[item], dim)?;
+        let weight = age_weighted(e.exposure, e.ts_ms, now_ms) as f32;
+        let vectors = factors.sites.get_mut(site).expect("loaded");
+        expose(user, vectors, item, weight, &learner.cfg);
+        factors.changed.insert((site.to_owned(), item.to_owned()));
+        return Ok(true);
+    }
+    let n = learner.cfg.negatives;
+    let negatives = learner.pool(site).draw(n, item);
+    let mut touched: Vec<&str> = vec![item];
+    touched.extend(negatives.iter().map(String::as_str));
+    factors.load(table, site, &touched, dim)?;
+    if learner.validator.wants(&e.id, item, window) {
+        let vectors = factors.whole_site(table, site)?;
+        learner.validator.evaluate(user, item, vectors, window);
+    }
+    let weight = age_weighted(e.weight, e.ts_ms, now_ms) as f32;
+    let vectors = factors.sites.get_mut(site).expect("loaded");
+    learn_factors(user, vectors, item, weight, &negatives, &learner.cfg);
+    factors
+        .changed
+        .extend(touched.iter().map(|j| (site.to_owned(), (*j).to_owned())));
+    learner.positives.push((site.to_owned(), item.to_owned()));
+    Ok(true)
 }
 
 /// Adds one visit's counts to both rows and the item's norm, trimming each
@@ -301,7 +476,9 @@ pub fn spawn(
     mut appended: watch::Receiver<u64>,
     half_lives: HalfLives,
     weights: SiteWeights,
+    learner: Learner,
 ) {
+    let learner = Arc::new(std::sync::Mutex::new(learner));
     tokio::spawn(async move {
         let shared_lag = SharedLag::default();
         let mut stats = StatsTracker::new(Some(shared_lag.clone()));
@@ -316,15 +493,19 @@ pub fn spawn(
                     tracing::warn!("embedded consumer: pruning old event ids: {e}");
                 }
             }
-            let (db2, weights) = (db.clone(), weights.clone());
-            let round =
-                tokio::task::spawn_blocking(move || apply_pending(&db2, half_lives, &weights))
-                    .await;
+            let (db2, weights, learner2) = (db.clone(), weights.clone(), learner.clone());
+            let round = tokio::task::spawn_blocking(move || {
+                let mut learner = learner2.lock().expect("not poisoned");
+                apply_pending(&db2, half_lives, &weights, &mut learner)
+            })
+            .await;
             let now = crate::clock::now_ms();
             let busy = match round {
                 Ok(Ok(round)) => {
                     stats.count(round.applied, round.skipped);
                     stats.observe(round.received_at_ms, now);
+                    let learner = learner.lock().expect("not poisoned");
+                    stats.validated(learner.validator.live.summary());
                     round.read > 0
                 }
                 Ok(Err(e)) => {
@@ -400,7 +581,8 @@ mod tests {
             affinity: HalfLife::from_hours(1.0).unwrap(),
             popularity: HalfLife::from_hours(1.0).unwrap(),
         };
-        let round = apply_pending(&db, half_lives, &SiteWeights::default()).unwrap();
+        let mut learner = Learner::new(MfConfig::default(), 1.0);
+        let round = apply_pending(&db, half_lives, &SiteWeights::default(), &mut learner).unwrap();
         assert_eq!((round.read, round.dead_lettered), (1, 1));
         let read = db.begin_read().unwrap();
         let letters = read.open_table(DEAD_LETTERS).unwrap();

@@ -234,6 +234,7 @@ fn run_clients(args: &ConsumeArgs, stop: &AtomicBool, stats: &mut StatsTracker) 
         metrics::histogram!("attune_consumer_batch_duration_seconds").record(started.elapsed());
         stats.count(round.applied, round.duplicate);
         stats.observe(incoming.iter().map(|i| i.record.received_at_ms), now_ms());
+        stats.validated(writers.model.validator().live.summary());
     }
     Ok(())
 }
@@ -246,7 +247,12 @@ fn connect_writers(args: &ConsumeArgs) -> Result<Writers> {
     let connect = "connect to Redis";
     Ok(Writers {
         profiles: ProfileWriter::connect(&args.redis_url).context(connect)?,
-        model: train::Trainer::connect(&args.redis_url, MfConfig::default()).context(connect)?,
+        model: train::Trainer::connect(
+            &args.redis_url,
+            MfConfig::default(),
+            args.validation_sample,
+        )
+        .context(connect)?,
         popularity: popularity::PopularityWriter::connect(&args.redis_url, popularity_half_life)
             .context(connect)?,
         rails: rails::RailWriter::connect(&args.redis_url).context(connect)?,

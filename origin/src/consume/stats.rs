@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::model::validation::ValidationSummary;
 use crate::store::ConsumerStats;
 
 /// Freshness samples kept (the last minute, at most this many).
@@ -27,6 +28,7 @@ pub struct StatsTracker {
     samples: VecDeque<(i64, f64)>,
     applied: u64,
     duplicate: u64,
+    validation: Option<ValidationSummary>,
     published: Option<Instant>,
 }
 
@@ -40,6 +42,7 @@ impl StatsTracker {
             samples: VecDeque::new(),
             applied: 0,
             duplicate: 0,
+            validation: None,
             published: None,
         }
     }
@@ -65,6 +68,23 @@ impl StatsTracker {
     pub fn count(&mut self, applied: u64, duplicate: u64) {
         self.applied += applied;
         self.duplicate += duplicate;
+    }
+
+    /// The online model's live validation so far (`model::validation`),
+    /// also set on `/metrics`.
+    pub fn validated(&mut self, summary: Option<ValidationSummary>) {
+        let Some(v) = summary else {
+            return;
+        };
+        if self.validation == Some(v) {
+            return;
+        }
+        metrics::counter!("attune_model_validation_events_total").absolute(v.evaluated);
+        metrics::counter!("attune_model_validation_hits_total").absolute(v.hits);
+        metrics::gauge!("attune_model_live_hr10").set(v.hr10);
+        metrics::gauge!("attune_model_live_ndcg10").set(v.ndcg10);
+        metrics::gauge!("attune_model_live_degraded").set(f64::from(u8::from(v.degraded)));
+        self.validation = Some(v);
     }
 
     /// True when the stats should be published again.
@@ -98,6 +118,7 @@ impl StatsTracker {
             freshness_p99_ms: percentile(&sorted, 0.99),
             events_applied: self.applied,
             events_duplicate: self.duplicate,
+            validation: self.validation,
         }
     }
 }

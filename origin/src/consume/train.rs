@@ -14,15 +14,17 @@
 //! (so a retry adds nothing). Keys: `crate::store::redis`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
 use crate::clock::now_ms;
 use crate::model::covisit::CovisitConfig;
 use crate::model::online::{age_weighted, expose, learn, NegativePool};
-use crate::model::{initial, MfConfig};
+use crate::model::validation::Validator;
+use crate::model::{initial, pack, unpack, MfConfig};
 use crate::store::profile_event::ProfileEvent;
-use crate::store::redis::{covisit_row_key, pack, site_key, unpack, user_key, LUA_VEC_ADD};
+use crate::store::redis::{covisit_row_key, site_key, user_key, LUA_VEC_ADD};
 
 /// KEYS: item_vectors, item_wm. ARGV: updates (MessagePack).
 const ITEM_SCRIPT: &str = r"
@@ -109,11 +111,21 @@ pub struct Trainer {
     cfg: MfConfig,
     covisit: CovisitConfig,
     negatives: HashMap<String, NegativePool>,
+    /// Live validation of the factors, before each sampled engagement is learned.
+    validator: Validator,
+    /// Each site's item factors as of its last read (at most
+    /// [`SNAPSHOT_MAX_AGE`] old), with this trainer's own steps since: what
+    /// validation ranks among.
+    snapshots: HashMap<String, (Instant, HashMap<String, Vec<f32>>)>,
 }
+
+/// How stale the validation's copy of a site's item factors may get (other
+/// consumers' steps reach it this late).
+const SNAPSHOT_MAX_AGE: Duration = Duration::from_secs(1);
 
 impl Trainer {
     /// Connects.
-    pub fn connect(url: &str, cfg: MfConfig) -> redis::RedisResult<Self> {
+    pub fn connect(url: &str, cfg: MfConfig, validation_rate: f64) -> redis::RedisResult<Self> {
         Ok(Trainer {
             conn: redis::Client::open(url)?.get_connection()?,
             item_script: redis::Script::new(&format!("{LUA_VEC_ADD}{ITEM_SCRIPT}")),
@@ -121,7 +133,14 @@ impl Trainer {
             cfg,
             covisit: CovisitConfig::default(),
             negatives: HashMap::new(),
+            validator: Validator::new(validation_rate),
+            snapshots: HashMap::new(),
         })
+    }
+
+    /// The live validation so far.
+    pub fn validator(&self) -> &Validator {
+        &self.validator
     }
 
     /// Learns this batch: applies the item side and leaves the user side in
@@ -139,6 +158,9 @@ impl Trainer {
             return Ok(());
         }
         let keys: Vec<(String, String)> = groups.keys().cloned().collect();
+        // Before this batch's new items are created: validation ranks among
+        // the items learned so far, and the one predicted.
+        self.refresh_snapshots(&keys, &plan)?;
         let (mut users, mut windows, mut vectors) = self.read_state(&keys, &plan, groups)?;
 
         // The steps, in batch order.
@@ -156,6 +178,7 @@ impl Trainer {
                 let weight = age_weighted(event.exposure, event.ts_ms, now) as f32;
                 let site_vectors = vectors.entry(site.clone()).or_default();
                 let delta = expose(&mut users[g], site_vectors, &item, weight, &self.cfg);
+                self.remember(site, &delta.items, &vectors);
                 items
                     .entry(site.clone())
                     .or_default()
@@ -168,6 +191,14 @@ impl Trainer {
                 event.user_delta = Some(delta.user);
                 continue;
             }
+            if self.validator.wants(&event.id, &item, &windows[g]) {
+                if let Some((_, snapshot)) = self.snapshots.get_mut(site) {
+                    let v = &vectors[site][&item];
+                    snapshot.entry(item.clone()).or_insert_with(|| v.clone());
+                    self.validator
+                        .evaluate(&users[g], &item, snapshot, &windows[g]);
+                }
+            }
             let weight = age_weighted(event.weight, event.ts_ms, now) as f32;
             let learned = learn(
                 &mut users[g],
@@ -179,6 +210,7 @@ impl Trainer {
                 &self.cfg,
                 &self.covisit,
             );
+            self.remember(site, &learned.factors.items, &vectors);
             items
                 .entry(site.clone())
                 .or_default()
@@ -217,10 +249,60 @@ impl Trainer {
         self.write(items, rows)
     }
 
+    /// Re-reads the item factors of the sites whose engagements this plan
+    /// may evaluate, where the copy is stale.
+    fn refresh_snapshots(
+        &mut self,
+        keys: &[(String, String)],
+        plan: &[Planned],
+    ) -> redis::RedisResult<()> {
+        if self.validator.rate <= 0.0 {
+            return Ok(());
+        }
+        let sites: HashSet<&str> = plan.iter().map(|(g, _, _)| keys[*g].0.as_str()).collect();
+        for site in sites {
+            if self
+                .snapshots
+                .get(site)
+                .is_some_and(|(at, _)| at.elapsed() < SNAPSHOT_MAX_AGE)
+            {
+                continue;
+            }
+            let raw: HashMap<String, Vec<u8>> = redis::cmd("HGETALL")
+                .arg(site_key(site, "item_vectors"))
+                .query(&mut self.conn)?;
+            let dim = self.cfg.dim;
+            let vectors = raw
+                .into_iter()
+                .filter_map(|(item, b)| Some((item, unpack(&b, dim)?)))
+                .collect();
+            self.snapshots
+                .insert(site.to_owned(), (Instant::now(), vectors));
+        }
+        Ok(())
+    }
+
+    /// Copies the items a step changed into the site's validation snapshot.
+    fn remember(
+        &mut self,
+        site: &str,
+        changed: &[(String, Vec<f32>)],
+        vectors: &HashMap<String, HashMap<String, Vec<f32>>>,
+    ) {
+        let Some((_, snapshot)) = self.snapshots.get_mut(site) else {
+            return;
+        };
+        for (item, _) in changed {
+            if let Some(v) = vectors.get(site).and_then(|s| s.get(item)) {
+                snapshot.insert(item.clone(), v.clone());
+            }
+        }
+    }
+
     fn pool(&mut self, site: &str) -> &mut NegativePool {
         self.negatives
             .entry(site.to_owned())
-            .or_insert_with(|| NegativePool::new(u64::from(std::process::id())))
+            .or_insert_with(|| NegativePool::for_site(site))
     }
 
     /// The unseen events with an item that teach the model — positives with

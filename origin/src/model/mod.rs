@@ -14,6 +14,7 @@
 
 pub mod covisit;
 pub mod online;
+pub mod validation;
 
 /// Hyper-parameters.
 #[derive(Debug, Clone, Copy)]
@@ -55,9 +56,7 @@ impl Default for MfConfig {
 /// a test pins their output.
 pub fn initial(id: &str, dim: usize) -> Vec<f32> {
     // FNV-1a of the id seeds splitmix64.
-    let mut state = id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    });
+    let mut state = fnv1a(id);
     (0..dim)
         .map(|_| {
             state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
@@ -68,6 +67,29 @@ pub fn initial(id: &str, dim: usize) -> Vec<f32> {
             ((z >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.1
         })
         .collect()
+}
+
+/// FNV-1a, 64 bits: a fixed, published hash, the same in every process.
+pub fn fnv1a(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+/// Packs a vector as little-endian f32 (how factors are stored, in Redis
+/// and in the embedded store alike).
+pub fn pack(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// Unpacks a little-endian f32 vector; `None` if the length is not `dim`.
+pub fn unpack(bytes: &[u8], dim: usize) -> Option<Vec<f32>> {
+    (bytes.len() == dim * 4).then(|| {
+        bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect()
+    })
 }
 
 /// The dot product.
@@ -102,6 +124,13 @@ mod tests {
             .collect();
         assert_eq!(pinned, [1_014_737_792, 1_009_429_523, 3_170_994_618]);
         assert!(a.iter().all(|x| x.abs() <= 0.05));
+    }
+
+    #[test]
+    fn vectors_pack_and_unpack() {
+        let v = initial("x", 8);
+        assert_eq!(unpack(&pack(&v), 8), Some(v));
+        assert_eq!(unpack(&[0; 7], 8), None);
     }
 
     #[test]

@@ -43,6 +43,12 @@ impl NegativePool {
         }
     }
 
+    /// The pool of `site`, whose draws are the same in every process that
+    /// sees the same positives (so a live run can be replayed offline).
+    pub fn for_site(site: &str) -> Self {
+        NegativePool::new(super::fnv1a(site))
+    }
+
     /// Up to `n` draws, leaving out `item` itself.
     pub fn draw(&mut self, n: usize, item: &str) -> Vec<String> {
         if self.ring.is_empty() {

@@ -20,6 +20,7 @@ use crate::experiments::definition::Experiment;
 use crate::experiments::{Exposure, UnitCounters};
 use crate::ledger::{Counts, Minute};
 use crate::model::covisit::{self, CovisitConfig};
+use crate::model::unpack;
 
 use super::{
     add_rail_field, Attributes, ConsumerStats, CovisitRows, IngestContext, Item, Profile,
@@ -54,6 +55,11 @@ pub const DEAD_LETTERS: TableDefinition<(&str, u64), (&str, &str, &[u8])> =
 pub const CONSUMER_STATS: TableDefinition<&str, &str> = TableDefinition::new("consumer_stats");
 /// (site, `store::rail_field`) → served items' impressions or clicks.
 pub const RAILS: TableDefinition<(&str, &str), u64> = TableDefinition::new("rails");
+
+/// (site, user) → the user's factors (packed f32, `model::pack`).
+pub const USER_VECTORS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("user_vectors");
+/// (site, item) → the item's factors (packed f32).
+pub const ITEM_VECTORS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("item_vectors");
 
 /// (site, experiment key) → definition JSON.
 const EXPERIMENTS: TableDefinition<(&str, &str), &str> = TableDefinition::new("experiments");
@@ -93,6 +99,21 @@ pub fn add_popularity(
     score.add(weight, t_ms, half_life);
     table.insert((scope, item), (score.value, score.at_ms))?;
     Ok(())
+}
+
+/// Every item's factors of `site`.
+pub fn site_item_vectors(
+    table: &impl ReadableTable<(&'static str, &'static str), &'static [u8]>,
+    site: &str,
+) -> Result<HashMap<String, Vec<f32>>, redb::Error> {
+    let mut out = HashMap::new();
+    for row in table.range((site, "")..(site, "\u{10FFFF}"))? {
+        let (k, v) = row?;
+        if let Some(vector) = unpack(v.value(), v.value().len() / 4) {
+            out.insert(k.value().1.to_owned(), vector);
+        }
+    }
+    Ok(out)
 }
 
 /// A profile as stored: affinities as decayed `(value, at_ms)` pairs, valued
@@ -267,6 +288,8 @@ impl EmbeddedStore {
         tx.open_table(COVISIT_NORMS).map_err(err)?;
         tx.open_table(EXPERIMENTS).map_err(err)?;
         tx.open_table(EXPOSURES).map_err(err)?;
+        tx.open_table(USER_VECTORS).map_err(err)?;
+        tx.open_table(ITEM_VECTORS).map_err(err)?;
         tx.commit().map_err(err)?;
         Ok(EmbeddedStore { db })
     }
@@ -419,14 +442,27 @@ impl Store for EmbeddedStore {
         half_life: HalfLife,
     ) -> StoreResult<UserModel> {
         let (site, user) = (site.to_owned(), user.to_owned());
-        let stored = self
-            .blocking(move |db| stored_profile(&db.begin_read()?, &site, &user))
+        let (stored, vector) = self
+            .blocking(move |db| {
+                let tx = db.begin_read()?;
+                let vector = tx
+                    .open_table(USER_VECTORS)?
+                    .get((site.as_str(), user.as_str()))?
+                    .and_then(|v| unpack(v.value(), v.value().len() / 4));
+                Ok((stored_profile(&tx, &site, &user)?, vector))
+            })
             .await?;
-        Ok(stored.user_model(None, now_ms(), half_life))
+        Ok(stored.user_model(vector, now_ms(), half_life))
     }
 
-    async fn item_vectors(&self, _site: &str) -> StoreResult<Arc<HashMap<String, Vec<f32>>>> {
-        Ok(Arc::default())
+    async fn item_vectors(&self, site: &str) -> StoreResult<Arc<HashMap<String, Vec<f32>>>> {
+        let site = site.to_owned();
+        let vectors = self
+            .blocking(move |db| {
+                site_item_vectors(&db.begin_read()?.open_table(ITEM_VECTORS)?, &site)
+            })
+            .await?;
+        Ok(Arc::new(vectors))
     }
 
     async fn covisit_norms(&self, site: &str) -> StoreResult<Arc<HashMap<String, f64>>> {
@@ -472,6 +508,7 @@ impl Store for EmbeddedStore {
             tx.open_table(FORGOTTEN)?.insert(key, ())?;
             tx.open_table(ATTRIBUTES)?.remove(key)?;
             tx.open_table(PROFILES)?.remove(key)?;
+            tx.open_table(USER_VECTORS)?.remove(key)?;
             let mut phases = Vec::new();
             for row in tx
                 .open_table(EXPERIMENTS)?

@@ -93,6 +93,7 @@ use crate::experiments::definition::Experiment;
 use crate::experiments::{Exposure, UnitCounters};
 use crate::ledger::{Counts, Minute};
 pub use crate::model::covisit::CovisitRows;
+use crate::model::validation::ValidationSummary;
 
 /// Result of store calls.
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -177,6 +178,10 @@ pub struct ConsumerStats {
     pub events_applied: u64,
     /// Events skipped as already applied (retries, replays).
     pub events_duplicate: u64,
+    /// The online model's live validation (`model::validation`), once it
+    /// evaluated anything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation: Option<ValidationSummary>,
 }
 
 /// Consumer reports older than this are from consumers that stopped.

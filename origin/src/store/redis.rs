@@ -44,6 +44,7 @@ use crate::ledger::{Counts, Measure, Minute};
 
 use crate::experiments::definition::Experiment;
 use crate::experiments::{Exposure, UnitCounters};
+use crate::model::unpack;
 
 use super::{
     add_rail_field, Attributes, ConsumerStats, CovisitRows, IngestContext, Item, Profile,
@@ -148,21 +149,6 @@ local function vec_add(cur, d)
   return struct.pack(fmt, unpack(v, 1, n))
 end
 ";
-
-/// Packs a vector as little-endian f32 (how factors are stored).
-pub fn pack(v: &[f32]) -> Vec<u8> {
-    v.iter().flat_map(|x| x.to_le_bytes()).collect()
-}
-
-/// Unpacks a little-endian f32 vector; `None` if the length is not `dim`.
-pub fn unpack(bytes: &[u8], dim: usize) -> Option<Vec<f32>> {
-    (bytes.len() == dim * 4).then(|| {
-        bytes
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect()
-    })
-}
 
 /// A packed little-endian f32 vector of any length.
 fn unpack_any(bytes: &[u8]) -> Option<Vec<f32>> {
@@ -516,17 +502,5 @@ impl Store for RedisStore {
             }
         }
         Ok(out)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn vectors_pack_and_unpack() {
-        let v = crate::model::initial("x", 8);
-        assert_eq!(unpack(&pack(&v), 8), Some(v));
-        assert_eq!(unpack(&[0; 7], 8), None);
     }
 }

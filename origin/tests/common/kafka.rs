@@ -177,6 +177,8 @@ impl Consumer {
             .env("ATTUNE_TOPIC_PREFIX", prefix)
             .env("ATTUNE_CONSUMER_GROUP", group)
             .env("ATTUNE_CONSUMER_LISTEN", format!("127.0.0.1:{port}"))
+            // Every engagement, as `common::learning`'s offline replay.
+            .env("ATTUNE_VALIDATION_SAMPLE", "1")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .spawn()

@@ -4,6 +4,7 @@
 #![allow(dead_code)] // broker_outage.rs uses part of this
 
 pub mod kafka;
+pub mod learning;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -94,6 +95,7 @@ pub fn args(backend: Backend, config: PathBuf, data_dir: PathBuf) -> ServeArgs {
         topic_prefix: String::new(),
         affinity_half_life_h: 24.0,
         consumer_group: "attune-profiles".into(),
+        validation_sample: 1.0,
     }
 }
 

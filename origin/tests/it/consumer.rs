@@ -453,7 +453,7 @@ async fn forgetting_a_user_removes_the_profile_and_ignores_later_events() {
         .map(|(n, item)| click_as_consumed("late", n as i64, &site, "anon:gone", item, now_ms()))
         .collect();
     let mut writer = ProfileWriter::connect(&env("REDIS_URL")).unwrap();
-    let mut trainer = Trainer::connect(&env("REDIS_URL"), MfConfig::default()).unwrap();
+    let mut trainer = Trainer::connect(&env("REDIS_URL"), MfConfig::default(), 1.0).unwrap();
     let mut replayed = by_user(&late, &SiteWeights::default(), &mut |_, _| {
         Default::default()
     });
@@ -522,6 +522,24 @@ async fn the_online_model_learns_from_events_and_serves_recommendations() {
             "scores are scaled to 0..=1: {after}"
         );
     }
+}
+
+/// The consumer validates the online model live, before it learns each
+/// engagement: its HR@10 counts on /metrics are exactly those of an offline
+/// prequential run of the same stream, and climb once the model has learned
+/// the readers' tastes (`common::learning`).
+#[tokio::test]
+async fn live_validation_on_kafka_and_redis_matches_an_offline_run() {
+    let (prefix, origin) = setup().await;
+    let consumer = Consumer::start(&prefix, &format!("g-{prefix}"));
+    crate::common::learning::live_validation_matches_offline(&origin, || async {
+        let n = consumer
+            .metric("attune_model_validation_events_total")
+            .await;
+        let hits = consumer.metric("attune_model_validation_hits_total").await;
+        (n > 0.0).then_some((n as u64, hits as u64))
+    })
+    .await;
 }
 
 /// A poll that brings only records it cannot apply (a foreign producer's
@@ -874,7 +892,7 @@ fn a_replayed_round_counts_each_co_visit_once() {
         .enumerate()
         .map(|(n, item)| click_as_consumed("replay", n as i64, &site, "u", item, t))
         .collect();
-    let mut trainer = Trainer::connect(&env("REDIS_URL"), MfConfig::default()).unwrap();
+    let mut trainer = Trainer::connect(&env("REDIS_URL"), MfConfig::default(), 1.0).unwrap();
     for _ in 0..2 {
         let mut groups = by_user(&incoming, &SiteWeights::default(), &mut |_, _| {
             Default::default()
@@ -931,7 +949,7 @@ fn a_popular_items_row_is_trimmed_as_the_model_trims_it() {
             push(&mut window, item, cfg.window);
         }
     }
-    let mut trainer = Trainer::connect(&env("REDIS_URL"), MfConfig::default()).unwrap();
+    let mut trainer = Trainer::connect(&env("REDIS_URL"), MfConfig::default(), 1.0).unwrap();
     let mut groups = by_user(&incoming, &SiteWeights::default(), &mut |_, _| {
         Default::default()
     });
@@ -1129,14 +1147,15 @@ fn item_factors_in_redis_are_the_models_steps_and_a_replay_changes_nothing() {
     use attune_origin::consume::apply::by_user;
     use attune_origin::consume::train::Trainer;
     use attune_origin::model::online::learn_factors;
+    use attune_origin::model::unpack;
     use attune_origin::model::{initial, MfConfig};
-    use attune_origin::store::redis::{site_key, unpack};
+    use attune_origin::store::redis::site_key;
     use std::collections::HashMap;
 
     let cfg = MfConfig::default();
     let site = format!("mf{}", &uuid::Uuid::now_v7().simple().to_string()[20..]);
     let incoming = vec![click_as_consumed("factors", 0, &site, "u", "a", now_ms())];
-    let mut trainer = Trainer::connect(&env("REDIS_URL"), cfg).unwrap();
+    let mut trainer = Trainer::connect(&env("REDIS_URL"), cfg, 1.0).unwrap();
     let stored = |conn: &mut redis::Connection| -> Vec<f32> {
         let bytes: Vec<u8> = redis::cmd("HGET")
             .arg(site_key(&site, "item_vectors"))
@@ -1362,7 +1381,7 @@ async fn served_rails_are_counted_once_by_ranker_and_position_and_teach_the_mode
         })
         .collect();
     let start = |item: &str| {
-        attune_origin::store::redis::pack(&attune_origin::model::initial(
+        attune_origin::model::pack(&attune_origin::model::initial(
             &format!("{site}/{item}"),
             attune_origin::model::MfConfig::default().dim,
         ))

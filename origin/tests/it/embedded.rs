@@ -234,6 +234,25 @@ async fn the_embedded_consumer_learns_what_readers_read_next() {
     assert_eq!(recs["items"][0]["item"], "y", "{recs}");
 }
 
+/// The embedded consumer trains the online model and validates it live,
+/// as the Kafka consumer does: its numbers on the dashboard are exactly an
+/// offline prequential run's (`common::learning`), and a learner's rail is
+/// ranked by the model.
+#[tokio::test]
+async fn the_embedded_model_learns_and_its_live_validation_matches_an_offline_run() {
+    let origin = start(Backend::Embedded, |_| {}).await;
+    crate::common::learning::live_validation_matches_offline(&origin, || async {
+        let d = origin.get_as_site("/v1/dashboard").await;
+        let v = &d["consumers"][0]["validation"];
+        Some((v["evaluated"].as_u64()?, v["hits"].as_u64()?))
+    })
+    .await;
+    let recs: Value = origin
+        .get_as_site("/v1/recommendations?user=anon:planted0-0&k=3")
+        .await;
+    assert_eq!(recs["model"], "covisit+mf+popularity", "{recs}");
+}
+
 async fn wait_for_counts(origin: &crate::common::TestOrigin, user: &str, want: &Value) -> Value {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
