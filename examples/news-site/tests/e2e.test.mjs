@@ -328,6 +328,18 @@ test("the dashboard shows the stream, the consumer and this reader's affinities 
   assert.equal(words[2], "", "a current reader's panel needs no excuse");
   assert.match(words[3], /^the consumers are 900 events behind: this reader's newest events may not be in their profile/);
   assert.match(words[4], /^no consumer is running: /);
+  // The online model's live validation in words: none yet, and two consumers' windows pooled.
+  const model = await dash.evaluate(() => [
+    document.getElementById("model-note").textContent,
+    window.dash.modelWords([null]),
+    window.dash.modelWords([
+      { window: 500, hr10: 0.4, ndcg10: 0.3, evaluated: 900, degraded: false },
+      { window: 500, hr10: 0.2, ndcg10: 0.1, evaluated: 600, degraded: true },
+    ]),
+  ]);
+  assert.ok(model[0].length > 0, "the model panel says something");
+  assert.match(model[1], /^no prediction checked yet/);
+  assert.equal(model[2], "degraded: HR@10 30.0 %, NDCG@10 0.200 over the last 1000 predictions (1500 checked since the consumers started); it hits less often than its own recent history");
   // An experiment (stopped, so no reader's rail changes) gets its panel.
   const defined = await fetch(`${origin}/v1/experiments/e2e-panel`, {
     method: "PUT",

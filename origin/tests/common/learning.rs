@@ -96,8 +96,8 @@ pub async fn post_each_applied(origin: &TestOrigin, batches: &[Batch]) {
 /// The offline prequential run of `batches`: the consumers' steps (negatives
 /// drawn from the site's pool as each batch begins, then each click
 /// validated when new to the reader's window, then learned). Returns
-/// (evaluated, hits at 10).
-pub fn offline_validation(site: &str, batches: &[Batch]) -> (u64, u64) {
+/// (evaluated, hits at 10, HR@10 of the latest window).
+pub fn offline_validation(site: &str, batches: &[Batch]) -> (u64, u64, f64) {
     let (mf, cv) = (MfConfig::default(), CovisitConfig::default());
     let weights = FeedbackWeights::default();
     let mut pool = NegativePool::for_site(site);
@@ -131,20 +131,20 @@ pub fn offline_validation(site: &str, batches: &[Batch]) -> (u64, u64) {
         }
     }
     let s = validator.live.summary().expect("the stream has clicks");
-    (s.evaluated, s.hits)
+    (s.evaluated, s.hits, s.hr10)
 }
 
 /// Checks the consumer's live validation against the offline run: after
-/// the learning passes and after the last phase, `live` (evaluated, hits) —
-/// polled until the consumer has evaluated as many engagements — equals the
-/// offline numbers; and the last phase, predicting what readers held back,
+/// the learning passes and after the last phase, `live` (evaluated, hits,
+/// the latest window's HR@10) — polled until the consumer has evaluated as
+/// many engagements — equals the offline numbers; and the last phase, predicting what readers held back,
 /// hits at least 90 %, where a model that learned nothing hits 10 of the
 /// 23 items outside the reader's window, 43 %. (Offline over 100 sites:
 /// 98.6 % at worst; with one learning pass instead of three, 57 %.)
 pub async fn live_validation_matches_offline<F, Fut>(origin: &TestOrigin, live: F)
 where
     F: Fn() -> Fut,
-    Fut: std::future::Future<Output = Option<(u64, u64)>>,
+    Fut: std::future::Future<Output = Option<(u64, u64, f64)>>,
 {
     origin.load_items(catalog()).await;
     let site = origin.site.site_key.clone();
@@ -158,15 +158,22 @@ where
         let deadline = Instant::now() + Duration::from_secs(20);
         let got = loop {
             let got = live().await;
-            if got.is_some_and(|(n, _)| n >= want.0) || Instant::now() > deadline {
+            if got.is_some_and(|(n, _, _)| n >= want.0) || Instant::now() > deadline {
                 break got;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         };
+        let got = got.unwrap_or_else(|| panic!("no live validation after {upto} batches"));
         assert_eq!(
-            got,
-            Some(want),
+            (got.0, got.1),
+            (want.0, want.1),
             "live (evaluated, hits) vs offline after {upto} batches"
+        );
+        assert!(
+            (got.2 - want.2).abs() < 1e-9,
+            "live HR@10 {} vs offline {}",
+            got.2,
+            want.2
         );
     }
     let first = offline_validation(&site, &batches[..learned]);

@@ -537,7 +537,8 @@ async fn live_validation_on_kafka_and_redis_matches_an_offline_run() {
             .metric("attune_model_validation_events_total")
             .await;
         let hits = consumer.metric("attune_model_validation_hits_total").await;
-        (n > 0.0).then_some((n as u64, hits as u64))
+        let hr10 = consumer.metric("attune_model_live_hr10").await;
+        (n > 0.0).then_some((n as u64, hits as u64, hr10))
     })
     .await;
 }

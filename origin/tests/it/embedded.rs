@@ -244,7 +244,11 @@ async fn the_embedded_model_learns_and_its_live_validation_matches_an_offline_ru
     crate::common::learning::live_validation_matches_offline(&origin, || async {
         let d = origin.get_as_site("/v1/dashboard").await;
         let v = &d["consumers"][0]["validation"];
-        Some((v["evaluated"].as_u64()?, v["hits"].as_u64()?))
+        Some((
+            v["evaluated"].as_u64()?,
+            v["hits"].as_u64()?,
+            v["hr10"].as_f64()?,
+        ))
     })
     .await;
     let recs: Value = origin
