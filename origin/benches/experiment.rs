@@ -2,14 +2,11 @@
 //! whose tastes are known. Writes target/bench/experiment.json (and xtask
 //! draws experiment.png from it).
 //!
-//! Readers have a favourite and a second category over a catalog shaped like
-//! the demo's (240 articles, 10 categories); each article has a quality. A
-//! reader examines rail position p with probability 1/(1+p)^0.7 (position
-//! bias) and clicks an examined article with probability
-//! (0.02 + 0.8 · taste(category) · quality) · activity, where a reader's
-//! activity is log-normal with median 1 (noise: every draw is Bernoulli).
-//! Because the bench knows these probabilities, it knows each served rail's
-//! expected clicks and impressions, and so each arm's true CTR.
+//! The readers are `attune_origin::simulate::readers` (the demo's simulated
+//! traffic) over a catalog shaped like the demo's (240 articles, 10
+//! categories): a favourite and a second category, position bias, log-normal
+//! activity. Because the bench knows their click probabilities, it knows each
+//! served rail's expected clicks and impressions, and so each arm's true CTR.
 //!
 //! 1. **A/B through the real pipeline** (origin → Kafka → consumers → Redis):
 //!    `production` against `popularity`, readers visiting over simulated
@@ -34,6 +31,7 @@ use attune_core::codec::encode_msgpack;
 use attune_core::experiments::{assign, credit, team_draft, Team};
 use attune_core::{Batch, Event, Interaction, Slot};
 use attune_origin::experiments::stats::{self, Moments, RatioMoments, Settings};
+use attune_origin::simulate::readers::{look, Outcome, World};
 use attune_origin::store::redis::exposures_key;
 use common::{now_ms, Bench, API_KEY};
 use futures::StreamExt;
@@ -58,52 +56,6 @@ const NOISES: [f64; 3] = [0.3, 0.6, 1.0];
 /// Units after which a comparison counts as undecided.
 const CAP: usize = 20_000;
 
-/// The readers and the catalog.
-struct World {
-    quality: Vec<f64>,
-    tastes: Vec<[f64; CATEGORIES]>,
-    /// How readily each reader clicks at all (heavy and light readers).
-    activity: Vec<f64>,
-}
-
-impl World {
-    fn new(seed: u64) -> World {
-        let mut rng = SmallRng::seed_from_u64(seed);
-        let quality = (0..ITEMS).map(|_| rng.random_range(0.5..1.5)).collect();
-        let tastes = (0..READERS)
-            .map(|_| {
-                let favourite = rng.random_range(0..CATEGORIES);
-                let second = (favourite + rng.random_range(1..CATEGORIES)) % CATEGORIES;
-                let mut t = [0.1 / (CATEGORIES - 2) as f64; CATEGORIES];
-                t[favourite] = 0.7;
-                t[second] = 0.2;
-                t
-            })
-            .collect();
-        // Log-normal, median 1: a few readers click far more than most.
-        let activity = (0..READERS)
-            .map(|_| {
-                let normal: f64 = (0..12).map(|_| rng.random::<f64>()).sum::<f64>() - 6.0;
-                (0.8 * normal).exp()
-            })
-            .collect();
-        World {
-            quality,
-            tastes,
-            activity,
-        }
-    }
-
-    fn p_click(&self, reader: usize, item: usize) -> f64 {
-        let taste = self.tastes[reader][item / PER_CATEGORY];
-        ((0.02 + 0.8 * taste * self.quality[item]) * self.activity[reader]).min(0.95)
-    }
-}
-
-fn examine(position: usize) -> f64 {
-    1.0 / (1.0 + position as f64).powf(0.7)
-}
-
 fn item_id(item: usize) -> String {
     format!("c{}-{}", item / PER_CATEGORY, item % PER_CATEGORY)
 }
@@ -111,38 +63,6 @@ fn item_id(item: usize) -> String {
 fn item_of(id: &str) -> Option<usize> {
     let (c, n) = id.strip_prefix('c')?.split_once('-')?;
     Some(c.parse::<usize>().ok()? * PER_CATEGORY + n.parse::<usize>().ok()?)
-}
-
-/// What one rail did for one reader: drawn and expected.
-#[derive(Debug, Clone, Copy, Default)]
-struct Outcome {
-    clicks: u32,
-    impressions: u32,
-    expected_clicks: f64,
-    expected_impressions: f64,
-}
-
-/// A reader looks at `rail` (item indices): impressions and clicks drawn,
-/// and what was expected; per position, whether it was examined and clicked.
-fn look(
-    world: &World,
-    reader: usize,
-    rail: &[usize],
-    rng: &mut SmallRng,
-) -> (Outcome, Vec<(bool, bool)>) {
-    let mut o = Outcome::default();
-    let mut seen = Vec::with_capacity(rail.len());
-    for (p, &item) in rail.iter().enumerate() {
-        let (e, c) = (examine(p), world.p_click(reader, item));
-        o.expected_impressions += e;
-        o.expected_clicks += e * c;
-        let examined = rng.random::<f64>() < e;
-        let clicked = examined && rng.random::<f64>() < c;
-        o.impressions += u32::from(examined);
-        o.clicks += u32::from(clicked);
-        seen.push((examined, clicked));
-    }
-    (o, seen)
 }
 
 fn clicked_positions(seen: &[(bool, bool)]) -> Vec<usize> {
@@ -398,7 +318,8 @@ fn median(mut v: Vec<usize>) -> usize {
 async fn main() -> anyhow::Result<()> {
     let bench = Bench::start("experiment").await?;
     let _consumer = bench.consumer()?;
-    let world = World::new(7);
+    let category_of = (0..ITEMS).map(|i| i / PER_CATEGORY).collect();
+    let world = World::new(7, READERS, category_of, CATEGORIES);
     let published = now_ms() - 3_600_000;
     let catalog: Vec<Value> = (0..ITEMS)
         .map(|i| json!({"id": item_id(i), "tags": [format!("cat{}", i / PER_CATEGORY)], "published_at_ms": published}))

@@ -40,6 +40,39 @@ pub enum Command {
     /// acknowledged, what Kafka holds, what the consumers applied. Exits 1
     /// when it finds a gap.
     Audit(AuditArgs),
+    /// Simulated readers with known tastes reading a running origin's
+    /// rails: traffic for the demo and for trying a site's setup.
+    Simulate(SimulateArgs),
+}
+
+/// Flags of `attune-origin simulate`.
+#[derive(Debug, Clone, Args)]
+pub struct SimulateArgs {
+    /// The origin's base URL.
+    #[arg(
+        long,
+        env = "ATTUNE_SIMULATE_ORIGIN",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub origin: String,
+    /// The site's public key (its events are sent with it).
+    #[arg(long, env = "ATTUNE_SITE_KEY", default_value = "demo")]
+    pub site_key: String,
+    /// The site's API key (reads the catalog and the readers' rails).
+    #[arg(long, env = "ATTUNE_API_KEY", default_value = "demo-secret-api-key")]
+    pub api_key: String,
+    /// Simulated readers.
+    #[arg(long, default_value_t = 50)]
+    pub readers: usize,
+    /// Visits per second, over all readers.
+    #[arg(long, default_value_t = 5.0)]
+    pub visits_per_second: f64,
+    /// Seed of the readers' tastes and choices.
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    /// Stop after this many visits (0: until stopped).
+    #[arg(long, default_value_t = 0)]
+    pub visits: u64,
 }
 
 /// Flags of `attune-origin audit`.

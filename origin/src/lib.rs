@@ -35,6 +35,7 @@ pub mod ratelimit;
 pub mod record;
 pub mod segments;
 pub mod server;
+pub mod simulate;
 pub mod store;
 
 use std::sync::Arc;
@@ -292,7 +293,10 @@ pub fn router(state: AppState) -> Router {
             get(api::recommendations::get_recommendations),
         )
         .route("/v1/profile", get(api::profile::get_profile))
-        .route("/v1/items", post(api::items::post_items))
+        .route(
+            "/v1/items",
+            get(api::items::get_items).post(api::items::post_items),
+        )
         .route("/v1/items/{id}", put(api::items::put_item))
         .route("/v1/users/{id}", delete(api::users::forget_user))
         .route("/v1/users/{id}/attributes", put(api::users::put_attributes))

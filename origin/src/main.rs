@@ -83,6 +83,9 @@ async fn main() -> anyhow::Result<()> {
                 std::process::exit(1);
             }
         }
+        Command::Simulate(args) => {
+            attune_origin::simulate::run(&args).await?;
+        }
         Command::MintToken(args) => {
             let exp = attune_origin::clock::now_s() + args.ttl_s;
             println!(

@@ -12,6 +12,7 @@ use utoipa::{Modify, OpenApi};
         crate::ingest::post_events,
         crate::api::recommendations::get_recommendations,
         crate::api::profile::get_profile,
+        crate::api::items::get_items,
         crate::api::items::post_items,
         crate::api::items::put_item,
         crate::api::users::forget_user,

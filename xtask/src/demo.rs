@@ -1,8 +1,10 @@
-//! `cargo xtask demo [--stack]`: the whole loop on this machine — the news
-//! site with the tracker, the edge worker in workerd, and the origin, embedded
-//! (data under target/demo-data) or, with `--stack`, on real Kafka + Redis with
-//! a stream consumer. Builds what it needs, loads the catalog, prints the URLs;
-//! Ctrl-C (or SIGTERM) stops every process and then the stack if it started it.
+//! `cargo xtask demo [--stack] [--readers N]`: the whole loop on this machine —
+//! the news site with the tracker, the edge worker in workerd, and the origin,
+//! embedded (data under target/demo-data) or, with `--stack`, on real Kafka +
+//! Redis with a stream consumer; with `--readers`, simulated readers with
+//! tastes (`attune-origin simulate`) reading the site's rails. Builds what it
+//! needs, loads the catalog, prints the URLs; Ctrl-C (or SIGTERM) stops every
+//! process and then the stack if it started it.
 
 use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -35,7 +37,7 @@ fn port_of(listen: &str, var: &str) -> Result<u16> {
         .with_context(|| format!("{var}={listen} is not host:port"))
 }
 
-pub fn run(with_stack: bool) -> Result<()> {
+pub fn run(with_stack: bool, readers: usize) -> Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
@@ -57,6 +59,8 @@ pub fn run(with_stack: bool) -> Result<()> {
             .env_remove("ATTUNE_TOPIC_PREFIX")
             .env_remove("ATTUNE_CONSUMER_GROUP")
             .envs(backend_env.iter().map(|(k, v)| (*k, v.as_str())))
+            // A demo's traffic is small: validate the model on every engagement.
+            .env("ATTUNE_VALIDATION_SAMPLE", "1")
             .spawn()
             .with_context(|| format!("start attune-origin {}", args.join(" ")))
     };
@@ -65,7 +69,20 @@ pub fn run(with_stack: bool) -> Result<()> {
         // The consumers turn the event topics into profiles and the model.
         children.push(("consumer", spawn_origin(&["consume"])?));
     }
-    supervise(&stop, &mut children, &ports, running.as_ref())?;
+    let readers = (readers > 0).then(|| {
+        vec![
+            "simulate".to_owned(),
+            "--readers".into(),
+            readers.to_string(),
+            "--origin".into(),
+            format!("http://{}", ports.listen),
+            "--site-key".into(),
+            DEMO_SITE_KEY.into(),
+            "--api-key".into(),
+            DEMO_API_KEY.into(),
+        ]
+    });
+    supervise(&stop, &mut children, &ports, running.as_ref(), readers)?;
     println!("\n==> stopping");
     drop(running);
     Ok(())
@@ -145,6 +162,7 @@ fn supervise(
     children: &mut Vec<(&'static str, Child)>,
     ports: &Ports,
     running: Option<&crate::stack::Running>,
+    simulate: Option<Vec<String>>,
 ) -> Result<()> {
     let started = Instant::now();
     let mut site_started = false;
@@ -180,6 +198,14 @@ fn supervise(
                 .spawn()
                 .context("start the news site (node examples/news-site/server.mjs)")?;
             children.push(("news site", site));
+            if let Some(args) = &simulate {
+                // The readers wait for the catalog the site loads.
+                let readers = Command::new(crate::target_dir().join("debug/attune-origin"))
+                    .args(args)
+                    .spawn()
+                    .context("start the simulated readers (attune-origin simulate)")?;
+                children.push(("simulated readers", readers));
+            }
         }
         if !site_started && started.elapsed() > START_TIMEOUT {
             stop_all(children);

@@ -31,6 +31,10 @@ enum Command {
         /// Run on the real Kafka + Redis stack instead of the embedded default.
         #[arg(long)]
         stack: bool,
+        /// Also start this many simulated readers with tastes
+        /// (`attune-origin simulate`), so the dashboard moves on its own.
+        #[arg(long, default_value_t = 0)]
+        readers: usize,
     },
     /// Install what is missing, start the stack, run every test suite, stop the stack.
     Test,
@@ -102,7 +106,7 @@ pub fn cargo() -> std::process::Command {
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Demo { stack } => demo::run(stack),
+        Command::Demo { stack, readers } => demo::run(stack, readers),
         Command::Test => test::run(),
         Command::Size => size::run(),
         Command::Eval { tune, only } => eval::run(tune, &only),

@@ -1,4 +1,5 @@
-//! The catalog: `POST /v1/items` (bulk upsert) and `PUT /v1/items/{id}`.
+//! The catalog: `GET /v1/items`, `POST /v1/items` (bulk upsert) and
+//! `PUT /v1/items/{id}`.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -58,6 +59,26 @@ fn validate(item: &Item, at: &str) -> Result<(), ApiError> {
         .field(format!("{at}.metadata")));
     }
     Ok(())
+}
+
+/// Reply of `GET /v1/items`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Catalog {
+    /// Every item of the site, by id.
+    pub items: Vec<Item>,
+}
+
+/// The site's catalog, by id.
+#[utoipa::path(get, path = "/v1/items", tag = "catalog", security(("bearer" = [])),
+    responses((status = 200, body = Catalog), (status = 401, body = ErrorBody), (status = 403, description = "Needs the API key", body = ErrorBody)))]
+pub async fn get_items(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Catalog>, ApiError> {
+    let site = caller.require_server()?;
+    let mut items = state.store.items(&site.key).await?;
+    items.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(Json(Catalog { items }))
 }
 
 /// Inserts or replaces up to 1000 items.

@@ -305,6 +305,26 @@ pub async fn catalog_recommendations_and_forget(origin: &TestOrigin) {
         .await
         .unwrap();
     assert_eq!(r.status(), 400, "path and body ids must match");
+    let catalog = origin.get_as_site("/v1/items").await;
+    let ids: Vec<&str> = catalog["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["s1", "s2", "t1", "t2", "w1"], "{catalog}");
+    assert_eq!(catalog["items"][2]["tags"], json!(["tech"]));
+    let r = origin
+        .http
+        .get(origin.url("/v1/items"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        401,
+        "the catalog is the site's: the API key reads it"
+    );
 
     let carol = origin.token("carol");
     let clicks: Vec<_> = (0..3)

@@ -22,6 +22,8 @@ const LAYERS: &[&[&str]] = &[
     &["consume", "auth", "ratelimit", "encoding"],
     &["ingest", "api", "audit", "dashboard", "health"],
     &["openapi", "server"],
+    // A client of the HTTP API, composed by main.rs only.
+    &["simulate"],
 ];
 
 fn src() -> PathBuf {

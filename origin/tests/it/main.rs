@@ -19,4 +19,5 @@ mod ingest_kafka;
 mod layering;
 mod profile_rules;
 mod records_contract;
+mod simulate;
 mod slow_clients;
