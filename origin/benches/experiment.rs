@@ -29,8 +29,9 @@ use std::time::{Duration, Instant};
 
 use attune_core::codec::encode_msgpack;
 use attune_core::experiments::{assign, credit, team_draft, Team};
-use attune_core::{Batch, Event, Interaction, Slot};
+use attune_core::Batch;
 use attune_origin::experiments::stats::{self, Moments, RatioMoments, Settings};
+use attune_origin::simulate::rail_events;
 use attune_origin::simulate::readers::{look, Outcome, World};
 use attune_origin::store::redis::exposures_key;
 use common::{now_ms, Bench, API_KEY};
@@ -102,27 +103,9 @@ async fn visit(
     let mut rng = SmallRng::seed_from_u64((reader * 1_000 + minute) as u64);
     let (outcome, seen) = look(world, reader, &items, &mut rng);
     let t = now_ms();
-    let event = |interaction, item: usize, position: Option<usize>| Event {
-        id: uuid::Uuid::now_v7(),
-        ts_ms: t,
-        interaction,
-        item: Some(item_id(item)),
-        context: None,
-        slot: position.map(|p| Slot {
-            serve_id: serve_id.clone(),
-            position: p as u8,
-        }),
-    };
-    let mut events = Vec::new();
-    for (p, (&item, &(examined, clicked))) in items.iter().zip(&seen).enumerate() {
-        if examined {
-            events.push(event(Interaction::Impression, item, Some(p)));
-        }
-        if clicked {
-            events.push(event(Interaction::Click, item, Some(p)));
-            events.push(event(Interaction::Dwell { visible_ms: 45_000 }, item, None));
-        }
-    }
+    let ids: Vec<String> = items.iter().map(|&i| item_id(i)).collect();
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let events = rail_events(&serve_id, &ids, &seen, t);
     if !events.is_empty() {
         let body = encode_msgpack(&Batch {
             site_key: bench.site_key.clone(),

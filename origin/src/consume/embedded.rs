@@ -93,7 +93,8 @@ struct ItemFactors {
 }
 
 impl ItemFactors {
-    /// Makes sure `items` of `site` are in memory (read, or at their start point).
+    /// Makes sure `items` of `site` are in memory (read, or at their start
+    /// point); the caller marks what it changes.
     fn load(
         &mut self,
         table: &redb::Table<(&str, &str), &[u8]>,
@@ -111,7 +112,6 @@ impl ItemFactors {
                 .and_then(|v| unpack(v.value(), dim))
                 .unwrap_or_else(|| initial(&format!("{site}/{item}"), dim));
             vectors.insert(item.to_owned(), v);
-            self.changed.insert((site.to_owned(), item.to_owned()));
         }
         Ok(())
     }

@@ -145,6 +145,48 @@ mod tests {
         assert_eq!(percentile(&[], 0.5), None);
     }
 
+    /// The validation metrics follow the summary: counts, rates and the
+    /// degraded flag, which goes to 1 and back.
+    #[test]
+    fn validation_metrics_follow_the_summary() {
+        use crate::model::validation::LiveValidation;
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        let line = |text: &str, name: &str| -> Option<f64> {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        };
+        metrics::with_local_recorder(&recorder, || {
+            let mut t = StatsTracker::new(None);
+            let mut live = LiveValidation::default();
+            for i in 0..2_500 {
+                // HR@10 0.4 for 2,000 checks, then 0.2.
+                let hit = if i < 2_000 { i % 5 < 2 } else { i % 5 < 1 };
+                live.record(if hit { 1 } else { 50 });
+            }
+            t.validated(live.summary());
+            let text = handle.render();
+            assert_eq!(
+                line(&text, "attune_model_validation_events_total"),
+                Some(2_500.0)
+            );
+            assert_eq!(
+                line(&text, "attune_model_validation_hits_total"),
+                Some(900.0)
+            );
+            assert_eq!(line(&text, "attune_model_live_hr10"), Some(0.2));
+            assert_eq!(line(&text, "attune_model_live_ndcg10"), Some(0.2));
+            assert_eq!(line(&text, "attune_model_live_degraded"), Some(1.0));
+            for _ in 0..500 {
+                live.record(1);
+            }
+            t.validated(live.summary());
+            let text = handle.render();
+            assert_eq!(line(&text, "attune_model_live_degraded"), Some(0.0));
+            assert_eq!(line(&text, "attune_model_live_hr10"), Some(1.0));
+        });
+    }
+
     #[test]
     fn freshness_covers_the_last_minute_and_lag_sums_partitions() {
         let lag = SharedLag::default();

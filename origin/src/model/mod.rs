@@ -92,6 +92,11 @@ pub fn unpack(bytes: &[u8], dim: usize) -> Option<Vec<f32>> {
     })
 }
 
+/// Unpacks a packed little-endian f32 vector of any length.
+pub fn unpack_any(bytes: &[u8]) -> Option<Vec<f32>> {
+    unpack(bytes, bytes.len() / 4)
+}
+
 /// The dot product.
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()

@@ -207,6 +207,43 @@ fn report(t: &Totals, elapsed: Duration) {
     );
 }
 
+/// What a reader did with a served rail (`ids` in rail order, `seen` from
+/// [`look`]), as a tracker reports it: an impression of each examined item
+/// and, for each clicked one, the click and a [`DWELL_MS`] visible dwell,
+/// with the rail's serve id and position on the impressions and clicks.
+pub fn rail_events(serve_id: &str, ids: &[&str], seen: &[(bool, bool)], ts_ms: i64) -> Vec<Event> {
+    let mut events = Vec::new();
+    for (p, (id, &(examined, clicked))) in ids.iter().zip(seen).enumerate() {
+        let slot = Some((serve_id, p));
+        if examined {
+            events.push(event(Interaction::Impression, id, slot, ts_ms));
+        }
+        if clicked {
+            events.push(event(Interaction::Click, id, slot, ts_ms));
+            let dwell = Interaction::Dwell {
+                visible_ms: DWELL_MS,
+            };
+            events.push(event(dwell, id, None, ts_ms));
+        }
+    }
+    events
+}
+
+/// One event with a fresh id; `slot` is the rail's serve id and position.
+fn event(interaction: Interaction, item: &str, slot: Option<(&str, usize)>, ts_ms: i64) -> Event {
+    Event {
+        id: uuid::Uuid::now_v7(),
+        ts_ms,
+        interaction,
+        item: Some(item.to_owned()),
+        context: None,
+        slot: slot.map(|(serve_id, p)| Slot {
+            serve_id: serve_id.to_owned(),
+            position: p as u8,
+        }),
+    }
+}
+
 /// The site's catalog, once it has items (the demo loads it after the
 /// origin starts).
 async fn wait_for_catalog(http: &reqwest::Client, args: &SimulateArgs) -> Result<Items> {
@@ -279,39 +316,21 @@ async fn visit(
     totals.impressions += seen.iter().filter(|(e, _)| *e).count() as u64;
     totals.clicks += seen.iter().filter(|(_, c)| *c).count() as u64;
     let now = crate::clock::now_ms();
-    let event = |interaction, item: usize, position: Option<usize>| Event {
-        id: uuid::Uuid::now_v7(),
-        ts_ms: now,
-        interaction,
-        item: Some(items.ids[item].clone()),
-        context: None,
-        slot: position.map(|p| Slot {
-            serve_id: rail.serve_id.clone(),
-            position: p as u8,
-        }),
-    };
-    let mut events = Vec::new();
-    for (p, (&item, &(examined, clicked))) in shown.iter().zip(&seen).enumerate() {
-        if examined {
-            events.push(event(Interaction::Impression, item, Some(p)));
-        }
-        if clicked {
-            events.push(event(Interaction::Click, item, Some(p)));
-            events.push(event(Interaction::PageView, item, None));
-            let dwell = Interaction::Dwell {
-                visible_ms: DWELL_MS,
-            };
-            events.push(event(dwell, item, None));
-        }
+    let ids: Vec<&str> = shown.iter().map(|&n| items.ids[n].as_str()).collect();
+    let mut events = rail_events(&rail.serve_id, &ids, &seen, now);
+    // A click opens the article: its page view too.
+    for (id, _) in ids.iter().zip(&seen).filter(|(_, (_, c))| *c) {
+        events.push(event(Interaction::PageView, id, None, now));
     }
     if rng.random::<f64>() < BROWSE {
         let item = world.browse(reader, rng);
         read.insert(item);
-        events.push(event(Interaction::PageView, item, None));
+        let id = &items.ids[item];
+        events.push(event(Interaction::PageView, id, None, now));
         let dwell = Interaction::Dwell {
             visible_ms: DWELL_MS,
         };
-        events.push(event(dwell, item, None));
+        events.push(event(dwell, id, None, now));
     }
     if events.is_empty() {
         return Ok(personal);

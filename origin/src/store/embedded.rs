@@ -20,7 +20,7 @@ use crate::experiments::definition::Experiment;
 use crate::experiments::{Exposure, UnitCounters};
 use crate::ledger::{Counts, Minute};
 use crate::model::covisit::{self, CovisitConfig};
-use crate::model::unpack;
+use crate::model::unpack_any;
 
 use super::{
     add_rail_field, Attributes, ConsumerStats, CovisitRows, IngestContext, Item, Profile,
@@ -109,7 +109,7 @@ pub fn site_item_vectors(
     let mut out = HashMap::new();
     for row in table.range((site, "")..(site, "\u{10FFFF}"))? {
         let (k, v) = row?;
-        if let Some(vector) = unpack(v.value(), v.value().len() / 4) {
+        if let Some(vector) = unpack_any(v.value()) {
             out.insert(k.value().1.to_owned(), vector);
         }
     }
@@ -448,7 +448,7 @@ impl Store for EmbeddedStore {
                 let vector = tx
                     .open_table(USER_VECTORS)?
                     .get((site.as_str(), user.as_str()))?
-                    .and_then(|v| unpack(v.value(), v.value().len() / 4));
+                    .and_then(|v| unpack_any(v.value()));
                 Ok((stored_profile(&tx, &site, &user)?, vector))
             })
             .await?;

@@ -44,7 +44,7 @@ use crate::ledger::{Counts, Measure, Minute};
 
 use crate::experiments::definition::Experiment;
 use crate::experiments::{Exposure, UnitCounters};
-use crate::model::unpack;
+use crate::model::unpack_any;
 
 use super::{
     add_rail_field, Attributes, ConsumerStats, CovisitRows, IngestContext, Item, Profile,
@@ -149,11 +149,6 @@ local function vec_add(cur, d)
   return struct.pack(fmt, unpack(v, 1, n))
 end
 ";
-
-/// A packed little-endian f32 vector of any length.
-fn unpack_any(bytes: &[u8]) -> Option<Vec<f32>> {
-    unpack(bytes, bytes.len() / 4)
-}
 
 fn parse_score(s: &str) -> Option<DecayedScore> {
     let (v, at) = s.split_once(',')?;
