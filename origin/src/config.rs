@@ -43,6 +43,77 @@ pub enum Command {
     /// Simulated readers with known tastes reading a running origin's
     /// rails: traffic for the demo and for trying a site's setup.
     Simulate(SimulateArgs),
+    /// Fit a challenger model from the retained Kafka log, compare it with
+    /// the serving version on a time-ordered holdout, and promote it only
+    /// when it is better beyond chance.
+    Retrain(RetrainArgs),
+    /// List the model versions, or move the serving pointer.
+    Model(ModelArgs),
+}
+
+/// Flags of `attune-origin retrain`.
+#[derive(Debug, Clone, Args)]
+pub struct RetrainArgs {
+    /// Kafka bootstrap servers.
+    #[arg(long, env = "KAFKA_BROKERS")]
+    pub kafka_brokers: String,
+    /// Redis URL.
+    #[arg(long, env = "REDIS_URL")]
+    pub redis_url: String,
+    /// Prefix of the interaction topics.
+    #[arg(long, env = "ATTUNE_TOPIC_PREFIX", default_value = "")]
+    pub topic_prefix: String,
+    /// The sites file, for each site's feedback weights (as the consumers read it).
+    #[arg(long, env = "ATTUNE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Regularization values to try.
+    #[arg(long, value_delimiter = ',', default_value = "0.001,0.01,0.03,0.1")]
+    pub regularization: Vec<f32>,
+    /// Passes over the training events to try.
+    #[arg(long, value_delimiter = ',', default_value = "1,3,10")]
+    pub epochs: Vec<u32>,
+    /// How much better (HR@10, absolute) the challenger's 95 % interval
+    /// must lie above the champion's for promotion.
+    #[arg(long, default_value_t = 0.0)]
+    pub margin: f64,
+    /// Register the challenger without promoting it, whatever the comparison says.
+    #[arg(long)]
+    pub no_promote: bool,
+    /// Print the outcome as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Flags of `attune-origin model`.
+#[derive(Debug, Clone, Args)]
+pub struct ModelArgs {
+    /// Redis URL.
+    #[arg(long, env = "REDIS_URL")]
+    pub redis_url: String,
+    /// Prefix of the interaction topics: the deployment whose versions these are.
+    #[arg(long, env = "ATTUNE_TOPIC_PREFIX", default_value = "")]
+    pub topic_prefix: String,
+    /// What to do.
+    #[command(subcommand)]
+    pub action: ModelAction,
+}
+
+/// `attune-origin model` actions.
+#[derive(Debug, Clone, Subcommand)]
+pub enum ModelAction {
+    /// The versions, their recipes and comparisons, and which one serves.
+    List {
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Serve a version (the consumers catch it up from where it stopped).
+    Promote {
+        /// The version.
+        version: u32,
+    },
+    /// Serve the version that served before the current one.
+    Rollback,
 }
 
 /// Flags of `attune-origin simulate`.

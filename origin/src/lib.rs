@@ -159,7 +159,8 @@ impl AppState {
                 )?;
                 let store = store::redis::RedisStore::connect(&redis_url)
                     .await
-                    .with_context(|| format!("cannot reach Redis at {redis_url}"))?;
+                    .with_context(|| format!("cannot reach Redis at {redis_url}"))?
+                    .with_topic_prefix(&args.topic_prefix);
                 audit::spawn_continuous(
                     Arc::new(store.clone()),
                     site_keys,
@@ -309,6 +310,9 @@ pub fn router(state: AppState) -> Router {
             "/v1/experiments/{key}/results",
             get(api::experiments::results),
         )
+        .route("/v1/models", get(api::models::list))
+        .route("/v1/models/rollback", post(api::models::rollback))
+        .route("/v1/models/{version}/promote", post(api::models::promote))
         .route("/v1/dashboard", get(dashboard::get_dashboard))
         .route("/dashboard", get(dashboard::page))
         .route("/openapi.json", get(openapi::document))

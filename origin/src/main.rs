@@ -83,6 +83,40 @@ async fn main() -> anyhow::Result<()> {
                 std::process::exit(1);
             }
         }
+        Command::Retrain(args) => {
+            let json = args.json;
+            let outcome =
+                tokio::task::spawn_blocking(move || attune_origin::consume::retrain::run(&args))
+                    .await??;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&outcome)?);
+            } else {
+                print!("{}", attune_origin::consume::retrain::render(&outcome));
+            }
+        }
+        Command::Model(args) => {
+            use attune_origin::api::models::{move_pointer, Move};
+            use attune_origin::config::ModelAction;
+            use attune_origin::store::Store;
+            let store = attune_origin::store::redis::RedisStore::connect(&args.redis_url)
+                .await
+                .with_context(|| format!("cannot reach Redis at {}", args.redis_url))?
+                .with_topic_prefix(&args.topic_prefix);
+            let registry = match args.action {
+                ModelAction::List { .. } => store.model_registry().await?,
+                ModelAction::Promote { version } => move_pointer(&store, Move::Promote(version))
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{}", e.body.message))?,
+                ModelAction::Rollback => move_pointer(&store, Move::Rollback)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{}", e.body.message))?,
+            };
+            if matches!(args.action, ModelAction::List { json: true }) {
+                println!("{}", serde_json::to_string_pretty(&registry)?);
+            } else {
+                print!("{}", attune_origin::model::versions::render(&registry));
+            }
+        }
         Command::Simulate(args) => {
             attune_origin::simulate::run(&args).await?;
         }

@@ -3,6 +3,7 @@
 
 pub mod experiments;
 pub mod items;
+pub mod models;
 pub mod profile;
 pub mod recommendations;
 pub mod users;

@@ -15,10 +15,11 @@ use redis::Commands;
 
 use crate::config::SiteWeights;
 use crate::model::covisit::CovisitConfig;
+use crate::model::versions::{versioned, FIRST, SERVING_FIELD};
 use crate::model::{initial, pack};
 use crate::store::profile_event::{ProfileEvent, SESSION_GAP_MS};
 use crate::store::redis::{
-    site_key, user_key, CONSUMERS_KEY, FORGOTTEN_MARK, LUA_DECAYED_ADD, LUA_VEC_ADD,
+    model_key, site_key, user_key, CONSUMERS_KEY, FORGOTTEN_MARK, LUA_DECAYED_ADD, LUA_VEC_ADD,
 };
 use crate::store::ConsumerStats;
 
@@ -51,7 +52,8 @@ pub struct CatalogFacts {
 }
 
 /// Groups a batch by `(site, user)` in offset order, with each event's weight
-/// and its item's tags (every event `unseen` until [`ProfileWriter::mark_seen`]).
+/// and its item's tags (every event `unseen` and a `first_record` until
+/// [`ProfileWriter::mark_seen`]).
 /// A dwell is weighed against its item's reading time and marked a read
 /// when long enough.
 pub fn by_user(
@@ -124,16 +126,20 @@ pub fn by_user(
                 team,
                 exposure,
                 unseen: true,
+                first_record: true,
             });
     }
     out
 }
 
 /// KEYS: profile, seen, wm, affinity, scroll, vector, consumed, recent,
-/// forgotten mark. ARGV: events (MessagePack), half-life ms, dedup window ms,
-/// co-visitation window, the user's initial factors (packed), the session
-/// gap ms. Returns how many events were applied; a forgotten user gets
-/// nothing written.
+/// forgotten mark, vector watermarks, first records. ARGV: events
+/// (MessagePack), half-life ms, dedup window ms, co-visitation window, the
+/// user's initial factors (packed), the session gap ms. Returns how many
+/// events were applied; a forgotten user gets nothing written.
+///
+/// The model version's change of the user's factors (`ud`) has its own
+/// watermark: a version catching up learns from records the profile has.
 const PROFILE_SCRIPT: &str = r"
 if redis.call('EXISTS', KEYS[9]) == 1 then return 0 end
 local events = cmsgpack.unpack(ARGV[1])
@@ -147,6 +153,7 @@ for _, e in ipairs(events) do
   if e.off > wm then
     redis.call('HSET', KEYS[3], e.tp, e.off)
     if redis.call('ZADD', KEYS[2], 'NX', e.ts, e.id) == 1 then
+      redis.call('HSET', KEYS[11], e.id, e.tp .. ':' .. e.off)
       applied = applied + 1
       if newest == nil or e.ts > newest then newest = e.ts end
       redis.call('HINCRBY', KEYS[1], 'count:' .. e.kind, 1)
@@ -167,10 +174,6 @@ for _, e in ipairs(events) do
       if e.w ~= 0 then
         for _, tag in ipairs(e.tags) do decayed_add(KEYS[4], tag, e.w, e.ts, h) end
       end
-      if e.ud then
-        local cur = redis.call('GET', KEYS[6]) or ARGV[5]
-        redis.call('SET', KEYS[6], vec_add(cur, e.ud))
-      end
       local through = e.rt and tonumber(redis.call('HGET', KEYS[5], e.item) or '-1') >= e.rt
       if e.item and (e.kind == 'click' or e.rd or through) then redis.call('SADD', KEYS[7], e.item) end
       if e.item and e.w > 0 then
@@ -180,8 +183,18 @@ for _, e in ipairs(events) do
       end
     end
   end
+  if e.ud and e.off > tonumber(redis.call('HGET', KEYS[10], e.tp) or '-1') then
+    local cur = redis.call('GET', KEYS[6]) or ARGV[5]
+    redis.call('SET', KEYS[6], vec_add(cur, e.ud))
+    redis.call('HSET', KEYS[10], e.tp, e.off)
+    redis.call('HINCRBY', KEYS[10], 'steps', 1)
+  end
 end
-if newest then redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', newest - window) end
+if newest then
+  local old = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', newest - window)
+  for i = 1, #old, 500 do redis.call('HDEL', KEYS[11], unpack(old, i, math.min(i + 499, #old))) end
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', newest - window)
+end
 return applied
 ";
 
@@ -255,8 +268,10 @@ impl ProfileWriter {
     }
 
     /// Marks as not `unseen` each event whose id its user already has, or
-    /// that came earlier in the round: the model and popularity learn only
-    /// from the rest (the profile script decides the same by itself).
+    /// that came earlier in the round: popularity learns only from the
+    /// rest (the profile script decides the same by itself). Marks
+    /// `first_record` the records that were the first with their id, for a
+    /// model version that catches up by replay.
     pub fn mark_seen(&mut self, groups: &mut UserEvents) -> redis::RedisResult<()> {
         if groups.is_empty() {
             return Ok(());
@@ -269,12 +284,25 @@ impl ProfileWriter {
                 cmd.arg(&e.id);
             }
             pipe.add_command(cmd);
+            let mut cmd = redis::cmd("HMGET");
+            cmd.arg(user_key(site, user, "first"));
+            for e in events {
+                cmd.arg(&e.id);
+            }
+            pipe.add_command(cmd);
         }
-        let seen: Vec<Vec<Option<f64>>> = pipe.query(&mut self.conn)?;
-        for (events, seen) in groups.values_mut().zip(seen) {
+        let answers: Vec<redis::Value> = pipe.query(&mut self.conn)?;
+        let mut answers = answers.into_iter();
+        for events in groups.values_mut() {
+            let seen: Vec<Option<f64>> =
+                redis::from_redis_value(answers.next().unwrap_or(redis::Value::Nil))?;
+            let first: Vec<Option<String>> =
+                redis::from_redis_value(answers.next().unwrap_or(redis::Value::Nil))?;
             let mut ids = HashSet::new();
-            for (e, s) in events.iter_mut().zip(seen) {
+            for ((e, s), f) in events.iter_mut().zip(seen).zip(first) {
                 e.unseen = s.is_none() && ids.insert(e.id.clone());
+                e.first_record = e.unseen
+                    || f.is_some_and(|f| f == format!("{}:{}", e.topic_partition, e.offset));
             }
         }
         Ok(())
@@ -291,12 +319,20 @@ impl ProfileWriter {
         self.conn.hdel(CONSUMERS_KEY, member)
     }
 
-    /// Records where the store resumes each partition ([`super::resume`]).
+    /// Records where the store and the model `version` resume each
+    /// partition ([`super::resume`]).
     pub fn record_positions(
         &mut self,
         next: &BTreeMap<(String, i32), i64>,
+        model: super::resume::Trained,
     ) -> redis::RedisResult<()> {
-        super::resume::record(&mut self.conn, next)
+        super::resume::record(&mut self.conn, next, Some(model))
+    }
+
+    /// The serving model version of the deployment with `topic_prefix`.
+    pub fn serving_version(&mut self, topic_prefix: &str) -> redis::RedisResult<u32> {
+        let v: Option<u32> = self.conn.hget(model_key(topic_prefix), SERVING_FIELD)?;
+        Ok(v.unwrap_or(FIRST))
     }
 
     /// Applies one user's events; returns how many were new.
@@ -306,6 +342,7 @@ impl ProfileWriter {
         user: &str,
         events: &[ProfileEvent],
         half_life: HalfLife,
+        version: u32,
     ) -> redis::RedisResult<u64> {
         let payload = rmp_serde::to_vec_named(events).expect("script events serialize");
         // A user's vector starts as the model's initial one, of the size the
@@ -322,10 +359,12 @@ impl ProfileWriter {
             .key(user_key(site, user, "wm"))
             .key(user_key(site, user, "affinity"))
             .key(user_key(site, user, "scroll"))
-            .key(user_key(site, user, "vector"))
+            .key(user_key(site, user, &versioned("vector", version)))
             .key(user_key(site, user, "consumed"))
             .key(user_key(site, user, "recent"))
             .key(user_key(site, user, FORGOTTEN_MARK))
+            .key(user_key(site, user, &versioned("vector_wm", version)))
+            .key(user_key(site, user, "first"))
             .arg(payload)
             .arg(half_life.as_ms())
             .arg(DEDUP_WINDOW_MS)

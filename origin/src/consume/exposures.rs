@@ -119,7 +119,7 @@ fn run_client(args: &ConsumeArgs, stop: &AtomicBool) -> Result<()> {
                 .increment(kept.len() as u64 - new);
         }
         // After the writes: where this store resumes, then the group.
-        resume::record(&mut redis, &next)?;
+        resume::record(&mut redis, &next, None)?;
         commit(&consumer, &next)?;
     }
     Ok(())

@@ -11,6 +11,11 @@
 //! batch from the last committed offsets, and the replay changes nothing it
 //! already changed. Any Kafka error restarts the round from committed offsets.
 //! Beside it, [`exposures`] records experiment exposures.
+//!
+//! A consumer trains the serving model version. When the pointer moves
+//! (`attune-origin model promote|rollback`, a retrain) it restarts its
+//! clients, and every partition starts from where the new version stopped
+//! learning ([`resume`]): the version catches up by replay.
 
 pub mod apply;
 pub mod embedded;
@@ -19,6 +24,7 @@ pub mod ledger;
 pub mod popularity;
 pub mod rails;
 pub mod resume;
+pub mod retrain;
 pub mod stats;
 pub mod train;
 
@@ -31,7 +37,8 @@ use anyhow::{Context as _, Result};
 use attune_core::routing::{topics, DEAD_LETTERS, PROFILE_UPDATES};
 use attune_core::HalfLife;
 
-use crate::model::MfConfig;
+use crate::model::versions::{Registry, VersionInfo};
+use crate::store::redis::model_key;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
@@ -74,7 +81,9 @@ pub fn run(args: &ConsumeArgs, stop: Arc<AtomicBool>) -> Result<()> {
     };
     let mut stats = StatsTracker::new(None);
     while !stop.load(Ordering::SeqCst) {
-        if let Err(e) = run_clients(args, &stop, &mut stats) {
+        let clients = serving_version(&args.redis_url, &args.topic_prefix)
+            .and_then(|version| run_clients(args, &stop, &mut stats, version));
+        if let Err(e) = clients {
             tracing::warn!("consumer restarting from the committed offsets: {e:#}");
             metrics::counter!("attune_consumer_restarts_total").increment(1);
             std::thread::sleep(Duration::from_secs(1));
@@ -126,7 +135,27 @@ struct Applied {
     duplicate: u64,
 }
 
-fn run_clients(args: &ConsumeArgs, stop: &AtomicBool, stats: &mut StatsTracker) -> Result<()> {
+/// The serving model version, as the registry in Redis says.
+fn serving_version(redis_url: &str, topic_prefix: &str) -> Result<VersionInfo> {
+    let fields: std::collections::HashMap<String, String> = redis::Client::open(redis_url)
+        .and_then(|c| c.get_connection())
+        .and_then(|mut c| {
+            redis::cmd("HGETALL")
+                .arg(model_key(topic_prefix))
+                .query(&mut c)
+        })
+        .context("read the model registry from Redis")?;
+    Ok(Registry::from_fields(&fields).serving_info())
+}
+
+/// Runs the clients until `stop`, or until the serving model version is no
+/// longer `version` (then the caller starts them again for the new one).
+fn run_clients(
+    args: &ConsumeArgs,
+    stop: &AtomicBool,
+    stats: &mut StatsTracker,
+    version: VersionInfo,
+) -> Result<()> {
     let names: Vec<String> = topics()
         .map(|t| format!("{}{t}", args.topic_prefix))
         .collect();
@@ -144,7 +173,10 @@ fn run_clients(args: &ConsumeArgs, stop: &AtomicBool, stats: &mut StatsTracker) 
         consumer_config.set("group.instance.id", instance);
     }
     let consumer: BaseConsumer<ResumeFromStore> = consumer_config
-        .create_with_context(ResumeFromStore::new(&args.redis_url))
+        .create_with_context(ResumeFromStore::for_model(
+            &args.redis_url,
+            (&args.topic_prefix, version.version),
+        ))
         .context("create the Kafka consumer")?;
     consumer.subscribe(&names.iter().map(String::as_str).collect::<Vec<_>>())?;
     let producer: BaseProducer = ClientConfig::new()
@@ -162,17 +194,31 @@ fn run_clients(args: &ConsumeArgs, stop: &AtomicBool, stats: &mut StatsTracker) 
         .create()
         .context("create the transactional producer")?;
     producer.init_transactions(Duration::from_secs(30))?;
-    let mut writers = connect_writers(args)?;
+    let trained = version.version;
+    let mut writers = connect_writers(args, version)?;
     let updates_topic = format!("{}{PROFILE_UPDATES}", args.topic_prefix);
     let dead_letters_topic = format!("{}{DEAD_LETTERS}", args.topic_prefix);
     tracing::info!(
         group = %args.group,
         instance = args.instance.as_deref().unwrap_or("-"),
         topics = ?names,
+        model_version = trained,
         "consumer started"
     );
 
     while !stop.load(Ordering::SeqCst) {
+        let serving = writers
+            .profiles
+            .serving_version(&args.topic_prefix)
+            .context("read the serving model version")?;
+        if serving != trained {
+            tracing::info!(
+                from = trained,
+                to = serving,
+                "the serving model version moved: restarting to catch it up from its positions"
+            );
+            return Ok(());
+        }
         if stats.due() {
             // Best effort: the dashboard reads these; the stream does not need them.
             if let Err(e) = writers.profiles.publish_stats(&stats.snapshot(now_ms())) {
@@ -215,7 +261,7 @@ fn run_clients(args: &ConsumeArgs, stop: &AtomicBool, stats: &mut StatsTracker) 
         // After every write of the round: where this store resumes.
         writers
             .profiles
-            .record_positions(&offsets)
+            .record_positions(&offsets, (&args.topic_prefix, trained))
             .context("record the store's positions")?;
         for (partition, next) in owed {
             offsets.entry(partition).or_insert(next);
@@ -239,7 +285,7 @@ fn run_clients(args: &ConsumeArgs, stop: &AtomicBool, stats: &mut StatsTracker) 
     Ok(())
 }
 
-fn connect_writers(args: &ConsumeArgs) -> Result<Writers> {
+fn connect_writers(args: &ConsumeArgs, version: VersionInfo) -> Result<Writers> {
     let half_life = HalfLife::from_hours(args.affinity_half_life_h)
         .context("ATTUNE_AFFINITY_HALF_LIFE_H must be positive")?;
     let popularity_half_life = HalfLife::from_hours(args.popularity_half_life_h)
@@ -247,12 +293,8 @@ fn connect_writers(args: &ConsumeArgs) -> Result<Writers> {
     let connect = "connect to Redis";
     Ok(Writers {
         profiles: ProfileWriter::connect(&args.redis_url).context(connect)?,
-        model: train::Trainer::connect(
-            &args.redis_url,
-            MfConfig::default(),
-            args.validation_sample,
-        )
-        .context(connect)?,
+        model: train::Trainer::connect(&args.redis_url, version, args.validation_sample)
+            .context(connect)?,
         popularity: popularity::PopularityWriter::connect(&args.redis_url, popularity_half_life)
             .context(connect)?,
         rails: rails::RailWriter::connect(&args.redis_url).context(connect)?,
@@ -327,7 +369,7 @@ fn apply(
     for (key, events) in groups {
         let applied = w
             .profiles
-            .apply(&key.0, &key.1, &events, w.half_life)
+            .apply(&key.0, &key.1, &events, w.half_life, w.model.version())
             .context("apply to Redis")?;
         let duplicate = events.len() as u64 - applied;
         metrics::counter!("attune_consumer_events_applied_total").increment(applied);

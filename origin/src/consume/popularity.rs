@@ -168,6 +168,7 @@ mod tests {
             team: None,
             exposure: 0.0,
             unseen,
+            first_record: unseen,
         }
     }
 

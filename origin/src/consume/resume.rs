@@ -15,6 +15,13 @@
 //! starts at the beginning of the log: an empty store is rebuilt from Kafka,
 //! as far back as retention reaches.
 //!
+//! The serving model version has positions of its own (how far it has
+//! learned each partition, `store::redis::model_position_key`): a partition
+//! starts no later than that either, so a version that starts serving —
+//! fitted up to some offsets, or back after a rollback — catches up by
+//! replay. Its own watermarks keep the replay from teaching it anything
+//! twice, and everything else skips what it has.
+//!
 //! A group that never committed a partition (a new or renamed group on a
 //! store that is current) starts at the store's position and owes Kafka that
 //! commit ([`ResumeFromStore::take_owed`]): until it is made, the group's lag
@@ -29,15 +36,21 @@ use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use redis::Commands;
 
-use crate::store::redis::RESUME_KEY;
+use crate::store::redis::{model_position_key, RESUME_KEY};
+
+/// The model version a consumer trains: its deployment's topic prefix and
+/// its number.
+pub type Trained<'a> = (&'a str, u32);
 
 /// How long an assignment may wait for the group's committed offsets.
 const COMMITTED_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Records the round's positions: `topic:partition` → next offset to read.
+/// Records the round's positions, `topic:partition` → next offset to read,
+/// for the store and for the model version the round trained, if any.
 pub fn record(
     conn: &mut redis::Connection,
     next: &BTreeMap<(String, i32), i64>,
+    model: Option<Trained>,
 ) -> redis::RedisResult<()> {
     let fields: Vec<(String, i64)> = next
         .iter()
@@ -46,7 +59,28 @@ pub fn record(
     if fields.is_empty() {
         return Ok(());
     }
-    conn.hset_multiple(RESUME_KEY, &fields)
+    let mut pipe = redis::pipe();
+    pipe.hset_multiple(RESUME_KEY, &fields).ignore();
+    if let Some((prefix, version)) = model {
+        pipe.hset_multiple(model_position_key(prefix, version), &fields)
+            .ignore();
+    }
+    pipe.query(conn)
+}
+
+/// Where the store resumes each partition: its own position, or the model
+/// version's where that is earlier.
+pub fn earliest(
+    store: HashMap<String, i64>,
+    version: &HashMap<String, i64>,
+) -> HashMap<String, i64> {
+    store
+        .into_iter()
+        .map(|(tp, at)| {
+            let v = version.get(&tp).copied().unwrap_or(at);
+            (tp, at.min(v))
+        })
+        .collect()
 }
 
 /// Where a partition starts: the store's position when it is behind the
@@ -64,6 +98,8 @@ pub fn start_at(committed: Offset, stored: Option<i64>) -> Offset {
 /// then restart before it applies anything ([`ResumeFromStore::take_error`]).
 pub struct ResumeFromStore {
     redis_url: String,
+    /// The model version the consumer trains, if it does (topic prefix, number).
+    model: Option<(String, u32)>,
     error: Mutex<Option<String>>,
     owed: Mutex<BTreeMap<(String, i32), i64>>,
 }
@@ -73,6 +109,7 @@ impl ResumeFromStore {
     pub fn new(redis_url: &str) -> Self {
         ResumeFromStore {
             redis_url: redis_url.to_owned(),
+            model: None,
             error: Mutex::new(None),
             owed: Mutex::new(BTreeMap::new()),
         }
@@ -98,10 +135,24 @@ impl ResumeFromStore {
             .collect()
     }
 
+    /// The same, for a consumer training model `version`: its partitions
+    /// also start no later than the version's positions.
+    pub fn for_model(redis_url: &str, (prefix, version): Trained) -> Self {
+        ResumeFromStore {
+            model: Some((prefix.to_owned(), version)),
+            ..ResumeFromStore::new(redis_url)
+        }
+    }
+
     fn stored_positions(&self) -> redis::RedisResult<HashMap<String, i64>> {
-        redis::Client::open(self.redis_url.as_str())?
-            .get_connection_with_timeout(COMMITTED_TIMEOUT)?
-            .hgetall(RESUME_KEY)
+        let mut conn = redis::Client::open(self.redis_url.as_str())?
+            .get_connection_with_timeout(COMMITTED_TIMEOUT)?;
+        let store: HashMap<String, i64> = conn.hgetall(RESUME_KEY)?;
+        let Some((prefix, version)) = &self.model else {
+            return Ok(store);
+        };
+        let model: HashMap<String, i64> = conn.hgetall(model_position_key(prefix, *version))?;
+        Ok(earliest(store, &model))
     }
 
     /// Sets every partition of `tpl` to where it starts.
@@ -200,5 +251,16 @@ mod tests {
         // The store knows nothing of the partition: rebuild from the log.
         assert_eq!(start_at(Offset::Offset(100), None), Offset::Beginning);
         assert_eq!(start_at(Offset::Invalid, None), Offset::Beginning);
+    }
+
+    #[test]
+    fn a_model_version_behind_the_store_is_caught_up_from_its_position() {
+        let store = HashMap::from([("t:0".to_owned(), 100), ("t:1".to_owned(), 50)]);
+        let version = HashMap::from([("t:0".to_owned(), 40), ("t:1".to_owned(), 70)]);
+        let at = earliest(store.clone(), &version);
+        assert_eq!(at["t:0"], 40, "the version is behind: replay for it");
+        assert_eq!(at["t:1"], 50, "the store is behind: replay for it");
+        // A version with no position for a partition does not hold it back.
+        assert_eq!(earliest(store.clone(), &HashMap::new()), store);
     }
 }

@@ -2,16 +2,23 @@
 //! like the profiles. The math is `crate::model::online` and
 //! `crate::model::covisit`, the same code `cargo xtask eval` scores.
 //!
-//! Per batch: events whose ids the user already has are left out (the
-//! round's `unseen` mark, `apply::ProfileWriter::mark_seen`); every new
+//! It trains the serving model version (`model::versions`), under that
+//! version's keys. Per batch: records that are not the first with their id
+//! are left out (`first_record`, `apply::ProfileWriter::mark_seen`), and so
+//! are those the version's fit already learned; every new
 //! event with an item and a positive weight takes its factor steps (its
 //! weight decayed by its age) and, when its item is new to the reader's
-//! window, a co-visit with the window's items; every new impression of a
+//! window, a co-visit with the window's items (co-visits are not versioned:
+//! they learn only what the profile has not seen); every new impression of a
 //! served item (an exposure) takes one step toward 0. Item factors and co-visit rows
 //! are changed by Lua scripts only past that item's `topic:partition` offset
-//! watermark (so a replay adds nothing); the user's factor change and window
-//! ride in the profile script, which applies them only with the event's id
-//! (so a retry adds nothing). Keys: `crate::store::redis`.
+//! watermark (so a replay adds nothing); the user's factor change rides in
+//! the profile script, past the version's own watermark on the user, and
+//! the window with the event's id (so a retry adds nothing). A version
+//! that starts serving catches up because the consumers restart from where
+//! it stopped (`resume`): the records replayed are first records the
+//! profile has, which the version learns and nothing else does. Keys:
+//! `crate::store::redis`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -22,6 +29,7 @@ use crate::clock::now_ms;
 use crate::model::covisit::CovisitConfig;
 use crate::model::online::{age_weighted, expose, learn, NegativePool};
 use crate::model::validation::Validator;
+use crate::model::versions::{versioned, VersionInfo};
 use crate::model::{initial, pack, unpack, MfConfig};
 use crate::store::profile_event::ProfileEvent;
 use crate::store::redis::{covisit_row_key, site_key, user_key, LUA_VEC_ADD};
@@ -109,6 +117,8 @@ pub struct Trainer {
     item_script: redis::Script,
     covisit_script: redis::Script,
     cfg: MfConfig,
+    /// The version trained: its keys, and where its fit ends.
+    version: VersionInfo,
     covisit: CovisitConfig,
     negatives: HashMap<String, NegativePool>,
     /// Live validation of the factors, before each sampled engagement is learned.
@@ -124,18 +134,28 @@ pub struct Trainer {
 const SNAPSHOT_MAX_AGE: Duration = Duration::from_secs(1);
 
 impl Trainer {
-    /// Connects.
-    pub fn connect(url: &str, cfg: MfConfig, validation_rate: f64) -> redis::RedisResult<Self> {
+    /// Connects, to train `version`.
+    pub fn connect(
+        url: &str,
+        version: VersionInfo,
+        validation_rate: f64,
+    ) -> redis::RedisResult<Self> {
         Ok(Trainer {
             conn: redis::Client::open(url)?.get_connection()?,
             item_script: redis::Script::new(&format!("{LUA_VEC_ADD}{ITEM_SCRIPT}")),
             covisit_script: redis::Script::new(COVISIT_SCRIPT),
-            cfg,
+            cfg: version.recipe.config(),
+            version,
             covisit: CovisitConfig::default(),
             negatives: HashMap::new(),
             validator: Validator::new(validation_rate),
             snapshots: HashMap::new(),
         })
+    }
+
+    /// The version trained.
+    pub fn version(&self) -> u32 {
+        self.version.version
     }
 
     /// The live validation so far.
@@ -191,7 +211,8 @@ impl Trainer {
                 event.user_delta = Some(delta.user);
                 continue;
             }
-            if self.validator.wants(&event.id, &item, &windows[g]) {
+            // Live traffic only: a version catching up is not predicting.
+            if event.unseen && self.validator.wants(&event.id, &item, &windows[g]) {
                 if let Some((_, snapshot)) = self.snapshots.get_mut(site) {
                     let v = &vectors[site][&item];
                     snapshot.entry(item.clone()).or_insert_with(|| v.clone());
@@ -200,7 +221,7 @@ impl Trainer {
                 }
             }
             let weight = age_weighted(event.weight, event.ts_ms, now) as f32;
-            let learned = learn(
+            let mut learned = learn(
                 &mut users[g],
                 &mut windows[g],
                 vectors.entry(site.clone()).or_default(),
@@ -211,6 +232,10 @@ impl Trainer {
                 &self.covisit,
             );
             self.remember(site, &learned.factors.items, &vectors);
+            if !event.unseen {
+                // A replayed first record: the co-visits have it.
+                learned.covisit = None;
+            }
             items
                 .entry(site.clone())
                 .or_default()
@@ -269,7 +294,7 @@ impl Trainer {
                 continue;
             }
             let raw: HashMap<String, Vec<u8>> = redis::cmd("HGETALL")
-                .arg(site_key(site, "item_vectors"))
+                .arg(site_key(site, &self.items_key()))
                 .query(&mut self.conn)?;
             let dim = self.cfg.dim;
             let vectors = raw
@@ -299,6 +324,10 @@ impl Trainer {
         }
     }
 
+    fn items_key(&self) -> String {
+        versioned("item_vectors", self.version.version)
+    }
+
     fn pool(&mut self, site: &str) -> &mut NegativePool {
         self.negatives
             .entry(site.to_owned())
@@ -314,7 +343,7 @@ impl Trainer {
                 let Some(item) = e.item.as_deref() else {
                     continue;
                 };
-                if !e.unseen {
+                if !e.first_record || !self.version.teaches(&e.topic_partition, e.offset) {
                     continue;
                 }
                 if e.weight <= 0.0 {
@@ -355,20 +384,22 @@ impl Trainer {
         let touched: Vec<(&str, &str)> = touched.into_iter().collect();
         // A user's vector is created by the profile script alone (from the
         // same initial factors), which writes nothing for a forgotten user.
+        let (items_key, user_vector) =
+            (self.items_key(), versioned("vector", self.version.version));
         let mut pipe = redis::pipe();
         for (site, item) in &touched {
             pipe.hset_nx(
-                site_key(site, "item_vectors"),
+                site_key(site, &items_key),
                 item,
                 pack(&initial(&format!("{site}/{item}"), dim)),
             )
             .ignore();
         }
         for (site, user) in keys {
-            pipe.get(user_key(site, user, "vector"));
+            pipe.get(user_key(site, user, &user_vector));
         }
         for (site, item) in &touched {
-            pipe.hget(site_key(site, "item_vectors"), item);
+            pipe.hget(site_key(site, &items_key), item);
         }
         let raw: Vec<Option<Vec<u8>>> = pipe.query(&mut self.conn)?;
         let users = keys
@@ -405,12 +436,13 @@ impl Trainer {
         items: BTreeMap<String, Vec<ItemUpdate>>,
         rows: BTreeMap<String, Vec<RowUpdate>>,
     ) -> redis::RedisResult<()> {
+        let v = self.version.version;
         for (site, ups) in items {
             let payload = in_offset_order(ups, |u| (&u.tp, u.off));
             let _: i64 = self
                 .item_script
-                .key(site_key(&site, "item_vectors"))
-                .key(site_key(&site, "item_wm"))
+                .key(site_key(&site, &versioned("item_vectors", v)))
+                .key(site_key(&site, &versioned("item_wm", v)))
                 .arg(payload)
                 .invoke(&mut self.conn)?;
         }

@@ -12,9 +12,11 @@
 //! sequence); [`online`] is one engagement's whole update of both, shared by
 //! the consumers and `cargo xtask eval`.
 
+pub mod batch;
 pub mod covisit;
 pub mod online;
 pub mod validation;
+pub mod versions;
 
 /// Hyper-parameters.
 #[derive(Debug, Clone, Copy)]

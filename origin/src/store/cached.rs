@@ -114,6 +114,17 @@ impl Store for CachedStore {
         Ok(())
     }
 
+    async fn model_registry(&self) -> StoreResult<crate::model::versions::Registry> {
+        self.inner.model_registry().await
+    }
+
+    async fn set_model_pointer(
+        &self,
+        registry: &crate::model::versions::Registry,
+    ) -> StoreResult<()> {
+        self.inner.set_model_pointer(registry).await
+    }
+
     async fn consumer_stats(&self) -> StoreResult<Vec<ConsumerStats>> {
         self.inner.consumer_stats().await
     }

@@ -534,6 +534,24 @@ impl Store for EmbeddedStore {
         .await
     }
 
+    async fn model_registry(&self) -> StoreResult<crate::model::versions::Registry> {
+        Ok(crate::model::versions::Registry::default())
+    }
+
+    async fn set_model_pointer(
+        &self,
+        registry: &crate::model::versions::Registry,
+    ) -> StoreResult<()> {
+        if registry.serving == crate::model::versions::FIRST {
+            return Ok(());
+        }
+        Err(StoreError(
+            "the embedded store keeps one model version: retraining and promotion need the \
+             Kafka + Redis backends (KAFKA_BROKERS, REDIS_URL)"
+                .into(),
+        ))
+    }
+
     async fn consumer_stats(&self) -> StoreResult<Vec<ConsumerStats>> {
         let rows = self
             .blocking(|db| {

@@ -232,6 +232,13 @@ pub trait Store: Send + Sync {
     async fn forget_user(&self, site: &str, user: &str) -> StoreResult<()>;
     /// What the running consumers last reported (the embedded one too).
     async fn consumer_stats(&self) -> StoreResult<Vec<ConsumerStats>>;
+    /// The model versions and which one serves.
+    async fn model_registry(&self) -> StoreResult<crate::model::versions::Registry>;
+    /// Moves the serving pointer to `registry`'s (its serving version and history).
+    async fn set_model_pointer(
+        &self,
+        registry: &crate::model::versions::Registry,
+    ) -> StoreResult<()>;
     /// The site's served rails: impressions and clicks per ranker and position.
     async fn rail_counts(&self, site: &str) -> StoreResult<RailCounts>;
     /// A site's experiments, by key.

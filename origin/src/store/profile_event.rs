@@ -80,4 +80,9 @@ pub struct ProfileEvent {
     /// skips it, as the profile rules do.
     #[serde(skip)]
     pub unseen: bool,
+    /// True when this record is the first with its id (as the user's
+    /// `first` hash says): a replay for a model version catching up
+    /// learns it even though the profile already has it.
+    #[serde(skip)]
+    pub first_record: bool,
 }

@@ -12,12 +12,14 @@
 //! | `attune:{site/user}:wm` | hash | `topic:partition` → last applied offset |
 //! | `attune:{site/user}:affinity` | hash | tag → `value,at_ms` decayed interest |
 //! | `attune:{site/user}:scroll` | hash | item → deepest scroll % |
-//! | `attune:{site/user}:vector` | string | the user's factors (packed f32) |
+//! | `attune:{site/user}:vector` | string | the user's factors (packed f32); version N > 1: `vector:vN` |
+//! | `attune:{site/user}:vector_wm` | hash | `topic:partition` → last offset learned into the user's factors, `steps` → events learned; version N > 1: `vector_wm:vN` |
+//! | `attune:{site/user}:first` | hash | event id → `topic:partition:offset` of its first record (for a version's catch-up; trimmed with `seen`) |
 //! | `attune:{site/user}:consumed` | set | items clicked or read |
 //! | `attune:{site/user}:recent` | list | co-visitation window: distinct items, newest first |
 //! | `attune:{site/user}:forgotten` | string | set by forget; the profile script then writes nothing |
-//! | `attune:{site}:item_vectors` | hash | item → factors (packed f32) |
-//! | `attune:{site}:item_wm` | hash | `item|topic:partition` → last offset applied to its factors |
+//! | `attune:{site}:item_vectors` | hash | item → factors (packed f32); version N > 1: `item_vectors:vN` |
+//! | `attune:{site}:item_wm` | hash | `item|topic:partition` → last offset applied to its factors; version N > 1: `item_wm:vN` |
 //! | `attune:{site}:covisit:<item>` | hash | other item → co-visit count |
 //! | `attune:{site}:covisit_norm` | hash | item → co-visit norm |
 //! | `attune:{site}:covisit_wm` | hash | `item|topic:partition` → last offset applied to its row |
@@ -29,6 +31,8 @@
 //! | `attune:ledger_wm` | hash | `topic:partition` → last offset the consumers' ledger counted |
 //! | `attune:resume` | hash | `topic:partition` → next offset to read; every write before it is here |
 //! | `attune:consumers` | hash | consumer member → its latest stats (JSON) |
+//! | `attune:<topic prefix>model` | hash | the model versions' registry: `serving`, `history`, `vN` → version JSON (`model::versions`) |
+//! | `attune:<topic prefix>model:position` | hash | `topic:partition` → next offset version 1 learns; version N > 1: `…:position:vN` |
 
 use std::collections::{HashMap, HashSet};
 use std::ops::Range;
@@ -45,6 +49,7 @@ use crate::ledger::{Counts, Measure, Minute};
 use crate::experiments::definition::Experiment;
 use crate::experiments::{Exposure, UnitCounters};
 use crate::model::unpack_any;
+use crate::model::versions::{versioned, Registry};
 
 use super::{
     add_rail_field, Attributes, ConsumerStats, CovisitRows, IngestContext, Item, Profile,
@@ -55,6 +60,24 @@ use super::{
 #[derive(Clone)]
 pub struct RedisStore {
     conn: ConnectionManager,
+    /// The deployment's topic prefix, which names its model registry.
+    topic_prefix: String,
+    /// The serving model version as last read, and when.
+    serving: Arc<std::sync::Mutex<Option<(std::time::Instant, u32)>>>,
+}
+
+/// How long the API keeps the serving version before reading the pointer again.
+const SERVING_TTL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The model versions' registry (`model::versions::Registry`) of the
+/// deployment whose topics have `topic_prefix`.
+pub fn model_key(topic_prefix: &str) -> String {
+    format!("attune:{topic_prefix}model")
+}
+
+/// Where the consumers record how far `version` has learned each partition.
+pub fn model_position_key(topic_prefix: &str, version: u32) -> String {
+    versioned(&format!("attune:{topic_prefix}model:position"), version)
 }
 
 /// A key of site-wide data (hash-tagged by `site`).
@@ -104,8 +127,21 @@ pub const CONSUMERS_KEY: &str = "attune:consumers";
 
 /// Every per-user key `forget_user` deletes.
 pub const USER_KEYS: &[&str] = &[
-    "attrs", "profile", "seen", "wm", "affinity", "scroll", "vector", "consumed", "recent",
+    "attrs",
+    "profile",
+    "seen",
+    "wm",
+    "affinity",
+    "scroll",
+    "vector",
+    "vector_wm",
+    "first",
+    "consumed",
+    "recent",
 ];
+
+/// A user's keys of which each model version has its own.
+pub const VERSIONED_USER_KEYS: &[&str] = &["vector", "vector_wm"];
 
 /// The user key that marks a forgotten user inside their own hash tag, so
 /// the profile script checks it in the same atomic call as its writes. It
@@ -117,7 +153,37 @@ impl RedisStore {
     pub async fn connect(url: &str) -> StoreResult<Self> {
         let client = redis::Client::open(url)?;
         let conn = ConnectionManager::new(client).await?;
-        Ok(RedisStore { conn })
+        Ok(RedisStore {
+            conn,
+            topic_prefix: String::new(),
+            serving: Arc::default(),
+        })
+    }
+
+    /// The same store for the deployment whose topics have `prefix` (its
+    /// model registry is its own).
+    pub fn with_topic_prefix(mut self, prefix: &str) -> Self {
+        self.topic_prefix = prefix.to_owned();
+        self
+    }
+
+    /// The serving model version (read at most once per [`SERVING_TTL`]).
+    async fn serving(&self) -> StoreResult<u32> {
+        if let Some((at, v)) = *self.serving.lock().expect("not poisoned") {
+            if at.elapsed() < SERVING_TTL {
+                return Ok(v);
+            }
+        }
+        let mut c = self.conn.clone();
+        let v: Option<u32> = c
+            .hget(
+                model_key(&self.topic_prefix),
+                crate::model::versions::SERVING_FIELD,
+            )
+            .await?;
+        let v = v.unwrap_or(crate::model::versions::FIRST);
+        *self.serving.lock().expect("not poisoned") = Some((std::time::Instant::now(), v));
+        Ok(v)
     }
 }
 
@@ -268,6 +334,7 @@ impl Store for RedisStore {
         user: &str,
         half_life: HalfLife,
     ) -> StoreResult<UserModel> {
+        let version = self.serving().await?;
         let mut c = self.conn.clone();
         type Parts = (
             Option<Vec<u8>>,
@@ -276,7 +343,7 @@ impl Store for RedisStore {
             Vec<String>,
         );
         let (vector, consumed, affinity, recent): Parts = redis::pipe()
-            .get(user_key(site, user, "vector"))
+            .get(user_key(site, user, &versioned("vector", version)))
             .smembers(user_key(site, user, "consumed"))
             .hgetall(user_key(site, user, "affinity"))
             .lrange(user_key(site, user, "recent"), 0, -1)
@@ -295,8 +362,11 @@ impl Store for RedisStore {
     }
 
     async fn item_vectors(&self, site: &str) -> StoreResult<Arc<HashMap<String, Vec<f32>>>> {
+        let version = self.serving().await?;
         let mut c = self.conn.clone();
-        let all: HashMap<String, Vec<u8>> = c.hgetall(site_key(site, "item_vectors")).await?;
+        let all: HashMap<String, Vec<u8>> = c
+            .hgetall(site_key(site, &versioned("item_vectors", version)))
+            .await?;
         Ok(Arc::new(
             all.into_iter()
                 .filter_map(|(item, b)| Some((item, unpack_any(&b)?)))
@@ -324,8 +394,13 @@ impl Store for RedisStore {
     }
 
     async fn forget_user(&self, site: &str, user: &str) -> StoreResult<()> {
+        let mut keys: Vec<String> = USER_KEYS.iter().map(|k| user_key(site, user, k)).collect();
+        for v in self.model_registry().await?.versions {
+            for base in VERSIONED_USER_KEYS {
+                keys.push(user_key(site, user, &versioned(base, v.version)));
+            }
+        }
         let mut c = self.conn.clone();
-        let keys: Vec<String> = USER_KEYS.iter().map(|k| user_key(site, user, k)).collect();
         // The forgotten marks go first: an event arriving meanwhile is ignored
         // (by ingest and the consumers' check: the site's set; by a profile
         // script already under way: the user's own mark) rather than
@@ -349,6 +424,21 @@ impl Store for RedisStore {
             }
         }
         let _: () = pipe.query_async(&mut c).await?;
+        Ok(())
+    }
+
+    async fn model_registry(&self) -> StoreResult<Registry> {
+        let mut c = self.conn.clone();
+        let fields: HashMap<String, String> = c.hgetall(model_key(&self.topic_prefix)).await?;
+        Ok(Registry::from_fields(&fields))
+    }
+
+    async fn set_model_pointer(&self, registry: &Registry) -> StoreResult<()> {
+        let mut c = self.conn.clone();
+        let _: () = c
+            .hset_multiple(model_key(&self.topic_prefix), &registry.pointer_fields())
+            .await?;
+        *self.serving.lock().expect("not poisoned") = None;
         Ok(())
     }
 

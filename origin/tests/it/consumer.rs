@@ -11,6 +11,7 @@ use crate::common::{batch, env, event, now_ms, Popularity, TestOrigin};
 use attune_core::routing::topics;
 use attune_core::{Batch, HalfLife, Interaction};
 use attune_origin::config::SiteWeights;
+use attune_origin::model::versions::VersionInfo;
 use rdkafka::ClientConfig;
 use serde_json::Value;
 
@@ -431,7 +432,6 @@ async fn forgetting_a_user_removes_the_profile_and_ignores_later_events() {
     // and as a round already past that check when the forget arrived.
     use attune_origin::consume::apply::{by_user, ProfileWriter};
     use attune_origin::consume::train::Trainer;
-    use attune_origin::model::MfConfig;
     use attune_origin::store::redis::{user_key, FORGOTTEN_MARK};
     let user_keys = || -> Vec<String> {
         let pattern = format!(
@@ -453,7 +453,7 @@ async fn forgetting_a_user_removes_the_profile_and_ignores_later_events() {
         .map(|(n, item)| click_as_consumed("late", n as i64, &site, "anon:gone", item, now_ms()))
         .collect();
     let mut writer = ProfileWriter::connect(&env("REDIS_URL")).unwrap();
-    let mut trainer = Trainer::connect(&env("REDIS_URL"), MfConfig::default(), 1.0).unwrap();
+    let mut trainer = Trainer::connect(&env("REDIS_URL"), VersionInfo::first(), 1.0).unwrap();
     let mut replayed = by_user(&late, &SiteWeights::default(), &mut |_, _| {
         Default::default()
     });
@@ -464,7 +464,7 @@ async fn forgetting_a_user_removes_the_profile_and_ignores_later_events() {
     });
     trainer.update(&mut in_flight).unwrap();
     for ((site, user), events) in &in_flight {
-        let applied = writer.apply(site, user, events, HalfLife::from_hours(24.0).unwrap());
+        let applied = writer.apply(site, user, events, HalfLife::from_hours(24.0).unwrap(), 1);
         assert_eq!(applied.unwrap(), 0, "the profile script writes nothing");
     }
     assert_eq!(user_keys(), only_the_mark, "nothing of the user came back");
@@ -884,7 +884,6 @@ async fn a_replayed_round_counts_each_record_once_in_the_ledger() {
 fn a_replayed_round_counts_each_co_visit_once() {
     use attune_origin::consume::apply::{by_user, Incoming};
     use attune_origin::consume::train::Trainer;
-    use attune_origin::model::MfConfig;
 
     let site = format!("replay{}", &uuid::Uuid::now_v7().simple().to_string()[20..]);
     let t = now_ms();
@@ -893,7 +892,7 @@ fn a_replayed_round_counts_each_co_visit_once() {
         .enumerate()
         .map(|(n, item)| click_as_consumed("replay", n as i64, &site, "u", item, t))
         .collect();
-    let mut trainer = Trainer::connect(&env("REDIS_URL"), MfConfig::default(), 1.0).unwrap();
+    let mut trainer = Trainer::connect(&env("REDIS_URL"), VersionInfo::first(), 1.0).unwrap();
     for _ in 0..2 {
         let mut groups = by_user(&incoming, &SiteWeights::default(), &mut |_, _| {
             Default::default()
@@ -922,7 +921,6 @@ fn a_popular_items_row_is_trimmed_as_the_model_trims_it() {
     use attune_origin::consume::apply::by_user;
     use attune_origin::consume::train::Trainer;
     use attune_origin::model::covisit::{push, visit, CovisitConfig, Neighbours};
-    use attune_origin::model::MfConfig;
     use std::collections::HashMap;
 
     let site = format!("trim{}", &uuid::Uuid::now_v7().simple().to_string()[20..]);
@@ -950,7 +948,7 @@ fn a_popular_items_row_is_trimmed_as_the_model_trims_it() {
             push(&mut window, item, cfg.window);
         }
     }
-    let mut trainer = Trainer::connect(&env("REDIS_URL"), MfConfig::default(), 1.0).unwrap();
+    let mut trainer = Trainer::connect(&env("REDIS_URL"), VersionInfo::first(), 1.0).unwrap();
     let mut groups = by_user(&incoming, &SiteWeights::default(), &mut |_, _| {
         Default::default()
     });
@@ -1156,7 +1154,7 @@ fn item_factors_in_redis_are_the_models_steps_and_a_replay_changes_nothing() {
     let cfg = MfConfig::default();
     let site = format!("mf{}", &uuid::Uuid::now_v7().simple().to_string()[20..]);
     let incoming = vec![click_as_consumed("factors", 0, &site, "u", "a", now_ms())];
-    let mut trainer = Trainer::connect(&env("REDIS_URL"), cfg, 1.0).unwrap();
+    let mut trainer = Trainer::connect(&env("REDIS_URL"), VersionInfo::first(), 1.0).unwrap();
     let stored = |conn: &mut redis::Connection| -> Vec<f32> {
         let bytes: Vec<u8> = redis::cmd("HGET")
             .arg(site_key(&site, "item_vectors"))

@@ -17,6 +17,7 @@ mod embedded;
 mod experiments;
 mod ingest_kafka;
 mod layering;
+mod model_versions;
 mod profile_rules;
 mod records_contract;
 mod simulate;

@@ -51,6 +51,7 @@ fn event(n: i64, kind: &'static str, item: Option<&str>, ago_ms: i64, now: i64) 
         team: None,
         exposure: 0.0,
         unseen: true,
+        first_record: true,
     }
 }
 
@@ -109,7 +110,7 @@ async fn the_lua_script_and_the_embedded_rules_build_the_same_profile() {
     let mut writer = ProfileWriter::connect(&env("REDIS_URL")).unwrap();
     // In three calls, as three rounds would.
     for part in events.chunks(15) {
-        writer.apply(&site, "reader", part, half_life).unwrap();
+        writer.apply(&site, "reader", part, half_life, 1).unwrap();
     }
     let mut embedded = StoredProfile::default();
     for e in &events {

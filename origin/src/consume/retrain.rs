@@ -1,0 +1,392 @@
+//! `attune-origin retrain`: fits a challenger from the retained log, compares
+//! it with the serving version on a time-ordered holdout, registers it as a
+//! new model version and promotes it only when it is better beyond chance.
+//!
+//! 1. Reads every interaction partition from its start to its end as the
+//!    run begins (`trained_through`), the records as the consumers weigh
+//!    them (`apply::by_user`), each id once (its first record), forgotten
+//!    users left out.
+//! 2. Per site, in time order: 80 % to fit, 10 % to choose the recipe
+//!    (epochs × regularization, [`crate::model::batch::search`]), 10 % to
+//!    compare the chosen recipe with the champion's (both fitted on the
+//!    first 90 %, then tested-then-learned on the last 10 %).
+//! 3. Writes the challenger (having learned everything up to
+//!    `trained_through`) under its version's keys, and its positions there:
+//!    once it serves, the consumers teach it from those offsets on, so no
+//!    event is lost or learned twice across the handoff.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _, Result};
+use attune_core::routing::topics;
+use indicatif::{ProgressBar, ProgressStyle};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use redis::Commands;
+use serde::Serialize;
+
+use super::apply::{by_user, Incoming, ProfileWriter};
+use crate::clock::now_ms;
+use crate::config::{RetrainArgs, SiteWeights};
+use crate::model::batch::{compare, search, GridPoint, Lesson, SiteModel};
+use crate::model::online::age_weighted;
+use crate::model::pack;
+use crate::model::versions::{info_field, versioned, Comparison, Recipe, Registry, VersionInfo};
+use crate::record::EventRecord;
+use crate::store::redis::{model_key, model_position_key, site_key, user_key};
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+/// A partition that yields nothing for this long is read to its end.
+const IDLE: Duration = Duration::from_secs(5);
+
+/// What a retrain did, for people and for `--json`.
+#[derive(Debug, Serialize)]
+pub struct Outcome {
+    /// The version it registered (none when there was nothing to learn).
+    pub version: Option<u32>,
+    /// Records read from the log.
+    pub records: u64,
+    /// Events learned (first records with an item, forgotten users left out).
+    pub lessons: u64,
+    /// The candidates, best first.
+    pub grid: Vec<GridPoint>,
+    /// The recipe chosen.
+    pub chosen: Option<Recipe>,
+    /// Champion vs challenger on the holdout.
+    pub comparison: Option<Comparison>,
+    /// Whether the challenger now serves.
+    pub promoted: bool,
+    /// Seconds spent reading, fitting and writing.
+    pub seconds: f64,
+}
+
+/// Runs a retrain.
+pub fn run(args: &RetrainArgs) -> Result<Outcome> {
+    let started = Instant::now();
+    let mut redis = redis::Client::open(args.redis_url.as_str())
+        .and_then(|c| c.get_connection())
+        .with_context(|| format!("cannot reach Redis at {}", args.redis_url))?;
+    let registry = {
+        let fields: HashMap<String, String> = redis.hgetall(model_key(&args.topic_prefix))?;
+        Registry::from_fields(&fields)
+    };
+    let (records, ends) = read_log(args)?;
+    let read = records.len() as u64;
+    let sites = lessons_of(args, records)?;
+    let lessons: u64 = sites.iter().map(|(_, l)| l.len() as u64).sum();
+    if lessons == 0 {
+        return Ok(Outcome {
+            version: None,
+            records: read,
+            lessons,
+            grid: Vec::new(),
+            chosen: None,
+            comparison: None,
+            promoted: false,
+            seconds: started.elapsed().as_secs_f64(),
+        });
+    }
+
+    let grid: Vec<Recipe> = args
+        .epochs
+        .iter()
+        .flat_map(|&epochs| {
+            args.regularization
+                .iter()
+                .map(move |&regularization| Recipe {
+                    epochs,
+                    regularization,
+                    learning_rate: Recipe::online().learning_rate,
+                })
+        })
+        .collect();
+    let bar = progress(grid.len() as u64 + 1, "fit and score the candidates");
+    let points = search(&sites, &grid, || bar.inc(1));
+    let chosen = points[0].recipe;
+    let champion = registry.serving_info();
+    let (comparison, models) = compare(
+        &sites,
+        (champion.version, &champion.recipe),
+        &chosen,
+        args.margin,
+    );
+    bar.finish_and_clear();
+
+    let version = registry.next_version();
+    let info = VersionInfo {
+        version,
+        created_ms: now_ms(),
+        recipe: chosen,
+        trained_through: ends,
+        fitted_events: lessons,
+        comparison: Some(comparison.clone()),
+    };
+    write_version(&mut redis, &args.topic_prefix, &info, &sites, &models)?;
+    let promoted = comparison.better && !args.no_promote;
+    if promoted {
+        let next = registry.promote(version).map_err(anyhow::Error::msg)?;
+        let _: () = redis.hset_multiple(model_key(&args.topic_prefix), &next.pointer_fields())?;
+    }
+    tracing::info!(
+        version,
+        promoted,
+        champion = comparison.champion,
+        champion_hr10 = comparison.champion_hr10,
+        challenger_hr10 = comparison.challenger_hr10,
+        "retrained"
+    );
+    Ok(Outcome {
+        version: Some(version),
+        records: read,
+        lessons,
+        grid: points,
+        chosen: Some(chosen),
+        comparison: Some(comparison),
+        promoted,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+fn progress(len: u64, what: &'static str) -> ProgressBar {
+    let bar = ProgressBar::new(len).with_message(what);
+    bar.set_style(
+        ProgressStyle::with_template("{msg} {bar:30} {pos}/{len} {elapsed}")
+            .expect("a valid template"),
+    );
+    bar
+}
+
+/// Every record of the interaction topics up to their ends as the read
+/// began, and those ends (`topic:partition` → first offset not read).
+fn read_log(args: &RetrainArgs) -> Result<(Vec<Incoming>, BTreeMap<String, i64>)> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &args.kafka_brokers)
+        .set("group.id", "attune-retrain")
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .create()
+        .context("create the Kafka consumer")?;
+    let mut assignment = TopicPartitionList::new();
+    let mut ends: BTreeMap<(String, i32), i64> = BTreeMap::new();
+    for t in topics() {
+        let name = format!("{}{t}", args.topic_prefix);
+        let metadata = consumer
+            .fetch_metadata(Some(&name), TIMEOUT)
+            .with_context(|| format!("cannot reach Kafka at {}", args.kafka_brokers))?;
+        for t in metadata.topics() {
+            for p in t.partitions() {
+                let (_, high) = consumer.fetch_watermarks(t.name(), p.id(), TIMEOUT)?;
+                ends.insert((t.name().to_owned(), p.id()), high);
+                assignment.add_partition_offset(t.name(), p.id(), Offset::Beginning)?;
+            }
+        }
+    }
+    let through: BTreeMap<String, i64> = ends
+        .iter()
+        .map(|((t, p), end)| (format!("{t}:{p}"), *end))
+        .collect();
+    let total: i64 = ends.values().sum();
+    consumer.assign(&assignment)?;
+    let bar = progress(total.max(0) as u64, "read the log");
+    let mut open: HashSet<(String, i32)> = ends
+        .iter()
+        .filter(|(_, &end)| end > 0)
+        .map(|(k, _)| k.clone())
+        .collect();
+    let mut out = Vec::new();
+    let mut last = Instant::now();
+    while !open.is_empty() {
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                last = Instant::now();
+                let key = (m.topic().to_owned(), m.partition());
+                let end = ends[&key];
+                if m.offset() >= end {
+                    open.remove(&key);
+                    continue;
+                }
+                bar.inc(1);
+                if m.offset() + 1 >= end {
+                    open.remove(&key);
+                }
+                if let Ok(record) = EventRecord::decode(m.payload().unwrap_or_default()) {
+                    out.push(Incoming {
+                        topic: key.0,
+                        partition: key.1,
+                        offset: m.offset(),
+                        record,
+                    });
+                }
+            }
+            Some(Err(e)) => return Err(e).context("read the interaction topics"),
+            None if last.elapsed() > IDLE => {
+                // Aborted or control records at a partition's end are never
+                // delivered: what is left of it was read.
+                let positions = consumer.position()?;
+                open.retain(|(t, p)| {
+                    positions.find_partition(t, *p).is_none_or(
+                        |e| matches!(e.offset(), Offset::Offset(o) if o < ends[&(t.clone(), *p)]),
+                    )
+                });
+                if !open.is_empty() && last.elapsed() > IDLE * 6 {
+                    bail!("the log could not be read to its end: is Kafka up?");
+                }
+            }
+            None => {}
+        }
+    }
+    bar.finish_and_clear();
+    Ok((out, through))
+}
+
+/// Each site's lessons in time order: the first record of every id with an
+/// item, weighed as the consumers weigh it, forgotten users left out.
+fn lessons_of(
+    args: &RetrainArgs,
+    mut records: Vec<Incoming>,
+) -> Result<Vec<(String, Vec<Lesson>)>> {
+    let weights = SiteWeights::of_sites(&crate::config::load_sites(args.config.as_deref())?);
+    let mut profiles = ProfileWriter::connect(&args.redis_url).context("connect to Redis")?;
+    records
+        .sort_by(|a, b| (&a.topic, a.partition, a.offset).cmp(&(&b.topic, b.partition, b.offset)));
+    let mut groups = by_user(&records, &weights, &mut |site, item| {
+        profiles.facts_of(site, item)
+    });
+    profiles.drop_forgotten(&mut groups)?;
+    let now = now_ms();
+    let mut sites: BTreeMap<String, Vec<(i64, Lesson)>> = BTreeMap::new();
+    for ((site, user), events) in groups {
+        let mut ids = HashSet::new();
+        for e in events {
+            let Some(item) = e.item else { continue };
+            if !ids.insert(e.id) {
+                continue;
+            }
+            let (weight, exposure) = if e.weight > 0.0 {
+                (age_weighted(e.weight, e.ts_ms, now) as f32, 0.0)
+            } else if e.exposure > 0.0 {
+                (0.0, age_weighted(e.exposure, e.ts_ms, now) as f32)
+            } else {
+                continue;
+            };
+            sites.entry(site.clone()).or_default().push((
+                e.ts_ms,
+                Lesson {
+                    user: user.clone(),
+                    item,
+                    weight,
+                    exposure,
+                },
+            ));
+        }
+    }
+    Ok(sites
+        .into_iter()
+        .map(|(site, mut lessons)| {
+            lessons.sort_by_key(|(ts, _)| *ts);
+            (site, lessons.into_iter().map(|(_, l)| l).collect())
+        })
+        .collect())
+}
+
+/// The version's factors, learned counts, positions and record.
+fn write_version(
+    redis: &mut redis::Connection,
+    topic_prefix: &str,
+    info: &VersionInfo,
+    sites: &[(String, Vec<Lesson>)],
+    models: &[SiteModel],
+) -> Result<()> {
+    let v = info.version;
+    for ((site, lessons), model) in sites.iter().zip(models) {
+        let mut learned: HashMap<&str, u64> = HashMap::new();
+        for l in lessons {
+            *learned.entry(l.user.as_str()).or_default() += 1;
+        }
+        let items_key = site_key(site, &versioned("item_vectors", v));
+        let mut pipe = redis::pipe();
+        pipe.del(&items_key).ignore();
+        for (n, (item, vector)) in model.items.iter().enumerate() {
+            pipe.hset(&items_key, item, pack(vector)).ignore();
+            if n % 1000 == 999 {
+                pipe.query::<()>(redis)?;
+                pipe = redis::pipe();
+            }
+        }
+        for (n, (user, vector)) in model.users.iter().enumerate() {
+            pipe.set(user_key(site, user, &versioned("vector", v)), pack(vector))
+                .ignore();
+            let wm = user_key(site, user, &versioned("vector_wm", v));
+            pipe.del(&wm).ignore();
+            pipe.hset(
+                &wm,
+                "steps",
+                learned.get(user.as_str()).copied().unwrap_or(0),
+            )
+            .ignore();
+            if n % 1000 == 999 {
+                pipe.query::<()>(redis)?;
+                pipe = redis::pipe();
+            }
+        }
+        pipe.query::<()>(redis)?;
+    }
+    let positions: Vec<(&String, i64)> =
+        info.trained_through.iter().map(|(k, v)| (k, *v)).collect();
+    let mut pipe = redis::pipe();
+    let position = model_position_key(topic_prefix, v);
+    pipe.del(&position).ignore();
+    if !positions.is_empty() {
+        pipe.hset_multiple(&position, &positions).ignore();
+    }
+    pipe.hset(
+        model_key(topic_prefix),
+        info_field(v),
+        serde_json::to_string(info)?,
+    )
+    .ignore();
+    pipe.query::<()>(redis)?;
+    Ok(())
+}
+
+/// The outcome in words.
+pub fn render(o: &Outcome) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "read {} records, learned from {} events in {:.1} s",
+        o.records, o.lessons, o.seconds
+    );
+    if o.grid.is_empty() {
+        let _ = writeln!(s, "nothing to learn from: no version made");
+        return s;
+    }
+    let _ = writeln!(
+        s,
+        "\nepochs  regularization  HR@10 (validation, {} checks)",
+        o.grid[0].checks
+    );
+    for p in &o.grid {
+        let _ = writeln!(
+            s,
+            "{:>6}  {:>14}  {:.3}",
+            p.recipe.epochs, p.recipe.regularization, p.hr10
+        );
+    }
+    if let (Some(v), Some(c)) = (o.version, &o.comparison) {
+        let _ = writeln!(
+            s,
+            "\nholdout ({} checks): champion v{} HR@10 {:.3}, challenger v{v} {:.3}, difference {:+.3} .. {:+.3} (95 %)",
+            c.checks, c.champion, c.champion_hr10, c.challenger_hr10, c.diff_low, c.diff_high
+        );
+        let verdict = match (c.better, o.promoted) {
+            (true, true) => format!("v{v} is better beyond chance: promoted, it serves now"),
+            (true, false) => format!("v{v} is better beyond chance; not promoted (--no-promote): `attune-origin model promote {v}`"),
+            (false, _) => format!("v{v} is not better beyond chance: v{} keeps serving (v{v} is kept; `attune-origin model promote {v}` to serve it anyway)", c.champion),
+        };
+        let _ = writeln!(s, "{verdict}");
+    }
+    s
+}
