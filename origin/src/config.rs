@@ -72,6 +72,9 @@ pub struct RetrainArgs {
     /// Passes over the training events to try.
     #[arg(long, value_delimiter = ',', default_value = "1,3,10")]
     pub epochs: Vec<u32>,
+    /// SGD step sizes to try.
+    #[arg(long, value_delimiter = ',', default_value = "0.05")]
+    pub learning_rate: Vec<f32>,
     /// How much better (HR@10, absolute) the challenger's 95 % interval
     /// must lie above the champion's for promotion.
     #[arg(long, default_value_t = 0.0)]

@@ -88,19 +88,18 @@ pub fn run(args: &RetrainArgs) -> Result<Outcome> {
         });
     }
 
-    let grid: Vec<Recipe> = args
-        .epochs
-        .iter()
-        .flat_map(|&epochs| {
-            args.regularization
-                .iter()
-                .map(move |&regularization| Recipe {
+    let mut grid = Vec::new();
+    for &epochs in &args.epochs {
+        for &regularization in &args.regularization {
+            for &learning_rate in &args.learning_rate {
+                grid.push(Recipe {
                     epochs,
                     regularization,
-                    learning_rate: Recipe::online().learning_rate,
-                })
-        })
-        .collect();
+                    learning_rate,
+                });
+            }
+        }
+    }
     let bar = progress(grid.len() as u64 + 1, "fit and score the candidates");
     let points = search(&sites, &grid, || bar.inc(1));
     let chosen = points[0].recipe;
@@ -125,6 +124,8 @@ pub fn run(args: &RetrainArgs) -> Result<Outcome> {
     write_version(&mut redis, &args.topic_prefix, &info, &sites, &models)?;
     let promoted = comparison.better && !args.no_promote;
     if promoted {
+        let mut registry = registry;
+        registry.versions.push(info);
         let next = registry.promote(version).map_err(anyhow::Error::msg)?;
         let _: () = redis.hset_multiple(model_key(&args.topic_prefix), &next.pointer_fields())?;
     }
