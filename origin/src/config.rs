@@ -67,13 +67,13 @@ pub struct RetrainArgs {
     #[arg(long, env = "ATTUNE_CONFIG")]
     pub config: Option<PathBuf>,
     /// Regularization values to try.
-    #[arg(long, value_delimiter = ',', default_value = "0.001,0.01,0.03,0.1")]
+    #[arg(long, value_delimiter = ',', default_value = RETRAIN_REGULARIZATION)]
     pub regularization: Vec<f32>,
     /// Passes over the training events to try.
-    #[arg(long, value_delimiter = ',', default_value = "1,3,10")]
+    #[arg(long, value_delimiter = ',', default_value = RETRAIN_EPOCHS)]
     pub epochs: Vec<u32>,
     /// SGD step sizes to try.
-    #[arg(long, value_delimiter = ',', default_value = "0.05")]
+    #[arg(long, value_delimiter = ',', default_value = RETRAIN_LEARNING_RATE)]
     pub learning_rate: Vec<f32>,
     /// How much better (HR@10, absolute) the challenger's 95 % interval
     /// must lie above the champion's for promotion.
@@ -85,6 +85,32 @@ pub struct RetrainArgs {
     /// Print the outcome as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+const RETRAIN_REGULARIZATION: &str = "0.001,0.01,0.03,0.1";
+const RETRAIN_EPOCHS: &str = "1,3,10";
+const RETRAIN_LEARNING_RATE: &str = "0.05";
+
+impl RetrainArgs {
+    /// A retrain of the consumers' deployment with the default grid, as
+    /// their schedule runs it.
+    pub fn of(consume: &ConsumeArgs) -> Self {
+        fn list<T: std::str::FromStr>(s: &str) -> Vec<T> {
+            s.split(',').filter_map(|v| v.parse().ok()).collect()
+        }
+        RetrainArgs {
+            kafka_brokers: consume.kafka_brokers.clone(),
+            redis_url: consume.redis_url.clone(),
+            topic_prefix: consume.topic_prefix.clone(),
+            config: consume.config.clone(),
+            regularization: list(RETRAIN_REGULARIZATION),
+            epochs: list(RETRAIN_EPOCHS),
+            learning_rate: list(RETRAIN_LEARNING_RATE),
+            margin: 0.0,
+            no_promote: false,
+            json: false,
+        }
+    }
 }
 
 /// Flags of `attune-origin model`.
@@ -226,6 +252,11 @@ pub struct ConsumeArgs {
     /// each costs one pass over the site's item factors. 0 turns it off.
     #[arg(long, env = "ATTUNE_VALIDATION_SAMPLE", default_value_t = 0.25, value_parser = share)]
     pub validation_sample: f64,
+    /// Retrain the model (as `attune-origin retrain`) this often, in
+    /// seconds, and sooner — after a quarter of it — while live validation
+    /// says degraded; one consumer of the deployment at a time. 0: never.
+    #[arg(long, env = "ATTUNE_RETRAIN_EVERY_S", default_value_t = 0)]
+    pub retrain_every_s: u64,
 }
 
 /// Flags of `attune-origin serve`.

@@ -35,6 +35,10 @@ pub enum Bench {
     /// the true lift, an injected SRM, A/A false positives while peeking,
     /// interleaving against A/B (plots the confidence sequence).
     Experiment,
+    /// MovieLens-100k through Kafka: the online model's pass and live
+    /// HR@10, then `attune-origin retrain` beside reading the log alone
+    /// (wall time, peak memory) and online vs retrained on the same holdout.
+    Retrain,
 }
 
 pub fn run(bench: Bench) -> Result<()> {
@@ -47,7 +51,7 @@ pub fn run(bench: Bench) -> Result<()> {
         }
         Bench::Edge => return edge_bench(),
         Bench::Tracker => return tracker_bench(),
-        Bench::Ingest | Bench::Freshness | Bench::Faults | Bench::Experiment => {}
+        Bench::Ingest | Bench::Freshness | Bench::Faults | Bench::Experiment | Bench::Retrain => {}
     }
     let stack = Stack::from_env();
     let running = stack.up()?;
@@ -56,6 +60,7 @@ pub fn run(bench: Bench) -> Result<()> {
         Bench::Freshness => "freshness",
         Bench::Faults => "faults",
         Bench::Experiment => "experiment",
+        Bench::Retrain => "retrain",
         Bench::Edge | Bench::Tracker | Bench::Recommend | Bench::Records => {
             unreachable!("handled above")
         }
@@ -68,6 +73,9 @@ pub fn run(bench: Bench) -> Result<()> {
         // this very command's `stack up`.
         cmd.env("ATTUNE_KAFKA_PID_FILE", stack.kafka_pid_file())
             .env("ATTUNE_STACK_UP", std::env::current_exe()?);
+    }
+    if let Bench::Retrain = bench {
+        cmd.env("ATTUNE_EVAL_DATA", crate::eval::movielens()?);
     }
     run_cmd(&mut cmd)?;
     if let Bench::Experiment = bench {

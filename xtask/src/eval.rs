@@ -20,9 +20,8 @@ fn dir() -> PathBuf {
     workspace_root().join("target/eval")
 }
 
-/// A virtualenv with the peers (numba for eals, implicit, matplotlib) and the
-/// data from the recbole wheel, both from PyPI.
-fn prepare() -> Result<(PathBuf, PathBuf)> {
+/// The virtualenv of the evaluation (its Python).
+fn venv() -> Result<PathBuf> {
     let dir = dir();
     let python = dir.join("venv/bin/python");
     if !python.exists() {
@@ -33,6 +32,14 @@ fn prepare() -> Result<(PathBuf, PathBuf)> {
                 .arg(dir.join("venv")),
         )?;
     }
+    Ok(python)
+}
+
+/// A virtualenv with the peers (numba for eals, implicit, matplotlib) and the
+/// data from the recbole wheel, both from PyPI.
+fn prepare() -> Result<(PathBuf, PathBuf)> {
+    let dir = dir();
+    let python = venv()?;
     let ready = dir.join("venv/.attune-ready");
     if !ready.exists() {
         println!("==> pip install implicit, eals and their dependencies (once)");
@@ -57,6 +64,14 @@ fn prepare() -> Result<(PathBuf, PathBuf)> {
         ]))?;
         std::fs::write(&ready, "")?;
     }
+    Ok((python, movielens()?))
+}
+
+/// MovieLens-100k (`ml-100k.inter`, `ml-100k.item`) from the recbole 1.2.1
+/// wheel on PyPI, downloaded once; its directory.
+pub fn movielens() -> Result<PathBuf> {
+    let dir = dir();
+    let python = venv()?;
     let data = dir.join("ml-100k");
     if !data.join("ml-100k.inter").exists() {
         println!("==> MovieLens-100k from the recbole 1.2.1 wheel");
@@ -76,7 +91,7 @@ fn prepare() -> Result<(PathBuf, PathBuf)> {
                 .arg(&data),
         )?;
     }
-    Ok((python, data))
+    Ok(data)
 }
 
 fn read(path: &Path) -> Result<serde_json::Value> {

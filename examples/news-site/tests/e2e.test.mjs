@@ -340,6 +340,17 @@ test("the dashboard shows the stream, the consumer and this reader's affinities 
   assert.ok(model[0].length > 0, "the model panel says something");
   assert.match(model[1], /^no prediction checked yet/);
   assert.equal(model[2], "degraded: HR@10 30.0 %, NDCG@10 0.200 over the last 1000 predictions (1500 checked since the consumers started); it hits less often than its own recent history");
+  // The model versions in words: the demo's one online version, and a refused retrain.
+  const versions = await dash.evaluate(() => {
+    const online = { version: 1, recipe: { epochs: 1, regularization: 0.01 }, fitted_events: 0, comparison: null };
+    const refused = { version: 2, recipe: { epochs: 10, regularization: 0.03 }, fitted_events: 900, comparison: { champion: 1, checks: 90, champion_hr10: 0.7, challenger_hr10: 0.078, better: false } };
+    return [
+      document.getElementById("versions-note").textContent,
+      window.dash.versionWords({ serving: 1, history: [1], versions: [online, refused] }),
+    ];
+  });
+  assert.equal(versions[0], "version 1 serves (the online model)");
+  assert.equal(versions[1], "version 1 serves (the online model); the latest retrain, version 2, against version 1 on 90 holdout predictions: HR@10 70.0 % → 7.8 %, refused");
   // An experiment (stopped, so no reader's rail changes) gets its panel.
   const defined = await fetch(`${origin}/v1/experiments/e2e-panel`, {
     method: "PUT",

@@ -27,6 +27,7 @@ use crate::event_log::embedded::{read_topic, LOG};
 use crate::model::covisit::{self, CovisitConfig};
 use crate::model::online::{age_weighted, expose, learn_factors, NegativePool};
 use crate::model::validation::Validator;
+use crate::model::versions::FIRST;
 use crate::model::{initial, pack, unpack, MfConfig};
 use crate::record::EventRecord;
 use crate::store::embedded::{
@@ -505,7 +506,7 @@ pub fn spawn(
                     stats.count(round.applied, round.skipped);
                     stats.observe(round.received_at_ms, now);
                     let learner = learner.lock().expect("not poisoned");
-                    stats.validated(learner.validator.live.summary());
+                    stats.validated(FIRST, &learner.validator);
                     round.read > 0
                 }
                 Ok(Err(e)) => {

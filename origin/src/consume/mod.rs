@@ -25,6 +25,7 @@ pub mod popularity;
 pub mod rails;
 pub mod resume;
 pub mod retrain;
+pub mod schedule;
 pub mod stats;
 pub mod train;
 
@@ -79,10 +80,12 @@ pub fn run(args: &ConsumeArgs, stop: Arc<AtomicBool>) -> Result<()> {
         let (args, stop) = (args.clone(), stop.clone());
         std::thread::spawn(move || exposures::run(&args, &stop))
     };
+    let degraded = Arc::new(AtomicBool::new(false));
+    let schedule = schedule::spawn(args, degraded.clone(), stop.clone());
     let mut stats = StatsTracker::new(None);
     while !stop.load(Ordering::SeqCst) {
         let clients = serving_version(&args.redis_url, &args.topic_prefix)
-            .and_then(|version| run_clients(args, &stop, &mut stats, version));
+            .and_then(|version| run_clients(args, &stop, &mut stats, version, &degraded));
         if let Err(e) = clients {
             tracing::warn!("consumer restarting from the committed offsets: {e:#}");
             metrics::counter!("attune_consumer_restarts_total").increment(1);
@@ -93,6 +96,9 @@ pub fn run(args: &ConsumeArgs, stop: Arc<AtomicBool>) -> Result<()> {
         let _ = writer.retire_stats(stats.member());
     }
     let _ = exposures.join();
+    if let Some(schedule) = schedule {
+        let _ = schedule.join();
+    }
     Ok(())
 }
 
@@ -155,6 +161,7 @@ fn run_clients(
     stop: &AtomicBool,
     stats: &mut StatsTracker,
     version: VersionInfo,
+    degraded: &AtomicBool,
 ) -> Result<()> {
     let names: Vec<String> = topics()
         .map(|t| format!("{}{t}", args.topic_prefix))
@@ -195,7 +202,8 @@ fn run_clients(
         .context("create the transactional producer")?;
     producer.init_transactions(Duration::from_secs(30))?;
     let trained = version.version;
-    let mut writers = connect_writers(args, version)?;
+    let validator = stats.validator(trained, args.validation_sample);
+    let mut writers = connect_writers(args, version, validator)?;
     let updates_topic = format!("{}{PROFILE_UPDATES}", args.topic_prefix);
     let dead_letters_topic = format!("{}{DEAD_LETTERS}", args.topic_prefix);
     tracing::info!(
@@ -280,12 +288,25 @@ fn run_clients(
         metrics::histogram!("attune_consumer_batch_duration_seconds").record(started.elapsed());
         stats.count(round.applied, round.duplicate);
         stats.observe(incoming.iter().map(|i| i.record.received_at_ms), now_ms());
-        stats.validated(writers.model.validator().live.summary());
+        stats.validated(trained, writers.model.validator());
+        degraded.store(
+            writers
+                .model
+                .validator()
+                .live
+                .summary()
+                .is_some_and(|s| s.degraded),
+            Ordering::SeqCst,
+        );
     }
     Ok(())
 }
 
-fn connect_writers(args: &ConsumeArgs, version: VersionInfo) -> Result<Writers> {
+fn connect_writers(
+    args: &ConsumeArgs,
+    version: VersionInfo,
+    validator: crate::model::validation::Validator,
+) -> Result<Writers> {
     let half_life = HalfLife::from_hours(args.affinity_half_life_h)
         .context("ATTUNE_AFFINITY_HALF_LIFE_H must be positive")?;
     let popularity_half_life = HalfLife::from_hours(args.popularity_half_life_h)
@@ -293,8 +314,7 @@ fn connect_writers(args: &ConsumeArgs, version: VersionInfo) -> Result<Writers> 
     let connect = "connect to Redis";
     Ok(Writers {
         profiles: ProfileWriter::connect(&args.redis_url).context(connect)?,
-        model: train::Trainer::connect(&args.redis_url, version, args.validation_sample)
-            .context(connect)?,
+        model: train::Trainer::connect(&args.redis_url, version, validator).context(connect)?,
         popularity: popularity::PopularityWriter::connect(&args.redis_url, popularity_half_life)
             .context(connect)?,
         rails: rails::RailWriter::connect(&args.redis_url).context(connect)?,

@@ -57,6 +57,8 @@ pub struct Outcome {
     pub comparison: Option<Comparison>,
     /// Whether the challenger now serves.
     pub promoted: bool,
+    /// Seconds spent reading the log (the floor of a retrain).
+    pub read_seconds: f64,
     /// Seconds spent reading, fitting and writing.
     pub seconds: f64,
 }
@@ -72,6 +74,7 @@ pub fn run(args: &RetrainArgs) -> Result<Outcome> {
         Registry::from_fields(&fields)
     };
     let (records, ends) = read_log(args)?;
+    let read_seconds = started.elapsed().as_secs_f64();
     let read = records.len() as u64;
     let sites = lessons_of(args, records)?;
     let lessons: u64 = sites.iter().map(|(_, l)| l.len() as u64).sum();
@@ -84,6 +87,7 @@ pub fn run(args: &RetrainArgs) -> Result<Outcome> {
             chosen: None,
             comparison: None,
             promoted: false,
+            read_seconds,
             seconds: started.elapsed().as_secs_f64(),
         });
     }
@@ -145,6 +149,7 @@ pub fn run(args: &RetrainArgs) -> Result<Outcome> {
         chosen: Some(chosen),
         comparison: Some(comparison),
         promoted,
+        read_seconds,
         seconds: started.elapsed().as_secs_f64(),
     })
 }
@@ -357,8 +362,8 @@ pub fn render(o: &Outcome) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "read {} records, learned from {} events in {:.1} s",
-        o.records, o.lessons, o.seconds
+        "read {} records in {:.1} s, learned from {} events, {:.1} s in all",
+        o.records, o.read_seconds, o.lessons, o.seconds
     );
     if o.grid.is_empty() {
         let _ = writeln!(s, "nothing to learn from: no version made");

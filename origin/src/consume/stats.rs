@@ -8,7 +8,9 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::model::validation::ValidationSummary;
+use std::collections::HashMap;
+
+use crate::model::validation::{ValidationSummary, Validator};
 use crate::store::ConsumerStats;
 
 /// Freshness samples kept (the last minute, at most this many).
@@ -29,6 +31,11 @@ pub struct StatsTracker {
     applied: u64,
     duplicate: u64,
     validation: Option<ValidationSummary>,
+    /// The model version trained last, and each version's validation as it
+    /// stood: a restart of the clients goes on from there, and the counters
+    /// on `/metrics` never go back.
+    model_version: Option<u32>,
+    validators: HashMap<u32, Validator>,
     published: Option<Instant>,
 }
 
@@ -43,6 +50,8 @@ impl StatsTracker {
             applied: 0,
             duplicate: 0,
             validation: None,
+            model_version: None,
+            validators: HashMap::new(),
             published: None,
         }
     }
@@ -72,19 +81,43 @@ impl StatsTracker {
 
     /// The online model's live validation so far (`model::validation`),
     /// also set on `/metrics`.
-    pub fn validated(&mut self, summary: Option<ValidationSummary>) {
-        let Some(v) = summary else {
+    /// labelled with the model `version` it validates.
+    pub fn validated(&mut self, version: u32, validator: &Validator) {
+        if self.model_version != Some(version) {
+            if let Some(before) = self.model_version {
+                // A version no longer trained here is not degrading here.
+                metrics::gauge!("attune_model_live_degraded", "version" => before.to_string())
+                    .set(0.0);
+            }
+            metrics::gauge!("attune_model_version").set(f64::from(version));
+            self.model_version = Some(version);
+            self.validation = None;
+        }
+        let Some(v) = validator.live.summary() else {
             return;
         };
         if self.validation == Some(v) {
             return;
         }
-        metrics::counter!("attune_model_validation_events_total").absolute(v.evaluated);
-        metrics::counter!("attune_model_validation_hits_total").absolute(v.hits);
-        metrics::gauge!("attune_model_live_hr10").set(v.hr10);
-        metrics::gauge!("attune_model_live_ndcg10").set(v.ndcg10);
-        metrics::gauge!("attune_model_live_degraded").set(f64::from(u8::from(v.degraded)));
+        let label = version.to_string();
+        metrics::counter!("attune_model_validation_events_total", "version" => label.clone())
+            .absolute(v.evaluated);
+        metrics::counter!("attune_model_validation_hits_total", "version" => label.clone())
+            .absolute(v.hits);
+        metrics::gauge!("attune_model_live_hr10", "version" => label.clone()).set(v.hr10);
+        metrics::gauge!("attune_model_live_ndcg10", "version" => label.clone()).set(v.ndcg10);
+        metrics::gauge!("attune_model_live_degraded", "version" => label)
+            .set(f64::from(u8::from(v.degraded)));
         self.validation = Some(v);
+        self.validators.insert(version, validator.clone());
+    }
+
+    /// The validation of `version` to go on with (a new one at `rate`).
+    pub fn validator(&self, version: u32, rate: f64) -> Validator {
+        self.validators
+            .get(&version)
+            .cloned()
+            .unwrap_or_else(|| Validator::new(rate))
     }
 
     /// True when the stats should be published again.
@@ -119,6 +152,7 @@ impl StatsTracker {
             events_applied: self.applied,
             events_duplicate: self.duplicate,
             validation: self.validation,
+            model_version: self.model_version,
         }
     }
 }
@@ -149,22 +183,25 @@ mod tests {
     /// degraded flag, which goes to 1 and back.
     #[test]
     fn validation_metrics_follow_the_summary() {
-        use crate::model::validation::LiveValidation;
         let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
         let handle = recorder.handle();
         let line = |text: &str, name: &str| -> Option<f64> {
-            text.lines()
-                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            text.lines().find_map(|l| {
+                l.strip_prefix(name)?
+                    .strip_prefix("{version=\"3\"} ")?
+                    .parse()
+                    .ok()
+            })
         };
         metrics::with_local_recorder(&recorder, || {
             let mut t = StatsTracker::new(None);
-            let mut live = LiveValidation::default();
+            let mut v = Validator::new(1.0);
             for i in 0..2_500 {
                 // HR@10 0.4 for 2,000 checks, then 0.2.
                 let hit = if i < 2_000 { i % 5 < 2 } else { i % 5 < 1 };
-                live.record(if hit { 1 } else { 50 });
+                v.live.record(if hit { 1 } else { 50 });
             }
-            t.validated(live.summary());
+            t.validated(3, &v);
             let text = handle.render();
             assert_eq!(
                 line(&text, "attune_model_validation_events_total"),
@@ -178,12 +215,17 @@ mod tests {
             assert_eq!(line(&text, "attune_model_live_ndcg10"), Some(0.2));
             assert_eq!(line(&text, "attune_model_live_degraded"), Some(1.0));
             for _ in 0..500 {
-                live.record(1);
+                v.live.record(1);
             }
-            t.validated(live.summary());
+            t.validated(3, &v);
             let text = handle.render();
             assert_eq!(line(&text, "attune_model_live_degraded"), Some(0.0));
             assert_eq!(line(&text, "attune_model_live_hr10"), Some(1.0));
+            // The clients restart: the version's validation goes on.
+            let again = t.validator(3, 1.0);
+            assert_eq!(again.live.summary(), v.live.summary());
+            assert_eq!(t.validator(4, 0.5).live.summary(), None);
+            assert!(text.contains("attune_model_version 3"), "{text}");
         });
     }
 

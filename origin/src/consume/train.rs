@@ -138,7 +138,7 @@ impl Trainer {
     pub fn connect(
         url: &str,
         version: VersionInfo,
-        validation_rate: f64,
+        validator: Validator,
     ) -> redis::RedisResult<Self> {
         Ok(Trainer {
             conn: redis::Client::open(url)?.get_connection()?,
@@ -148,7 +148,7 @@ impl Trainer {
             version,
             covisit: CovisitConfig::default(),
             negatives: HashMap::new(),
-            validator: Validator::new(validation_rate),
+            validator,
             snapshots: HashMap::new(),
         })
     }

@@ -84,6 +84,8 @@ pub struct Dashboard {
     /// Served rails' impressions and clicks by ranker and position, each
     /// event counted once by the consumers.
     pub rails: Vec<RailPosition>,
+    /// The model versions, which one serves, and each retrain's comparison.
+    pub models: crate::model::versions::Registry,
 }
 
 /// The dashboard's data for the calling site.
@@ -94,11 +96,12 @@ pub async fn get_dashboard(
     caller: Caller,
 ) -> Result<Json<Dashboard>, ApiError> {
     let site = &caller.require_server()?.key;
-    let (items, popularity, consumers, rails) = tokio::try_join!(
+    let (items, popularity, consumers, rails, models) = tokio::try_join!(
         state.store.items(site),
         state.store.popularity(site),
         state.store.consumer_stats(),
         state.store.rail_counts(site),
+        state.store.model_registry(),
     )?;
     let now_ms = crate::clock::now_ms();
     let scores: HashMap<&str, f64> = popularity
@@ -129,6 +132,7 @@ pub async fn get_dashboard(
                 ctr: (c.shown > 0).then(|| c.clicked as f64 / c.shown as f64),
             })
             .collect(),
+        models,
     }))
 }
 

@@ -182,6 +182,9 @@ pub struct ConsumerStats {
     /// evaluated anything.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub validation: Option<ValidationSummary>,
+    /// The model version it trains and validates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_version: Option<u32>,
 }
 
 /// Consumer reports older than this are from consumers that stopped.

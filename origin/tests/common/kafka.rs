@@ -158,6 +158,17 @@ impl Consumer {
         config: Option<&std::path::Path>,
         instance: Option<&str>,
     ) -> Self {
+        Self::start_env(prefix, group, config, instance, &[])
+    }
+
+    /// The same, with more environment variables.
+    pub fn start_env(
+        prefix: &str,
+        group: &str,
+        config: Option<&std::path::Path>,
+        instance: Option<&str>,
+        vars: &[(&str, &str)],
+    ) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -180,6 +191,7 @@ impl Consumer {
             // Every engagement, as `common::learning`'s offline replay.
             .env("ATTUNE_VALIDATION_SAMPLE", "1")
             .env("RUST_LOG", "warn")
+            .envs(vars.iter().copied())
             .stdout(Stdio::null())
             .spawn()
             .expect("start attune-origin consume");

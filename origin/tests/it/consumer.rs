@@ -11,6 +11,7 @@ use crate::common::{batch, env, event, now_ms, Popularity, TestOrigin};
 use attune_core::routing::topics;
 use attune_core::{Batch, HalfLife, Interaction};
 use attune_origin::config::SiteWeights;
+use attune_origin::model::validation::Validator;
 use attune_origin::model::versions::VersionInfo;
 use rdkafka::ClientConfig;
 use serde_json::Value;
@@ -453,7 +454,8 @@ async fn forgetting_a_user_removes_the_profile_and_ignores_later_events() {
         .map(|(n, item)| click_as_consumed("late", n as i64, &site, "anon:gone", item, now_ms()))
         .collect();
     let mut writer = ProfileWriter::connect(&env("REDIS_URL")).unwrap();
-    let mut trainer = Trainer::connect(&env("REDIS_URL"), VersionInfo::first(), 1.0).unwrap();
+    let mut trainer =
+        Trainer::connect(&env("REDIS_URL"), VersionInfo::first(), Validator::new(1.0)).unwrap();
     let mut replayed = by_user(&late, &SiteWeights::default(), &mut |_, _| {
         Default::default()
     });
@@ -892,7 +894,8 @@ fn a_replayed_round_counts_each_co_visit_once() {
         .enumerate()
         .map(|(n, item)| click_as_consumed("replay", n as i64, &site, "u", item, t))
         .collect();
-    let mut trainer = Trainer::connect(&env("REDIS_URL"), VersionInfo::first(), 1.0).unwrap();
+    let mut trainer =
+        Trainer::connect(&env("REDIS_URL"), VersionInfo::first(), Validator::new(1.0)).unwrap();
     for _ in 0..2 {
         let mut groups = by_user(&incoming, &SiteWeights::default(), &mut |_, _| {
             Default::default()
@@ -948,7 +951,8 @@ fn a_popular_items_row_is_trimmed_as_the_model_trims_it() {
             push(&mut window, item, cfg.window);
         }
     }
-    let mut trainer = Trainer::connect(&env("REDIS_URL"), VersionInfo::first(), 1.0).unwrap();
+    let mut trainer =
+        Trainer::connect(&env("REDIS_URL"), VersionInfo::first(), Validator::new(1.0)).unwrap();
     let mut groups = by_user(&incoming, &SiteWeights::default(), &mut |_, _| {
         Default::default()
     });
@@ -1154,7 +1158,8 @@ fn item_factors_in_redis_are_the_models_steps_and_a_replay_changes_nothing() {
     let cfg = MfConfig::default();
     let site = format!("mf{}", &uuid::Uuid::now_v7().simple().to_string()[20..]);
     let incoming = vec![click_as_consumed("factors", 0, &site, "u", "a", now_ms())];
-    let mut trainer = Trainer::connect(&env("REDIS_URL"), VersionInfo::first(), 1.0).unwrap();
+    let mut trainer =
+        Trainer::connect(&env("REDIS_URL"), VersionInfo::first(), Validator::new(1.0)).unwrap();
     let stored = |conn: &mut redis::Connection| -> Vec<f32> {
         let bytes: Vec<u8> = redis::cmd("HGET")
             .arg(site_key(&site, "item_vectors"))

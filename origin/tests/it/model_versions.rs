@@ -295,3 +295,43 @@ async fn a_better_challenger_is_promoted_and_a_worse_one_refused() {
     let api: Value = origin.get_as_site("/v1/models").await;
     assert_eq!(api, listed, "the API shows the same registry");
 }
+
+/// A consumer with a retraining schedule retrains on its own: a version
+/// fitted from the log appears and, better than the stuck champion, is
+/// promoted. (Seen failing with the schedule never due.)
+#[tokio::test]
+async fn the_consumers_schedule_retrains_and_promotes() {
+    let (prefix, origin) = setup().await;
+    post_planted_turns(&origin).await;
+    // A stuck champion the scheduled retrain must beat.
+    retrain(
+        &prefix,
+        &origin,
+        &["--epochs", "1", "--learning-rate", "0.0001"],
+    );
+    origin_cli(&prefix, &origin, &["model", "promote", "2"]);
+    let consumer = Consumer::start_env(
+        &prefix,
+        &format!("g-{prefix}"),
+        Some(origin.sites_file()),
+        None,
+        &[("ATTUNE_RETRAIN_EVERY_S", "3")],
+    );
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let listed: Value = origin.get_as_site("/v1/models").await;
+        if listed["serving"] == 3 {
+            let v3 = &listed["versions"][2];
+            assert_eq!(v3["comparison"]["champion"], 2, "{listed}");
+            assert_eq!(v3["fitted_events"], 900, "{listed}");
+            // The decision is counted where the consumer runs.
+            while consumer.metric("attune_model_retrains_total").await < 1.0 {
+                assert!(Instant::now() < deadline, "the retrain was not counted");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            break;
+        }
+        assert!(Instant::now() < deadline, "no scheduled retrain: {listed}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
