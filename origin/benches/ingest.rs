@@ -492,6 +492,7 @@ async fn main() -> anyhow::Result<()> {
         kafka_linger_ms: env_or("ATTUNE_KAFKA_LINGER_MS", 1),
         consumer_group: "attune-profiles".into(),
         validation_sample: 0.25,
+        retrain_every_s: 0,
         ..common::serve_args(&brokers, &redis_url, "")?
     };
     let state = AppState::with_sites(&args, std::slice::from_ref(&site)).await?;

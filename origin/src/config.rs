@@ -87,28 +87,44 @@ pub struct RetrainArgs {
     pub json: bool,
 }
 
-const RETRAIN_REGULARIZATION: &str = "0.001,0.01,0.03,0.1";
-const RETRAIN_EPOCHS: &str = "1,3,10";
-const RETRAIN_LEARNING_RATE: &str = "0.05";
+/// The retrain's default grid: regularization values.
+pub const RETRAIN_REGULARIZATION: &str = "0.001,0.01,0.03,0.1";
+/// Epochs.
+pub const RETRAIN_EPOCHS: &str = "1,3,10";
+/// Step sizes.
+pub const RETRAIN_LEARNING_RATE: &str = "0.05";
+
+/// A comma-separated list's values that parse.
+fn list<T: std::str::FromStr>(s: &str) -> Vec<T> {
+    s.split(',').filter_map(|v| v.parse().ok()).collect()
+}
 
 impl RetrainArgs {
-    /// A retrain of the consumers' deployment with the default grid, as
-    /// their schedule runs it.
-    pub fn of(consume: &ConsumeArgs) -> Self {
-        fn list<T: std::str::FromStr>(s: &str) -> Vec<T> {
-            s.split(',').filter_map(|v| v.parse().ok()).collect()
-        }
+    /// The default grid, promoting, with no deployment named yet.
+    pub fn defaults() -> Self {
         RetrainArgs {
-            kafka_brokers: consume.kafka_brokers.clone(),
-            redis_url: consume.redis_url.clone(),
-            topic_prefix: consume.topic_prefix.clone(),
-            config: consume.config.clone(),
+            kafka_brokers: String::new(),
+            redis_url: String::new(),
+            topic_prefix: String::new(),
+            config: None,
             regularization: list(RETRAIN_REGULARIZATION),
             epochs: list(RETRAIN_EPOCHS),
             learning_rate: list(RETRAIN_LEARNING_RATE),
             margin: 0.0,
             no_promote: false,
             json: false,
+        }
+    }
+
+    /// A retrain of the consumers' deployment with the default grid, as
+    /// their schedule runs it.
+    pub fn of(consume: &ConsumeArgs) -> Self {
+        RetrainArgs {
+            kafka_brokers: consume.kafka_brokers.clone(),
+            redis_url: consume.redis_url.clone(),
+            topic_prefix: consume.topic_prefix.clone(),
+            config: consume.config.clone(),
+            ..RetrainArgs::defaults()
         }
     }
 }
@@ -340,6 +356,11 @@ pub struct ServeArgs {
     /// each costs one pass over the site's item factors. 0 turns it off.
     #[arg(long, env = "ATTUNE_VALIDATION_SAMPLE", default_value_t = 0.25, value_parser = share)]
     pub validation_sample: f64,
+    /// Embedded mode: retrain the model this often, in seconds (sooner while
+    /// live validation says degraded). 0: never. With Kafka + Redis the
+    /// consumers' flag of the same name schedules it.
+    #[arg(long, env = "ATTUNE_RETRAIN_EVERY_S", default_value_t = 0)]
+    pub retrain_every_s: u64,
 }
 
 /// A share: a number from 0 to 1.

@@ -118,6 +118,8 @@ pub struct Shared {
     pub ledger: Arc<ingest::ledger::IngestLedger>,
     /// Experiment definitions and exposures ([`arms`]).
     pub arms: arms::Arms,
+    /// Retrains the model for `POST /v1/models/retrain`.
+    pub retrainer: api::models::Retrainer,
 }
 
 impl AppState {
@@ -142,6 +144,13 @@ impl AppState {
         let sites = Sites::new(sites)?;
         let mut consumer_lag = None;
         let mut exposures = arms::ExposureSink::Store;
+        let mut retrainer = api::models::Retrainer::Kafka(config::RetrainArgs {
+            kafka_brokers: args.kafka_brokers.clone().unwrap_or_default(),
+            redis_url: args.redis_url.clone().unwrap_or_default(),
+            topic_prefix: args.topic_prefix.clone(),
+            config: args.config.clone(),
+            ..config::RetrainArgs::defaults()
+        });
         let (log, store): (Arc<dyn EventLog>, Arc<dyn Store>) = match args.backends()? {
             Backends::KafkaRedis { brokers, redis_url } => {
                 let topics = attune_core::routing::topics()
@@ -197,7 +206,15 @@ impl AppState {
                     model::MfConfig::default(),
                     args.validation_sample,
                 );
-                consume::embedded::spawn(db, log.subscribe(), half_lives, weights, learner);
+                let model = consume::embedded::spawn(
+                    db,
+                    log.subscribe(),
+                    half_lives,
+                    weights,
+                    learner,
+                    args.retrain_every_s,
+                );
+                retrainer = api::models::Retrainer::Embedded(model);
                 (Arc::new(log), Arc::new(store))
             }
         };
@@ -240,6 +257,7 @@ impl AppState {
             ledger,
             consumer_lag,
             arms: arms::Arms::new(exposures),
+            retrainer,
         })))
     }
 }
@@ -312,6 +330,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/models", get(api::models::list))
         .route("/v1/models/rollback", post(api::models::rollback))
+        .route("/v1/models/retrain", post(api::models::retrain))
         .route("/v1/models/{version}/promote", post(api::models::promote))
         .route("/v1/dashboard", get(dashboard::get_dashboard))
         .route("/dashboard", get(dashboard::page))

@@ -24,6 +24,7 @@ use utoipa::{Modify, OpenApi};
         crate::api::models::list,
         crate::api::models::promote,
         crate::api::models::rollback,
+        crate::api::models::retrain,
         crate::dashboard::get_dashboard,
         crate::health::healthz,
         crate::health::readyz,

@@ -105,6 +105,7 @@ pub fn serve_args(brokers: &str, redis_url: &str, prefix: &str) -> anyhow::Resul
         affinity_half_life_h: 24.0,
         consumer_group: format!("g-{prefix}"),
         validation_sample: 0.25,
+        retrain_every_s: 0,
     })
 }
 

@@ -6,6 +6,12 @@
 //! learned here in the same transaction, and so are the online model's
 //! factors — the same steps as the Redis trainer (`model::online`), with
 //! the same live validation before each sampled engagement is learned.
+//!
+//! Every model version in the registry learns every event, in the same
+//! transaction: a retrain ([`retrain`]) runs between rounds and fits the
+//! log up to the consumer's positions, so a new version is never behind,
+//! and promotion or rollback is a pointer move. The newest
+//! [`LIVE_VERSIONS`] are kept (older ones, not serving, are dropped).
 // redb's error type is large; it only travels to the edge of this module.
 #![allow(clippy::result_large_err)]
 
@@ -21,19 +27,20 @@ use tokio::sync::watch;
 use super::apply::{by_user, CatalogFacts, Incoming};
 use super::popularity::credit_of;
 use super::rails;
+use super::retrain::{fit, lessons, lessons_per_user, register, Outcome, Search};
 use super::stats::{SharedLag, StatsTracker};
 use crate::config::SiteWeights;
 use crate::event_log::embedded::{read_topic, LOG};
 use crate::model::covisit::{self, CovisitConfig};
 use crate::model::online::{age_weighted, expose, learn_factors, NegativePool};
 use crate::model::validation::Validator;
-use crate::model::versions::FIRST;
+use crate::model::versions::{versioned, Registry};
 use crate::model::{initial, pack, unpack, MfConfig};
 use crate::record::EventRecord;
 use crate::store::embedded::{
-    add_popularity, site_item_vectors, StoredProfile, CONSUMER_STATS, COVISIT, COVISIT_NORMS,
-    DEAD_LETTERS, FORGOTTEN, ITEM_VECTORS, POPULARITY, POSITIONS, PROFILES, RAILS, SEEN,
-    USER_VECTORS,
+    add_popularity, registry_in, site_item_vectors, StoredProfile, CONSUMER_STATS, COVISIT,
+    COVISIT_NORMS, DEAD_LETTERS, FORGOTTEN, ITEM_VECTORS, MODEL_REGISTRY, POPULARITY, POSITIONS,
+    PROFILES, RAILS, REGISTRY_KEY, SEEN, USER_VECTORS, VERSION_STEPS,
 };
 use crate::store::Item;
 
@@ -46,17 +53,20 @@ pub struct HalfLives {
     pub popularity: HalfLife,
 }
 
-/// The online model's state that lives between rounds: its settings, the
-/// negatives' pools and the live validation.
+/// The online model's state that lives between rounds: the versions it
+/// trains, the negatives' pools and the live validation.
 pub struct Learner {
     cfg: MfConfig,
+    /// The registry as the last round read it.
+    registry: Registry,
     negatives: HashMap<String, NegativePool>,
     /// This round's positives, `(site, item)`, remembered by the pools at
     /// its end: every draw of a round sees the pools as the round began, as
     /// the Redis trainer's draws see them at its batch's start.
     positives: Vec<(String, String)>,
-    /// Live validation (`model::validation`).
-    pub validator: Validator,
+    validation_rate: f64,
+    /// Live validation (`model::validation`) of each version while it served.
+    validators: HashMap<u32, Validator>,
 }
 
 impl Learner {
@@ -64,10 +74,25 @@ impl Learner {
     pub fn new(cfg: MfConfig, validation_rate: f64) -> Self {
         Learner {
             cfg,
+            registry: Registry::default(),
             negatives: HashMap::new(),
             positives: Vec::new(),
-            validator: Validator::new(validation_rate),
+            validation_rate,
+            validators: HashMap::new(),
         }
+    }
+
+    /// The serving version and its live validation.
+    pub fn validator(&mut self) -> (u32, &Validator) {
+        let v = self.registry.serving;
+        (v, self.serving_validator())
+    }
+
+    fn serving_validator(&mut self) -> &mut Validator {
+        let rate = self.validation_rate;
+        self.validators
+            .entry(self.registry.serving)
+            .or_insert_with(|| Validator::new(rate))
     }
 
     /// The pools remember this round's positives.
@@ -223,6 +248,8 @@ pub fn apply_pending(
             let mut rail_counts = tx.open_table(RAILS)?;
             let mut user_vectors = tx.open_table(USER_VECTORS)?;
             let mut item_table = tx.open_table(ITEM_VECTORS)?;
+            let mut version_steps = tx.open_table(VERSION_STEPS)?;
+            learner.registry = registry_in(&tx.open_table(MODEL_REGISTRY)?)?;
             let mut factors = ItemFactors::default();
             let now = crate::clock::now_ms();
             for ((site, user), events) in &groups {
@@ -236,9 +263,22 @@ pub fn apply_pending(
                     .unwrap_or_default();
                 let dim = learner.cfg.dim;
                 let key = (site.as_str(), user.as_str());
-                let stored = user_vectors.get(key)?.and_then(|v| unpack(v.value(), dim));
-                let mut vector = stored.unwrap_or_else(|| initial(&format!("{site}/{user}"), dim));
-                let mut learned = false;
+                // The user's factors in every version, and what each learns.
+                let mut users = Vec::new();
+                for v in &learner.registry.versions {
+                    let vsite = versioned(site, v.version);
+                    let stored = user_vectors
+                        .get((vsite.as_str(), user.as_str()))?
+                        .and_then(|v| unpack(v.value(), dim));
+                    let vector = stored.unwrap_or_else(|| initial(&format!("{site}/{user}"), dim));
+                    users.push(VersionUser {
+                        version: v.version,
+                        cfg: v.recipe.config(),
+                        site: vsite,
+                        vector,
+                        steps: 0,
+                    });
+                }
                 let seen_key = format!("{site}/{user}");
                 for e in events {
                     if seen
@@ -248,12 +288,12 @@ pub fn apply_pending(
                         round.skipped += 1;
                         continue;
                     }
-                    learned |= learn_event(
+                    learn_event(
                         learner,
                         &mut factors,
                         &item_table,
                         site,
-                        &mut vector,
+                        &mut users,
                         &profile.recent,
                         e,
                         now,
@@ -279,8 +319,11 @@ pub fn apply_pending(
                 }
                 let json = serde_json::to_string(&profile).expect("profiles serialize");
                 profiles.insert(key, json.as_str())?;
-                if learned {
-                    user_vectors.insert(key, pack(&vector).as_slice())?;
+                for u in users.iter().filter(|u| u.steps > 0) {
+                    let key = (u.site.as_str(), user.as_str());
+                    user_vectors.insert(key, pack(&u.vector).as_slice())?;
+                    let steps = version_steps.get(key)?.map_or(0, |v| v.value());
+                    version_steps.insert(key, steps + u.steps)?;
                 }
             }
             factors.write(&mut item_table)?;
@@ -302,53 +345,207 @@ pub fn apply_pending(
     Ok(round)
 }
 
-/// One new event's factor steps, as the Redis trainer takes them: an
-/// engagement with an item (validated first when sampled and new to the
-/// reader's `window`) toward 1 with negatives, an exposure toward 0. True
-/// when the user's factors moved.
+/// One user's factors in one model version, through a round.
+struct VersionUser {
+    version: u32,
+    cfg: MfConfig,
+    /// The version's site key (`versions::versioned`).
+    site: String,
+    vector: Vec<f32>,
+    /// Events learned this round.
+    steps: u64,
+}
+
+/// One new event's factor steps in every version, as the Redis trainer
+/// takes them: an engagement with an item (validated first, in the serving
+/// version, when sampled and new to the reader's `window`) toward 1 with
+/// negatives drawn once for all versions, an exposure toward 0.
 #[allow(clippy::too_many_arguments)]
 fn learn_event(
     learner: &mut Learner,
     factors: &mut ItemFactors,
     table: &redb::Table<(&str, &str), &[u8]>,
     site: &str,
-    user: &mut [f32],
+    users: &mut [VersionUser],
     window: &[String],
     e: &crate::store::profile_event::ProfileEvent,
     now_ms: i64,
-) -> Result<bool, redb::Error> {
+) -> Result<(), redb::Error> {
     let Some(item) = e.item.as_deref() else {
-        return Ok(false);
+        return Ok(());
     };
     let dim = learner.cfg.dim;
     if e.weight <= 0.0 {
         if e.exposure <= 0.0 {
-            return Ok(false);
+            return Ok(());
         }
-        factors.load(table, site, &[item], dim)?;
         let weight = age_weighted(e.exposure, e.ts_ms, now_ms) as f32;
-        let vectors = factors.sites.get_mut(site).expect("loaded");
-        expose(user, vectors, item, weight, &learner.cfg);
-        factors.changed.insert((site.to_owned(), item.to_owned()));
-        return Ok(true);
+        for u in users.iter_mut() {
+            factors.load(table, &u.site, &[item], dim)?;
+            let vectors = factors.sites.get_mut(&u.site).expect("loaded");
+            expose(&mut u.vector, vectors, item, weight, &u.cfg);
+            factors.changed.insert((u.site.clone(), item.to_owned()));
+            u.steps += 1;
+        }
+        return Ok(());
     }
     let n = learner.cfg.negatives;
     let negatives = learner.pool(site).draw(n, item);
     let mut touched: Vec<&str> = vec![item];
     touched.extend(negatives.iter().map(String::as_str));
-    factors.load(table, site, &touched, dim)?;
-    if learner.validator.wants(&e.id, item, window) {
-        let vectors = factors.whole_site(table, site)?;
-        learner.validator.evaluate(user, item, vectors, window);
-    }
     let weight = age_weighted(e.weight, e.ts_ms, now_ms) as f32;
-    let vectors = factors.sites.get_mut(site).expect("loaded");
-    learn_factors(user, vectors, item, weight, &negatives, &learner.cfg);
-    factors
-        .changed
-        .extend(touched.iter().map(|j| (site.to_owned(), (*j).to_owned())));
+    let serving = learner.registry.serving;
+    for u in users.iter_mut() {
+        factors.load(table, &u.site, &touched, dim)?;
+        if u.version == serving && learner.serving_validator().wants(&e.id, item, window) {
+            let vectors = factors.whole_site(table, &u.site)?;
+            let rate = learner.validation_rate;
+            learner
+                .validators
+                .entry(serving)
+                .or_insert_with(|| Validator::new(rate))
+                .evaluate(&u.vector, item, vectors, window);
+        }
+        let vectors = factors.sites.get_mut(&u.site).expect("loaded");
+        learn_factors(&mut u.vector, vectors, item, weight, &negatives, &u.cfg);
+        factors
+            .changed
+            .extend(touched.iter().map(|j| (u.site.clone(), (*j).to_owned())));
+        u.steps += 1;
+    }
     learner.positives.push((site.to_owned(), item.to_owned()));
-    Ok(true)
+    Ok(())
+}
+
+/// Model versions kept (and trained); an older one that does not serve is
+/// dropped when a retrain adds one.
+pub const LIVE_VERSIONS: usize = 4;
+
+/// The embedded consumer's model, for a retrain between its rounds.
+#[derive(Clone)]
+pub struct EmbeddedModel {
+    db: Arc<Database>,
+    learner: Arc<std::sync::Mutex<Learner>>,
+    weights: SiteWeights,
+}
+
+impl EmbeddedModel {
+    /// Retrains (blocking): no round runs meanwhile.
+    pub fn retrain(&self, search: &Search) -> anyhow::Result<Outcome> {
+        let _paused = self.learner.lock().expect("not poisoned");
+        retrain(&self.db, &self.weights, search)
+    }
+}
+
+/// Fits a challenger on the log up to the consumer's positions (what every
+/// version has learned), compares it, and writes it as the next version —
+/// trained from those positions on by the rounds that follow, like every
+/// version. Call it between rounds.
+pub fn retrain(db: &Database, weights: &SiteWeights, search: &Search) -> anyhow::Result<Outcome> {
+    let started = std::time::Instant::now();
+    let mut records = Vec::new();
+    let mut through = BTreeMap::new();
+    {
+        let positions = db.begin_read()?.open_table(POSITIONS)?;
+        for topic in topics() {
+            let end = positions.get(topic)?.map_or(0, |v| v.value());
+            through.insert(format!("{topic}:0"), end as i64);
+            for (offset, _, payload) in read_topic(db, topic, 0)? {
+                if offset >= end {
+                    break;
+                }
+                if let Ok(record) = EventRecord::decode(&payload) {
+                    records.push(Incoming {
+                        topic: topic.to_owned(),
+                        partition: 0,
+                        offset: offset as i64,
+                        record,
+                    });
+                }
+            }
+        }
+    }
+    let read_seconds = started.elapsed().as_secs_f64();
+    let facts = catalog_facts(db, &records)?;
+    let mut groups = by_user(&records, weights, &mut |site, item| {
+        facts
+            .get(&(site.to_owned(), item.to_owned()))
+            .cloned()
+            .unwrap_or_default()
+    });
+    {
+        let forgotten = db.begin_read()?.open_table(FORGOTTEN)?;
+        let mut gone = Vec::new();
+        for (site, user) in groups.keys() {
+            if forgotten.get((site.as_str(), user.as_str()))?.is_some() {
+                gone.push((site.clone(), user.clone()));
+            }
+        }
+        for key in gone {
+            groups.remove(&key);
+        }
+    }
+    let sites = lessons(groups, crate::clock::now_ms());
+    let registry = registry_in(&db.begin_read()?.open_table(MODEL_REGISTRY)?)?;
+    let fitted = fit(&sites, &registry, search, through);
+    let mut promoted = false;
+    if let Some(fitted) = &fitted {
+        let (mut next, moved) = register(&registry, fitted, search);
+        promoted = moved;
+        let tx = db.begin_write()?;
+        {
+            let v = fitted.info.version;
+            let (mut items, mut users, mut steps) = (
+                tx.open_table(ITEM_VECTORS)?,
+                tx.open_table(USER_VECTORS)?,
+                tx.open_table(VERSION_STEPS)?,
+            );
+            for ((site, lessons), model) in sites.iter().zip(&fitted.models) {
+                let vsite = versioned(site, v);
+                let learned = lessons_per_user(lessons);
+                for (item, vector) in &model.items {
+                    items.insert((vsite.as_str(), item.as_str()), pack(vector).as_slice())?;
+                }
+                for (user, vector) in &model.users {
+                    let key = (vsite.as_str(), user.as_str());
+                    users.insert(key, pack(vector).as_slice())?;
+                    steps.insert(key, learned.get(user.as_str()).copied().unwrap_or(0))?;
+                }
+            }
+            // The oldest versions beyond the kept ones, unless serving.
+            while next.versions.len() > LIVE_VERSIONS {
+                let Some(old) = next
+                    .versions
+                    .iter()
+                    .map(|v| v.version)
+                    .find(|&o| o != next.serving && o != v)
+                else {
+                    break;
+                };
+                next.versions.retain(|x| x.version != old);
+                for (site, _) in &sites {
+                    let vsite = versioned(site, old);
+                    let range = (vsite.as_str(), "")..(vsite.as_str(), "\u{10FFFF}");
+                    items.retain_in(range.clone(), |_, _| false)?;
+                    users.retain_in(range.clone(), |_, _| false)?;
+                    steps.retain_in(range, |_, _| false)?;
+                }
+            }
+            let json = serde_json::to_string(&next).expect("serializes");
+            tx.open_table(MODEL_REGISTRY)?
+                .insert(REGISTRY_KEY, json.as_str())?;
+        }
+        tx.commit()?;
+    }
+    let outcome = Outcome::of(
+        records.len() as u64,
+        fitted.as_ref(),
+        promoted,
+        read_seconds,
+        started.elapsed().as_secs_f64(),
+    );
+    outcome.record();
+    Ok(outcome)
 }
 
 /// Adds one visit's counts to both rows and the item's norm, trimming each
@@ -478,8 +675,16 @@ pub fn spawn(
     half_lives: HalfLives,
     weights: SiteWeights,
     learner: Learner,
-) {
+    retrain_every_s: u64,
+) -> EmbeddedModel {
     let learner = Arc::new(std::sync::Mutex::new(learner));
+    let model = EmbeddedModel {
+        db: db.clone(),
+        learner: learner.clone(),
+        weights: weights.clone(),
+    };
+    let scheduled = model.clone();
+    let started_ms = crate::clock::now_ms();
     tokio::spawn(async move {
         let shared_lag = SharedLag::default();
         let mut stats = StatsTracker::new(Some(shared_lag.clone()));
@@ -505,8 +710,9 @@ pub fn spawn(
                 Ok(Ok(round)) => {
                     stats.count(round.applied, round.skipped);
                     stats.observe(round.received_at_ms, now);
-                    let learner = learner.lock().expect("not poisoned");
-                    stats.validated(FIRST, &learner.validator);
+                    let mut learner = learner.lock().expect("not poisoned");
+                    let (version, validator) = learner.validator();
+                    stats.validated(version, validator);
                     round.read > 0
                 }
                 Ok(Err(e)) => {
@@ -519,6 +725,19 @@ pub fn spawn(
                     return;
                 }
             };
+            if retrain_every_s > 0 {
+                let (model, degraded) = (scheduled.clone(), stats.degraded());
+                let every_ms = retrain_every_s.saturating_mul(1000) as i64;
+                let ran = tokio::task::spawn_blocking(move || {
+                    retrain_if_due(&model, every_ms, started_ms, degraded)
+                })
+                .await;
+                if let Ok(Err(e)) = ran {
+                    tracing::warn!("scheduled retrain: {e:#}");
+                    metrics::counter!("attune_model_retrains_total", "outcome" => "failed")
+                        .increment(1);
+                }
+            }
             if stats.due() {
                 let db2 = db.clone();
                 let lag = tokio::task::spawn_blocking(move || lag(&db2)).await;
@@ -536,6 +755,28 @@ pub fn spawn(
             }
         }
     });
+    model
+}
+
+/// A retrain when the schedule says one is due (`schedule::due`).
+fn retrain_if_due(
+    model: &EmbeddedModel,
+    every_ms: i64,
+    started_ms: i64,
+    degraded: bool,
+) -> anyhow::Result<()> {
+    let registry = registry_in(&model.db.begin_read()?.open_table(MODEL_REGISTRY)?)?;
+    let newest = registry
+        .versions
+        .iter()
+        .map(|v| v.created_ms)
+        .max()
+        .unwrap_or(0)
+        .max(started_ms);
+    if super::schedule::due(every_ms, newest, crate::clock::now_ms(), degraded).is_some() {
+        model.retrain(&Search::default())?;
+    }
+    Ok(())
 }
 
 async fn publish(db: &Arc<Database>, stats: &crate::store::ConsumerStats) {

@@ -26,7 +26,7 @@ use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use redis::Commands;
 use serde::Serialize;
 
-use super::apply::{by_user, Incoming, ProfileWriter};
+use super::apply::{by_user, Incoming, ProfileWriter, UserEvents};
 use crate::clock::now_ms;
 use crate::config::{RetrainArgs, SiteWeights};
 use crate::model::batch::{compare, search, GridPoint, Lesson, SiteModel};
@@ -41,7 +41,7 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 const IDLE: Duration = Duration::from_secs(5);
 
 /// What a retrain did, for people and for `--json`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Outcome {
     /// The version it registered (none when there was nothing to learn).
     pub version: Option<u32>,
@@ -63,8 +63,176 @@ pub struct Outcome {
     pub seconds: f64,
 }
 
-/// Runs a retrain.
+/// The candidates to fit and how much better the challenger must be.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Search {
+    /// The grid, every combination of its values.
+    pub grid: Vec<Recipe>,
+    /// HR@10 the challenger's 95 % interval must clear over the champion's.
+    pub margin: f64,
+    /// Promote a challenger that is better.
+    pub promote: bool,
+}
+
+impl Search {
+    /// Every combination of the values.
+    pub fn of(epochs: &[u32], regularization: &[f32], learning_rate: &[f32], margin: f64) -> Self {
+        let mut grid = Vec::new();
+        for &epochs in epochs {
+            for &regularization in regularization {
+                for &learning_rate in learning_rate {
+                    grid.push(Recipe {
+                        epochs,
+                        regularization,
+                        learning_rate,
+                    });
+                }
+            }
+        }
+        Search {
+            grid,
+            margin,
+            promote: true,
+        }
+    }
+
+    /// The search of `attune-origin retrain`'s flags.
+    pub fn of_args(args: &RetrainArgs) -> Self {
+        Search {
+            promote: !args.no_promote,
+            ..Search::of(
+                &args.epochs,
+                &args.regularization,
+                &args.learning_rate,
+                args.margin,
+            )
+        }
+    }
+}
+
+impl Default for Search {
+    fn default() -> Self {
+        Search::of_args(&RetrainArgs::defaults())
+    }
+}
+
+/// A challenger fitted, chosen on the validation split and compared with
+/// the champion: what either store writes as a new version.
+pub struct Fitted {
+    /// Its registry record.
+    pub info: VersionInfo,
+    /// Its factors per site, having learned every lesson.
+    pub models: Vec<SiteModel>,
+    /// The grid's scores, best first.
+    pub points: Vec<GridPoint>,
+}
+
+/// Fits, chooses and compares a challenger for `registry`'s next version,
+/// trained through `trained_through`; `None` with nothing to learn.
+pub fn fit(
+    sites: &[(String, Vec<Lesson>)],
+    registry: &Registry,
+    how: &Search,
+    trained_through: BTreeMap<String, i64>,
+) -> Option<Fitted> {
+    let lessons: u64 = sites.iter().map(|(_, l)| l.len() as u64).sum();
+    if lessons == 0 || how.grid.is_empty() {
+        return None;
+    }
+    let bar = progress(how.grid.len() as u64, "fit and score the candidates");
+    let points = search(sites, &how.grid, || bar.inc(1));
+    bar.finish_and_clear();
+    let chosen = points[0].recipe;
+    let champion = registry.serving_info();
+    let (comparison, models) = compare(
+        sites,
+        (champion.version, &champion.recipe),
+        &chosen,
+        how.margin,
+    );
+    let info = VersionInfo {
+        version: registry.next_version(),
+        created_ms: now_ms(),
+        recipe: chosen,
+        trained_through,
+        fitted_events: lessons,
+        comparison: Some(comparison),
+    };
+    Some(Fitted {
+        info,
+        models,
+        points,
+    })
+}
+
+/// The registry after `fitted` joins it, promoted if it is better and the
+/// search promotes; and whether it was.
+pub fn register(registry: &Registry, fitted: &Fitted, search: &Search) -> (Registry, bool) {
+    let mut next = registry.clone();
+    next.versions.push(fitted.info.clone());
+    let better = fitted.info.comparison.as_ref().is_some_and(|c| c.better);
+    if better && search.promote {
+        let promoted = next.promote(fitted.info.version).expect("just added");
+        return (promoted, true);
+    }
+    (next, false)
+}
+
+/// Each reader's lessons in `lessons`, by user.
+pub fn lessons_per_user(lessons: &[Lesson]) -> HashMap<&str, u64> {
+    let mut out: HashMap<&str, u64> = HashMap::new();
+    for l in lessons {
+        *out.entry(l.user.as_str()).or_default() += 1;
+    }
+    out
+}
+
+impl Outcome {
+    /// What a retrain that read `records` did.
+    pub fn of(
+        records: u64,
+        fitted: Option<&Fitted>,
+        promoted: bool,
+        read_seconds: f64,
+        seconds: f64,
+    ) -> Self {
+        Outcome {
+            version: fitted.map(|f| f.info.version),
+            records,
+            lessons: fitted.map_or(0, |f| f.info.fitted_events),
+            grid: fitted.map(|f| f.points.clone()).unwrap_or_default(),
+            chosen: fitted.map(|f| f.info.recipe),
+            comparison: fitted.and_then(|f| f.info.comparison.clone()),
+            promoted,
+            read_seconds,
+            seconds,
+        }
+    }
+
+    /// Logged, and counted in `attune_model_retrains_total{outcome}`.
+    pub fn record(&self) {
+        let outcome = match (self.version, self.promoted) {
+            (None, _) => "nothing_to_learn",
+            (Some(_), true) => "promoted",
+            (Some(_), false) => "kept",
+        };
+        tracing::info!(
+            version = ?self.version,
+            outcome,
+            "retrained: {}",
+            render(self).trim_end().replace('\n', "; ")
+        );
+        metrics::counter!("attune_model_retrains_total", "outcome" => outcome).increment(1);
+    }
+}
+
+/// Runs a retrain of the Kafka + Redis deployment with its flags' search.
 pub fn run(args: &RetrainArgs) -> Result<Outcome> {
+    run_with(args, &Search::of_args(args))
+}
+
+/// Runs a retrain of the deployment `args` names, with `search`.
+pub fn run_with(args: &RetrainArgs, search: &Search) -> Result<Outcome> {
     let started = Instant::now();
     let mut redis = redis::Client::open(args.redis_url.as_str())
         .and_then(|c| c.get_connection())
@@ -77,81 +245,32 @@ pub fn run(args: &RetrainArgs) -> Result<Outcome> {
     let read_seconds = started.elapsed().as_secs_f64();
     let read = records.len() as u64;
     let sites = lessons_of(args, records)?;
-    let lessons: u64 = sites.iter().map(|(_, l)| l.len() as u64).sum();
-    if lessons == 0 {
-        return Ok(Outcome {
-            version: None,
-            records: read,
-            lessons,
-            grid: Vec::new(),
-            chosen: None,
-            comparison: None,
-            promoted: false,
-            read_seconds,
-            seconds: started.elapsed().as_secs_f64(),
-        });
-    }
-
-    let mut grid = Vec::new();
-    for &epochs in &args.epochs {
-        for &regularization in &args.regularization {
-            for &learning_rate in &args.learning_rate {
-                grid.push(Recipe {
-                    epochs,
-                    regularization,
-                    learning_rate,
-                });
-            }
+    let fitted = fit(&sites, &registry, search, ends);
+    let mut promoted = false;
+    if let Some(fitted) = &fitted {
+        write_version(
+            &mut redis,
+            &args.topic_prefix,
+            &fitted.info,
+            &sites,
+            &fitted.models,
+        )?;
+        let (next, moved) = register(&registry, fitted, search);
+        promoted = moved;
+        if moved {
+            let _: () =
+                redis.hset_multiple(model_key(&args.topic_prefix), &next.pointer_fields())?;
         }
     }
-    let bar = progress(grid.len() as u64 + 1, "fit and score the candidates");
-    let points = search(&sites, &grid, || bar.inc(1));
-    let chosen = points[0].recipe;
-    let champion = registry.serving_info();
-    let (comparison, models) = compare(
-        &sites,
-        (champion.version, &champion.recipe),
-        &chosen,
-        args.margin,
-    );
-    bar.finish_and_clear();
-
-    let version = registry.next_version();
-    let info = VersionInfo {
-        version,
-        created_ms: now_ms(),
-        recipe: chosen,
-        trained_through: ends,
-        fitted_events: lessons,
-        comparison: Some(comparison.clone()),
-    };
-    write_version(&mut redis, &args.topic_prefix, &info, &sites, &models)?;
-    let promoted = comparison.better && !args.no_promote;
-    if promoted {
-        let mut registry = registry;
-        registry.versions.push(info);
-        let next = registry.promote(version).map_err(anyhow::Error::msg)?;
-        let _: () = redis.hset_multiple(model_key(&args.topic_prefix), &next.pointer_fields())?;
-    }
-    tracing::info!(
-        version,
-        promoted,
-        champion = comparison.champion,
-        champion_hr10 = comparison.champion_hr10,
-        challenger_hr10 = comparison.challenger_hr10,
-        "retrained"
-    );
-    Ok(Outcome {
-        version: Some(version),
-        records: read,
-        lessons,
-        grid: points,
-        chosen: Some(chosen),
-        comparison: Some(comparison),
+    let outcome = Outcome::of(
+        read,
+        fitted.as_ref(),
         promoted,
         read_seconds,
-        seconds: started.elapsed().as_secs_f64(),
-    })
+        started.elapsed().as_secs_f64(),
+    );
+    outcome.record();
+    Ok(outcome)
 }
 
 fn progress(len: u64, what: &'static str) -> ProgressBar {
@@ -246,8 +365,8 @@ fn read_log(args: &RetrainArgs) -> Result<(Vec<Incoming>, BTreeMap<String, i64>)
     Ok((out, through))
 }
 
-/// Each site's lessons in time order: the first record of every id with an
-/// item, weighed as the consumers weigh it, forgotten users left out.
+/// Each site's lessons in time order from the log's records (forgotten
+/// users left out).
 fn lessons_of(
     args: &RetrainArgs,
     mut records: Vec<Incoming>,
@@ -260,7 +379,13 @@ fn lessons_of(
         profiles.facts_of(site, item)
     });
     profiles.drop_forgotten(&mut groups)?;
-    let now = now_ms();
+    Ok(lessons(groups, now_ms()))
+}
+
+/// Each site's lessons in time order: the first record of every id with an
+/// item (each user's events in log order), weighed as the consumers weigh
+/// it, by its age at `now_ms`.
+pub fn lessons(groups: UserEvents, now_ms: i64) -> Vec<(String, Vec<Lesson>)> {
     let mut sites: BTreeMap<String, Vec<(i64, Lesson)>> = BTreeMap::new();
     for ((site, user), events) in groups {
         let mut ids = HashSet::new();
@@ -270,9 +395,9 @@ fn lessons_of(
                 continue;
             }
             let (weight, exposure) = if e.weight > 0.0 {
-                (age_weighted(e.weight, e.ts_ms, now) as f32, 0.0)
+                (age_weighted(e.weight, e.ts_ms, now_ms) as f32, 0.0)
             } else if e.exposure > 0.0 {
-                (0.0, age_weighted(e.exposure, e.ts_ms, now) as f32)
+                (0.0, age_weighted(e.exposure, e.ts_ms, now_ms) as f32)
             } else {
                 continue;
             };
@@ -287,13 +412,13 @@ fn lessons_of(
             ));
         }
     }
-    Ok(sites
+    sites
         .into_iter()
         .map(|(site, mut lessons)| {
             lessons.sort_by_key(|(ts, _)| *ts);
             (site, lessons.into_iter().map(|(_, l)| l).collect())
         })
-        .collect())
+        .collect()
 }
 
 /// The version's factors, learned counts, positions and record.
@@ -306,10 +431,7 @@ fn write_version(
 ) -> Result<()> {
     let v = info.version;
     for ((site, lessons), model) in sites.iter().zip(models) {
-        let mut learned: HashMap<&str, u64> = HashMap::new();
-        for l in lessons {
-            *learned.entry(l.user.as_str()).or_default() += 1;
-        }
+        let learned = lessons_per_user(lessons);
         let items_key = site_key(site, &versioned("item_vectors", v));
         let mut pipe = redis::pipe();
         pipe.del(&items_key).ignore();

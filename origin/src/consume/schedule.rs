@@ -41,17 +41,10 @@ pub fn spawn(
     Some(std::thread::spawn(move || {
         while !stop.load(Ordering::SeqCst) {
             std::thread::sleep(Duration::from_secs(1));
-            match tick(
-                &retrain,
-                every_ms,
-                started_ms,
-                degraded.load(Ordering::SeqCst),
-            ) {
-                Ok(None) => {}
-                Ok(Some(outcome)) => {
-                    metrics::counter!("attune_model_retrains_total", "outcome" => outcome)
-                        .increment(1);
-                }
+            // A retrain counts its own outcome (`retrain::Outcome::record`).
+            let degraded = degraded.load(Ordering::SeqCst);
+            match tick(&retrain, every_ms, started_ms, degraded) {
+                Ok(()) => {}
                 Err(e) => {
                     tracing::warn!("scheduled retrain: {e:#}");
                     metrics::counter!("attune_model_retrains_total", "outcome" => "failed")
@@ -62,13 +55,8 @@ pub fn spawn(
     }))
 }
 
-/// One look at the schedule: `promoted` or `kept` when it retrained.
-fn tick(
-    args: &RetrainArgs,
-    every_ms: i64,
-    started_ms: i64,
-    degraded: bool,
-) -> anyhow::Result<Option<&'static str>> {
+/// One look at the schedule, and a retrain if it is due.
+fn tick(args: &RetrainArgs, every_ms: i64, started_ms: i64, degraded: bool) -> anyhow::Result<()> {
     let mut redis = redis::Client::open(args.redis_url.as_str())?.get_connection()?;
     let fields: std::collections::HashMap<String, String> = redis::cmd("HGETALL")
         .arg(model_key(&args.topic_prefix))
@@ -83,7 +71,7 @@ fn tick(
         .unwrap_or(0)
         .max(started_ms);
     let Some(why) = due(every_ms, newest, now_ms(), degraded) else {
-        return Ok(None);
+        return Ok(());
     };
     let lock = format!("{}:retrain_lock", model_key(&args.topic_prefix));
     let won: Option<String> = redis::cmd("SET")
@@ -94,12 +82,11 @@ fn tick(
         .arg(every_ms.max(1000))
         .query(&mut redis)?;
     if won.is_none() {
-        return Ok(None);
+        return Ok(());
     }
     tracing::info!(why, "retraining on schedule");
-    let outcome = super::retrain::run(args)?;
-    tracing::info!("{}", super::retrain::render(&outcome).trim_end());
-    Ok(Some(if outcome.promoted { "promoted" } else { "kept" }))
+    super::retrain::run(args)?;
+    Ok(())
 }
 
 #[cfg(test)]

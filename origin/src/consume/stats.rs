@@ -112,6 +112,11 @@ impl StatsTracker {
         self.validators.insert(version, validator.clone());
     }
 
+    /// Whether the latest validation says the model is degraded.
+    pub fn degraded(&self) -> bool {
+        self.validation.is_some_and(|v| v.degraded)
+    }
+
     /// The validation of `version` to go on with (a new one at `rate`).
     pub fn validator(&self, version: u32, rate: f64) -> Validator {
         self.validators

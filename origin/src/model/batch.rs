@@ -179,7 +179,7 @@ impl<'a> Split<'a> {
 }
 
 /// One candidate of the search, scored on the validation split.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct GridPoint {
     /// The candidate.
     pub recipe: Recipe,

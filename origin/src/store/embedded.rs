@@ -21,6 +21,7 @@ use crate::experiments::{Exposure, UnitCounters};
 use crate::ledger::{Counts, Minute};
 use crate::model::covisit::{self, CovisitConfig};
 use crate::model::unpack_any;
+use crate::model::versions::{versioned, Registry};
 
 use super::{
     add_rail_field, Attributes, ConsumerStats, CovisitRows, IngestContext, Item, Profile,
@@ -60,6 +61,24 @@ pub const RAILS: TableDefinition<(&str, &str), u64> = TableDefinition::new("rail
 pub const USER_VECTORS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("user_vectors");
 /// (site, item) → the item's factors (packed f32).
 pub const ITEM_VECTORS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("item_vectors");
+/// The model versions' registry (`model::versions::Registry`), as JSON under
+/// [`REGISTRY_KEY`]. A version N > 1 keeps its factors in the vector tables
+/// under the site key `versions::versioned(site, N)`.
+pub const MODEL_REGISTRY: TableDefinition<&str, &str> = TableDefinition::new("model_registry");
+/// The registry's one key.
+pub const REGISTRY_KEY: &str = "registry";
+/// (versioned site, user) → events the version learned for the user.
+pub const VERSION_STEPS: TableDefinition<(&str, &str), u64> = TableDefinition::new("version_steps");
+
+/// The registry as stored (version 1 alone when none is).
+pub fn registry_in(
+    table: &impl ReadableTable<&'static str, &'static str>,
+) -> Result<Registry, redb::Error> {
+    Ok(table
+        .get(REGISTRY_KEY)?
+        .and_then(|v| serde_json::from_str(v.value()).ok())
+        .unwrap_or_default())
+}
 
 /// (site, experiment key) → definition JSON.
 const EXPERIMENTS: TableDefinition<(&str, &str), &str> = TableDefinition::new("experiments");
@@ -290,6 +309,8 @@ impl EmbeddedStore {
         tx.open_table(EXPOSURES).map_err(err)?;
         tx.open_table(USER_VECTORS).map_err(err)?;
         tx.open_table(ITEM_VECTORS).map_err(err)?;
+        tx.open_table(MODEL_REGISTRY).map_err(err)?;
+        tx.open_table(VERSION_STEPS).map_err(err)?;
         tx.commit().map_err(err)?;
         Ok(EmbeddedStore { db })
     }
@@ -445,9 +466,11 @@ impl Store for EmbeddedStore {
         let (stored, vector) = self
             .blocking(move |db| {
                 let tx = db.begin_read()?;
+                let serving = registry_in(&tx.open_table(MODEL_REGISTRY)?)?.serving;
+                let vsite = versioned(&site, serving);
                 let vector = tx
                     .open_table(USER_VECTORS)?
-                    .get((site.as_str(), user.as_str()))?
+                    .get((vsite.as_str(), user.as_str()))?
                     .and_then(|v| unpack_any(v.value()));
                 Ok((stored_profile(&tx, &site, &user)?, vector))
             })
@@ -459,7 +482,9 @@ impl Store for EmbeddedStore {
         let site = site.to_owned();
         let vectors = self
             .blocking(move |db| {
-                site_item_vectors(&db.begin_read()?.open_table(ITEM_VECTORS)?, &site)
+                let tx = db.begin_read()?;
+                let serving = registry_in(&tx.open_table(MODEL_REGISTRY)?)?.serving;
+                site_item_vectors(&tx.open_table(ITEM_VECTORS)?, &versioned(&site, serving))
             })
             .await?;
         Ok(Arc::new(vectors))
@@ -508,7 +533,15 @@ impl Store for EmbeddedStore {
             tx.open_table(FORGOTTEN)?.insert(key, ())?;
             tx.open_table(ATTRIBUTES)?.remove(key)?;
             tx.open_table(PROFILES)?.remove(key)?;
-            tx.open_table(USER_VECTORS)?.remove(key)?;
+            let versions = registry_in(&tx.open_table(MODEL_REGISTRY)?)?.versions;
+            let (mut vectors, mut steps) =
+                (tx.open_table(USER_VECTORS)?, tx.open_table(VERSION_STEPS)?);
+            for v in versions {
+                let vsite = versioned(&site, v.version);
+                vectors.remove((vsite.as_str(), user.as_str()))?;
+                steps.remove((vsite.as_str(), user.as_str()))?;
+            }
+            drop((vectors, steps));
             let mut phases = Vec::new();
             for row in tx
                 .open_table(EXPERIMENTS)?
@@ -534,22 +567,29 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn model_registry(&self) -> StoreResult<crate::model::versions::Registry> {
-        Ok(crate::model::versions::Registry::default())
+    async fn model_registry(&self) -> StoreResult<Registry> {
+        self.blocking(|db| registry_in(&db.begin_read()?.open_table(MODEL_REGISTRY)?))
+            .await
     }
 
-    async fn set_model_pointer(
-        &self,
-        registry: &crate::model::versions::Registry,
-    ) -> StoreResult<()> {
-        if registry.serving == crate::model::versions::FIRST {
-            return Ok(());
-        }
-        Err(StoreError(
-            "the embedded store keeps one model version: retraining and promotion need the \
-             Kafka + Redis backends (KAFKA_BROKERS, REDIS_URL)"
-                .into(),
-        ))
+    /// Every version in the registry learns every event (the embedded
+    /// consumer trains them all), so the pointer moves at once.
+    async fn set_model_pointer(&self, registry: &Registry) -> StoreResult<()> {
+        let (serving, history) = (registry.serving, registry.history.clone());
+        self.blocking(move |db| {
+            let tx = db.begin_write()?;
+            {
+                let mut table = tx.open_table(MODEL_REGISTRY)?;
+                let mut stored = registry_in(&table)?;
+                stored.serving = serving;
+                stored.history = history;
+                let json = serde_json::to_string(&stored).expect("serializes");
+                table.insert(REGISTRY_KEY, json.as_str())?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
     }
 
     async fn consumer_stats(&self) -> StoreResult<Vec<ConsumerStats>> {

@@ -184,3 +184,28 @@ where
         "held-back items hit {hits} of {n}"
     );
 }
+
+/// Readers of three planted kinds, each reading 30 of their kind's 40
+/// items, one a turn, in an order of their own (the last turns are items
+/// new to every window, predictable only from the kind): one batch per
+/// reader and turn, in time order.
+pub async fn post_planted_turns(origin: &TestOrigin) {
+    use attune_core::Interaction;
+    let site = origin.site.site_key.clone();
+    let items: Vec<serde_json::Value> = (0..3)
+        .flat_map(|k| (0..40).map(move |i| serde_json::json!({"id": format!("k{k}-{i}"), "tags": [format!("kind{k}")]})))
+        .collect();
+    origin
+        .load_items(serde_json::json!({ "items": items }))
+        .await;
+    let t0 = super::now_ms() - 120_000;
+    for turn in 0..30 {
+        for r in 0..30 {
+            let item = format!("k{}-{}", r % 3, (turn * 7 + r * 11) % 40);
+            let ts = t0 + turn as i64 * 1_000 + r as i64;
+            let e = super::event(Interaction::Click, Some(&item), ts);
+            let b = super::batch(&site, &format!("turns{r}"), vec![e]);
+            assert_eq!(origin.post_batch(&b).await.status(), 202);
+        }
+    }
+}

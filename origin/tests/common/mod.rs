@@ -96,6 +96,7 @@ pub fn args(backend: Backend, config: PathBuf, data_dir: PathBuf) -> ServeArgs {
         affinity_half_life_h: 24.0,
         consumer_group: "attune-profiles".into(),
         validation_sample: 1.0,
+        retrain_every_s: 0,
     }
 }
 

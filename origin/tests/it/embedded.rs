@@ -385,3 +385,145 @@ async fn the_embedded_consumer_counts_served_rails_once() {
         .collect();
     assert_eq!(rows, [("personal", "4", 1, 1), ("personal", "5", 1, 0)]);
 }
+
+/// Model versions in the embedded mode, over the API: a stuck challenger is
+/// refused, then (promoted by hand) beaten by a normal retrain, which is
+/// promoted; every version goes on learning every event (its count per
+/// reader, in the redb file, equals what the reader sent); a rollback and
+/// a promotion back restore the rails. Seen failing with the new events
+/// taught to the serving version only.
+#[tokio::test]
+async fn embedded_versions_retrain_promote_roll_back_and_each_learns_every_event() {
+    use attune_origin::model::versions::versioned;
+    use attune_origin::store::embedded::VERSION_STEPS;
+    let origin = start(Backend::Embedded, |_| {}).await;
+    let site = origin.site.site_key.clone();
+    crate::common::learning::post_planted_turns(&origin).await;
+    let readers: Vec<String> = (0..30).map(|r| format!("anon:turns{r}")).collect();
+    // Every click applied before retraining (the retrain fits what the consumer has).
+    for u in &readers {
+        wait_for_counts(&origin, u, &serde_json::json!({"click": 30})).await;
+    }
+    let api = reqwest::Client::new();
+    let post = |path: &str, body: Value| {
+        api.post(origin.url(path))
+            .bearer_auth(&origin.site.api_key)
+            .json(&body)
+            .send()
+    };
+    let worse: Value = post(
+        "/v1/models/retrain",
+        serde_json::json!({"epochs": [1], "learning_rate": [0.0001]}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(worse["version"], 2, "{worse}");
+    assert_eq!(worse["lessons"], 900, "{worse}");
+    assert_eq!(worse["comparison"]["better"], false, "{worse}");
+    assert_eq!(worse["promoted"], false, "{worse}");
+    let bad = post("/v1/models/retrain", serde_json::json!({"epochs": [0]}))
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    let promoted: Value = post("/v1/models/2/promote", Value::Null)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(promoted["serving"], 2, "{promoted}");
+    let better: Value = post(
+        "/v1/models/retrain",
+        serde_json::json!({"epochs": [1, 8], "regularization": [0.01]}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(better["version"], 3, "{better}");
+    assert_eq!(better["comparison"]["champion"], 2, "{better}");
+    assert_eq!(better["promoted"], true, "{better}");
+
+    // Three more clicks per reader after both retrains.
+    let t = now_ms();
+    for (r, u) in readers.iter().enumerate() {
+        let events = (0..3)
+            .map(|n| {
+                event(
+                    Interaction::Click,
+                    Some(&format!("k{}-{}", r % 3, 30 + n)),
+                    t + n as i64,
+                )
+            })
+            .collect();
+        let b = batch(&site, u.strip_prefix("anon:").unwrap(), events);
+        assert_eq!(origin.post_batch(&b).await.status(), 202);
+    }
+    for u in &readers {
+        wait_for_counts(&origin, u, &serde_json::json!({"click": 33})).await;
+    }
+
+    // The pointer alone decides the rails.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let rails = |origin: &crate::common::TestOrigin| {
+        let readers = readers.clone();
+        let origin_url = origin.url("");
+        let key = origin.site.api_key.clone();
+        async move {
+            let mut out = Vec::new();
+            for u in &readers {
+                let r: Value = reqwest::Client::new()
+                    .get(format!("{origin_url}/v1/recommendations?user={u}&k=10"))
+                    .bearer_auth(&key)
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                out.push(
+                    r["items"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|i| i["item"].clone())
+                        .collect::<Vec<_>>(),
+                );
+            }
+            out
+        }
+    };
+    let under_3 = rails(&origin).await;
+    let back: Value = post("/v1/models/rollback", Value::Null)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(back["serving"], 2, "{back}");
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_ne!(rails(&origin).await, under_3, "version 2 ranks differently");
+    post("/v1/models/3/promote", Value::Null).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(rails(&origin).await, under_3, "version 3's rails again");
+
+    // Every version learned each reader's 33 clicks once.
+    let dir = origin.stop().await;
+    let db = reopen(&dir).await;
+    let tx = db.begin_read().unwrap();
+    let steps = tx.open_table(VERSION_STEPS).unwrap();
+    for v in 1..=3 {
+        let vsite = versioned(&site, v);
+        for u in &readers {
+            let n = steps
+                .get((vsite.as_str(), u.as_str()))
+                .unwrap()
+                .map(|s| s.value());
+            assert_eq!(n, Some(33), "version {v}, {u}");
+        }
+    }
+}

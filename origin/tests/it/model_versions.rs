@@ -227,31 +227,6 @@ async fn versions_learn_every_event_once_across_promotions_and_a_rollback() {
     drop(consumer);
 }
 
-/// Readers of three planted kinds, each reading 30 of their kind's 40
-/// items, one a turn, in an order of their own (the last turns are items
-/// new to every window, predictable only from the kind): one batch per
-/// reader and turn, in time order.
-async fn post_planted_turns(origin: &TestOrigin) {
-    use attune_core::Interaction;
-    let site = origin.site.site_key.clone();
-    let items: Vec<Value> = (0..3)
-        .flat_map(|k| (0..40).map(move |i| serde_json::json!({"id": format!("k{k}-{i}"), "tags": [format!("kind{k}")]})))
-        .collect();
-    origin
-        .load_items(serde_json::json!({ "items": items }))
-        .await;
-    let t0 = crate::common::now_ms() - 120_000;
-    for turn in 0..30 {
-        for r in 0..30 {
-            let item = format!("k{}-{}", r % 3, (turn * 7 + r * 11) % 40);
-            let ts = t0 + turn as i64 * 1_000 + r as i64;
-            let e = crate::common::event(Interaction::Click, Some(&item), ts);
-            let b = crate::common::batch(&site, &format!("turns{r}"), vec![e]);
-            assert_eq!(origin.post_batch(&b).await.status(), 202);
-        }
-    }
-}
-
 /// On data with a known structure: a challenger whose steps barely move
 /// the factors is worse than the online model beyond chance and refused;
 /// served anyway (promoted by hand), it is the champion a normal retrain
@@ -260,7 +235,7 @@ async fn post_planted_turns(origin: &TestOrigin) {
 #[tokio::test]
 async fn a_better_challenger_is_promoted_and_a_worse_one_refused() {
     let (prefix, origin) = setup().await;
-    post_planted_turns(&origin).await;
+    crate::common::learning::post_planted_turns(&origin).await;
 
     let stuck = ["--epochs", "1", "--learning-rate", "0.0001"];
     let worse = retrain(&prefix, &origin, &stuck);
@@ -302,7 +277,7 @@ async fn a_better_challenger_is_promoted_and_a_worse_one_refused() {
 #[tokio::test]
 async fn the_consumers_schedule_retrains_and_promotes() {
     let (prefix, origin) = setup().await;
-    post_planted_turns(&origin).await;
+    crate::common::learning::post_planted_turns(&origin).await;
     // A stuck champion the scheduled retrain must beat.
     retrain(
         &prefix,
