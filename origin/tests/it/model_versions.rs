@@ -269,6 +269,21 @@ async fn a_better_challenger_is_promoted_and_a_worse_one_refused() {
     assert_eq!(listed["history"], serde_json::json!([1, 2, 3]), "{listed}");
     let api: Value = origin.get_as_site("/v1/models").await;
     assert_eq!(api, listed, "the API shows the same registry");
+
+    // The same retrain over the API, from the origin process.
+    let over_api: Value = reqwest::Client::new()
+        .post(origin.url("/v1/models/retrain"))
+        .bearer_auth(&origin.site.api_key)
+        .json(&serde_json::json!({"epochs": [1], "learning_rate": [0.0001]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(over_api["version"], 4, "{over_api}");
+    assert_eq!(over_api["comparison"]["champion"], 3, "{over_api}");
+    assert_eq!(over_api["promoted"], false, "{over_api}");
 }
 
 /// A consumer with a retraining schedule retrains on its own: a version
