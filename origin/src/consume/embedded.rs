@@ -490,10 +490,12 @@ pub fn retrain(db: &Database, weights: &SiteWeights, search: &Search) -> anyhow:
     let fitted = fit(&sites, &registry, search, through);
     let mut promoted = false;
     if let Some(fitted) = &fitted {
-        let (mut next, moved) = register(&registry, fitted, search);
-        promoted = moved;
         let tx = db.begin_write()?;
         {
+            // As stored now: a pointer moved over the API meanwhile stays moved.
+            let current = registry_in(&tx.open_table(MODEL_REGISTRY)?)?;
+            let (mut next, moved) = register(&current, fitted, search);
+            promoted = moved;
             let v = fitted.info.version;
             let (mut items, mut users, mut steps) = (
                 tx.open_table(ITEM_VECTORS)?,
