@@ -133,6 +133,11 @@ impl Sites {
         self.by_key.get(key)
     }
 
+    /// The site whose API key this is.
+    pub fn by_api_key(&self, key: &str) -> Option<&Arc<Site>> {
+        self.by_api_key_hash.get(&api_key_hash(key))
+    }
+
     /// True when any site allows browser calls from `origin` (for CORS preflight;
     /// each request is then checked against its own site).
     pub fn any_allows_origin(&self, origin: &str) -> bool {

@@ -33,6 +33,7 @@ pub mod openapi;
 pub mod ranking;
 pub mod ratelimit;
 pub mod record;
+pub mod segment;
 pub mod segments;
 pub mod server;
 pub mod simulate;
@@ -300,6 +301,17 @@ fn cors(sites: Arc<Sites>) -> CorsLayer {
         .max_age(Duration::from_secs(3600))
 }
 
+/// The Segment-compatible API, with Segment's request limit.
+fn segment_routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/batch", post(segment::batch))
+        .route("/v1/track", post(segment::track))
+        .route("/v1/page", post(segment::page))
+        .route("/v1/screen", post(segment::screen))
+        .route("/v1/identify", post(segment::identify))
+        .layer(DefaultBodyLimit::max(segment::MAX_REQUEST_BYTES))
+}
+
 /// The HTTP API with its layers: tracing, metrics, per-IP rate limit, CORS,
 /// a deadline for reading the body, attune-core's Content-Encoding rule, gzip
 /// request decompression, body limit
@@ -307,6 +319,7 @@ fn cors(sites: Arc<Sites>) -> CorsLayer {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/events", post(ingest::post_events))
+        .merge(segment_routes())
         .route(
             "/v1/recommendations",
             get(api::recommendations::get_recommendations),

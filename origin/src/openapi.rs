@@ -10,6 +10,11 @@ use utoipa::{Modify, OpenApi};
     info(title = "Attune origin", description = "Ingest, recommendations, profiles, catalog, experiments. Auth: `Authorization: Bearer <user token | API key>`; see the auth module for the token format."),
     paths(
         crate::ingest::post_events,
+        crate::segment::batch,
+        crate::segment::track,
+        crate::segment::page,
+        crate::segment::screen,
+        crate::segment::identify,
         crate::api::recommendations::get_recommendations,
         crate::api::profile::get_profile,
         crate::api::items::get_items,

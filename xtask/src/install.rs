@@ -123,7 +123,12 @@ pub fn wasm_bindgen_cli() -> Result<()> {
 
 /// npm packages of every package in the repo that has a lock file.
 pub fn npm_packages() -> Result<()> {
-    for dir in ["js", "edge-worker", "examples/news-site"] {
+    for dir in [
+        "js",
+        "edge-worker",
+        "examples/news-site",
+        "origin/tests/sdk",
+    ] {
         let dir = workspace_root().join(dir);
         let lock = dir.join("package-lock.json");
         if !lock.exists() {

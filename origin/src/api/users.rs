@@ -58,6 +58,13 @@ pub async fn put_attributes(
 ) -> Result<StatusCode, ApiError> {
     let site = caller.require_server()?;
     check_id("id", &id)?;
+    check_attributes(&attrs)?;
+    state.store.set_attributes(&site.key, &id, &attrs).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The attributes' limits: how many, and how long their keys and values.
+pub fn check_attributes(attrs: &Attributes) -> Result<(), ApiError> {
     if attrs.len() > MAX_ATTRIBUTES
         || attrs.iter().any(|(k, v)| {
             k.is_empty() || k.len() > MAX_ATTRIBUTE_LEN || v.len() > MAX_ATTRIBUTE_LEN
@@ -68,6 +75,5 @@ pub async fn put_attributes(
             format!("at most {MAX_ATTRIBUTES} attributes, keys and values up to {MAX_ATTRIBUTE_LEN} bytes"),
         ));
     }
-    state.store.set_attributes(&site.key, &id, &attrs).await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(())
 }

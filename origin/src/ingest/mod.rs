@@ -59,39 +59,49 @@ pub async fn post_events(
     let body = body.map_err(|e| body_error(e, state.max_body_bytes))?;
     let batch = decode_body(&headers, &body, &state.batch_limits)?;
     let (site, user_id) = sender_of(&state, &headers, &batch)?;
+    let user_agent = headers.get(USER_AGENT).and_then(|v| v.to_str().ok());
+    append(
+        &state,
+        &site.key,
+        &user_id,
+        &batch,
+        user_agent,
+        received_at_ms,
+    )
+    .await
+}
 
-    let context = state
-        .context_lookup
-        .get(&*state.store, &site.key, &user_id)
-        .await;
+/// Appends a decoded batch of `user_id` (already authenticated for `site`)
+/// to the log, enriched, and answers: 202 only when every event is durable.
+/// The ingest of `/v1/events` and of the Segment-compatible API.
+pub async fn append(
+    state: &AppState,
+    site: &str,
+    user_id: &str,
+    batch: &Batch,
+    user_agent: Option<&str>,
+    received_at_ms: i64,
+) -> Result<(StatusCode, Json<Accepted>), ApiError> {
+    let context = state.context_lookup.get(&*state.store, site, user_id).await;
     let attributes_unknown = context.is_none();
     let context = context.unwrap_or_default();
     if context.forgotten {
-        return Ok(ignore_forgotten(&state, &site.key, &batch, received_at_ms));
+        return Ok(ignore_forgotten(state, site, batch, received_at_ms));
     }
-    let device = headers
-        .get(USER_AGENT)
-        .and_then(|v| v.to_str().ok())
+    let device = user_agent
         .map(|ua| state.user_agents.device(ua))
         .unwrap_or_default();
     let sender = Sender {
-        user_id: &user_id,
+        user_id,
         device: &device,
         attributes: &context.attributes,
         attributes_unknown,
     };
     let results = state
         .log
-        .append(records(&batch, &sender, received_at_ms))
+        .append(records(batch, &sender, received_at_ms))
         .await;
-    answer(
-        &state,
-        &site.key,
-        &user_id,
-        &batch,
-        &results,
-        received_at_ms,
-    )
+    answer(state, site, user_id, batch, &results, received_at_ms)
 }
 
 /// The batch's site (known, this page's origin allowed, within its rate)

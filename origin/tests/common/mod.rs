@@ -482,3 +482,19 @@ impl Drop for Paused {
             .status();
     }
 }
+
+/// The Python with the tests' requirements (origin/proto/contract/requirements.txt):
+/// `ATTUNE_PYTHON`, or the virtualenv `cargo xtask test` makes.
+pub fn python() -> std::path::PathBuf {
+    let path = std::env::var_os("ATTUNE_PYTHON").map_or_else(
+        || std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/python/bin/python"),
+        std::path::PathBuf::from,
+    );
+    assert!(
+        path.exists(),
+        "no Python at {}: run `cargo xtask test` (it installs origin/proto/contract/requirements.txt \
+         into target/python) or set ATTUNE_PYTHON",
+        path.display()
+    );
+    path
+}

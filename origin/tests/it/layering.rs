@@ -21,6 +21,8 @@ const LAYERS: &[&[&str]] = &[
     &["error", "segments", "ranking", "arms"],
     &["consume", "auth", "ratelimit", "encoding"],
     &["ingest", "api", "audit", "dashboard", "health"],
+    // The Segment-compatible API, on ingest's append and the attributes' rules.
+    &["segment"],
     &["openapi", "server"],
     // A client of the HTTP API, composed by main.rs only.
     &["simulate"],

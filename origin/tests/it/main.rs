@@ -20,5 +20,6 @@ mod layering;
 mod model_versions;
 mod profile_rules;
 mod records_contract;
+mod segment;
 mod simulate;
 mod slow_clients;

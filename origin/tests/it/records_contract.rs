@@ -12,22 +12,6 @@ use attune_core::routing::topic;
 use attune_core::{EventKind, Interaction};
 use serde_json::Value;
 
-/// The Python with the contract's requirements: `ATTUNE_PYTHON`, or the
-/// virtualenv `cargo xtask test` makes.
-fn python() -> PathBuf {
-    let path = std::env::var_os("ATTUNE_PYTHON").map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/python/bin/python"),
-        PathBuf::from,
-    );
-    assert!(
-        path.exists(),
-        "no Python at {}: run `cargo xtask test` (it installs origin/proto/contract/requirements.txt \
-         into target/python) or set ATTUNE_PYTHON",
-        path.display()
-    );
-    path
-}
-
 #[tokio::test]
 async fn a_python_reader_decodes_every_kind_from_the_proto_alone() {
     let (prefix, origin) = setup().await;
@@ -52,7 +36,7 @@ async fn a_python_reader_decodes_every_kind_from_the_proto_alone() {
         .map(|k| format!("{prefix}{}", topic(*k)))
         .collect();
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("proto/contract/read_records.py");
-    let out = Command::new(python())
+    let out = Command::new(crate::common::python())
         .arg(&script)
         .args(["--brokers", &env("KAFKA_BROKERS")])
         .args(["--topics", &topics.join(",")])

@@ -1,0 +1,246 @@
+//! The Segment-compatible API on real Kafka and Redis: Segment-shaped
+//! requests, as the SDKs send them (HTTP Basic write key, `messageId`,
+//! `originalTimestamp`/`sentAt`), land in the interaction topics and the
+//! profiles once, retries included; the limits and the trust rules answer
+//! with clear errors.
+
+use std::time::{Duration, Instant};
+
+use attune_core::routing::{partition_key, topic};
+use attune_core::EventKind;
+use base64::Engine as _;
+use serde_json::{json, Value};
+
+use attune_origin::record::EventRecord;
+use rdkafka::Message as _;
+
+use crate::common::kafka::{read_topic, setup, Consumer};
+use crate::common::{env, TestOrigin};
+
+fn basic(key: &str) -> String {
+    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{key}:"));
+    format!("Basic {encoded}")
+}
+
+async fn post(
+    origin: &TestOrigin,
+    path: &str,
+    auth: Option<String>,
+    body: &Value,
+) -> reqwest::Response {
+    let mut r = reqwest::Client::new()
+        .post(origin.url(path))
+        .header("content-type", "application/json");
+    if let Some(auth) = auth {
+        r = r.header("authorization", auth);
+    }
+    r.body(body.to_string()).send().await.unwrap()
+}
+
+async fn wait_profile(origin: &TestOrigin, user: &str, check: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let p = origin
+            .get_as_site(&format!("/v1/profile?user={user}"))
+            .await;
+        if check(&p) {
+            return p;
+        }
+        assert!(Instant::now() < deadline, "{user}: {p}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A server SDK's batch (the site's API key as write key): the known user's
+/// click and an anonymous page view land in their topics keyed by reader,
+/// `identify` sets attributes, an unmapped track is counted; the SDK's
+/// retry of the whole batch adds nothing. Seen failing with event ids drawn
+/// fresh per request (the retry counted twice).
+#[tokio::test]
+async fn a_server_sdks_batch_lands_once_in_the_topics_and_profiles() {
+    let (prefix, origin) = setup().await;
+    let site = origin.site.site_key.clone();
+    origin
+        .load_items(
+            json!({"items": [{"id": "a1", "tags": ["arts"]}, {"id": "a2", "tags": ["tech"]}]}),
+        )
+        .await;
+    let clicks = format!("{prefix}{}", topic(EventKind::Click));
+    let body = json!({
+        "batch": [
+            {"type": "identify", "userId": "u1", "messageId": "id-1", "traits": {"plan": "pro"}},
+            {"type": "track", "userId": "u1", "messageId": "node-next-1-x", "event": "Product Clicked",
+             "properties": {"product_id": "a1"}, "originalTimestamp": "2026-12-05T10:00:00.000Z"},
+            {"type": "page", "anonymousId": "anon-1", "messageId": "0b5c7c16-3d0c-4e1e-9d0c-3c3a5f0b9a11",
+             "name": "Article", "properties": {"item_id": "a2"}},
+            {"type": "track", "userId": "u1", "messageId": "m-4", "event": "Signed Up"}
+        ],
+        "sentAt": "2026-12-05T10:00:01.000Z",
+        "context": {"userAgent": "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X)"}
+    });
+    // The client's clock: sentAt one second after the event. The server
+    // moves the event to one second before the request's receipt.
+    let auth = Some(basic(&origin.site.api_key));
+    for _ in 0..2 {
+        let r = post(&origin, "/v1/batch", auth.clone(), &body).await;
+        assert_eq!(r.status(), 200);
+        let reply: Value = r.json().await.unwrap();
+        assert_eq!(reply, json!({"success": true, "accepted": 2, "ignored": 2}));
+    }
+    // The test's own topic: every click in it is this test's.
+    let found = read_topic(&env("KAFKA_BROKERS"), &clicks, 2, Duration::from_secs(10));
+    assert_eq!(
+        found.len(),
+        2,
+        "the click and its retry are both in the log"
+    );
+    let key = partition_key(&site, "u1");
+    assert!(found.iter().all(|m| m.key() == Some(key.as_bytes())));
+    let r = EventRecord::decode(found[0].payload().unwrap()).unwrap();
+    assert_eq!(
+        (r.user_id.as_str(), r.event.item.as_deref()),
+        ("u1", Some("a1"))
+    );
+    assert!(
+        (crate::common::now_ms() - 1_000 - r.event.ts_ms).abs() < 5_000,
+        "skew corrected: {}",
+        r.event.ts_ms
+    );
+    assert_eq!(r.device.class.map(|c| c.as_str()), Some("mobile"));
+
+    let _consumer = Consumer::start(&prefix, &format!("g-{prefix}"));
+    let u1 = wait_profile(&origin, "u1", |p| p["counts"]["click"] == 1).await;
+    assert_eq!(u1["attributes"], json!({"plan": "pro"}));
+    wait_profile(&origin, "anon:anon-1", |p| p["counts"]["page_view"] == 1).await;
+    // Still once each after the consumer has read everything.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let u1 = origin.get_as_site("/v1/profile?user=u1").await;
+    assert_eq!(u1["counts"], json!({"click": 1}), "{u1}");
+}
+
+/// The trust and the limits: the public site key may not name a `userId`
+/// and sets no attributes; unknown keys, other content types, oversized
+/// messages and batches are refused, each saying why.
+#[tokio::test]
+async fn the_segment_api_refuses_what_it_cannot_trust_or_hold() {
+    let (_prefix, origin) = setup().await;
+    let site = origin.site.site_key.clone();
+    let public = Some(basic(&site));
+    let spoof = json!({"batch": [{"type": "track", "userId": "u1", "messageId": "m", "event": "Product Clicked", "properties": {"product_id": "a1"}}]});
+    let r = post(&origin, "/v1/batch", public.clone(), &spoof).await;
+    assert_eq!(r.status(), 400);
+    let e: Value = r.json().await.unwrap();
+    assert_eq!(
+        (e["error"].as_str(), e["field"].as_str()),
+        (Some("untrusted_user_id"), Some("batch[0].anonymousId"))
+    );
+
+    // A browser's single call with the key in the body, and both ids.
+    let browser = json!({"writeKey": site, "userId": "u1", "anonymousId": "b-1", "messageId": "m2",
+                         "event": "Product Clicked", "properties": {"product_id": "a1"}});
+    let r = post(&origin, "/v1/track", None, &browser).await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let identify = json!({"writeKey": site, "anonymousId": "b-1", "traits": {"plan": "free"}});
+    let r: Value = post(&origin, "/v1/identify", None, &identify)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        r,
+        json!({"success": true, "accepted": 0, "ignored": 1}),
+        "no attributes from the public key"
+    );
+
+    let r = post(&origin, "/v1/batch", Some(basic("nope")), &spoof).await;
+    assert_eq!(r.status(), 401);
+    let r = post(&origin, "/v1/batch", None, &spoof).await;
+    assert_eq!(r.status(), 401);
+    let text = reqwest::Client::new()
+        .post(origin.url("/v1/batch"))
+        .header("content-type", "text/plain")
+        .header("authorization", basic(&site))
+        .body(spoof.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(text.status(), 415);
+    let big = json!({"batch": [{"type": "page", "anonymousId": "a", "messageId": "m", "properties": {"pad": "x".repeat(33 * 1024)}}]});
+    let r = post(&origin, "/v1/batch", public.clone(), &big).await;
+    assert_eq!(r.status(), 400);
+    let e: Value = r.json().await.unwrap();
+    assert_eq!(e["field"], "batch[0].");
+    let many: Vec<Value> = (0..2_501)
+        .map(|i| json!({"type": "page", "anonymousId": "a", "messageId": format!("m{i}")}))
+        .collect();
+    let r = post(
+        &origin,
+        "/v1/batch",
+        public.clone(),
+        &json!({"batch": many}),
+    )
+    .await;
+    assert_eq!(r.status(), 400);
+    let r = post(&origin, "/v1/batch", public.clone(), &json!({"batch": [{"type": "track", "anonymousId": "a", "messageId": "m", "timestamp": "soon"}]})).await;
+    let e: Value = r.json().await.unwrap();
+    assert_eq!(e["field"], "batch[0].timestamp", "{e}");
+    let r = post(
+        &origin,
+        "/v1/batch",
+        public,
+        &json!({"batch": [{"type": "page", "anonymousId": "a"}]}),
+    )
+    .await;
+    let e: Value = r.json().await.unwrap();
+    assert_eq!(e["field"], "batch[0].messageId", "{e}");
+}
+
+/// Segment's own SDKs, unmodified, pointed at the origin by their `host`
+/// option with the site's API key as write key: analytics-node (npm,
+/// origin/tests/sdk) and analytics-python (PyPI, in the tests' Python).
+/// Each one's identify, click and page view land in the profiles.
+#[tokio::test]
+async fn segments_node_and_python_sdks_feed_attune_unchanged() {
+    let (prefix, origin) = setup().await;
+    origin
+        .load_items(json!({"items": [{"id": "a1", "tags": ["arts"]}]}))
+        .await;
+    let _consumer = Consumer::start(&prefix, &format!("g-{prefix}"));
+    let sdk = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk");
+    assert!(
+        sdk.join("node_modules/@segment/analytics-node").exists(),
+        "run `cargo xtask test` (it runs npm ci in origin/tests/sdk)"
+    );
+    let base = origin.url("");
+    let key = origin.site.api_key.clone();
+    // Off the runtime's thread: the origin serves from it meanwhile.
+    let run = |mut cmd: std::process::Command| async move {
+        tokio::task::spawn_blocking(move || cmd.output().unwrap())
+            .await
+            .unwrap()
+    };
+    let mut cmd = std::process::Command::new("node");
+    cmd.arg(sdk.join("segment_node.mjs"))
+        .args([base.as_str(), key.as_str(), "u-node", "a1"]);
+    let node = run(cmd).await;
+    assert!(
+        node.status.success(),
+        "{}",
+        String::from_utf8_lossy(&node.stderr)
+    );
+    let mut cmd = std::process::Command::new(crate::common::python());
+    cmd.arg(sdk.join("segment_python.py"))
+        .args([base.as_str(), key.as_str(), "u-py", "a1"]);
+    let python = run(cmd).await;
+    assert!(
+        python.status.success(),
+        "{}",
+        String::from_utf8_lossy(&python.stderr)
+    );
+    for (user, plan) in [("u-node", "node"), ("u-py", "python")] {
+        let p = wait_profile(&origin, user, |p| p["counts"]["click"] == 1).await;
+        assert_eq!(p["attributes"], json!({"plan": plan}), "{user}");
+        let device = format!("anon:{user}-device");
+        wait_profile(&origin, &device, |p| p["counts"]["page_view"] == 1).await;
+    }
+}
