@@ -39,6 +39,9 @@ pub enum Bench {
     /// HR@10, then `attune-origin retrain` beside reading the log alone
     /// (wall time, peak memory) and online vs retrained on the same holdout.
     Retrain,
+    /// The same events through the Segment API (JSON) and `/v1/events`
+    /// (MessagePack), alternating rounds: events/s each and the ratio.
+    Segment,
 }
 
 pub fn run(bench: Bench) -> Result<()> {
@@ -51,7 +54,12 @@ pub fn run(bench: Bench) -> Result<()> {
         }
         Bench::Edge => return edge_bench(),
         Bench::Tracker => return tracker_bench(),
-        Bench::Ingest | Bench::Freshness | Bench::Faults | Bench::Experiment | Bench::Retrain => {}
+        Bench::Ingest
+        | Bench::Freshness
+        | Bench::Faults
+        | Bench::Experiment
+        | Bench::Retrain
+        | Bench::Segment => {}
     }
     let stack = Stack::from_env();
     let running = stack.up()?;
@@ -61,6 +69,7 @@ pub fn run(bench: Bench) -> Result<()> {
         Bench::Faults => "faults",
         Bench::Experiment => "experiment",
         Bench::Retrain => "retrain",
+        Bench::Segment => "segment",
         Bench::Edge | Bench::Tracker | Bench::Recommend | Bench::Records => {
             unreachable!("handled above")
         }

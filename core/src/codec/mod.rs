@@ -27,6 +27,8 @@
 
 mod encoding;
 mod error;
+#[cfg(feature = "openapi")]
+pub mod schema;
 mod wire;
 mod writer;
 

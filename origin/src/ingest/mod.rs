@@ -38,7 +38,11 @@ pub struct Accepted {
 
 /// Ingests one tracker batch.
 #[utoipa::path(post, path = "/v1/events", tag = "ingest",
-    request_body(content = String, description = "An attune-core batch: MessagePack (`application/msgpack`, the tracker's format) or JSON (`application/json`, short or long keys), optionally `Content-Encoding: gzip`. Schema: attune-core's codec module.", content_type = "application/msgpack"),
+    request_body(description = "An attune-core batch: JSON with the long key names (typed here; the short names of MessagePack are accepted too) or MessagePack (`application/msgpack`, the tracker's format, the same map with short keys), optionally `Content-Encoding: gzip`. Schema: attune-core's codec module.",
+        content(
+            (attune_core::codec::schema::BatchJson = "application/json"),
+            (String = "application/msgpack"),
+        )),
     responses(
         (status = 202, description = "Every event is durable", body = Accepted),
         (status = 400, description = "Not a batch", body = ErrorBody),

@@ -344,12 +344,30 @@ async fn openapi_metrics_and_readiness() {
         "/v1/experiments",
         "/v1/experiments/{key}",
         "/v1/experiments/{key}/results",
+        "/v1/models",
+        "/v1/models/{version}/promote",
+        "/v1/models/rollback",
+        "/v1/models/retrain",
+        "/v1/batch",
+        "/v1/track",
+        "/v1/page",
+        "/v1/screen",
+        "/v1/identify",
     ] {
         assert!(
             doc["paths"].get(path).is_some(),
             "{path} missing from OpenAPI"
         );
     }
+    // The batch's JSON body is typed, for client generators.
+    let body = &doc["paths"]["/v1/events"]["post"]["requestBody"]["content"];
+    assert_eq!(
+        body["application/json"]["schema"]["$ref"],
+        "#/components/schemas/BatchJson",
+        "{body}"
+    );
+    let fields = &doc["components"]["schemas"]["EventJson"]["properties"];
+    assert!(fields.get("visible_ms").is_some(), "{fields}");
     let r = origin.http.get(origin.url("/readyz")).send().await.unwrap();
     assert_eq!(r.status(), 200);
     let b = batch(
