@@ -27,7 +27,7 @@ use attune_core::Batch;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
-use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, USER_AGENT};
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, ORIGIN, USER_AGENT};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use base64::Engine as _;
@@ -67,6 +67,7 @@ pub struct SegmentAccepted {
         (status = 200, description = "Every event is durable", body = SegmentAccepted),
         (status = 400, description = "Not Segment's JSON, a message breaks a rule (`field` names it), or over a limit", body = ErrorBody),
         (status = 401, description = "Unknown write key", body = ErrorBody),
+        (status = 403, description = "A page the site does not allow (public site key)", body = ErrorBody),
         (status = 413, description = "Over 500 KB", body = ErrorBody),
         (status = 415, description = "Not application/json", body = ErrorBody),
         (status = 429, description = "Rate limited; see Retry-After", body = ErrorBody),
@@ -131,7 +132,7 @@ fn basic_user(headers: &HeaderMap) -> Option<String> {
     Some(text.split(':').next().unwrap_or_default().to_owned())
 }
 
-fn writer(state: &AppState, key: Option<String>) -> Result<Writer, ApiError> {
+fn writer(state: &AppState, headers: &HeaderMap, key: Option<String>) -> Result<Writer, ApiError> {
     let key = key.filter(|k| !k.is_empty()).ok_or_else(|| {
         ApiError::unauthorized(
             "send the write key as the HTTP Basic user name, or as `writeKey` in the body: \
@@ -144,13 +145,22 @@ fn writer(state: &AppState, key: Option<String>) -> Result<Writer, ApiError> {
             server: true,
         });
     }
-    match state.sites.by_key(&key) {
-        Some(site) => Ok(Writer {
-            site: site.key.clone(),
-            server: false,
-        }),
-        None => Err(ApiError::unauthorized("unknown write key").field("writeKey")),
+    let site = state
+        .sites
+        .by_key(&key)
+        .ok_or_else(|| ApiError::unauthorized("unknown write key").field("writeKey"))?;
+    // A browser's page must be one the site allows, as on `/v1/events`.
+    if let Some(origin) = headers.get(ORIGIN).and_then(|o| o.to_str().ok()) {
+        if !site.allows_origin(origin) {
+            return Err(ApiError::forbidden(attune_core::access::origin_refused(
+                origin, &site.key,
+            )));
+        }
     }
+    Ok(Writer {
+        site: site.key.clone(),
+        server: false,
+    })
 }
 
 /// One reader's events, in one or more attune batches.
@@ -214,7 +224,7 @@ async fn ingest(
             Some("batch".into()),
         ));
     }
-    let writer = writer(state, basic_user(headers).or(body_key))?;
+    let writer = writer(state, headers, basic_user(headers).or(body_key))?;
     state
         .rate_limits
         .check_key(&format!("site:{}", writer.site))?;

@@ -362,8 +362,7 @@ async fn openapi_metrics_and_readiness() {
     // The batch's JSON body is typed, for client generators.
     let body = &doc["paths"]["/v1/events"]["post"]["requestBody"]["content"];
     assert_eq!(
-        body["application/json"]["schema"]["$ref"],
-        "#/components/schemas/BatchJson",
+        body["application/json"]["schema"]["$ref"], "#/components/schemas/BatchJson",
         "{body}"
     );
     let fields = &doc["components"]["schemas"]["EventJson"]["properties"];

@@ -154,6 +154,16 @@ async fn the_segment_api_refuses_what_it_cannot_trust_or_hold() {
 
     let r = post(&origin, "/v1/batch", Some(basic("nope")), &spoof).await;
     assert_eq!(r.status(), 401);
+    // A page the site does not allow, with its public key.
+    let r = reqwest::Client::new()
+        .post(origin.url("/v1/track"))
+        .header("content-type", "application/json")
+        .header("origin", "https://elsewhere.example")
+        .body(browser.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
     let r = post(&origin, "/v1/batch", None, &spoof).await;
     assert_eq!(r.status(), 401);
     let text = reqwest::Client::new()
