@@ -66,6 +66,13 @@ pub fn encode_json(batch: &Batch) -> Vec<u8> {
         .expect("the wire types serialize into a Vec without fallible parts")
 }
 
+/// Checks a batch built in memory (not decoded: a translation from another
+/// API) by the same rules as a decoded one, byte size aside; the batch as a
+/// decoder would return it.
+pub fn check(batch: &Batch, limits: &Limits) -> Result<Batch, DecodeError> {
+    WireBatch::from(batch).validate(limits)
+}
+
 /// Decodes and validates a MessagePack batch.
 pub fn decode_msgpack(bytes: &[u8], limits: &Limits) -> Result<Batch, DecodeError> {
     decode(bytes, limits, Format::MessagePack)
@@ -442,6 +449,20 @@ mod tests {
         b.events[0].ts_ms = b.sent_at_ms + 10 * 60_000;
         let e = decode_msgpack(&encode_msgpack(&b), &Limits::default()).unwrap_err();
         assert_eq!(e.field(), Some("events[0].ts"));
+        assert_eq!(e.code(), "out_of_range");
+    }
+
+    /// A batch built in memory meets the decoders' rules: the same errors,
+    /// and the same batch back when it is valid.
+    #[test]
+    fn a_built_batch_is_checked_as_a_decoded_one_is() {
+        let b = batch();
+        assert_eq!(check(&b, &Limits::default()).unwrap(), b);
+        let mut late = batch();
+        late.events[0].ts_ms = late.sent_at_ms + 10 * 60_000;
+        let e = check(&late, &Limits::default()).unwrap_err();
+        let d = decode_msgpack(&encode_msgpack(&late), &Limits::default()).unwrap_err();
+        assert_eq!((e.field(), e.code()), (d.field(), d.code()));
         assert_eq!(e.code(), "out_of_range");
     }
 

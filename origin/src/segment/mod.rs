@@ -22,7 +22,7 @@ pub mod message;
 
 use std::collections::BTreeMap;
 
-use attune_core::codec::{decode_json, encode_json};
+use attune_core::codec::check;
 use attune_core::Batch;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -324,7 +324,7 @@ async fn ingest(
                 dropped: 0,
                 events: events.to_vec(),
             };
-            let checked = decode_json(&encode_json(&batch), &state.batch_limits).map_err(|e| {
+            let checked = check(&batch, &state.batch_limits).map_err(|e| {
                 let field = e.field().map(str::to_owned);
                 bad(e.code(), format!("{user}: {e}"), field)
             })?;
