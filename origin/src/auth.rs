@@ -57,6 +57,8 @@ pub struct Site {
     /// The current secret first, then retired ones still honoured.
     token_secrets: Vec<Vec<u8>>,
     allowed_origins: Vec<String>,
+    /// Its own Segment `track` names (`config::SegmentNames`).
+    pub segment: crate::config::SegmentNames,
 }
 
 impl Site {
@@ -110,6 +112,7 @@ impl Sites {
                 key: c.site_key.clone(),
                 token_secrets: secrets.map(|s| s.as_bytes().to_vec()).collect(),
                 allowed_origins: c.allowed_origins.clone(),
+                segment: c.segment.clone(),
             });
             if sites
                 .by_key
@@ -260,6 +263,7 @@ mod tests {
             allowed_origins: Vec::new(),
             weights: Default::default(),
             experiments: Default::default(),
+            segment: Default::default(),
         };
         let old = mint_token("news", "u1", b"the-old-secret-value", 1000);
         let new = mint_token("news", "u1", b"the-new-secret-value", 1000);

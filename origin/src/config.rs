@@ -493,6 +493,32 @@ pub struct SiteConfig {
     /// changes made through the API to the same key.
     #[serde(default)]
     pub experiments: BTreeMap<String, ExperimentSpec>,
+    /// The site's own Segment `track` event names for each interaction
+    /// (`[sites.segment]`), besides Segment's semantic ones (docs/segment.md).
+    #[serde(default)]
+    pub segment: SegmentNames,
+}
+
+/// A site's Segment `track` event names, per interaction they record
+/// (matched without regard to case).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SegmentNames {
+    /// Clicks on the item.
+    #[serde(default)]
+    pub click: Vec<String>,
+    /// Views of the item (page views).
+    #[serde(default)]
+    pub view: Vec<String>,
+    /// Impressions of the item.
+    #[serde(default)]
+    pub impression: Vec<String>,
+    /// Reading time (`properties.visible_ms`).
+    #[serde(default)]
+    pub dwell: Vec<String>,
+    /// Scroll depth (`properties.depth_pct`).
+    #[serde(default)]
+    pub scroll: Vec<String>,
 }
 
 impl SiteConfig {
@@ -506,6 +532,7 @@ impl SiteConfig {
             allowed_origins: vec!["*".into()],
             weights: FeedbackWeights::default(),
             experiments: BTreeMap::new(),
+            segment: SegmentNames::default(),
         }
     }
 }
@@ -594,5 +621,14 @@ mod tests {
         );
         let typo = load("[sites.weights]\nclik = 5.0\n").unwrap_err();
         assert!(format!("{typo:#}").contains("clik"), "{typo:#}");
+    }
+
+    #[test]
+    fn a_sites_segment_names_are_read_and_typos_refused() {
+        let sites = load("[sites.segment]\nclick = [\"Article Opened\"]\n").unwrap();
+        assert_eq!(sites[0].segment.click, ["Article Opened"]);
+        assert!(sites[0].segment.view.is_empty());
+        let typo = load("[sites.segment]\nclicks = [\"x\"]\n").unwrap_err();
+        assert!(format!("{typo:#}").contains("clicks"), "{typo:#}");
     }
 }

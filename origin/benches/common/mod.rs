@@ -76,6 +76,7 @@ pub fn site(site_key: &str) -> SiteConfig {
         allowed_origins: vec!["*".into()],
         weights: Default::default(),
         experiments: Default::default(),
+        segment: Default::default(),
     }
 }
 

@@ -11,6 +11,7 @@
 //! | `track` "Content Read" with `properties.visible_ms` | a dwell |
 //! | `track` "Content Scrolled" with `properties.depth_pct` | a scroll |
 //! | `identify` | `traits` as the user's attributes (with the API key as write key) |
+//! | `track` named in the site's `[sites.segment]` (`click`, `view`, `impression`, `dwell`, `scroll`) | that interaction |
 //! | any other `track`, `group`, `alias` | unmapped: counted, not stored |
 //!
 //! The item is the first of `properties.item_id`, `product_id`,
@@ -26,6 +27,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
+
+use crate::config::SegmentNames;
 
 /// One message, as SDKs send it (unknown fields are ignored, as Segment does).
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
@@ -169,8 +172,42 @@ fn number(properties: Option<&Map<String, Value>>, key: &str) -> Option<f64> {
     properties?.get(key)?.as_f64()
 }
 
-/// What the message `kind` (`track`, `page`…) becomes, at `ts_ms`.
-pub fn map(site: &str, kind: &str, m: &Message, ts_ms: i64) -> Result<Mapped, Refused> {
+/// The interaction a `track` name records: the site's own names first,
+/// then Segment's semantic ones; `None` when neither knows it.
+fn interaction_of(name: &str, names: &SegmentNames) -> Option<&'static str> {
+    let name = name.to_ascii_lowercase();
+    let own = [
+        (&names.click, "click"),
+        (&names.view, "view"),
+        (&names.impression, "impression"),
+        (&names.dwell, "dwell"),
+        (&names.scroll, "scroll"),
+    ];
+    if let Some((_, what)) = own
+        .iter()
+        .find(|(list, _)| list.iter().any(|n| n.to_ascii_lowercase() == name))
+    {
+        return Some(what);
+    }
+    match name.as_str() {
+        "product clicked" | "content clicked" | "recommendation clicked" => Some("click"),
+        "product viewed" | "content viewed" => Some("view"),
+        "product impression" | "promotion viewed" => Some("impression"),
+        "content read" => Some("dwell"),
+        "content scrolled" => Some("scroll"),
+        _ => None,
+    }
+}
+
+/// What the message `kind` (`track`, `page`…) becomes at `ts_ms`, with
+/// the site's own `track` `names`.
+pub fn map(
+    site: &str,
+    kind: &str,
+    m: &Message,
+    ts_ms: i64,
+    names: &SegmentNames,
+) -> Result<Mapped, Refused> {
     let props = m.properties.as_ref();
     let interaction = match kind {
         "page" | "screen" => Interaction::PageView,
@@ -197,19 +234,17 @@ pub fn map(site: &str, kind: &str, m: &Message, ts_ms: i64) -> Result<Mapped, Re
                 .as_deref()
                 .filter(|e| !e.is_empty())
                 .ok_or_else(|| refused("event", "a track message needs its `event` name"))?;
-            match name.to_ascii_lowercase().as_str() {
-                "product clicked" | "content clicked" | "recommendation clicked" => {
-                    Interaction::Click
-                }
-                "product viewed" | "content viewed" => Interaction::PageView,
-                "product impression" | "promotion viewed" => Interaction::Impression,
-                "content read" => match number(props, "visible_ms") {
+            match interaction_of(name, names) {
+                Some("click") => Interaction::Click,
+                Some("view") => Interaction::PageView,
+                Some("impression") => Interaction::Impression,
+                Some("dwell") => match number(props, "visible_ms") {
                     Some(ms) if ms >= 0.0 => Interaction::Dwell {
                         visible_ms: ms.min(f64::from(u32::MAX)) as u32,
                     },
                     _ => return Ok(Mapped::Unmapped("no_dwell_time")),
                 },
-                "content scrolled" => match number(props, "depth_pct") {
+                Some("scroll") => match number(props, "depth_pct") {
                     Some(d) if (0.0..=100.0).contains(&d) => {
                         Interaction::Scroll { depth_pct: d as u8 }
                     }
@@ -264,10 +299,11 @@ mod tests {
 
     #[test]
     fn the_semantic_events_map_to_interactions_and_the_rest_is_counted() {
+        let none = SegmentNames::default();
         let m = message(
             json!({"messageId": "m1", "event": "Product Clicked", "properties": {"product_id": 42}}),
         );
-        let Mapped::Event(e) = map("s", "track", &m, 7).unwrap() else {
+        let Mapped::Event(e) = map("s", "track", &m, 7, &none).unwrap() else {
             panic!()
         };
         assert_eq!(
@@ -277,29 +313,64 @@ mod tests {
         let read = message(
             json!({"messageId": "m2", "event": "Content Read", "properties": {"content_id": "a", "visible_ms": 4000}}),
         );
-        let Mapped::Event(e) = map("s", "track", &read, 7).unwrap() else {
+        let Mapped::Event(e) = map("s", "track", &read, 7, &none).unwrap() else {
             panic!()
         };
         assert_eq!(e.interaction, Interaction::Dwell { visible_ms: 4000 });
         let page = message(json!({"messageId": "m3", "name": "Home"}));
-        let Mapped::Event(e) = map("s", "page", &page, 7).unwrap() else {
+        let Mapped::Event(e) = map("s", "page", &page, 7, &none).unwrap() else {
             panic!()
         };
         assert_eq!((e.interaction, e.item), (Interaction::PageView, None));
         let other = message(json!({"messageId": "m4", "event": "Signed Up"}));
         assert_eq!(
-            map("s", "track", &other, 7).unwrap(),
+            map("s", "track", &other, 7, &none).unwrap(),
             Mapped::Unmapped("unknown_track")
         );
         let nameless = message(json!({"messageId": "m5"}));
-        assert_eq!(map("s", "track", &nameless, 7).unwrap_err().field, "event");
-        assert_eq!(map("s", "bogus", &nameless, 7).unwrap_err().field, "type");
+        assert_eq!(
+            map("s", "track", &nameless, 7, &none).unwrap_err().field,
+            "event"
+        );
+        assert_eq!(
+            map("s", "bogus", &nameless, 7, &none).unwrap_err().field,
+            "type"
+        );
         let traits = message(json!({"traits": {"plan": "pro", "age": 41, "nested": {"x": 1}}}));
-        let Mapped::Traits(t) = map("s", "identify", &traits, 7).unwrap() else {
+        let Mapped::Traits(t) = map("s", "identify", &traits, 7, &none).unwrap() else {
             panic!()
         };
         assert_eq!(t.len(), 2);
         assert_eq!(t["age"], "41");
+    }
+
+    /// A site's own names record their interaction, whatever their case,
+    /// and take precedence over the semantic ones.
+    #[test]
+    fn a_sites_own_track_names_map_to_its_interactions() {
+        let names = SegmentNames {
+            click: vec!["Article Opened".into()],
+            impression: vec!["Product Clicked".into()],
+            ..SegmentNames::default()
+        };
+        let opened = message(
+            json!({"messageId": "m", "event": "article opened", "properties": {"item_id": "a"}}),
+        );
+        let Mapped::Event(e) = map("s", "track", &opened, 7, &names).unwrap() else {
+            panic!()
+        };
+        assert_eq!(e.interaction, Interaction::Click);
+        let clicked = message(
+            json!({"messageId": "m", "event": "Product Clicked", "properties": {"item_id": "a"}}),
+        );
+        let Mapped::Event(e) = map("s", "track", &clicked, 7, &names).unwrap() else {
+            panic!()
+        };
+        assert_eq!(e.interaction, Interaction::Impression);
+        assert_eq!(
+            map("s", "track", &opened, 7, &SegmentNames::default()).unwrap(),
+            Mapped::Unmapped("unknown_track")
+        );
     }
 
     #[test]

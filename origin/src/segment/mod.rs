@@ -108,7 +108,7 @@ single!(identify, "/v1/identify", "identify");
 
 /// Who wrote: the site, and whether with its API key.
 struct Writer {
-    site: String,
+    site: std::sync::Arc<crate::auth::Site>,
     server: bool,
 }
 
@@ -141,7 +141,7 @@ fn writer(state: &AppState, headers: &HeaderMap, key: Option<String>) -> Result<
     })?;
     if let Some(site) = state.sites.by_api_key(&key) {
         return Ok(Writer {
-            site: site.key.clone(),
+            site: site.clone(),
             server: true,
         });
     }
@@ -158,7 +158,7 @@ fn writer(state: &AppState, headers: &HeaderMap, key: Option<String>) -> Result<
         }
     }
     Ok(Writer {
-        site: site.key.clone(),
+        site: site.clone(),
         server: false,
     })
 }
@@ -227,7 +227,8 @@ async fn ingest(
     let writer = writer(state, headers, basic_user(headers).or(body_key))?;
     state
         .rate_limits
-        .check_key(&format!("site:{}", writer.site))?;
+        .check_key(&format!("site:{}", writer.site.key))?;
+    let site = writer.site.key.as_str();
     let header_ua = headers
         .get(USER_AGENT)
         .and_then(|v| v.to_str().ok())
@@ -278,7 +279,7 @@ async fn ingest(
         };
         let ts = event_time(&m, sent_at.as_deref(), received)
             .map_err(|r| bad("invalid_message", r.message, Some(at(r.field))))?;
-        match map(&writer.site, &kind, &m, ts)
+        match map(site, &kind, &m, ts, &writer.site.segment)
             .map_err(|r| bad("invalid_message", r.message, Some(at(r.field))))?
         {
             Mapped::Event(e) => {
@@ -316,7 +317,7 @@ async fn ingest(
     for (user, reader) in readers {
         for events in reader.events.chunks(state.batch_limits.max_events) {
             let batch = Batch {
-                site_key: writer.site.clone(),
+                site_key: site.to_owned(),
                 anonymous_id: reader.anonymous_id.clone(),
                 user_token: None,
                 // The events' times are already on the server's clock.
@@ -333,16 +334,12 @@ async fn ingest(
     }
     for (user, attrs) in &traits {
         crate::api::users::check_attributes(attrs)?;
-        state
-            .store
-            .set_attributes(&writer.site, user, attrs)
-            .await?;
+        state.store.set_attributes(site, user, attrs).await?;
     }
     let mut accepted = 0;
     for (user, ua, batch) in &batches {
         let (_, Json(a)) =
-            crate::ingest::append(state, &writer.site, user, batch, ua.as_deref(), received)
-                .await?;
+            crate::ingest::append(state, site, user, batch, ua.as_deref(), received).await?;
         accepted += a.accepted;
         ignored += a.ignored;
     }

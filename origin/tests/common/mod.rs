@@ -65,6 +65,7 @@ pub fn unique_site() -> SiteConfig {
         allowed_origins: vec!["https://news.example".into()],
         weights: Default::default(),
         experiments: Default::default(),
+        segment: Default::default(),
     }
 }
 
