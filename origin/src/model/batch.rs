@@ -324,7 +324,7 @@ mod tests {
     /// More passes over a planted structure beat one; a step size too small
     /// to move the factors from their start loses to both.
     #[test]
-    fn fitting_longer_on_structure_wins_and_crushing_regularization_loses() {
+    fn fitting_longer_on_structure_wins_and_a_stuck_fit_loses() {
         let lessons = planted();
         let sites = vec![("s".to_owned(), lessons)];
         let online = Recipe::online();
@@ -332,18 +332,18 @@ mod tests {
             epochs: 8,
             ..online
         };
-        let crushed = Recipe {
+        let stuck = Recipe {
             learning_rate: 0.0001,
             ..online
         };
         let (better, _) = compare(&sites, (1, &online), &longer, 0.0);
         assert!(better.better, "{better:?}");
-        let (worse, _) = compare(&sites, (1, &online), &crushed, 0.0);
+        let (worse, _) = compare(&sites, (1, &online), &stuck, 0.0);
         assert!(!worse.better, "{worse:?}");
         assert!(worse.challenger_hr10 < worse.champion_hr10, "{worse:?}");
-        let points = search(&sites, &[online, longer, crushed], || {});
+        let points = search(&sites, &[online, longer, stuck], || {});
         assert_eq!(points[0].recipe, longer, "{points:?}");
-        assert_eq!(points[2].recipe, crushed, "{points:?}");
+        assert_eq!(points[2].recipe, stuck, "{points:?}");
     }
 
     #[test]
