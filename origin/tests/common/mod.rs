@@ -219,6 +219,16 @@ impl TestOrigin {
         r.text().await.unwrap()
     }
 
+    /// The value of the series `line` names (metric and labels, as
+    /// rendered) on `/metrics`; 0 before it exists.
+    pub async fn metric(&self, line: &str) -> f64 {
+        self.metrics()
+            .await
+            .lines()
+            .find_map(|l| l.strip_prefix(line)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or(0.0)
+    }
+
     /// GETs `path` with the site's API key and returns the JSON reply.
     pub async fn get_as_site(&self, path: &str) -> serde_json::Value {
         self.http

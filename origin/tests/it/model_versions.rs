@@ -193,6 +193,7 @@ async fn versions_learn_every_event_once_across_promotions_and_a_rollback() {
     // With nothing new arriving, the pointer alone decides the rails.
     pointer_seen().await;
     let under_2 = rails(&origin, &users).await;
+    let moves = origin.metric("attune_model_pointer_moves_total").await;
     let api = reqwest::Client::new();
     let promoted: Value = api
         .post(origin.url("/v1/models/3/promote"))
@@ -204,6 +205,8 @@ async fn versions_learn_every_event_once_across_promotions_and_a_rollback() {
         .await
         .unwrap();
     assert_eq!(promoted["serving"], 3, "{promoted}");
+    // Counted (other tests of this process may move their pointers too).
+    assert!(origin.metric("attune_model_pointer_moves_total").await > moves);
     pointer_seen().await;
     wait_steps(&site, &sent, 3, "version 3 again").await;
     let under_3 = rails(&origin, &users).await;

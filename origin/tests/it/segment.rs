@@ -81,12 +81,16 @@ async fn a_server_sdks_batch_lands_once_in_the_topics_and_profiles() {
     // The client's clock: sentAt one second after the event. The server
     // moves the event to one second before the request's receipt.
     let auth = Some(basic(&origin.site.api_key));
+    let unmapped = r#"attune_segment_unmapped_total{reason="unknown_track"}"#;
+    let before = origin.metric(unmapped).await;
     for _ in 0..2 {
         let r = post(&origin, "/v1/batch", auth.clone(), &body).await;
         assert_eq!(r.status(), 200);
         let reply: Value = r.json().await.unwrap();
         assert_eq!(reply, json!({"success": true, "accepted": 2, "ignored": 2}));
     }
+    // "Signed Up", twice, counted (other tests may add to it too).
+    assert!(origin.metric(unmapped).await >= before + 2.0);
     // The test's own topic: every click in it is this test's.
     let found = read_topic(&env("KAFKA_BROKERS"), &clicks, 2, Duration::from_secs(10));
     assert_eq!(
