@@ -768,13 +768,7 @@ fn retrain_if_due(
     degraded: bool,
 ) -> anyhow::Result<()> {
     let registry = registry_in(&model.db.begin_read()?.open_table(MODEL_REGISTRY)?)?;
-    let newest = registry
-        .versions
-        .iter()
-        .map(|v| v.created_ms)
-        .max()
-        .unwrap_or(0)
-        .max(started_ms);
+    let newest = super::schedule::newest_ms(&registry, started_ms);
     if super::schedule::due(every_ms, newest, crate::clock::now_ms(), degraded).is_some() {
         model.retrain(&Search::default())?;
     }

@@ -289,15 +289,7 @@ fn run_clients(
         stats.count(round.applied, round.duplicate);
         stats.observe(incoming.iter().map(|i| i.record.received_at_ms), now_ms());
         stats.validated(trained, writers.model.validator());
-        degraded.store(
-            writers
-                .model
-                .validator()
-                .live
-                .summary()
-                .is_some_and(|s| s.degraded),
-            Ordering::SeqCst,
-        );
+        degraded.store(stats.degraded(), Ordering::SeqCst);
     }
     Ok(())
 }

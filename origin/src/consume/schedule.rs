@@ -25,6 +25,18 @@ pub fn due(every_ms: i64, newest_ms: i64, now_ms: i64, degraded: bool) -> Option
     }
 }
 
+/// When the newest version was made, or `started_ms` (the process's start)
+/// if that is later or there is none: what the period counts from.
+pub fn newest_ms(registry: &Registry, started_ms: i64) -> i64 {
+    registry
+        .versions
+        .iter()
+        .map(|v| v.created_ms)
+        .max()
+        .unwrap_or(0)
+        .max(started_ms)
+}
+
 /// Runs the schedule until `stop`, if the consumer has one. `degraded` is
 /// the consumer's live validation flag.
 pub fn spawn(
@@ -61,15 +73,7 @@ fn tick(args: &RetrainArgs, every_ms: i64, started_ms: i64, degraded: bool) -> a
     let fields: std::collections::HashMap<String, String> = redis::cmd("HGETALL")
         .arg(model_key(&args.topic_prefix))
         .query(&mut redis)?;
-    let registry = Registry::from_fields(&fields);
-    // The newest version, or this consumer's start if there is none yet.
-    let newest = registry
-        .versions
-        .iter()
-        .map(|v| v.created_ms)
-        .max()
-        .unwrap_or(0)
-        .max(started_ms);
+    let newest = newest_ms(&Registry::from_fields(&fields), started_ms);
     let Some(why) = due(every_ms, newest, now_ms(), degraded) else {
         return Ok(());
     };

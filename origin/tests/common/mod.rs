@@ -229,6 +229,17 @@ impl TestOrigin {
             .unwrap_or(0.0)
     }
 
+    /// POSTs `body` as JSON to `path` with the site's API key.
+    pub async fn post_as_site(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {
+        self.http
+            .post(self.url(path))
+            .bearer_auth(&self.site.api_key)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// GETs `path` with the site's API key and returns the JSON reply.
     pub async fn get_as_site(&self, path: &str) -> serde_json::Value {
         self.http
@@ -508,4 +519,25 @@ pub fn python() -> std::path::PathBuf {
         path.display()
     );
     path
+}
+
+/// The top items each reader is recommended now.
+pub async fn top_items(
+    origin: &TestOrigin,
+    users: &[String],
+) -> std::collections::BTreeMap<String, Vec<String>> {
+    let mut out = std::collections::BTreeMap::new();
+    for u in users {
+        let r = origin
+            .get_as_site(&format!("/v1/recommendations?user={u}&k=10"))
+            .await;
+        let items = r["items"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{r}"))
+            .iter()
+            .map(|i| i["item"].as_str().unwrap().to_owned())
+            .collect();
+        out.insert(u.clone(), items);
+    }
+    out
 }

@@ -469,35 +469,7 @@ async fn embedded_versions_retrain_promote_roll_back_and_each_learns_every_event
 
     // The pointer alone decides the rails.
     tokio::time::sleep(Duration::from_millis(1_500)).await;
-    let rails = |origin: &crate::common::TestOrigin| {
-        let readers = readers.clone();
-        let origin_url = origin.url("");
-        let key = origin.site.api_key.clone();
-        async move {
-            let mut out = Vec::new();
-            for u in &readers {
-                let r: Value = reqwest::Client::new()
-                    .get(format!("{origin_url}/v1/recommendations?user={u}&k=10"))
-                    .bearer_auth(&key)
-                    .send()
-                    .await
-                    .unwrap()
-                    .json()
-                    .await
-                    .unwrap();
-                out.push(
-                    r["items"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .map(|i| i["item"].clone())
-                        .collect::<Vec<_>>(),
-                );
-            }
-            out
-        }
-    };
-    let under_3 = rails(&origin).await;
+    let under_3 = crate::common::top_items(&origin, &readers).await;
     let back: Value = post("/v1/models/rollback", Value::Null)
         .await
         .unwrap()
@@ -506,10 +478,18 @@ async fn embedded_versions_retrain_promote_roll_back_and_each_learns_every_event
         .unwrap();
     assert_eq!(back["serving"], 2, "{back}");
     tokio::time::sleep(Duration::from_millis(1_500)).await;
-    assert_ne!(rails(&origin).await, under_3, "version 2 ranks differently");
+    assert_ne!(
+        crate::common::top_items(&origin, &readers).await,
+        under_3,
+        "version 2 ranks differently"
+    );
     post("/v1/models/3/promote", Value::Null).await.unwrap();
     tokio::time::sleep(Duration::from_millis(1_500)).await;
-    assert_eq!(rails(&origin).await, under_3, "version 3's rails again");
+    assert_eq!(
+        crate::common::top_items(&origin, &readers).await,
+        under_3,
+        "version 3's rails again"
+    );
 
     // Every version learned each reader's 33 clicks once.
     let dir = origin.stop().await;

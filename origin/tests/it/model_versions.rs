@@ -98,24 +98,6 @@ async fn post(origin: &TestOrigin, batches: &[Batch], sent: &mut BTreeMap<String
     }
 }
 
-/// The top items each reader is recommended now.
-async fn rails(origin: &TestOrigin, users: &[String]) -> BTreeMap<String, Vec<String>> {
-    let mut out = BTreeMap::new();
-    for u in users {
-        let r = origin
-            .get_as_site(&format!("/v1/recommendations?user={u}&k=10"))
-            .await;
-        let items = r["items"]
-            .as_array()
-            .unwrap_or_else(|| panic!("{r}"))
-            .iter()
-            .map(|i| i["item"].as_str().unwrap().to_owned())
-            .collect();
-        out.insert(u.clone(), items);
-    }
-    out
-}
-
 /// The pointer and the ranking snapshots are re-read within a second each.
 async fn pointer_seen() {
     tokio::time::sleep(Duration::from_millis(2_500)).await;
@@ -192,15 +174,11 @@ async fn versions_learn_every_event_once_across_promotions_and_a_rollback() {
 
     // With nothing new arriving, the pointer alone decides the rails.
     pointer_seen().await;
-    let under_2 = rails(&origin, &users).await;
+    let under_2 = crate::common::top_items(&origin, &users).await;
     let moves = origin.metric("attune_model_pointer_moves_total").await;
-    let api = reqwest::Client::new();
-    let promoted: Value = api
-        .post(origin.url("/v1/models/3/promote"))
-        .bearer_auth(&origin.site.api_key)
-        .send()
+    let promoted: Value = origin
+        .post_as_site("/v1/models/3/promote", &Value::Null)
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -209,21 +187,18 @@ async fn versions_learn_every_event_once_across_promotions_and_a_rollback() {
     assert!(origin.metric("attune_model_pointer_moves_total").await > moves);
     pointer_seen().await;
     wait_steps(&site, &sent, 3, "version 3 again").await;
-    let under_3 = rails(&origin, &users).await;
+    let under_3 = crate::common::top_items(&origin, &users).await;
     assert_ne!(under_2, under_3, "the versions rank differently");
-    let back: Value = api
-        .post(origin.url("/v1/models/rollback"))
-        .bearer_auth(&origin.site.api_key)
-        .send()
+    let back: Value = origin
+        .post_as_site("/v1/models/rollback", &Value::Null)
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
     assert_eq!(back["serving"], 2, "{back}");
     pointer_seen().await;
     assert_eq!(
-        rails(&origin, &users).await,
+        crate::common::top_items(&origin, &users).await,
         under_2,
         "rollback restores version 2's rails"
     );
@@ -274,13 +249,10 @@ async fn a_better_challenger_is_promoted_and_a_worse_one_refused() {
     assert_eq!(api, listed, "the API shows the same registry");
 
     // The same retrain over the API, from the origin process.
-    let over_api: Value = reqwest::Client::new()
-        .post(origin.url("/v1/models/retrain"))
-        .bearer_auth(&origin.site.api_key)
-        .json(&serde_json::json!({"epochs": [1], "learning_rate": [0.0001]}))
-        .send()
+    let search = serde_json::json!({"epochs": [1], "learning_rate": [0.0001]});
+    let over_api: Value = origin
+        .post_as_site("/v1/models/retrain", &search)
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
