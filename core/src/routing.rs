@@ -40,10 +40,17 @@ pub const CONSUMER_OUTPUTS: [&str; 2] = [PROFILE_UPDATES, DEAD_LETTERS];
 /// experiment's arm, keyed `site/unit`; the consumers record them.
 pub const EXPOSURES: &str = "attune.exposures";
 
-/// Every topic a stack needs: the interaction topics, exposures and the
-/// consumers' outputs.
+/// Events the origin keeps but Attune does not learn from (a Segment `track`
+/// it has no interaction for), as JSON keyed `site/user`, for the site's own
+/// consumers. No Attune consumer reads them.
+pub const CUSTOM_EVENTS: &str = "attune.custom_events";
+
+/// Every topic a stack needs: the interaction topics, exposures, custom
+/// events and the consumers' outputs.
 pub fn all_topics() -> impl Iterator<Item = &'static str> {
-    topics().chain([EXPOSURES]).chain(CONSUMER_OUTPUTS)
+    topics()
+        .chain([EXPOSURES, CUSTOM_EVENTS])
+        .chain(CONSUMER_OUTPUTS)
 }
 
 /// Every interaction topic.

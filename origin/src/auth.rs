@@ -57,8 +57,8 @@ pub struct Site {
     /// The current secret first, then retired ones still honoured.
     token_secrets: Vec<Vec<u8>>,
     allowed_origins: Vec<String>,
-    /// Its own Segment `track` names (`config::SegmentNames`).
-    pub segment: crate::config::SegmentNames,
+    /// Its own Segment `track` names (`config::SegmentMapping`).
+    pub segment: crate::config::SegmentMapping,
 }
 
 impl Site {

@@ -496,14 +496,20 @@ pub struct SiteConfig {
     /// The site's own Segment `track` event names for each interaction
     /// (`[sites.segment]`), besides Segment's semantic ones (docs/segment.md).
     #[serde(default)]
-    pub segment: SegmentNames,
+    pub segment: SegmentMapping,
 }
 
-/// A site's Segment `track` event names, per interaction they record
-/// (matched without regard to case).
+/// How a site's Segment messages map to interactions: its own `track`
+/// event names per interaction (matched without regard to case), and where
+/// its pages' paths name the item.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct SegmentNames {
+pub struct SegmentMapping {
+    /// A page's path with `{item}` where the item id stands, such as
+    /// `/articles/{item}`: the item of a `page` that names none in its
+    /// properties.
+    #[serde(default)]
+    pub item_path: Option<ItemPath>,
     /// Clicks on the item.
     #[serde(default)]
     pub click: Vec<String>,
@@ -521,6 +527,43 @@ pub struct SegmentNames {
     pub scroll: Vec<String>,
 }
 
+/// A path pattern with one `{item}`: what comes before and after it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct ItemPath {
+    prefix: String,
+    suffix: String,
+}
+
+impl TryFrom<String> for ItemPath {
+    type Error = String;
+
+    fn try_from(pattern: String) -> Result<Self, String> {
+        match pattern.split_once("{item}") {
+            Some((prefix, suffix)) if !suffix.contains("{item}") && prefix.starts_with('/') => {
+                Ok(ItemPath {
+                    prefix: prefix.to_owned(),
+                    suffix: suffix.to_owned(),
+                })
+            }
+            _ => Err(format!(
+                "item_path {pattern:?} must start with `/` and hold `{{item}}` once, \
+                 as in \"/articles/{{item}}\""
+            )),
+        }
+    }
+}
+
+impl ItemPath {
+    /// The item id `path` names, if it matches: one non-empty path segment.
+    pub fn item(&self, path: &str) -> Option<String> {
+        let id = path
+            .strip_prefix(&self.prefix)?
+            .strip_suffix(&self.suffix)?;
+        (!id.is_empty() && !id.contains('/')).then(|| id.to_owned())
+    }
+}
+
 impl SiteConfig {
     /// The development site `cargo xtask demo` uses.
     pub fn demo() -> Self {
@@ -532,7 +575,7 @@ impl SiteConfig {
             allowed_origins: vec!["*".into()],
             weights: FeedbackWeights::default(),
             experiments: BTreeMap::new(),
-            segment: SegmentNames::default(),
+            segment: SegmentMapping::default(),
         }
     }
 }

@@ -45,7 +45,7 @@ use std::time::Duration;
 use anyhow::Context;
 use attune_core::{HalfLife, Limits};
 use axum::extract::DefaultBodyLimit;
-use axum::http::{header, HeaderValue, Method};
+use axum::http::{header, HeaderName, HeaderValue, Method};
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::{delete, get, post, put};
 use axum::Router;
@@ -297,6 +297,8 @@ fn cors(sites: Arc<Sites>) -> CorsLayer {
             header::CONTENT_TYPE,
             header::CONTENT_ENCODING,
             header::AUTHORIZATION,
+            // analytics.js marks its retries.
+            HeaderName::from_static("x-retry-count"),
         ])
         .max_age(Duration::from_secs(3600))
 }
@@ -309,6 +311,16 @@ fn segment_routes() -> Router<AppState> {
         .route("/v1/page", post(segment::page))
         .route("/v1/screen", post(segment::screen))
         .route("/v1/identify", post(segment::identify))
+        .route("/v1/group", post(segment::group))
+        .route("/v1/alias", post(segment::alias))
+        // analytics.js's short paths.
+        .route("/v1/b", post(segment::batch))
+        .route("/v1/t", post(segment::track))
+        .route("/v1/p", post(segment::page))
+        .route("/v1/s", post(segment::screen))
+        .route("/v1/i", post(segment::identify))
+        .route("/v1/g", post(segment::group))
+        .route("/v1/a", post(segment::alias))
         .layer(DefaultBodyLimit::max(segment::MAX_REQUEST_BYTES))
 }
 

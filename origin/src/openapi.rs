@@ -15,6 +15,8 @@ use utoipa::{Modify, OpenApi};
         crate::segment::page,
         crate::segment::screen,
         crate::segment::identify,
+        crate::segment::group,
+        crate::segment::alias,
         crate::api::recommendations::get_recommendations,
         crate::api::profile::get_profile,
         crate::api::items::get_items,

@@ -65,8 +65,10 @@ pub struct ContextJson {
     /// The page's referrer.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub referrer: Option<String>,
-    /// `[width, height]` of the viewport.
+    /// `[width, height]` of the viewport. An array of two rather than
+    /// OpenAPI 3.1's tuple (`prefixItems`), which client generators refuse.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<u16>>, min_items = 2, max_items = 2)]
     pub viewport: Option<(u16, u16)>,
     /// A device class hint.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -89,6 +89,7 @@ pub async fn put(
 
 /// Query of the results.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ResultsQuery {
     /// Adjust the mean metrics by each unit's pre-exposure period (CUPED).
     #[serde(default)]

@@ -12,6 +12,7 @@ use crate::AppState;
 
 /// Query of `GET /v1/profile`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ProfileQuery {
     /// The user (API keys only; a user token reads its own user).
     pub user: Option<String>,

@@ -26,6 +26,7 @@ pub const MAX_K: usize = 500;
 
 /// Query of `GET /v1/recommendations`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct RecommendationsQuery {
     /// How many (1–500, default 20).
     pub k: Option<usize>,

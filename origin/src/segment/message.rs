@@ -4,7 +4,7 @@
 //!
 //! | Segment | Attune |
 //! |---|---|
-//! | `page`, `screen` | a page view, of the item in `properties` if one is named |
+//! | `page`, `screen` | a page view, of the item in `properties` if one is named, else of the item the page's path names by the site's `item_path` |
 //! | `track` "Product Clicked", "Content Clicked", "Recommendation Clicked" | a click |
 //! | `track` "Product Viewed", "Content Viewed" | a page view of the item |
 //! | `track` "Product Impression", "Promotion Viewed" | an impression |
@@ -12,7 +12,8 @@
 //! | `track` "Content Scrolled" with `properties.depth_pct` | a scroll |
 //! | `identify` | `traits` as the user's attributes (with the API key as write key) |
 //! | `track` named in the site's `[sites.segment]` (`click`, `view`, `impression`, `dwell`, `scroll`) | that interaction |
-//! | any other `track`, `group`, `alias` | unmapped: counted, not stored |
+//! | any other `track` | a custom event: kept in the `attune.custom_events` topic ([`super::custom`]), not learnt from |
+//! | `group`, `alias` | unmapped: counted, not stored |
 //!
 //! The item is the first of `properties.item_id`, `product_id`,
 //! `content_id` (string or number). An event's id is `messageId` when that
@@ -28,7 +29,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
-use crate::config::SegmentNames;
+use crate::config::SegmentMapping;
 
 /// One message, as SDKs send it (unknown fields are ignored, as Segment does).
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
@@ -89,9 +90,27 @@ pub enum Mapped {
     Event(Event),
     /// Traits for the user's attributes.
     Traits(BTreeMap<String, String>),
-    /// Nothing Attune learns from; the closed-set reason.
+    /// A `track` Attune has no interaction for, kept as it is.
+    Custom(Custom),
+    /// Nothing Attune keeps; the closed-set reason.
     Unmapped(&'static str),
 }
+
+/// A `track` kept as a custom event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Custom {
+    /// The event id, as an interaction's would be.
+    pub id: uuid::Uuid,
+    /// When it happened, on the server's clock (Unix ms).
+    pub ts_ms: i64,
+    /// The `track`'s name.
+    pub name: String,
+    /// Its properties.
+    pub properties: Map<String, Value>,
+}
+
+/// Longest custom event name, in bytes.
+pub const MAX_CUSTOM_NAME_BYTES: usize = 256;
 
 /// Why a message cannot be taken: the field at fault and what to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -168,13 +187,36 @@ fn item_of(properties: Option<&Map<String, Value>>) -> Option<String> {
         .find_map(|k| id_of(&p.get(*k).cloned()))
 }
 
+/// The item a page's path names by the site's `item_path`: the path in
+/// `properties.path`, `context.page.path` or `properties.url`, in that order.
+fn item_of_path(m: &Message, mapping: &SegmentMapping) -> Option<String> {
+    let pattern = mapping.item_path.as_ref()?;
+    let text = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_owned);
+    let props = m.properties.as_ref();
+    let path = text(props.and_then(|p| p.get("path")))
+        .or_else(|| {
+            text(
+                m.context
+                    .as_ref()
+                    .and_then(|c| c.get("page"))
+                    .and_then(|p| p.get("path")),
+            )
+        })
+        .or_else(|| {
+            let url = text(props.and_then(|p| p.get("url")))?;
+            let uri: axum::http::Uri = url.parse().ok()?;
+            Some(uri.path().to_owned())
+        })?;
+    pattern.item(&path)
+}
+
 fn number(properties: Option<&Map<String, Value>>, key: &str) -> Option<f64> {
     properties?.get(key)?.as_f64()
 }
 
 /// The interaction a `track` name records: the site's own names first,
 /// then Segment's semantic ones; `None` when neither knows it.
-fn interaction_of(name: &str, names: &SegmentNames) -> Option<&'static str> {
+fn interaction_of(name: &str, names: &SegmentMapping) -> Option<&'static str> {
     let name = name.to_ascii_lowercase();
     let own = [
         (&names.click, "click"),
@@ -199,6 +241,18 @@ fn interaction_of(name: &str, names: &SegmentNames) -> Option<&'static str> {
     }
 }
 
+fn message_id(m: &Message) -> Result<&str, Refused> {
+    m.message_id
+        .as_deref()
+        .filter(|id| !id.is_empty())
+        .ok_or_else(|| {
+            refused(
+                "messageId",
+                "every message needs a `messageId` (SDKs set one)",
+            )
+        })
+}
+
 /// What the message `kind` (`track`, `page`…) becomes at `ts_ms`, with
 /// the site's own `track` `names`.
 pub fn map(
@@ -206,7 +260,7 @@ pub fn map(
     kind: &str,
     m: &Message,
     ts_ms: i64,
-    names: &SegmentNames,
+    names: &SegmentMapping,
 ) -> Result<Mapped, Refused> {
     let props = m.properties.as_ref();
     let interaction = match kind {
@@ -250,7 +304,20 @@ pub fn map(
                     }
                     _ => return Ok(Mapped::Unmapped("no_scroll_depth")),
                 },
-                _ => return Ok(Mapped::Unmapped("unknown_track")),
+                _ => {
+                    if name.len() > MAX_CUSTOM_NAME_BYTES {
+                        return Err(refused(
+                            "event",
+                            format!("an event name is at most {MAX_CUSTOM_NAME_BYTES} bytes"),
+                        ));
+                    }
+                    return Ok(Mapped::Custom(Custom {
+                        id: event_id(site, message_id(m)?),
+                        ts_ms,
+                        name: name.to_owned(),
+                        properties: m.properties.clone().unwrap_or_default(),
+                    }));
+                }
             }
         }
         "group" | "alias" => return Ok(Mapped::Unmapped("unused_type")),
@@ -263,23 +330,16 @@ pub fn map(
             ))
         }
     };
-    let item = item_of(props);
+    let item = match kind {
+        "page" => item_of(props).or_else(|| item_of_path(m, names)),
+        _ => item_of(props),
+    };
     if item.is_none() && interaction != Interaction::PageView {
         // A click or a view of nothing in particular teaches nothing.
         return Ok(Mapped::Unmapped("no_item"));
     }
-    let message_id = m
-        .message_id
-        .as_deref()
-        .filter(|id| !id.is_empty())
-        .ok_or_else(|| {
-            refused(
-                "messageId",
-                "every message needs a `messageId` (SDKs set one)",
-            )
-        })?;
     Ok(Mapped::Event(Event {
-        id: event_id(site, message_id),
+        id: event_id(site, message_id(m)?),
         ts_ms,
         interaction,
         item,
@@ -291,6 +351,7 @@ pub fn map(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::ItemPath;
     use serde_json::json;
 
     fn message(v: Value) -> Message {
@@ -299,7 +360,7 @@ mod tests {
 
     #[test]
     fn the_semantic_events_map_to_interactions_and_the_rest_is_counted() {
-        let none = SegmentNames::default();
+        let none = SegmentMapping::default();
         let m = message(
             json!({"messageId": "m1", "event": "Product Clicked", "properties": {"product_id": 42}}),
         );
@@ -322,10 +383,24 @@ mod tests {
             panic!()
         };
         assert_eq!((e.interaction, e.item), (Interaction::PageView, None));
-        let other = message(json!({"messageId": "m4", "event": "Signed Up"}));
+        let other = message(
+            json!({"messageId": "m4", "event": "Signed Up", "properties": {"plan": "pro"}}),
+        );
+        let Mapped::Custom(c) = map("s", "track", &other, 7, &none).unwrap() else {
+            panic!()
+        };
         assert_eq!(
-            map("s", "track", &other, 7, &none).unwrap(),
-            Mapped::Unmapped("unknown_track")
+            (c.id, c.ts_ms, c.name.as_str(), &c.properties["plan"]),
+            (event_id("s", "m4"), 7, "Signed Up", &json!("pro"))
+        );
+        let long = message(json!({"messageId": "m", "event": "x".repeat(257)}));
+        assert_eq!(
+            map("s", "track", &long, 7, &none).unwrap_err().field,
+            "event"
+        );
+        assert_eq!(
+            map("s", "group", &other, 7, &none).unwrap(),
+            Mapped::Unmapped("unused_type")
         );
         let nameless = message(json!({"messageId": "m5"}));
         assert_eq!(
@@ -348,10 +423,10 @@ mod tests {
     /// and take precedence over the semantic ones.
     #[test]
     fn a_sites_own_track_names_map_to_its_interactions() {
-        let names = SegmentNames {
+        let names = SegmentMapping {
             click: vec!["Article Opened".into()],
             impression: vec!["Product Clicked".into()],
-            ..SegmentNames::default()
+            ..SegmentMapping::default()
         };
         let opened = message(
             json!({"messageId": "m", "event": "article opened", "properties": {"item_id": "a"}}),
@@ -367,10 +442,54 @@ mod tests {
             panic!()
         };
         assert_eq!(e.interaction, Interaction::Impression);
+        assert!(matches!(
+            map("s", "track", &opened, 7, &SegmentMapping::default()).unwrap(),
+            Mapped::Custom(_)
+        ));
+    }
+
+    /// A page naming no item in its properties is a view of the item its
+    /// path names by the site's `item_path`, from `properties.path`,
+    /// `context.page.path` or `properties.url`.
+    #[test]
+    fn a_pages_path_names_its_item_by_the_sites_pattern() {
+        let mapping = SegmentMapping {
+            item_path: Some(ItemPath::try_from("/articles/{item}".to_owned()).unwrap()),
+            ..SegmentMapping::default()
+        };
+        let item = |v: Value| match map("s", "page", &message(v), 7, &mapping).unwrap() {
+            Mapped::Event(e) => e.item,
+            other => panic!("{other:?}"),
+        };
         assert_eq!(
-            map("s", "track", &opened, 7, &SegmentNames::default()).unwrap(),
-            Mapped::Unmapped("unknown_track")
+            item(json!({"messageId": "m", "properties": {"path": "/articles/a7"}})),
+            Some("a7".into())
         );
+        assert_eq!(
+            item(json!({"messageId": "m", "context": {"page": {"path": "/articles/a8"}}})),
+            Some("a8".into())
+        );
+        assert_eq!(
+            item(
+                json!({"messageId": "m", "properties": {"url": "https://news.example/articles/a9?ref=x"}})
+            ),
+            Some("a9".into())
+        );
+        // The properties' item first; a path the pattern does not match names none.
+        assert_eq!(
+            item(json!({"messageId": "m", "properties": {"item_id": "b", "path": "/articles/a7"}})),
+            Some("b".into())
+        );
+        assert_eq!(
+            item(json!({"messageId": "m", "properties": {"path": "/articles/a7/comments"}})),
+            None
+        );
+        assert_eq!(
+            item(json!({"messageId": "m", "properties": {"path": "/about"}})),
+            None
+        );
+        assert!(ItemPath::try_from("articles".to_owned()).is_err());
+        assert!(ItemPath::try_from("/a/{item}/{item}".to_owned()).is_err());
     }
 
     #[test]

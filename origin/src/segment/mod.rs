@@ -10,14 +10,20 @@
 //!   access: `userId`, when present, is the reader, and `identify` traits
 //!   become the user's attributes.
 //! - **Limits** (Segment's): 500 KB per request, 32 KB per message, 2,500
-//!   messages; `Content-Type: application/json`.
+//!   messages; `Content-Type: application/json`, or `text/plain`, which
+//!   analytics.js sends to spare browsers a CORS preflight.
+//! - **Paths**: also analytics.js's short ones, `/v1/b`, `/v1/t`, `/v1/p`,
+//!   `/v1/s`, `/v1/i`, `/v1/g`, `/v1/a`; `group` and `alias` are taken and
+//!   counted, not stored.
 //! - **Answer**: 200 `{"success": true, …}` only when every event is durable
 //!   (the same log as `/v1/events`, deduplicated by id); 503 with
 //!   Retry-After when not, which the SDKs retry. Every refusal is a JSON
 //!   error naming the message's field.
 //!
-//! What each message becomes: [`message`].
+//! What each message becomes: [`message`]; where custom events go:
+//! [`custom`].
 
+pub mod custom;
 pub mod message;
 
 use std::collections::BTreeMap;
@@ -55,6 +61,9 @@ pub struct SegmentAccepted {
     pub success: bool,
     /// Events stored.
     pub accepted: usize,
+    /// Custom events stored (`track`s Attune does not learn from, kept in
+    /// the `attune.custom_events` topic).
+    pub custom: usize,
     /// Messages taken but not stored as events: identify traits, messages
     /// Attune does not learn from, a forgotten user's.
     pub ignored: usize,
@@ -69,7 +78,7 @@ pub struct SegmentAccepted {
         (status = 401, description = "Unknown write key", body = ErrorBody),
         (status = 403, description = "A page the site does not allow (public site key)", body = ErrorBody),
         (status = 413, description = "Over 500 KB", body = ErrorBody),
-        (status = 415, description = "Not application/json", body = ErrorBody),
+        (status = 415, description = "Neither application/json nor text/plain", body = ErrorBody),
         (status = 429, description = "Rate limited; see Retry-After", body = ErrorBody),
         (status = 503, description = "The log is unavailable; see Retry-After", body = ErrorBody),
     ))]
@@ -105,6 +114,8 @@ single!(track, "/v1/track", "track");
 single!(page, "/v1/page", "page");
 single!(screen, "/v1/screen", "screen");
 single!(identify, "/v1/identify", "identify");
+single!(group, "/v1/group", "group");
+single!(alias, "/v1/alias", "alias");
 
 /// Who wrote: the site, and whether with its API key.
 struct Writer {
@@ -197,7 +208,7 @@ async fn ingest(
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    if !content_type.starts_with("application/json") {
+    if !(content_type.starts_with("application/json") || content_type.starts_with("text/plain")) {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
@@ -236,6 +247,7 @@ async fn ingest(
 
     let mut readers: BTreeMap<String, Reader> = BTreeMap::new();
     let mut traits: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    let mut customs: BTreeMap<String, Vec<message::Custom>> = BTreeMap::new();
     let mut ignored = 0;
     for (i, raw) in messages.into_iter().enumerate() {
         let at = |field: &str| match implied {
@@ -305,6 +317,7 @@ async fn ingest(
                     .increment(1);
                 ignored += 1;
             }
+            Mapped::Custom(c) => customs.entry(user).or_default().push(c),
             Mapped::Unmapped(reason) => {
                 metrics::counter!("attune_segment_unmapped_total", "reason" => reason).increment(1);
                 ignored += 1;
@@ -343,9 +356,11 @@ async fn ingest(
         accepted += a.accepted;
         ignored += a.ignored;
     }
+    let custom = custom::append(state, site, customs, received).await?;
     Ok(Json(SegmentAccepted {
         success: true,
         accepted,
+        custom,
         ignored,
     }))
 }

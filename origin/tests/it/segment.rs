@@ -6,12 +6,13 @@
 
 use std::time::{Duration, Instant};
 
-use attune_core::routing::{partition_key, topic};
+use attune_core::routing::{partition_key, topic, CUSTOM_EVENTS};
 use attune_core::EventKind;
 use base64::Engine as _;
 use serde_json::{json, Value};
 
 use attune_origin::record::EventRecord;
+use attune_origin::segment::custom::CustomEventRecord;
 use rdkafka::Message as _;
 
 use crate::common::kafka::{read_topic, setup, Consumer};
@@ -53,8 +54,9 @@ async fn wait_profile(origin: &TestOrigin, user: &str, check: impl Fn(&Value) ->
 
 /// A server SDK's batch (the site's API key as write key): the known user's
 /// click and an anonymous page view land in their topics keyed by reader,
-/// `identify` sets attributes, an unmapped track is counted; the SDK's
-/// retry of the whole batch adds nothing. Seen failing with event ids drawn
+/// `identify` sets attributes, a `track` Attune has no interaction for is
+/// kept in the custom events topic, a `group` is counted; the SDK's retry
+/// of the whole batch adds nothing (the retried custom event keeps its id). Seen failing with event ids drawn
 /// fresh per request (the retry counted twice).
 #[tokio::test]
 async fn a_server_sdks_batch_lands_once_in_the_topics_and_profiles() {
@@ -73,7 +75,9 @@ async fn a_server_sdks_batch_lands_once_in_the_topics_and_profiles() {
              "properties": {"product_id": "a1"}, "originalTimestamp": "2026-12-05T10:00:00.000Z"},
             {"type": "page", "anonymousId": "anon-1", "messageId": "0b5c7c16-3d0c-4e1e-9d0c-3c3a5f0b9a11",
              "name": "Article", "properties": {"item_id": "a2"}},
-            {"type": "track", "userId": "u1", "messageId": "m-4", "event": "Signed Up"}
+            {"type": "track", "userId": "u1", "messageId": "m-4", "event": "Signed Up",
+             "properties": {"plan": "pro"}},
+            {"type": "group", "userId": "u1", "messageId": "m-5", "groupId": "g1"}
         ],
         "sentAt": "2026-12-05T10:00:01.000Z",
         "context": {"userAgent": "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X)"}
@@ -81,16 +85,34 @@ async fn a_server_sdks_batch_lands_once_in_the_topics_and_profiles() {
     // The client's clock: sentAt one second after the event. The server
     // moves the event to one second before the request's receipt.
     let auth = Some(basic(&origin.site.api_key));
-    let unmapped = r#"attune_segment_unmapped_total{reason="unknown_track"}"#;
-    let before = origin.metric(unmapped).await;
+    let unmapped = r#"attune_segment_unmapped_total{reason="unused_type"}"#;
+    let kept = "attune_segment_custom_events_total";
+    let (unmapped_before, kept_before) = (origin.metric(unmapped).await, origin.metric(kept).await);
     for _ in 0..2 {
         let r = post(&origin, "/v1/batch", auth.clone(), &body).await;
         assert_eq!(r.status(), 200);
         let reply: Value = r.json().await.unwrap();
-        assert_eq!(reply, json!({"success": true, "accepted": 2, "ignored": 2}));
+        assert_eq!(
+            reply,
+            json!({"success": true, "accepted": 2, "custom": 1, "ignored": 2})
+        );
     }
-    // "Signed Up", twice, counted (other tests may add to it too).
-    assert!(origin.metric(unmapped).await >= before + 2.0);
+    // The group and "Signed Up", twice each (other tests may add too).
+    assert!(origin.metric(unmapped).await >= unmapped_before + 2.0);
+    assert!(origin.metric(kept).await >= kept_before + 2.0);
+    let custom = format!("{prefix}{CUSTOM_EVENTS}");
+    let kept = read_topic(&env("KAFKA_BROKERS"), &custom, 2, Duration::from_secs(10));
+    assert_eq!(kept.len(), 2, "the custom event and its retry");
+    let records: Vec<CustomEventRecord> = kept
+        .iter()
+        .map(|m| serde_json::from_slice(m.payload().unwrap()).unwrap())
+        .collect();
+    assert_eq!(records[0].id, records[1].id, "a retry keeps its id");
+    assert_eq!(kept[0].key(), Some(partition_key(&site, "u1").as_bytes()));
+    assert_eq!(
+        (records[0].name.as_str(), &records[0].properties["plan"]),
+        ("Signed Up", &json!("pro"))
+    );
     // The test's own topic: every click in it is this test's.
     let found = read_topic(&env("KAFKA_BROKERS"), &clicks, 2, Duration::from_secs(10));
     assert_eq!(
@@ -152,7 +174,7 @@ async fn the_segment_api_refuses_what_it_cannot_trust_or_hold() {
         .unwrap();
     assert_eq!(
         r,
-        json!({"success": true, "accepted": 0, "ignored": 1}),
+        json!({"success": true, "accepted": 0, "custom": 0, "ignored": 1}),
         "no attributes from the public key"
     );
 
@@ -170,15 +192,15 @@ async fn the_segment_api_refuses_what_it_cannot_trust_or_hold() {
     assert_eq!(r.status(), 403);
     let r = post(&origin, "/v1/batch", None, &spoof).await;
     assert_eq!(r.status(), 401);
-    let text = reqwest::Client::new()
+    let xml = reqwest::Client::new()
         .post(origin.url("/v1/batch"))
-        .header("content-type", "text/plain")
+        .header("content-type", "application/xml")
         .header("authorization", basic(&site))
         .body(spoof.to_string())
         .send()
         .await
         .unwrap();
-    assert_eq!(text.status(), 415);
+    assert_eq!(xml.status(), 415);
     let big = json!({"batch": [{"type": "page", "anonymousId": "a", "messageId": "m", "properties": {"pad": "x".repeat(33 * 1024)}}]});
     let r = post(&origin, "/v1/batch", public.clone(), &big).await;
     assert_eq!(r.status(), 400);
