@@ -12,7 +12,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::message::{BorrowedMessage, OwnedMessage};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
-use super::{env, start, Backend, TestOrigin};
+use super::{env, start_with, Backend, TestOrigin};
 
 fn consumer(brokers: &str) -> BaseConsumer {
     ClientConfig::new()
@@ -236,10 +236,15 @@ impl Drop for Consumer {
 /// A unique prefix and an origin producing to it, which reports the lag of
 /// the group `g-<prefix>` (the group of [`Consumer::start`] in these tests).
 pub async fn setup() -> (String, TestOrigin) {
+    setup_with("allowed_origins = [\"https://news.example\"]\n").await
+}
+
+/// [`setup`], with the site's `site_toml` (see [`start_with`]).
+pub async fn setup_with(site_toml: &str) -> (String, TestOrigin) {
     let prefix = format!("it{}.", &uuid::Uuid::now_v7().simple().to_string()[20..]);
     let topics = create_topics(&prefix).await;
     let (p, g) = (prefix.clone(), format!("g-{prefix}"));
-    let mut origin = start(Backend::KafkaRedis, move |a| {
+    let mut origin = start_with(Backend::KafkaRedis, site_toml, move |a| {
         a.topic_prefix = p;
         a.consumer_group = g;
     })

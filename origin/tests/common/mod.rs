@@ -103,13 +103,28 @@ pub fn args(backend: Backend, config: PathBuf, data_dir: PathBuf) -> ServeArgs {
 
 /// Starts an origin; `tweak` adjusts the flags first.
 pub async fn start(backend: Backend, tweak: impl FnOnce(&mut ServeArgs)) -> TestOrigin {
+    start_with(
+        backend,
+        "allowed_origins = [\"https://news.example\"]\n",
+        tweak,
+    )
+    .await
+}
+
+/// Starts an origin whose site has `site_toml` besides its keys (its
+/// `allowed_origins` and any other setting); `tweak` adjusts the flags.
+pub async fn start_with(
+    backend: Backend,
+    site_toml: &str,
+    tweak: impl FnOnce(&mut ServeArgs),
+) -> TestOrigin {
     let dir = tempfile::tempdir().unwrap();
     let site = unique_site();
     let config = dir.path().join("attune.toml");
     std::fs::write(
         &config,
         format!(
-            "[[sites]]\nsite_key = \"{}\"\napi_key = \"{}\"\ntoken_secret = \"{}\"\nallowed_origins = [\"https://news.example\"]\n",
+            "[[sites]]\nsite_key = \"{}\"\napi_key = \"{}\"\ntoken_secret = \"{}\"\n{site_toml}",
             site.site_key, site.api_key, site.token_secret
         ),
     )

@@ -15,7 +15,7 @@ use attune_origin::record::EventRecord;
 use attune_origin::segment::custom::CustomEventRecord;
 use rdkafka::Message as _;
 
-use crate::common::kafka::{read_topic, setup, Consumer};
+use crate::common::kafka::{read_topic, setup, setup_with, Consumer};
 use crate::common::{env, TestOrigin};
 
 fn basic(key: &str) -> String {
@@ -279,4 +279,78 @@ async fn segments_node_and_python_sdks_feed_attune_unchanged() {
         let device = format!("anon:{user}-device");
         wait_profile(&origin, &device, |p| p["counts"]["page_view"] == 1).await;
     }
+}
+
+/// analytics-next, Segment's browser SDK, unmodified in headless Chromium
+/// (origin/tests/sdk/segment_browser.mjs) with the site's public key: its
+/// short paths, `text/plain` bodies and CORS preflights (Basic auth) pass;
+/// its page() on /articles/a1 is a view of a1 by the site's `item_path`;
+/// the click whose acknowledgement was lost (answered 503 after the origin
+/// stored it) is resent by the SDK and counted once; an unknown track is
+/// kept as a custom event.
+#[tokio::test]
+async fn analytics_next_in_chromium_feeds_attune_unchanged() {
+    let (prefix, origin) = setup_with(
+        "allowed_origins = [\"*\"]\n[sites.segment]\nitem_path = \"/articles/{item}\"\n",
+    )
+    .await;
+    origin
+        .load_items(json!({"items": [{"id": "a1", "tags": ["arts"]}]}))
+        .await;
+    let _consumer = Consumer::start(&prefix, &format!("g-{prefix}"));
+    let sdk = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk");
+    let base = origin.url("");
+    let key = origin.site.site_key.clone();
+    let mut cmd = std::process::Command::new("node");
+    cmd.arg(sdk.join("segment_browser.mjs")).args([
+        base.trim_end_matches('/'),
+        key.as_str(),
+        "br-1",
+        "a1",
+    ]);
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answers: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        answers,
+        json!([
+            {"path": "/v1/p", "status": 200},
+            {"path": "/v1/t", "status": 503},
+            {"path": "/v1/t", "status": 200},
+            {"path": "/v1/t", "status": 200},
+        ]),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let views = format!("{prefix}{}", topic(EventKind::PageView));
+    let view = read_topic(&env("KAFKA_BROKERS"), &views, 1, Duration::from_secs(10));
+    let r = EventRecord::decode(view[0].payload().unwrap()).unwrap();
+    assert_eq!(
+        r.event.item.as_deref(),
+        Some("a1"),
+        "the page's path names a1"
+    );
+    let custom = format!("{prefix}{CUSTOM_EVENTS}");
+    let kept = read_topic(&env("KAFKA_BROKERS"), &custom, 1, Duration::from_secs(10));
+    let c: CustomEventRecord = serde_json::from_slice(kept[0].payload().unwrap()).unwrap();
+    assert_eq!(
+        (c.user.as_str(), c.name.as_str()),
+        ("anon:br-1", "Newsletter Signed Up")
+    );
+    let p = wait_profile(&origin, "anon:br-1", |p| {
+        p["counts"]["click"] == 1 && p["counts"]["page_view"] == 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let again = origin.get_as_site("/v1/profile?user=anon:br-1").await;
+    assert_eq!(
+        again["counts"], p["counts"],
+        "the resent click counted once"
+    );
 }
