@@ -50,13 +50,13 @@ pub struct Message {
     /// A `page`'s or `screen`'s name.
     pub name: Option<String>,
     /// A `track`'s, `page`'s or `screen`'s properties.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub properties: Option<Map<String, Value>>,
     /// An `identify`'s traits.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub traits: Option<Map<String, Value>>,
     /// Device, page, user agent…; merged over the batch's.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub context: Option<Map<String, Value>>,
     /// When it happened (ISO 8601), as the server that sent it knows it.
     pub timestamp: Option<String>,
@@ -73,11 +73,12 @@ pub struct Message {
 #[serde(rename_all = "camelCase")]
 pub struct SegmentBatch {
     /// The messages (at most 2,500).
+    #[schema(value_type = Vec<Message>)]
     pub batch: Vec<Value>,
     /// The write key, when not sent by HTTP Basic auth.
     pub write_key: Option<String>,
     /// Merged into each message's context.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub context: Option<Map<String, Value>>,
     /// When the client sent the batch (ISO 8601).
     pub sent_at: Option<String>,

@@ -15,6 +15,7 @@ mod audit;
 mod consumer;
 mod embedded;
 mod experiments;
+mod generated_client;
 mod ingest_kafka;
 mod layering;
 mod model_versions;
