@@ -321,6 +321,11 @@ fn segment_routes() -> Router<AppState> {
         .route("/v1/i", post(segment::identify))
         .route("/v1/g", post(segment::group))
         .route("/v1/a", post(segment::alias))
+        // What the client SDKs fetch from their CDN host first.
+        .route(
+            "/v1/projects/{write_key}/settings",
+            get(segment::settings::get),
+        )
         .layer(DefaultBodyLimit::max(segment::MAX_REQUEST_BYTES))
 }
 

@@ -17,6 +17,7 @@ use utoipa::{Modify, OpenApi};
         crate::segment::identify,
         crate::segment::group,
         crate::segment::alias,
+        crate::segment::settings::get,
         crate::api::recommendations::get_recommendations,
         crate::api::profile::get_profile,
         crate::api::items::get_items,

@@ -25,6 +25,7 @@
 
 pub mod custom;
 pub mod message;
+pub mod settings;
 
 use std::collections::BTreeMap;
 

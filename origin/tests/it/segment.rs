@@ -180,6 +180,24 @@ async fn the_segment_api_refuses_what_it_cannot_trust_or_hold() {
 
     let r = post(&origin, "/v1/batch", Some(basic("nope")), &spoof).await;
     assert_eq!(r.status(), 401);
+    // SDK settings: a site key's name this origin and are never cached for
+    // others; an API key (secret) or unknown key has none.
+    let settings = |key: String| {
+        reqwest::Client::new()
+            .get(origin.url(&format!("/v1/projects/{key}/settings")))
+            .header("host", "attune.example")
+            .send()
+    };
+    let r = settings(site.clone()).await.unwrap();
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    let s: Value = r.json().await.unwrap();
+    assert_eq!(
+        s["integrations"]["Segment.io"]["apiHost"],
+        "attune.example/v1"
+    );
+    for key in [origin.site.api_key.clone(), "nope".into()] {
+        assert_eq!(settings(key).await.unwrap().status(), 404);
+    }
     // A page the site does not allow, with its public key.
     let r = reqwest::Client::new()
         .post(origin.url("/v1/track"))

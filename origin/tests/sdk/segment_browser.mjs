@@ -1,7 +1,8 @@
 // Segment's browser SDK, analytics-next (the npm package's UMD build,
-// unmodified), in headless Chromium, pointed at an Attune origin by its
-// `Segment.io` settings (`apiHost`, `protocol`), with the CDN settings given
-// inline so nothing is fetched from Segment. The page is served from here at
+// unmodified), in headless Chromium, pointed at an Attune origin by its one
+// `cdnURL` option: it fetches its settings from the origin
+// (/v1/projects/<key>/settings), which name the origin as where events go.
+// Nothing is fetched from Segment. The page is served from here at
 // /articles/<item>, so the SDK's own page() call carries that path.
 //
 // The first `track` request is answered 503 after the origin has stored it
@@ -62,21 +63,14 @@ try {
   });
   await page.goto(`${site}/articles/${item}`);
   await page.evaluate(
-    async ({ writeKey, apiHost, anonymousId, item }) => {
-      const [analytics] = await window.AnalyticsNext.AnalyticsBrowser.load({
-        writeKey,
-        cdnSettings: {
-          integrations: { "Segment.io": { apiKey: writeKey, apiHost, protocol: "http" } },
-          // No reports of the SDK's own health to Segment.
-          metrics: { sampleRate: 0 },
-        },
-      });
+    async ({ writeKey, origin, anonymousId, item }) => {
+      const [analytics] = await window.AnalyticsNext.AnalyticsBrowser.load({ writeKey, cdnURL: origin });
       analytics.setAnonymousId(anonymousId);
       await analytics.page();
       await analytics.track("Product Clicked", { product_id: item });
       await analytics.track("Newsletter Signed Up", { list: "daily" });
     },
-    { writeKey, apiHost: `${new URL(origin).host}/v1`, anonymousId, item },
+    { writeKey, origin, anonymousId, item },
   );
   // The page, the click (lost, then resent) and the custom event: four answers.
   const deadline = Date.now() + 30_000;
