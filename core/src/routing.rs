@@ -45,6 +45,34 @@ pub const EXPOSURES: &str = "attune.exposures";
 /// consumers. No Attune consumer reads them.
 pub const CUSTOM_EVENTS: &str = "attune.custom_events";
 
+/// How many copies of each partition a topic keeps, and how many must hold
+/// a write before Kafka acknowledges it (`acks=all`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Replication {
+    /// The replication factor.
+    pub factor: i32,
+    /// `min.insync.replicas`.
+    pub min_insync: i32,
+}
+
+/// The replication of Attune's topics on a cluster of `brokers`: three
+/// copies, two of which must hold each acknowledged write, so one broker
+/// may fail (or be restarted) without losing or refusing an acknowledged
+/// event; a single broker (development) keeps one.
+pub fn replication(brokers: usize) -> Replication {
+    if brokers >= 3 {
+        Replication {
+            factor: 3,
+            min_insync: 2,
+        }
+    } else {
+        Replication {
+            factor: 1,
+            min_insync: 1,
+        }
+    }
+}
+
 /// Every topic a stack needs: the interaction topics, exposures, custom
 /// events and the consumers' outputs.
 pub fn all_topics() -> impl Iterator<Item = &'static str> {

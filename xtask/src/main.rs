@@ -69,6 +69,10 @@ enum StackAction {
         /// Also run Prometheus scraping the origin and the consumer, alert rules loaded.
         #[arg(long)]
         monitoring: bool,
+        /// Three Kafka nodes (a controller quorum of three; topics with three
+        /// replicas, two in sync for every acknowledged write) instead of one.
+        #[arg(long)]
+        cluster: bool,
     },
     /// Stop Kafka and Redis.
     Down {
@@ -114,13 +118,19 @@ fn main() {
         Command::Stack { action } => {
             let stack = stack::Stack::from_env();
             match action {
-                StackAction::Up { monitoring } => stack.up().and_then(|running| {
-                    running.keep();
-                    if monitoring {
-                        stack.monitoring()?;
-                    }
-                    Ok(())
-                }),
+                StackAction::Up {
+                    monitoring,
+                    cluster,
+                } => {
+                    let stack = if cluster { stack.clustered() } else { stack };
+                    stack.up().and_then(|running| {
+                        running.keep();
+                        if monitoring {
+                            stack.monitoring()?;
+                        }
+                        Ok(())
+                    })
+                }
                 StackAction::Down { wipe } => stack.down(wipe),
                 StackAction::Status => stack.status(),
             }

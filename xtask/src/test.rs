@@ -185,6 +185,25 @@ fn suites(
             tests,
         )
     });
+    // The suites that produce, consume and move offsets, again on
+    // replicated topics (three copies, two in sync for every acknowledged
+    // write) and replicated offsets and transaction state.
+    report.step(
+        "origin Kafka suites again on a 3-node Kafka cluster (RF 3, min ISR 2)",
+        || {
+            let cluster = stack.kafka_cluster_beside();
+            let _kafka = cluster.kafka_only(&[])?;
+            run_counting(
+                cargo()
+                    .args(["test", "-p", "attune-origin", "--test", "it", "--"])
+                    .args(["consumer::", "ingest_kafka::", "segment::"])
+                    .env("KAFKA_BROKERS", cluster.endpoints().kafka_brokers)
+                    .env("REDIS_URL", &endpoints.redis_url)
+                    .env("ATTUNE_PYTHON", &tools.python),
+                tests,
+            )
+        },
+    );
     report.step("news site end to end in Chromium (full stack)", || {
         crate::stack::ensure_topics(&endpoints.kafka_brokers, E2E_TOPIC_PREFIX)?;
         run_node_tests(

@@ -10,11 +10,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use attune_core::codec::encode_msgpack;
-use attune_core::routing::{all_topics, PARTITIONS_PER_TOPIC};
+use attune_core::routing::all_topics;
 use attune_core::{Batch, Event, Interaction};
 use attune_origin::config::{ServeArgs, SiteConfig};
 use attune_origin::AppState;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::ClientConfig;
 
@@ -141,10 +141,12 @@ impl Bench {
             .set("bootstrap.servers", &brokers)
             .create()?;
         let names: Vec<String> = all_topics().map(|t| format!("{prefix}{t}")).collect();
-        let new: Vec<NewTopic> = names
-            .iter()
-            .map(|t| NewTopic::new(t, PARTITIONS_PER_TOPIC, TopicReplication::Fixed(1)))
-            .collect();
+        let cluster = admin
+            .inner()
+            .fetch_metadata(None, Duration::from_secs(10))?
+            .brokers()
+            .len();
+        let new = attune_origin::event_log::kafka::new_topics(&names, cluster);
         for r in admin.create_topics(&new, &AdminOptions::new()).await? {
             r.map_err(|(t, e)| anyhow::anyhow!("create {t}: {e}"))?;
         }

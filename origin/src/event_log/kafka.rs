@@ -122,6 +122,24 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// from a restart waited up to that long for its clients; 1 s bounds it.
 pub const RECONNECT_BACKOFF_MAX_MS: &str = "1000";
 
+/// Topics to create, `names`, on a cluster of `brokers`: attune-core's
+/// partitions and replication (`min.insync.replicas` included).
+pub fn new_topics(names: &[String], brokers: usize) -> Vec<rdkafka::admin::NewTopic<'_>> {
+    let r = attune_core::routing::replication(brokers);
+    let min_insync = if r.min_insync >= 2 { "2" } else { "1" };
+    names
+        .iter()
+        .map(|t| {
+            rdkafka::admin::NewTopic::new(
+                t,
+                attune_core::routing::PARTITIONS_PER_TOPIC,
+                rdkafka::admin::TopicReplication::Fixed(r.factor),
+            )
+            .set("min.insync.replicas", min_insync)
+        })
+        .collect()
+}
+
 /// The producer settings of ingest: idempotent, `acks=all`, lz4. `linger`
 /// trades latency for larger produce batches (less broker work per event).
 /// Public so the ingest benchmark's bare producer runs the very same settings.

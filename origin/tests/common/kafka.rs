@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use attune_core::routing::{all_topics, PARTITIONS_PER_TOPIC};
 use attune_origin::record::EventRecord;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::message::{BorrowedMessage, OwnedMessage};
@@ -128,10 +128,13 @@ pub async fn create_topics(prefix: &str) -> OwnedTopics {
         .create()
         .unwrap();
     let names = prefixed(prefix);
-    let new: Vec<NewTopic> = names
-        .iter()
-        .map(|t| NewTopic::new(t, PARTITIONS_PER_TOPIC, TopicReplication::Fixed(1)))
-        .collect();
+    let brokers = admin
+        .inner()
+        .fetch_metadata(None, Duration::from_secs(10))
+        .unwrap()
+        .brokers()
+        .len();
+    let new = attune_origin::event_log::kafka::new_topics(&names, brokers);
     for r in admin
         .create_topics(&new, &AdminOptions::new())
         .await

@@ -1,4 +1,6 @@
-//! Apache Kafka 4, single-node KRaft (broker and controller in one JVM).
+//! Apache Kafka 4 in KRaft mode, broker and controller in each JVM: one node
+//! (development), or three (`stack up --cluster`: a controller quorum of
+//! three, topics with three replicas of which two must hold each write).
 
 use std::fs;
 use std::path::PathBuf;
@@ -6,7 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use attune_core::routing::{all_topics, PARTITIONS_PER_TOPIC};
+use attune_core::routing::{all_topics, replication, PARTITIONS_PER_TOPIC};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -19,30 +21,106 @@ use crate::process::{self, output, port_open, run, running_pid, spawn_detached};
 /// Appears in the broker's command line; identifies our process.
 pub const MARKER: &str = "kafka.Kafka";
 
+/// Nodes of the cluster layout.
+pub const CLUSTER_NODES: u8 = 3;
+
+/// One Kafka process of the stack: the single node, or node `id` (1-based)
+/// of the cluster. Node `id` listens `100 × (id − 1)` ports above the
+/// stack's Kafka and controller ports.
+#[derive(Debug, Clone, Copy)]
+pub struct Node {
+    pub id: u8,
+    clustered: bool,
+}
+
+impl Node {
+    fn offset(self) -> u16 {
+        100 * u16::from(self.id - 1)
+    }
+
+    pub fn broker_port(self, stack: &Stack) -> u16 {
+        stack.kafka_port + self.offset()
+    }
+
+    fn controller_port(self, stack: &Stack) -> u16 {
+        stack.controller_port + self.offset()
+    }
+
+    /// `kafka` alone; `kafka-node-<id>` in the cluster.
+    fn name(self) -> String {
+        if self.clustered {
+            format!("kafka-node-{}", self.id)
+        } else {
+            "kafka".into()
+        }
+    }
+
+    fn home(self, stack: &Stack) -> PathBuf {
+        if self.clustered {
+            dir(stack).join("cluster").join(self.name())
+        } else {
+            dir(stack)
+        }
+    }
+
+    pub fn data_dir(self, stack: &Stack) -> PathBuf {
+        self.home(stack).join("data")
+    }
+
+    pub fn pid_file(self, stack: &Stack) -> PathBuf {
+        stack.dir.join(format!("{}.pid", self.name()))
+    }
+
+    fn log_file(self, stack: &Stack) -> PathBuf {
+        stack.logs().join(format!("{}.log", self.name()))
+    }
+}
+
+/// The nodes of the stack's layout.
+pub fn nodes(stack: &Stack) -> Vec<Node> {
+    let clustered = stack.kafka_nodes > 1;
+    (1..=stack.kafka_nodes)
+        .map(|id| Node { id, clustered })
+        .collect()
+}
+
+/// Every node either layout can have running (what `stack down` stops).
+pub fn every_node() -> impl Iterator<Item = Node> {
+    std::iter::once(Node {
+        id: 1,
+        clustered: false,
+    })
+    .chain((1..=CLUSTER_NODES).map(|id| Node {
+        id,
+        clustered: true,
+    }))
+}
+
 fn dir(stack: &Stack) -> PathBuf {
     stack.dir.join("kafka")
 }
 
-pub fn data_dir(stack: &Stack) -> PathBuf {
-    dir(stack).join("data")
-}
-
-pub fn pid_file(stack: &Stack) -> PathBuf {
-    stack.dir.join("kafka.pid")
-}
-
-fn log_file(stack: &Stack) -> PathBuf {
-    stack.logs().join("kafka.log")
-}
-
-/// The settings that matter on one node: replication factor 1 for the internal
-/// topics, so transactions and consumer groups work.
-fn server_properties(stack: &Stack) -> String {
-    let (port, controller) = (stack.kafka_port, stack.controller_port);
+/// The node's settings. Alone: replication factor 1 for the internal topics,
+/// so transactions and consumer groups work. In the cluster: a static quorum
+/// of the three controllers, and attune-core's replication for every topic,
+/// the internal ones (consumer offsets, transaction state) included.
+fn server_properties(stack: &Stack, node: Node) -> String {
+    let (port, controller) = (node.broker_port(stack), node.controller_port(stack));
+    let r = replication(stack.kafka_nodes.into());
+    let (rf, isr) = (r.factor, r.min_insync);
+    let quorum = if node.clustered {
+        let voters: Vec<String> = nodes(stack)
+            .iter()
+            .map(|n| format!("{}@127.0.0.1:{}", n.id, n.controller_port(stack)))
+            .collect();
+        format!("controller.quorum.voters={}", voters.join(","))
+    } else {
+        format!("controller.quorum.bootstrap.servers=127.0.0.1:{controller}")
+    };
     format!(
         "process.roles=broker,controller
-node.id=1
-controller.quorum.bootstrap.servers=127.0.0.1:{controller}
+node.id={id}
+{quorum}
 listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}
 advertised.listeners=PLAINTEXT://127.0.0.1:{port}
 controller.listener.names=CONTROLLER
@@ -51,16 +129,19 @@ inter.broker.listener.name=PLAINTEXT
 log.dirs={data}
 num.partitions={PARTITIONS_PER_TOPIC}
 auto.create.topics.enable=false
-offsets.topic.replication.factor=1
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
+default.replication.factor={rf}
+min.insync.replicas={isr}
+offsets.topic.replication.factor={rf}
+transaction.state.log.replication.factor={rf}
+transaction.state.log.min.isr={isr}
 transaction.abort.timed.out.transaction.cleanup.interval.ms=1000
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
+share.coordinator.state.topic.replication.factor={rf}
+share.coordinator.state.topic.min.isr={isr}
 group.initial.rebalance.delay.ms=0
 broker.heartbeat.interval.ms=500
 ",
-        data = data_dir(stack).display()
+        id = node.id,
+        data = node.data_dir(stack).display()
     )
 }
 
@@ -91,46 +172,85 @@ fn java(stack: &Stack) -> Command {
     cmd
 }
 
-/// Starts the broker unless it runs already; formats storage on first start.
-pub fn start(stack: &Stack) -> Result<Started> {
-    if let Some(pid) = running_pid(&pid_file(stack), MARKER) {
-        println!("==> Kafka already running (pid {pid})");
+/// Starts every node that is not running yet; formats storage on first
+/// start (the cluster's nodes with one cluster id).
+pub fn start(stack: &Stack) -> Result<Vec<Started>> {
+    fs::write(dir(stack).join("log4j2.yaml"), LOG4J2)?;
+    let mut started = Vec::new();
+    for node in nodes(stack) {
+        started.push(start_node(stack, node)?);
+    }
+    Ok(started)
+}
+
+/// The cluster id a layout's storage is formatted with: one per cluster,
+/// kept beside its nodes.
+fn cluster_id(stack: &Stack, node: Node) -> Result<String> {
+    let file = dir(stack).join("cluster").join("cluster-id");
+    if node.clustered {
+        if let Ok(id) = fs::read_to_string(&file) {
+            return Ok(id.trim().to_owned());
+        }
+    }
+    let id = output(java(stack).args(["kafka.tools.StorageTool", "random-uuid"]))
+        .context("kafka.tools.StorageTool random-uuid failed: is Java 17+ installed?")?;
+    if node.clustered {
+        fs::create_dir_all(file.parent().unwrap())?;
+        fs::write(&file, id.trim())?;
+    }
+    Ok(id.trim().to_owned())
+}
+
+fn start_node(stack: &Stack, node: Node) -> Result<Started> {
+    let name = node.name();
+    if let Some(pid) = running_pid(&node.pid_file(stack), MARKER) {
+        println!("==> {name} already running (pid {pid})");
         return Ok(Started {
             pid,
             started: false,
         });
     }
-    claim_port("Kafka", stack.kafka_port, "ATTUNE_KAFKA_PORT")?;
+    claim_port(&name, node.broker_port(stack), "ATTUNE_KAFKA_PORT")?;
     claim_port(
-        "the Kafka controller",
-        stack.controller_port,
+        &format!("the controller of {name}"),
+        node.controller_port(stack),
         "ATTUNE_KAFKA_CONTROLLER_PORT",
     )?;
-    let properties = dir(stack).join("server.properties");
-    fs::write(&properties, server_properties(stack))?;
-    fs::write(dir(stack).join("log4j2.yaml"), LOG4J2)?;
-    if !data_dir(stack).join("meta.properties").exists() {
+    fs::create_dir_all(node.home(stack))?;
+    let properties = node.home(stack).join("server.properties");
+    fs::write(&properties, server_properties(stack, node))?;
+    if !node.data_dir(stack).join("meta.properties").exists() {
         println!(
             "==> formatting Kafka storage in {}",
-            data_dir(stack).display()
+            node.data_dir(stack).display()
         );
-        let cluster_id = output(java(stack).args(["kafka.tools.StorageTool", "random-uuid"]))
-            .context("kafka.tools.StorageTool random-uuid failed: is Java 17+ installed?")?;
-        run(java(stack)
-            .args(["kafka.tools.StorageTool", "format", "--standalone", "-t"])
-            .arg(cluster_id.trim())
+        let mut format = java(stack);
+        format.args(["kafka.tools.StorageTool", "format"]);
+        // A lone node is its own quorum; the cluster's is static (its
+        // voters are in the properties).
+        if !node.clustered {
+            format.arg("--standalone");
+        }
+        run(format
+            .arg("-t")
+            .arg(cluster_id(stack, node)?)
             .arg("-c")
             .arg(&properties)
             .stdout(std::process::Stdio::null()))?;
     }
-    println!("==> starting Kafka on 127.0.0.1:{}", stack.kafka_port);
+    println!(
+        "==> starting {name} on 127.0.0.1:{}",
+        node.broker_port(stack)
+    );
+    // Three JVMs share the machine in the cluster: a smaller heap each.
+    let heap = if node.clustered { "768m" } else { "1g" };
     let pid = spawn_detached(
         java(stack)
             // The JVM flags of Kafka's own kafka-server-start.sh: G1 with a
             // 20 ms pause goal (the default goal, 200 ms, shows up in p99s).
+            .arg(format!("-Xms{heap}"))
+            .arg(format!("-Xmx{heap}"))
             .args([
-                "-Xms1g",
-                "-Xmx1g",
                 "-XX:+UseG1GC",
                 "-XX:MaxGCPauseMillis=20",
                 "-XX:InitiatingHeapOccupancyPercent=35",
@@ -139,30 +259,46 @@ pub fn start(stack: &Stack) -> Result<Started> {
                 MARKER,
             ])
             .arg(&properties),
-        &log_file(stack),
-        &pid_file(stack),
+        &node.log_file(stack),
+        &node.pid_file(stack),
     )?;
     Ok(Started { pid, started: true })
 }
 
-fn metadata_answers(brokers: &str) -> bool {
-    let consumer: Result<BaseConsumer, _> = ClientConfig::new()
+/// How many brokers answer in the metadata of `brokers`, if any answers.
+fn brokers_answering(brokers: &str) -> Option<usize> {
+    let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
-        .create();
-    consumer.is_ok_and(|c| c.fetch_metadata(None, Duration::from_secs(2)).is_ok())
+        .create()
+        .ok()?;
+    let metadata = consumer.fetch_metadata(None, Duration::from_secs(2)).ok()?;
+    Some(metadata.brokers().len())
 }
 
-/// Waits for the port, then for a metadata answer (librdkafka, as clients see it).
-pub fn wait_ready(stack: &Stack, pid: u32) -> Result<()> {
+/// Waits for each node's port, then for a metadata answer (librdkafka, as
+/// clients see it) that lists every broker.
+pub fn wait_ready(stack: &Stack, started: &[Started]) -> Result<()> {
     let brokers = stack.endpoints().kafka_brokers;
-    process::wait_ready("Kafka", pid, &log_file(stack), READY_TIMEOUT, || {
-        port_open(stack.kafka_port) && metadata_answers(&brokers)
-    })
+    let want = usize::from(stack.kafka_nodes);
+    for (node, s) in nodes(stack).into_iter().zip(started) {
+        process::wait_ready(
+            &node.name(),
+            s.pid,
+            &node.log_file(stack),
+            READY_TIMEOUT,
+            || {
+                port_open(node.broker_port(stack))
+                    && brokers_answering(&brokers).is_some_and(|n| n >= want)
+            },
+        )?;
+    }
+    Ok(())
 }
 
 /// Creates every topic of attune-core's `all_topics` ([`PARTITIONS_PER_TOPIC`] partitions,
-/// keyed by user), each named `{prefix}{topic}`, through the AdminClient;
-/// existing topics are checked.
+/// keyed by user, attune-core's `replication` for the brokers there are),
+/// each named `{prefix}{topic}`, through the AdminClient; existing topics are
+/// checked.
 pub fn ensure_topics(brokers: &str, prefix: &str) -> Result<()> {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
@@ -171,9 +307,20 @@ pub fn ensure_topics(brokers: &str, prefix: &str) -> Result<()> {
     let names = all_topics()
         .map(|t| format!("{prefix}{t}"))
         .collect::<Vec<_>>();
+    let count = admin
+        .inner()
+        .fetch_metadata(None, Duration::from_secs(10))
+        .context("read the brokers")?
+        .brokers()
+        .len();
+    let r = replication(count);
+    let isr = r.min_insync.to_string();
     let new: Vec<NewTopic> = names
         .iter()
-        .map(|t| NewTopic::new(t, PARTITIONS_PER_TOPIC, TopicReplication::Fixed(1)))
+        .map(|t| {
+            NewTopic::new(t, PARTITIONS_PER_TOPIC, TopicReplication::Fixed(r.factor))
+                .set("min.insync.replicas", &isr)
+        })
         .collect();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -216,10 +363,54 @@ pub fn ensure_topics(brokers: &str, prefix: &str) -> Result<()> {
     }
 }
 
-pub fn status(stack: &Stack) -> Health {
-    match running_pid(&pid_file(stack), MARKER) {
-        None => Health::Stopped,
-        Some(pid) if metadata_answers(&stack.endpoints().kafka_brokers) => Health::Answering(pid),
-        Some(pid) => Health::NotAnswering(pid),
+/// Where the partitions of Attune's topics lead, and how many replicas each
+/// has and keeps in sync: one line for `stack status`.
+pub fn leaders(stack: &Stack) -> Result<String> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", stack.endpoints().kafka_brokers)
+        .create()?;
+    let metadata = consumer.fetch_metadata(None, Duration::from_secs(5))?;
+    let mut led = std::collections::BTreeMap::<i32, usize>::new();
+    let (mut partitions, mut under_replicated) = (0, 0);
+    let mut replicas = std::collections::BTreeSet::new();
+    for topic in metadata.topics() {
+        if !topic.name().contains("attune.") {
+            continue;
+        }
+        for p in topic.partitions() {
+            partitions += 1;
+            *led.entry(p.leader()).or_default() += 1;
+            replicas.insert(p.replicas().len());
+            under_replicated += usize::from(p.isr().len() < p.replicas().len());
+        }
     }
+    let led: Vec<String> = led
+        .iter()
+        .map(|(node, n)| format!("node {node}: {n}"))
+        .collect();
+    Ok(format!(
+        "{partitions} partitions of attune topics; leaders {}; replicas {replicas:?}; {under_replicated} under-replicated",
+        led.join(", ")
+    ))
+}
+
+/// Each node's health, named.
+pub fn status(stack: &Stack) -> Vec<(String, Health)> {
+    nodes(stack)
+        .into_iter()
+        .map(|node| {
+            let health = match running_pid(&node.pid_file(stack), MARKER) {
+                None => Health::Stopped,
+                Some(pid) => {
+                    let own = format!("127.0.0.1:{}", node.broker_port(stack));
+                    if brokers_answering(&own).is_some() {
+                        Health::Answering(pid)
+                    } else {
+                        Health::NotAnswering(pid)
+                    }
+                }
+            };
+            (node.name(), health)
+        })
+        .collect()
 }

@@ -1,5 +1,7 @@
-//! `cargo xtask stack up|down|status`: real Apache Kafka (single-node KRaft,
-//! jars from Maven Central) and Redis (Debian's redis-server) on loopback.
+//! `cargo xtask stack up|down|status`: real Apache Kafka (KRaft, jars from
+//! Maven Central) and Redis (Debian's redis-server) on loopback. Kafka is one
+//! node, or with `stack up --cluster` (or `ATTUNE_KAFKA_NODES=3`) three, each
+//! 100 ports above the last, with three replicas per partition.
 //!
 //! Everything lives under `target/stack/` (`ATTUNE_STACK_DIR`): `kafka/libs`
 //! (jars), `kafka/data`, `redis/` (append-only file), `logs/`, `*.pid`, and `env`
@@ -33,6 +35,8 @@ pub struct Stack {
     controller_port: u16,
     redis_port: u16,
     prometheus_port: u16,
+    /// Kafka nodes: 1, or 3 (the cluster layout).
+    kafka_nodes: u8,
 }
 
 /// How clients reach a running stack.
@@ -97,19 +101,90 @@ impl Stack {
             controller_port: env_port("ATTUNE_KAFKA_CONTROLLER_PORT", 19093),
             redis_port: env_port("ATTUNE_REDIS_PORT", 16379),
             prometheus_port: env_port("ATTUNE_PROMETHEUS_PORT", 19090),
+            kafka_nodes: 1,
+        }
+        .with_layout_from_env()
+    }
+
+    /// `ATTUNE_KAFKA_NODES` when set; else the layout already running.
+    fn with_layout_from_env(mut self) -> Self {
+        self.kafka_nodes = match std::env::var("ATTUNE_KAFKA_NODES").ok().as_deref() {
+            Some("3") => kafka::CLUSTER_NODES,
+            Some("1") => 1,
+            Some(other) => {
+                eprintln!("warning: ATTUNE_KAFKA_NODES={other} is neither 1 nor 3; using 1");
+                1
+            }
+            None if kafka::nodes(&self.clustered())
+                .iter()
+                .any(|n| running_pid(&n.pid_file(&self), kafka::MARKER).is_some()) =>
+            {
+                kafka::CLUSTER_NODES
+            }
+            None => 1,
+        };
+        self
+    }
+
+    /// This stack in the cluster layout (`stack up --cluster`).
+    pub fn clustered(&self) -> Stack {
+        Stack {
+            dir: self.dir.clone(),
+            kafka_nodes: kafka::CLUSTER_NODES,
+            ..*self
         }
     }
 
     pub fn endpoints(&self) -> Endpoints {
         Endpoints {
-            kafka_brokers: format!("127.0.0.1:{}", self.kafka_port),
+            kafka_brokers: kafka::nodes(self)
+                .iter()
+                .map(|n| format!("127.0.0.1:{}", n.broker_port(self)))
+                .collect::<Vec<_>>()
+                .join(","),
             redis_url: format!("redis://127.0.0.1:{}", self.redis_port),
         }
     }
 
-    /// The broker's pid file (the outage test pauses the broker through it).
+    /// A three-node Kafka cluster beside this stack's (its ports 1000 above
+    /// this stack's, its data under `kafka/cluster`), for running the Kafka
+    /// suites on replicated topics while the single node keeps running.
+    pub fn kafka_cluster_beside(&self) -> Stack {
+        Stack {
+            dir: self.dir.clone(),
+            kafka_port: self.kafka_port + 1000,
+            controller_port: self.controller_port + 1000,
+            kafka_nodes: kafka::CLUSTER_NODES,
+            ..*self
+        }
+    }
+
+    /// Starts this stack's Kafka nodes alone (no Redis), waits until every
+    /// broker answers and creates the topics of `prefixes`; they stop when
+    /// the returned guard goes, if started here.
+    pub fn kafka_only(&self, prefixes: &[&str]) -> Result<KafkaOnly> {
+        fs::create_dir_all(self.logs())?;
+        install::kafka_jars(&self.dir.join("kafka"))?;
+        let started = kafka::start(self)?;
+        let guard = KafkaOnly {
+            started: kafka::nodes(self)
+                .iter()
+                .zip(&started)
+                .filter(|(_, s)| s.started)
+                .map(|(node, s)| (node.pid_file(self), s.pid))
+                .collect(),
+        };
+        kafka::wait_ready(self, &started)?;
+        for prefix in prefixes {
+            kafka::ensure_topics(&self.endpoints().kafka_brokers, prefix)?;
+        }
+        Ok(guard)
+    }
+
+    /// The (first) broker's pid file (the outage test pauses the broker
+    /// through it).
     pub fn kafka_pid_file(&self) -> PathBuf {
-        kafka::pid_file(self)
+        kafka::nodes(self)[0].pid_file(self)
     }
 
     /// Redis's pid file (the Redis outage test pauses it through it).
@@ -135,10 +210,10 @@ impl Stack {
         };
         // From here on, dropping `running` on an error stops what was started.
         let kafka = kafka::start(self)?;
-        running.started_here |= kafka.started;
+        running.started_here |= kafka.iter().any(|k| k.started);
         let redis = redis::start(self)?;
         running.started_here |= redis.started;
-        kafka::wait_ready(self, kafka.pid)?;
+        kafka::wait_ready(self, &kafka)?;
         redis::wait_ready(self, redis.pid)?;
         kafka::ensure_topics(&running.endpoints.kafka_brokers, "")?;
         // The topics of a prefixed deployment (the origin's ATTUNE_TOPIC_PREFIX) too.
@@ -156,9 +231,9 @@ impl Stack {
             .collect();
         fs::write(self.dir.join("env"), &env)?;
         println!(
-            "==> stack up in {:.1}s (Kafka pid {}, Redis pid {}); logs in {}\n{env}",
+            "==> stack up in {:.1}s (Kafka pids {:?}, Redis pid {}); logs in {}\n{env}",
             t0.elapsed().as_secs_f64(),
-            kafka.pid,
+            kafka.iter().map(|k| k.pid).collect::<Vec<_>>(),
             redis.pid,
             self.logs().display()
         );
@@ -180,11 +255,19 @@ impl Stack {
 
     /// Stops Kafka, Redis and Prometheus; with `wipe`, deletes their data too.
     pub fn down(&self, wipe: bool) -> Result<()> {
-        for (name, pid_file, marker) in [
-            ("Kafka", kafka::pid_file(self), kafka::MARKER),
-            ("Redis", redis::pid_file(self), redis::MARKER),
-            ("Prometheus", prometheus::pid_file(self), prometheus::MARKER),
-        ] {
+        let kafka_nodes = kafka::every_node()
+            .map(|n| (format!("Kafka ({})", n.id), n.pid_file(self), kafka::MARKER));
+        for (name, pid_file, marker) in kafka_nodes.chain([
+            ("Redis".to_owned(), redis::pid_file(self), redis::MARKER),
+            (
+                "Prometheus".to_owned(),
+                prometheus::pid_file(self),
+                prometheus::MARKER,
+            ),
+        ]) {
+            if !pid_file.exists() {
+                continue;
+            }
             match running_pid(&pid_file, marker) {
                 Some(pid) => {
                     println!("==> stopping {name} (pid {pid})");
@@ -196,7 +279,8 @@ impl Stack {
         }
         if wipe {
             for data in [
-                kafka::data_dir(self),
+                kafka::every_node().next().unwrap().data_dir(self),
+                self.dir.join("kafka/cluster"),
                 redis::data_dir(self),
                 prometheus::data_dir(self),
             ] {
@@ -213,7 +297,16 @@ impl Stack {
     pub fn status(&self) -> Result<()> {
         let kafka = kafka::status(self);
         let redis = redis::status(self);
-        println!("Kafka: {kafka}\nRedis: {redis}");
+        for (name, health) in &kafka {
+            println!("{name}: {health}");
+        }
+        println!("Redis: {redis}");
+        if kafka.iter().any(|(_, h)| h.is_up()) {
+            match kafka::leaders(self) {
+                Ok(line) => println!("Kafka partitions: {line}"),
+                Err(e) => println!("Kafka partitions: unknown ({e})"),
+            }
+        }
         match prometheus::status(self) {
             Health::Stopped => {}
             health => println!(
@@ -221,13 +314,28 @@ impl Stack {
                 self.prometheus_port
             ),
         }
-        if kafka.is_up() && redis.is_up() {
+        if kafka.iter().all(|(_, h)| h.is_up()) && redis.is_up() {
             for (k, v) in self.endpoints().vars() {
                 println!("{k}={v}");
             }
             Ok(())
         } else {
             bail!("the stack is not fully up: run `cargo xtask stack up`")
+        }
+    }
+}
+
+/// Kafka nodes started by [`Stack::kafka_only`]; stopped when dropped.
+pub struct KafkaOnly {
+    /// Pid file and pid of each node started here.
+    started: Vec<(PathBuf, u32)>,
+}
+
+impl Drop for KafkaOnly {
+    fn drop(&mut self) {
+        for (pid_file, pid) in &self.started {
+            stop(*pid, Duration::from_secs(30));
+            let _ = fs::remove_file(pid_file);
         }
     }
 }
