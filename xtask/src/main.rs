@@ -2,6 +2,7 @@
 //! (the matklad xtask pattern). Run `cargo xtask --help`.
 
 mod bench;
+mod chaos;
 mod demo;
 mod edge;
 mod eval;
@@ -38,6 +39,14 @@ enum Command {
     },
     /// Install what is missing, start the stack, run every test suite, stop the stack.
     Test,
+    /// Exactly-once under faults: load on a 3-node Kafka cluster and Redis while
+    /// consumers, brokers, Redis and everything are killed; checks every acknowledged
+    /// event is applied once (release build; ≤ 15 min; writes target/bench/chaos.json).
+    Chaos {
+        /// One fault of each kind on 10,000 events (what `cargo xtask test` runs).
+        #[arg(long)]
+        short: bool,
+    },
     /// Run a benchmark against the real stack (release build; writes target/bench/*.json).
     Bench {
         #[arg(value_enum)]
@@ -115,6 +124,22 @@ fn main() {
         Command::Size => size::run(),
         Command::Eval { tune, only } => eval::run(tune, &only),
         Command::Bench { bench } => bench::run(bench),
+        Command::Chaos { short } => {
+            let plan = if short {
+                chaos::Plan::short()
+            } else {
+                chaos::Plan::full()
+            };
+            process::run(cargo().args(["build", "--release", "-p", "attune-origin"])).and_then(
+                |()| {
+                    chaos::run(
+                        &plan,
+                        &target_dir().join("release/attune-origin"),
+                        &chaos::report_path(short),
+                    )
+                },
+            )
+        }
         Command::Stack { action } => {
             let stack = stack::Stack::from_env();
             match action {

@@ -216,6 +216,17 @@ fn suites(
             tests,
         )
     });
+    report.step(
+        "chaos, short: exactly once through one fault of each kind (3-node Kafka)",
+        || {
+            run_cmd(cargo().args(["build", "-p", "attune-origin"]))?;
+            crate::chaos::run(
+                &crate::chaos::Plan::short(),
+                &origin_bin(),
+                &crate::chaos::report_path(true),
+            )
+        },
+    );
 }
 
 impl Report {

@@ -159,6 +159,35 @@ impl Stack {
         }
     }
 
+    /// The chaos harness's own stack: a three-node Kafka cluster and a Redis
+    /// of its own under `chaos/` (ports 2000 above this stack's), which it
+    /// may kill at will; it shares this stack's Kafka jars.
+    pub fn for_chaos(&self) -> Result<Stack> {
+        let chaos = Stack {
+            dir: self.dir.join("chaos"),
+            kafka_port: self.kafka_port + 2000,
+            controller_port: self.controller_port + 2000,
+            redis_port: self.redis_port + 2000,
+            prometheus_port: self.prometheus_port + 2000,
+            kafka_nodes: kafka::CLUSTER_NODES,
+        };
+        install::kafka_jars(&self.dir.join("kafka"))?;
+        fs::create_dir_all(chaos.dir.join("kafka"))?;
+        let libs = chaos.dir.join("kafka/libs");
+        if !libs.exists() {
+            std::os::unix::fs::symlink(self.dir.join("kafka/libs").canonicalize()?, libs)?;
+        }
+        Ok(chaos)
+    }
+
+    /// The pid file of Kafka node `id` (1-based).
+    pub fn kafka_node_pid_file(&self, id: i32) -> Option<PathBuf> {
+        kafka::nodes(self)
+            .into_iter()
+            .find(|n| i32::from(n.id) == id)
+            .map(|n| n.pid_file(self))
+    }
+
     /// Starts this stack's Kafka nodes alone (no Redis), waits until every
     /// broker answers and creates the topics of `prefixes`; they stop when
     /// the returned guard goes, if started here.
@@ -179,6 +208,11 @@ impl Stack {
             kafka::ensure_topics(&self.endpoints().kafka_brokers, prefix)?;
         }
         Ok(guard)
+    }
+
+    /// Where the stack keeps its files.
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
     }
 
     /// The (first) broker's pid file (the outage test pauses the broker
