@@ -128,6 +128,7 @@ pub fn npm_packages() -> Result<()> {
         "edge-worker",
         "examples/news-site",
         "origin/tests/sdk",
+        "deploy/validate",
     ] {
         let dir = workspace_root().join(dir);
         let lock = dir.join("package-lock.json");

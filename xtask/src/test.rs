@@ -144,7 +144,27 @@ fn static_checks(report: &mut Report, tools: &Tools) {
         "record schema (buf lint, buf breaking against the last release)",
         || record_schema(&tools.buf),
     );
+    report.step(
+        "deploy/k8s against the Kubernetes and CRD schemas (offline)",
+        || deploy_manifests(&tools.python),
+    );
     report.step("build the edge worker (worker-build)", edge::build);
+}
+
+/// deploy/validate/validate.py with attune-core's topics, partitions and
+/// replication on three brokers, which the manifests must match.
+fn deploy_manifests(python: &std::path::Path) -> Result<()> {
+    use attune_core::routing::{all_topics, replication, PARTITIONS_PER_TOPIC};
+    let topics: Vec<&str> = all_topics().collect();
+    let r = replication(3);
+    run_cmd(
+        Command::new(python)
+            .arg(workspace_root().join("deploy/validate/validate.py"))
+            .args(["--topics", &topics.join(",")])
+            .args(["--partitions", &PARTITIONS_PER_TOPIC.to_string()])
+            .args(["--replicas", &r.factor.to_string()])
+            .args(["--min-insync", &r.min_insync.to_string()]),
+    )
 }
 
 /// Every suite against the running stack.
