@@ -42,6 +42,10 @@ pub enum Bench {
     /// The same events through the Segment API (JSON) and `/v1/events`
     /// (MessagePack), alternating rounds: events/s each and the ratio.
     Segment,
+    /// Ingest on the single-node Kafka beside a 3-node cluster (RF 3, min
+    /// ISR 2), alternating rounds: events/s, p50/p99, ratios; then a
+    /// backlog applied by 1, 2 and 3 consumers on the cluster.
+    Cluster,
 }
 
 pub fn run(bench: Bench) -> Result<()> {
@@ -59,7 +63,8 @@ pub fn run(bench: Bench) -> Result<()> {
         | Bench::Faults
         | Bench::Experiment
         | Bench::Retrain
-        | Bench::Segment => {}
+        | Bench::Segment
+        | Bench::Cluster => {}
     }
     let stack = Stack::from_env();
     let running = stack.up()?;
@@ -70,6 +75,7 @@ pub fn run(bench: Bench) -> Result<()> {
         Bench::Experiment => "experiment",
         Bench::Retrain => "retrain",
         Bench::Segment => "segment",
+        Bench::Cluster => "cluster",
         Bench::Edge | Bench::Tracker | Bench::Recommend | Bench::Records => {
             unreachable!("handled above")
         }
@@ -83,6 +89,15 @@ pub fn run(bench: Bench) -> Result<()> {
         cmd.env("ATTUNE_KAFKA_PID_FILE", stack.kafka_pid_file())
             .env("ATTUNE_STACK_UP", std::env::current_exe()?);
     }
+    // The cluster beside the stack, for as long as the benchmark runs.
+    let cluster = stack.kafka_cluster_beside();
+    let _kafka = match bench {
+        Bench::Cluster => {
+            cmd.env("ATTUNE_CLUSTER_BROKERS", cluster.endpoints().kafka_brokers);
+            Some(cluster.kafka_only(&[])?)
+        }
+        _ => None,
+    };
     if let Bench::Retrain = bench {
         cmd.env("ATTUNE_EVAL_DATA", crate::eval::movielens()?);
     }

@@ -129,10 +129,16 @@ pub struct Bench {
 impl Bench {
     /// Creates the topics and starts the origin.
     pub async fn start(name: &str) -> anyhow::Result<Bench> {
-        let var = |v: &str| {
-            std::env::var(v).map_err(|_| anyhow::anyhow!("run `cargo xtask bench {name}`"))
-        };
-        let (brokers, redis_url) = (var("KAFKA_BROKERS")?, var("REDIS_URL")?);
+        let brokers = std::env::var("KAFKA_BROKERS")
+            .map_err(|_| anyhow::anyhow!("run `cargo xtask bench {name}`"))?;
+        Self::start_on(name, &brokers).await
+    }
+
+    /// [`Bench::start`] on the Kafka at `brokers`.
+    pub async fn start_on(name: &str, brokers: &str) -> anyhow::Result<Bench> {
+        let brokers = brokers.to_owned();
+        let redis_url = std::env::var("REDIS_URL")
+            .map_err(|_| anyhow::anyhow!("run `cargo xtask bench {name}`"))?;
         let run_id = uuid::Uuid::now_v7().simple().to_string()[20..].to_owned();
         let prefix = format!("{name}{run_id}.");
         // Its own site too, so an audit counts this run's ledger only.
