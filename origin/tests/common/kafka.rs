@@ -142,6 +142,36 @@ pub async fn create_topics(prefix: &str) -> OwnedTopics {
     {
         r.expect("topic created");
     }
+    // On a cluster, a new topic's partitions get their leaders and in-sync
+    // replicas a moment after the create answers: a first produce before
+    // then waits out its timeout. Ready when every partition has a leader
+    // and all its replicas in sync.
+    let want_isr = attune_core::routing::replication(brokers).factor as usize;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let metadata = admin
+            .inner()
+            .fetch_metadata(None, Duration::from_secs(10))
+            .unwrap();
+        let ready = names.iter().all(|name| {
+            metadata
+                .topics()
+                .iter()
+                .find(|t| t.name() == name.as_str())
+                .is_some_and(|t| {
+                    t.partitions().len() == PARTITIONS_PER_TOPIC as usize
+                        && t
+                            .partitions()
+                            .iter()
+                            .all(|p| p.leader() >= 0 && p.isr().len() >= want_isr)
+                })
+        });
+        if ready {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the topics of {prefix} never got their leaders");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     OwnedTopics(prefix.to_owned())
 }
 
