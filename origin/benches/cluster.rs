@@ -77,7 +77,7 @@ async fn consumers(brokers: &str, consumers: usize) -> anyhow::Result<f64> {
         }
     }
     let started = Instant::now();
-    let _procs: Vec<_> = (0..consumers)
+    let procs: Vec<_> = (0..consumers)
         .map(|_| bench.consumer())
         .collect::<anyhow::Result<_>>()?;
     let deadline = started + Duration::from_secs(600);
@@ -101,6 +101,8 @@ async fn consumers(brokers: &str, consumers: usize) -> anyhow::Result<f64> {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let rate = (BACKLOG_BATCHES * EVENTS_PER_BATCH) as f64 / started.elapsed().as_secs_f64();
+    // The consumers go before their topics do.
+    drop(procs);
     bench.delete_topics().await?;
     Ok(rate)
 }
