@@ -14,21 +14,44 @@ use crate::store::Item;
 pub struct Catalog {
     items: Vec<Item>,
     index: HashMap<String, u32>,
+    /// Items by the path of their `metadata.url`.
+    paths: HashMap<String, u32>,
     tags: HashMap<String, u32>,
     /// Tag positions of item `n`: `item_tags[tag_start[n]..tag_start[n + 1]]`.
     item_tags: Vec<u32>,
     tag_start: Vec<u32>,
 }
 
+/// The path of a URL (`https://news.example/a/b?x` → `/a/b`), or the text
+/// itself when it is a path already.
+pub fn path_of(url: &str) -> Option<String> {
+    if url.starts_with('/') {
+        let end = url.find(['?', '#']).unwrap_or(url.len());
+        return Some(url[..end].to_owned());
+    }
+    let uri: axum::http::Uri = url.parse().ok()?;
+    uri.authority()?;
+    Some(uri.path().to_owned())
+}
+
 impl Catalog {
     /// Indexes `items` (a repeated id keeps its first position).
     pub fn new(items: Vec<Item>) -> Self {
         let mut index = HashMap::with_capacity(items.len());
+        let mut paths = HashMap::new();
         let mut tags: HashMap<String, u32> = HashMap::new();
         let mut item_tags = Vec::new();
         let mut tag_start = Vec::with_capacity(items.len() + 1);
         for (n, item) in items.iter().enumerate() {
             index.entry(item.id.clone()).or_insert(n as u32);
+            if let Some(path) = item
+                .metadata
+                .get("url")
+                .and_then(|u| u.as_str())
+                .and_then(path_of)
+            {
+                paths.entry(path).or_insert(n as u32);
+            }
             tag_start.push(item_tags.len() as u32);
             for tag in &item.tags {
                 let next = tags.len() as u32;
@@ -39,6 +62,7 @@ impl Catalog {
         Catalog {
             items,
             index,
+            paths,
             tags,
             item_tags,
             tag_start,
@@ -63,6 +87,13 @@ impl Catalog {
     /// Position of an item id.
     pub fn position(&self, id: &str) -> Option<usize> {
         self.index.get(id).map(|&n| n as usize)
+    }
+
+    /// The item whose `metadata.url` has this path, if one has.
+    pub fn by_path(&self, path: &str) -> Option<&str> {
+        self.paths
+            .get(path)
+            .map(|&n| self.items[n as usize].id.as_str())
     }
 
     /// Position of a tag.
@@ -246,6 +277,25 @@ mod tests {
             .iter()
             .map(|(id, v)| (id.to_string(), DecayedScore::point(*v, 0)))
             .collect()
+    }
+
+    #[test]
+    fn items_are_found_by_the_path_of_their_url() {
+        let with_url = |id: &str, url: &str| Item {
+            metadata: serde_json::json!({"url": url}),
+            ..item(id, &[])
+        };
+        let catalog = Catalog::new(vec![
+            with_url("a", "https://news.example/2026/12/a-slug?utm=x"),
+            with_url("b", "/world/b-slug"),
+            item("c", &[]),
+        ]);
+        assert_eq!(catalog.by_path("/2026/12/a-slug"), Some("a"));
+        assert_eq!(catalog.by_path("/world/b-slug"), Some("b"));
+        assert_eq!(catalog.by_path("/2026/12"), None);
+        assert_eq!(path_of("https://x.example/p?q#f").as_deref(), Some("/p"));
+        assert_eq!(path_of("/p?q").as_deref(), Some("/p"));
+        assert_eq!(path_of("not a url"), None);
     }
 
     #[test]

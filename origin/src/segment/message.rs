@@ -4,7 +4,7 @@
 //!
 //! | Segment | Attune |
 //! |---|---|
-//! | `page`, `screen` | a page view, of the item in `properties` if one is named, else of the item the page's path names by the site's `item_path` |
+//! | `page`, `screen` | a page view, of the item in `properties` if one is named, else of the item the page's path names by the site's `item_path`, else (in [`super`]) of the catalog item whose `metadata.url` has the page's path |
 //! | `track` "Product Clicked", "Content Clicked", "Recommendation Clicked" | a click |
 //! | `track` "Product Viewed", "Content Viewed" | a page view of the item |
 //! | `track` "Product Impression", "Promotion Viewed" | an impression |
@@ -30,6 +30,7 @@ use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
 use crate::config::SegmentMapping;
+use crate::ranking::candidates::path_of;
 
 /// One message, as SDKs send it (unknown fields are ignored, as Segment does).
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
@@ -188,13 +189,12 @@ fn item_of(properties: Option<&Map<String, Value>>) -> Option<String> {
         .find_map(|k| id_of(&p.get(*k).cloned()))
 }
 
-/// The item a page's path names by the site's `item_path`: the path in
-/// `properties.path`, `context.page.path` or `properties.url`, in that order.
-fn item_of_path(m: &Message, mapping: &SegmentMapping) -> Option<String> {
-    let pattern = mapping.item_path.as_ref()?;
+/// A page's path: `properties.path`, `context.page.path`, or the path of
+/// `properties.url`, in that order.
+pub fn page_path(m: &Message) -> Option<String> {
     let text = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_owned);
     let props = m.properties.as_ref();
-    let path = text(props.and_then(|p| p.get("path")))
+    text(props.and_then(|p| p.get("path")))
         .or_else(|| {
             text(
                 m.context
@@ -203,12 +203,12 @@ fn item_of_path(m: &Message, mapping: &SegmentMapping) -> Option<String> {
                     .and_then(|p| p.get("path")),
             )
         })
-        .or_else(|| {
-            let url = text(props.and_then(|p| p.get("url")))?;
-            let uri: axum::http::Uri = url.parse().ok()?;
-            Some(uri.path().to_owned())
-        })?;
-    pattern.item(&path)
+        .or_else(|| path_of(&text(props.and_then(|p| p.get("url")))?))
+}
+
+/// The item a page's path names by the site's `item_path`.
+fn item_of_path(m: &Message, mapping: &SegmentMapping) -> Option<String> {
+    mapping.item_path.as_ref()?.item(&page_path(m)?)
 }
 
 fn number(properties: Option<&Map<String, Value>>, key: &str) -> Option<f64> {

@@ -54,6 +54,8 @@ pub const MAX_MESSAGES: usize = 2_500;
 pub const MAX_MESSAGE_BYTES: usize = 32 * 1024;
 /// Largest request body.
 pub const MAX_REQUEST_BYTES: usize = 500 * 1024;
+/// How long a request waits for the catalog to name a page's item.
+const CATALOG_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// The reply: Segment's `success`, and what Attune kept.
 #[derive(Debug, Serialize, ToSchema)]
@@ -183,6 +185,40 @@ struct Reader {
     events: Vec<attune_core::Event>,
 }
 
+/// The catalog item whose `metadata.url` has the page's path, if any. The
+/// store being down does not refuse events: the page is then a view of no
+/// item, as when nothing matches.
+async fn catalog_item(
+    state: &AppState,
+    site: &str,
+    m: &Message,
+    catalog: &mut Option<Option<std::sync::Arc<crate::ranking::snapshots::Snapshot>>>,
+) -> Option<String> {
+    let path = message::page_path(m)?;
+    if catalog.is_none() {
+        let read = tokio::time::timeout(
+            CATALOG_TIMEOUT,
+            state
+                .snapshots
+                .get(state.store.as_ref(), site, state.popularity_half_life),
+        )
+        .await;
+        *catalog = Some(match read {
+            Ok(Ok(snapshot)) => Some(snapshot),
+            Ok(Err(e)) => {
+                tracing::warn!("no catalog for Segment page paths: {e}");
+                None
+            }
+            Err(_) => {
+                tracing::warn!("no catalog for Segment page paths within {CATALOG_TIMEOUT:?}");
+                None
+            }
+        });
+    }
+    let snapshot = catalog.as_ref()?.as_ref()?;
+    snapshot.catalog.by_path(&path).map(str::to_owned)
+}
+
 async fn ingest(
     state: &AppState,
     headers: &HeaderMap,
@@ -249,6 +285,9 @@ async fn ingest(
     let mut readers: BTreeMap<String, Reader> = BTreeMap::new();
     let mut traits: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
     let mut customs: BTreeMap<String, Vec<message::Custom>> = BTreeMap::new();
+    // The site's catalog, read once a request needs it (at most once a
+    // second per site: the ranking's snapshot).
+    let mut catalog = None;
     let mut ignored = 0;
     for (i, raw) in messages.into_iter().enumerate() {
         let at = |field: &str| match implied {
@@ -295,7 +334,10 @@ async fn ingest(
         match map(site, &kind, &m, ts, &writer.site.segment)
             .map_err(|r| bad("invalid_message", r.message, Some(at(r.field))))?
         {
-            Mapped::Event(e) => {
+            Mapped::Event(mut e) => {
+                if kind == "page" && e.item.is_none() {
+                    e.item = catalog_item(state, site, &m, &mut catalog).await;
+                }
                 let ua = m
                     .context
                     .as_ref()

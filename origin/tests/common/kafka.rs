@@ -160,8 +160,7 @@ pub async fn create_topics(prefix: &str) -> OwnedTopics {
                 .find(|t| t.name() == name.as_str())
                 .is_some_and(|t| {
                     t.partitions().len() == PARTITIONS_PER_TOPIC as usize
-                        && t
-                            .partitions()
+                        && t.partitions()
                             .iter()
                             .all(|p| p.leader() >= 0 && p.isr().len() >= want_isr)
                 })
@@ -169,7 +168,10 @@ pub async fn create_topics(prefix: &str) -> OwnedTopics {
         if ready {
             break;
         }
-        assert!(Instant::now() < deadline, "the topics of {prefix} never got their leaders");
+        assert!(
+            Instant::now() < deadline,
+            "the topics of {prefix} never got their leaders"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     OwnedTopics(prefix.to_owned())

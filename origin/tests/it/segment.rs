@@ -64,7 +64,8 @@ async fn a_server_sdks_batch_lands_once_in_the_topics_and_profiles() {
     let site = origin.site.site_key.clone();
     origin
         .load_items(
-            json!({"items": [{"id": "a1", "tags": ["arts"]}, {"id": "a2", "tags": ["tech"]}]}),
+            json!({"items": [{"id": "a1", "tags": ["arts"]}, {"id": "a2", "tags": ["tech"]},
+                             {"id": "a3", "tags": ["arts"], "metadata": {"url": "https://news.example/2026/12/a3-slug"}}]}),
         )
         .await;
     let clicks = format!("{prefix}{}", topic(EventKind::Click));
@@ -77,7 +78,9 @@ async fn a_server_sdks_batch_lands_once_in_the_topics_and_profiles() {
              "name": "Article", "properties": {"item_id": "a2"}},
             {"type": "track", "userId": "u1", "messageId": "m-4", "event": "Signed Up",
              "properties": {"plan": "pro"}},
-            {"type": "group", "userId": "u1", "messageId": "m-5", "groupId": "g1"}
+            {"type": "group", "userId": "u1", "messageId": "m-5", "groupId": "g1"},
+            {"type": "page", "anonymousId": "anon-1", "messageId": "m-6",
+             "properties": {"url": "https://news.example/2026/12/a3-slug?utm_source=x"}}
         ],
         "sentAt": "2026-12-05T10:00:01.000Z",
         "context": {"userAgent": "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X)"}
@@ -94,7 +97,7 @@ async fn a_server_sdks_batch_lands_once_in_the_topics_and_profiles() {
         let reply: Value = r.json().await.unwrap();
         assert_eq!(
             reply,
-            json!({"success": true, "accepted": 2, "custom": 1, "ignored": 2})
+            json!({"success": true, "accepted": 3, "custom": 1, "ignored": 2})
         );
     }
     // The group and "Signed Up", twice each (other tests may add too).
@@ -134,10 +137,23 @@ async fn a_server_sdks_batch_lands_once_in_the_topics_and_profiles() {
     );
     assert_eq!(r.device.class.map(|c| c.as_str()), Some("mobile"));
 
+    // The page named only by its URL is a view of the catalog item with that URL.
+    let views = format!("{prefix}{}", topic(EventKind::PageView));
+    let viewed: Vec<Option<String>> =
+        read_topic(&env("KAFKA_BROKERS"), &views, 4, Duration::from_secs(10))
+            .iter()
+            .map(|m| {
+                EventRecord::decode(m.payload().unwrap())
+                    .unwrap()
+                    .event
+                    .item
+            })
+            .collect();
+    assert!(viewed.contains(&Some("a3".into())), "{viewed:?}");
     let _consumer = Consumer::start(&prefix, &format!("g-{prefix}"));
     let u1 = wait_profile(&origin, "u1", |p| p["counts"]["click"] == 1).await;
     assert_eq!(u1["attributes"], json!({"plan": "pro"}));
-    wait_profile(&origin, "anon:anon-1", |p| p["counts"]["page_view"] == 1).await;
+    wait_profile(&origin, "anon:anon-1", |p| p["counts"]["page_view"] == 2).await;
     // Still once each after the consumer has read everything.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let u1 = origin.get_as_site("/v1/profile?user=u1").await;
