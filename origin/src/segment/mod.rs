@@ -301,13 +301,20 @@ async fn ingest(
                 Some(at("")),
             ));
         }
-        let m: Message = serde_json::from_value(raw).map_err(|e| {
+        let mut m: Message = serde_json::from_value(raw).map_err(|e| {
             bad(
                 "invalid_message",
                 format!("not a Segment message: {e}"),
                 Some(at("")),
             )
         })?;
+        // The batch's context under the message's own (Segment's rule).
+        if let Some(shared) = &batch_context {
+            let own = m.context.get_or_insert_with(Default::default);
+            for (k, v) in shared {
+                own.entry(k.clone()).or_insert_with(|| v.clone());
+            }
+        }
         let kind = implied.or(m.kind.as_deref()).unwrap_or("").to_owned();
         let anonymous = id_of(&m.anonymous_id);
         let user = match (writer.server, id_of(&m.user_id), &anonymous) {
@@ -341,7 +348,6 @@ async fn ingest(
                 let ua = m
                     .context
                     .as_ref()
-                    .or(batch_context.as_ref())
                     .and_then(|c| c.get("userAgent"))
                     .and_then(Value::as_str)
                     .map(str::to_owned)

@@ -73,7 +73,8 @@ async fn a_server_sdks_batch_lands_once_in_the_topics_and_profiles() {
         "batch": [
             {"type": "identify", "userId": "u1", "messageId": "id-1", "traits": {"plan": "pro"}},
             {"type": "track", "userId": "u1", "messageId": "node-next-1-x", "event": "Product Clicked",
-             "properties": {"product_id": "a1"}, "originalTimestamp": "2026-12-05T10:00:00.000Z"},
+             "properties": {"product_id": "a1"}, "originalTimestamp": "2026-12-05T10:00:00.000Z",
+             "context": {"library": {"name": "analytics-node"}}},
             {"type": "page", "anonymousId": "anon-1", "messageId": "0b5c7c16-3d0c-4e1e-9d0c-3c3a5f0b9a11",
              "name": "Article", "properties": {"item_id": "a2"}},
             {"type": "track", "userId": "u1", "messageId": "m-4", "event": "Signed Up",
