@@ -212,7 +212,8 @@ fn suites(
         "origin Kafka suites again on a 3-node Kafka cluster (RF 3, min ISR 2)",
         || {
             let cluster = stack.kafka_cluster_beside();
-            let _kafka = cluster.kafka_only(&[])?;
+            // The unprefixed topics too: some suites run on them.
+            let _kafka = cluster.kafka_only(&[""])?;
             run_counting(
                 cargo()
                     .args(["test", "-p", "attune-origin", "--test", "it", "--"])

@@ -342,22 +342,30 @@ pub fn ensure_topics(brokers: &str, prefix: &str) -> Result<()> {
             .inner()
             .fetch_metadata(None, Duration::from_secs(10))
             .context("read topic metadata")?;
+        // Ready: every partition there, led, and with all its replicas in
+        // sync (on a cluster a first produce before then waits it out).
         let short = names.iter().find_map(|name| {
-            let partitions = metadata
+            let ready = metadata
                 .topics()
                 .iter()
                 .find(|t| t.name() == name.as_str())
-                .map_or(0, |t| t.partitions().len());
-            (partitions < PARTITIONS_PER_TOPIC as usize).then_some((name, partitions))
+                .map_or(0, |t| {
+                    t.partitions()
+                        .iter()
+                        .filter(|p| p.leader() >= 0 && p.isr().len() >= r.factor as usize)
+                        .count()
+                });
+            (ready < PARTITIONS_PER_TOPIC as usize).then_some((name, ready))
         });
         match short {
             None => return Ok(()),
             Some(_) if std::time::Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(200));
             }
-            Some((name, partitions)) => bail!(
-                "topic {name} has {partitions} partitions, fewer than {PARTITIONS_PER_TOPIC}: \
-                 recreate it with `cargo xtask stack down --wipe && cargo xtask stack up`"
+            Some((name, ready)) => bail!(
+                "topic {name} has {ready} partitions led and in sync, fewer than \
+                 {PARTITIONS_PER_TOPIC}: check `cargo xtask stack status`, or recreate it \
+                 with `cargo xtask stack down --wipe && cargo xtask stack up`"
             ),
         }
     }
