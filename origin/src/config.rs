@@ -493,8 +493,9 @@ pub struct SiteConfig {
     /// changes made through the API to the same key.
     #[serde(default)]
     pub experiments: BTreeMap<String, ExperimentSpec>,
-    /// The site's own Segment `track` event names for each interaction
-    /// (`[sites.segment]`), besides Segment's semantic ones (docs/segment.md).
+    /// How the site's Segment messages map (`[sites.segment]`): its own
+    /// `track` names per interaction, besides Segment's semantic ones, and
+    /// its pages' `item_path` (docs/segment.md).
     #[serde(default)]
     pub segment: SegmentMapping,
 }

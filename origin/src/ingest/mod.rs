@@ -162,6 +162,17 @@ fn ignore_forgotten(
     )
 }
 
+/// The `attune_events_rejected_total` reason of records the log refused:
+/// `queue_full` when any was refused for a full producer queue (back off),
+/// else `log_unavailable`.
+pub fn refusal_reason<'a>(mut errors: impl Iterator<Item = &'a AppendError>) -> &'static str {
+    if errors.any(|e| matches!(e, AppendError::QueueFull)) {
+        "queue_full"
+    } else {
+        "log_unavailable"
+    }
+}
+
 /// 202 when the log acknowledged every event; else 503 naming the stored
 /// and the unstored ids. Counts both either way.
 fn answer(
@@ -174,14 +185,10 @@ fn answer(
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     let mut accepted = Vec::with_capacity(batch.events.len());
     let mut rejected = Vec::new();
-    let mut queue_full = false;
     for (event, result) in batch.events.iter().zip(results) {
         match result {
             Ok(()) => accepted.push(event),
-            Err(e) => {
-                queue_full |= matches!(e, AppendError::QueueFull);
-                rejected.push((event, e));
-            }
+            Err(e) => rejected.push((event, e)),
         }
     }
     let accepted_kinds: Vec<EventKind> = accepted.iter().map(|e| e.kind()).collect();
@@ -207,7 +214,7 @@ fn answer(
             }),
         ));
     };
-    metrics::counter!("attune_events_rejected_total", "reason" => if queue_full { "queue_full" } else { "log_unavailable" })
+    metrics::counter!("attune_events_rejected_total", "reason" => refusal_reason(rejected.iter().map(|(_, e)| *e)))
         .increment(rejected.len() as u64);
     tracing::warn!(
         accepted = accepted.len(),

@@ -92,11 +92,7 @@ pub async fn append(
     let results = state.log.append(records).await;
     let failed: Vec<&AppendError> = results.iter().filter_map(|r| r.as_ref().err()).collect();
     if let Some(first) = failed.first() {
-        let reason = if matches!(first, AppendError::QueueFull) {
-            "queue_full"
-        } else {
-            "log_unavailable"
-        };
+        let reason = crate::ingest::refusal_reason(failed.iter().copied());
         metrics::counter!("attune_events_rejected_total", "reason" => reason)
             .increment(failed.len() as u64);
         return Err(ApiError::unavailable(format!(

@@ -271,7 +271,7 @@ impl Drop for Consumer {
 /// A unique prefix and an origin producing to it, which reports the lag of
 /// the group `g-<prefix>` (the group of [`Consumer::start`] in these tests).
 pub async fn setup() -> (String, TestOrigin) {
-    setup_with("allowed_origins = [\"https://news.example\"]\n").await
+    setup_with(super::DEFAULT_SITE_TOML).await
 }
 
 /// [`setup`], with the site's `site_toml` (see [`start_with`]).

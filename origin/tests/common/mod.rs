@@ -103,13 +103,11 @@ pub fn args(backend: Backend, config: PathBuf, data_dir: PathBuf) -> ServeArgs {
 
 /// Starts an origin; `tweak` adjusts the flags first.
 pub async fn start(backend: Backend, tweak: impl FnOnce(&mut ServeArgs)) -> TestOrigin {
-    start_with(
-        backend,
-        "allowed_origins = [\"https://news.example\"]\n",
-        tweak,
-    )
-    .await
+    start_with(backend, DEFAULT_SITE_TOML, tweak).await
 }
+
+/// A test site's settings besides its keys, unless a test gives its own.
+pub const DEFAULT_SITE_TOML: &str = "allowed_origins = [\"https://news.example\"]\n";
 
 /// Starts an origin whose site has `site_toml` besides its keys (its
 /// `allowed_origins` and any other setting); `tweak` adjusts the flags.
@@ -518,6 +516,33 @@ impl Drop for Paused {
             .args(["-CONT", &self.0])
             .status();
     }
+}
+
+/// origin/tests/sdk: the third-party clients the tests run (npm-installed
+/// by `cargo xtask test`) and the scripts that drive them.
+pub fn sdk_dir() -> std::path::PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk");
+    assert!(
+        dir.join("node_modules").exists(),
+        "run `cargo xtask test` (it runs npm ci in origin/tests/sdk)"
+    );
+    dir
+}
+
+/// Runs a client process to its end off the runtime's thread (the origin
+/// under test serves from that thread meanwhile); its output, once it has
+/// succeeded (else the test fails with its stderr).
+pub async fn run_client(mut cmd: std::process::Command) -> std::process::Output {
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{:?} failed: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
 }
 
 /// The Python with the tests' requirements (origin/proto/contract/requirements.txt):

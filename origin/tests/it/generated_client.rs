@@ -6,6 +6,7 @@
 use serde_json::Value;
 
 use crate::common::kafka::{setup, Consumer};
+use crate::common::{run_client, sdk_dir};
 
 /// openapi-python-client (PyPI, in the tests' Python) generates a client
 /// from `/openapi.json`; origin/tests/sdk/generated_client.py uses it for
@@ -18,25 +19,14 @@ async fn a_client_generated_from_the_openapi_document_calls_the_api() {
     let (prefix, origin) = setup().await;
     let _consumer = Consumer::start(&prefix, &format!("g-{prefix}"));
     let scratch = tempfile::tempdir().unwrap();
-    let script =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/generated_client.py");
     let mut cmd = std::process::Command::new(crate::common::python());
-    cmd.arg(script).args([
+    cmd.arg(sdk_dir().join("generated_client.py")).args([
         origin.url("").trim_end_matches('/'),
         origin.site.api_key.as_str(),
         origin.site.site_key.as_str(),
         scratch.path().to_str().unwrap(),
     ]);
-    // Off the runtime's thread: the origin serves from it meanwhile.
-    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let seen: Value = serde_json::from_slice(&run_client(cmd).await.stdout).unwrap();
     assert_eq!(seen["events_accepted"], 1, "{seen}");
     assert_eq!(seen["segment_accepted"], 1, "{seen}");
     assert_eq!(seen["profile_counts"]["click"], 1, "{seen}");

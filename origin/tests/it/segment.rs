@@ -16,7 +16,7 @@ use attune_origin::segment::custom::CustomEventRecord;
 use rdkafka::Message as _;
 
 use crate::common::kafka::{read_topic, setup, setup_with, Consumer};
-use crate::common::{env, TestOrigin};
+use crate::common::{env, run_client, sdk_dir, TestOrigin};
 
 fn basic(key: &str) -> String {
     let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{key}:"));
@@ -277,37 +277,17 @@ async fn segments_node_and_python_sdks_feed_attune_unchanged() {
         .load_items(json!({"items": [{"id": "a1", "tags": ["arts"]}]}))
         .await;
     let _consumer = Consumer::start(&prefix, &format!("g-{prefix}"));
-    let sdk = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk");
-    assert!(
-        sdk.join("node_modules/@segment/analytics-node").exists(),
-        "run `cargo xtask test` (it runs npm ci in origin/tests/sdk)"
-    );
+    let sdk = sdk_dir();
     let base = origin.url("");
     let key = origin.site.api_key.clone();
-    // Off the runtime's thread: the origin serves from it meanwhile.
-    let run = |mut cmd: std::process::Command| async move {
-        tokio::task::spawn_blocking(move || cmd.output().unwrap())
-            .await
-            .unwrap()
-    };
     let mut cmd = std::process::Command::new("node");
     cmd.arg(sdk.join("segment_node.mjs"))
         .args([base.as_str(), key.as_str(), "u-node", "a1"]);
-    let node = run(cmd).await;
-    assert!(
-        node.status.success(),
-        "{}",
-        String::from_utf8_lossy(&node.stderr)
-    );
+    run_client(cmd).await;
     let mut cmd = std::process::Command::new(crate::common::python());
     cmd.arg(sdk.join("segment_python.py"))
         .args([base.as_str(), key.as_str(), "u-py", "a1"]);
-    let python = run(cmd).await;
-    assert!(
-        python.status.success(),
-        "{}",
-        String::from_utf8_lossy(&python.stderr)
-    );
+    run_client(cmd).await;
     for (user, plan) in [("u-node", "node"), ("u-py", "python")] {
         let p = wait_profile(&origin, user, |p| p["counts"]["click"] == 1).await;
         assert_eq!(p["attributes"], json!({"plan": plan}), "{user}");
@@ -333,24 +313,16 @@ async fn analytics_next_in_chromium_feeds_attune_unchanged() {
         .load_items(json!({"items": [{"id": "a1", "tags": ["arts"]}]}))
         .await;
     let _consumer = Consumer::start(&prefix, &format!("g-{prefix}"));
-    let sdk = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk");
     let base = origin.url("");
     let key = origin.site.site_key.clone();
     let mut cmd = std::process::Command::new("node");
-    cmd.arg(sdk.join("segment_browser.mjs")).args([
+    cmd.arg(sdk_dir().join("segment_browser.mjs")).args([
         base.trim_end_matches('/'),
         key.as_str(),
         "br-1",
         "a1",
     ]);
-    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = run_client(cmd).await;
     let answers: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         answers,

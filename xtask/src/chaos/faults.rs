@@ -9,7 +9,7 @@ use nix::unistd::Pid;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::ClientConfig;
 
-use super::procs::{Procs, CONSUMERS};
+use super::procs::Procs;
 use crate::process::alive;
 use crate::stack::Stack;
 
@@ -41,15 +41,9 @@ impl std::fmt::Display for Fault {
     }
 }
 
-/// Which consumer the next [`Fault::KillConsumer`] kills.
-static NEXT_CONSUMER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-
 pub fn inject(fault: &Fault, stack: &Stack, procs: &mut Procs) -> Result<()> {
     match fault {
-        Fault::KillConsumer => {
-            let i = NEXT_CONSUMER.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % CONSUMERS;
-            procs.kill_consumer(i)
-        }
+        Fault::KillConsumer => procs.kill_next_consumer(),
         Fault::KillLeader => {
             let pid = leader_pid(stack, 0)?;
             signal(pid, Signal::SIGKILL)?;

@@ -11,7 +11,7 @@ use super::load::{API_KEY, SITE_KEY};
 use crate::stack::Stack;
 
 /// Consumers in the group.
-pub const CONSUMERS: usize = 3;
+const CONSUMERS: usize = 3;
 const GROUP: &str = "chaos";
 
 pub struct Procs {
@@ -22,6 +22,8 @@ pub struct Procs {
     port: u16,
     origin: Option<Child>,
     consumers: Vec<Option<Child>>,
+    /// Which consumer [`Procs::kill_next_consumer`] kills next.
+    next_victim: usize,
 }
 
 fn free_port() -> Result<u16> {
@@ -52,6 +54,7 @@ impl Procs {
             port: free_port()?,
             origin: None,
             consumers: (0..CONSUMERS).map(|_| None).collect(),
+            next_victim: 0,
         };
         procs.start_all()?;
         Ok(procs)
@@ -126,8 +129,10 @@ impl Procs {
         Ok(())
     }
 
-    /// kill -9 of consumer `i`, started again after a second.
-    pub fn kill_consumer(&mut self, i: usize) -> Result<()> {
+    /// kill -9 of the consumers in turn, each started again after a second.
+    pub fn kill_next_consumer(&mut self) -> Result<()> {
+        let i = self.next_victim % CONSUMERS;
+        self.next_victim += 1;
         if let Some(mut c) = self.consumers[i].take() {
             c.kill()?;
             c.wait()?;
