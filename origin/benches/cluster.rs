@@ -2,12 +2,14 @@
 //! consumers buy, on this machine.
 //!
 //! 1. Ingest: the same load (batches of 20, 32 in flight) to two origins in
-//!    this process, one on the single-node Kafka (`KAFKA_BROKERS`, RF 1) and
-//!    one on the three-node cluster (`ATTUNE_CLUSTER_BROKERS`, RF 3, two in
-//!    sync per write), in alternating rounds: events/s and p50/p99 latency
-//!    each, and their ratios.
-//! 2. Consumers on the cluster: a backlog of events applied by 1, 2 and 3
-//!    consumer processes of one group (fresh topics each): applied events/s.
+//!    this process, one on the single-node stack (`KAFKA_BROKERS`, RF 1;
+//!    `REDIS_URL`) and one on the cluster stack (`ATTUNE_CLUSTER_BROKERS`,
+//!    RF 3, two in sync per write; `ATTUNE_CLUSTER_REDIS`, a Redis Cluster
+//!    of three primaries and three replicas), in alternating rounds:
+//!    events/s and p50/p99 latency each, and their ratios.
+//! 2. Consumers on the cluster stack: a backlog of events applied by 1, 2
+//!    and 3 consumer processes of one group (fresh topics each): applied
+//!    events/s.
 //!
 //! Writes target/bench/cluster.json.
 
@@ -65,8 +67,8 @@ fn median(v: &[f64]) -> f64 {
 
 /// A backlog on fresh cluster topics, then `consumers` processes applying
 /// it: events/s from their start until the group's lag is zero.
-async fn consumers(brokers: &str, consumers: usize) -> anyhow::Result<f64> {
-    let bench = Arc::new(Bench::start_on("cluster", brokers).await?);
+async fn consumers(brokers: &str, redis: &str, consumers: usize) -> anyhow::Result<f64> {
+    let bench = Arc::new(Bench::start_on("cluster", brokers, redis).await?);
     let mut posts = Vec::new();
     for i in 0..BACKLOG_BATCHES {
         posts.push(bench.post(batch(&bench.site_key, &format!("c{i}"), EVENTS_PER_BATCH)));
@@ -109,10 +111,12 @@ async fn consumers(brokers: &str, consumers: usize) -> anyhow::Result<f64> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cluster_brokers = std::env::var("ATTUNE_CLUSTER_BROKERS")
-        .map_err(|_| anyhow::anyhow!("run `cargo xtask bench cluster`"))?;
+    let var =
+        |v: &str| std::env::var(v).map_err(|_| anyhow::anyhow!("run `cargo xtask bench cluster`"));
+    let (cluster_brokers, cluster_redis) =
+        (var("ATTUNE_CLUSTER_BROKERS")?, var("ATTUNE_CLUSTER_REDIS")?);
     let single = Arc::new(Bench::start("cluster").await?);
-    let cluster = Arc::new(Bench::start_on("cluster", &cluster_brokers).await?);
+    let cluster = Arc::new(Bench::start_on("cluster", &cluster_brokers, &cluster_redis).await?);
     let (mut rates, mut latencies) = ([Vec::new(), Vec::new()], [Vec::new(), Vec::new()]);
     for r in 0..ROUNDS {
         // Alternate which goes first, so neither always meets a warmer machine.
@@ -143,7 +147,7 @@ async fn main() -> anyhow::Result<()> {
     );
     let mut applied = Vec::new();
     for n in 1..=3 {
-        let rate = consumers(&cluster_brokers, n).await?;
+        let rate = consumers(&cluster_brokers, &cluster_redis, n).await?;
         println!("{n} consumer(s) on the cluster: {rate:.0} events/s applied");
         applied.push(json!({"consumers": n, "applied_events_per_s": rate}));
     }

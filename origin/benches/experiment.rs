@@ -429,7 +429,7 @@ async fn main() -> anyhow::Result<()> {
         100.0 * SRM_DROP
     );
     let key = exposures_key(&bench.site_key, EXPERIMENT, 1);
-    let mut redis = redis::Client::open(bench.redis_url.as_str())?.get_connection()?;
+    let mut redis = attune_origin::store::redis::conn::SyncConn::open(&bench.redis_url)?;
     let treated: Vec<usize> = (0..READERS).filter(|r| units[*r].arm == Some(1)).collect();
     let dropped = (treated.len() as f64 * SRM_DROP).round() as usize;
     for reader in &treated[..dropped] {

@@ -42,7 +42,10 @@ fn ratings(dir: &str) -> anyhow::Result<Vec<(String, String, i64)>> {
 
 /// The next offsets every partition of the bench's topics has applied, as
 /// the consumers record them.
-fn positions(redis: &mut redis::Connection, prefix: &str) -> HashMap<String, i64> {
+fn positions(
+    redis: &mut attune_origin::store::redis::conn::SyncConn,
+    prefix: &str,
+) -> HashMap<String, i64> {
     redis::cmd("HGETALL")
         .arg(attune_origin::store::redis::model_position_key(prefix, 1))
         .query(redis)
@@ -139,7 +142,7 @@ async fn main() -> anyhow::Result<()> {
         .env("ATTUNE_VALIDATION_SAMPLE", "1")
         .env("RUST_LOG", "warn")
         .spawn()?;
-    let mut redis = redis::Client::open(bench.redis_url.as_str())?.get_connection()?;
+    let mut redis = attune_origin::store::redis::conn::SyncConn::open(&bench.redis_url)?;
     loop {
         let at = positions(&mut redis, &bench.prefix);
         if ends

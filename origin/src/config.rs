@@ -57,7 +57,7 @@ pub struct RetrainArgs {
     /// Kafka bootstrap servers.
     #[arg(long, env = "KAFKA_BROKERS")]
     pub kafka_brokers: String,
-    /// Redis URL.
+    /// Redis URL: one node (redis://host:6379), or a Redis Cluster's seed nodes, comma-separated.
     #[arg(long, env = "REDIS_URL")]
     pub redis_url: String,
     /// Prefix of the interaction topics.
@@ -132,7 +132,7 @@ impl RetrainArgs {
 /// Flags of `attune-origin model`.
 #[derive(Debug, Clone, Args)]
 pub struct ModelArgs {
-    /// Redis URL.
+    /// Redis URL: one node (redis://host:6379), or a Redis Cluster's seed nodes, comma-separated.
     #[arg(long, env = "REDIS_URL")]
     pub redis_url: String,
     /// Prefix of the interaction topics: the deployment whose versions these are.
@@ -197,7 +197,7 @@ pub struct AuditArgs {
     /// Kafka bootstrap servers.
     #[arg(long, env = "KAFKA_BROKERS")]
     pub kafka_brokers: String,
-    /// Redis URL.
+    /// Redis URL: one node (redis://host:6379), or a Redis Cluster's seed nodes, comma-separated.
     #[arg(long, env = "REDIS_URL")]
     pub redis_url: String,
     /// Prefix of the interaction topics.
@@ -224,7 +224,7 @@ pub struct ConsumeArgs {
     /// Kafka bootstrap servers.
     #[arg(long, env = "KAFKA_BROKERS")]
     pub kafka_brokers: String,
-    /// Redis URL.
+    /// Redis URL: one node (redis://host:6379), or a Redis Cluster's seed nodes, comma-separated.
     #[arg(long, env = "REDIS_URL")]
     pub redis_url: String,
     /// Consumer group; processes of one group share the partitions.
@@ -288,7 +288,8 @@ pub struct ServeArgs {
     /// without both, the origin runs embedded (queue and store under --data-dir).
     #[arg(long, env = "KAFKA_BROKERS")]
     pub kafka_brokers: Option<String>,
-    /// Redis URL, e.g. redis://127.0.0.1:16379.
+    /// Redis URL: one node (redis://127.0.0.1:16379), or a Redis Cluster's seed nodes,
+    /// comma-separated (redis://10.0.0.1:7000,redis://10.0.0.2:7000).
     #[arg(long, env = "REDIS_URL")]
     pub redis_url: Option<String>,
     /// Where the embedded mode keeps its data.

@@ -129,16 +129,15 @@ pub struct Bench {
 impl Bench {
     /// Creates the topics and starts the origin.
     pub async fn start(name: &str) -> anyhow::Result<Bench> {
-        let brokers = std::env::var("KAFKA_BROKERS")
-            .map_err(|_| anyhow::anyhow!("run `cargo xtask bench {name}`"))?;
-        Self::start_on(name, &brokers).await
+        let var = |v: &str| {
+            std::env::var(v).map_err(|_| anyhow::anyhow!("run `cargo xtask bench {name}`"))
+        };
+        Self::start_on(name, &var("KAFKA_BROKERS")?, &var("REDIS_URL")?).await
     }
 
-    /// [`Bench::start`] on the Kafka at `brokers`.
-    pub async fn start_on(name: &str, brokers: &str) -> anyhow::Result<Bench> {
-        let brokers = brokers.to_owned();
-        let redis_url = std::env::var("REDIS_URL")
-            .map_err(|_| anyhow::anyhow!("run `cargo xtask bench {name}`"))?;
+    /// [`Bench::start`] on the Kafka at `brokers` and the Redis at `redis_url`.
+    pub async fn start_on(name: &str, brokers: &str, redis_url: &str) -> anyhow::Result<Bench> {
+        let (brokers, redis_url) = (brokers.to_owned(), redis_url.to_owned());
         let run_id = uuid::Uuid::now_v7().simple().to_string()[20..].to_owned();
         let prefix = format!("{name}{run_id}.");
         // Its own site too, so an audit counts this run's ledger only.

@@ -18,6 +18,7 @@ use crate::model::covisit::CovisitConfig;
 use crate::model::versions::{versioned, FIRST, SERVING_FIELD};
 use crate::model::{initial, pack};
 use crate::store::profile_event::{ProfileEvent, SESSION_GAP_MS};
+use crate::store::redis::conn::{Pipes, SyncConn};
 use crate::store::redis::{
     model_key, site_key, user_key, CONSUMERS_KEY, FORGOTTEN_MARK, LUA_DECAYED_ADD, LUA_VEC_ADD,
 };
@@ -201,7 +202,7 @@ return applied
 /// Redis writes of the consumer (a blocking connection: the consumer loop is
 /// synchronous).
 pub struct ProfileWriter {
-    conn: redis::Connection,
+    conn: SyncConn,
     script: redis::Script,
     catalog: HashMap<String, (Instant, HashMap<String, CatalogFacts>)>,
 }
@@ -212,7 +213,7 @@ const CATALOG_TTL: Duration = Duration::from_secs(5);
 impl ProfileWriter {
     /// Connects.
     pub fn connect(url: &str) -> redis::RedisResult<Self> {
-        let conn = redis::Client::open(url)?.get_connection()?;
+        let conn = SyncConn::open(url)?;
         Ok(ProfileWriter {
             conn,
             script: redis::Script::new(&format!("{LUA_DECAYED_ADD}{LUA_VEC_ADD}{PROFILE_SCRIPT}")),
@@ -257,11 +258,11 @@ impl ProfileWriter {
         if groups.is_empty() {
             return Ok(());
         }
-        let mut pipe = redis::pipe();
+        let mut pipes = Pipes::new();
         for (site, user) in groups.keys() {
-            pipe.sismember(site_key(site, "forgotten"), user);
+            pipes.add(redis::Cmd::sismember(site_key(site, "forgotten"), user));
         }
-        let forgotten: Vec<bool> = pipe.query(&mut self.conn)?;
+        let forgotten: Vec<bool> = pipes.query_as(&mut self.conn)?;
         let mut flags = forgotten.into_iter();
         groups.retain(|_, _| !flags.next().unwrap_or(false));
         Ok(())
@@ -276,22 +277,22 @@ impl ProfileWriter {
         if groups.is_empty() {
             return Ok(());
         }
-        let mut pipe = redis::pipe();
+        let mut pipes = Pipes::new();
         for ((site, user), events) in groups.iter() {
             let mut cmd = redis::cmd("ZMSCORE");
             cmd.arg(user_key(site, user, "seen"));
             for e in events {
                 cmd.arg(&e.id);
             }
-            pipe.add_command(cmd);
+            pipes.add(cmd);
             let mut cmd = redis::cmd("HMGET");
             cmd.arg(user_key(site, user, "first"));
             for e in events {
                 cmd.arg(&e.id);
             }
-            pipe.add_command(cmd);
+            pipes.add(cmd);
         }
-        let answers: Vec<redis::Value> = pipe.query(&mut self.conn)?;
+        let answers = pipes.query(&mut self.conn)?;
         let mut answers = answers.into_iter();
         for events in groups.values_mut() {
             let seen: Vec<Option<f64>> =

@@ -25,6 +25,7 @@ use super::resume::{self, ResumeFromStore};
 use crate::config::ConsumeArgs;
 use crate::event_log::kafka::RECONNECT_BACKOFF_MAX_MS;
 use crate::experiments::{Exposure, EXPOSURE_VERSION};
+use crate::store::redis::conn::{Pipes, SyncConn};
 use crate::store::redis::{exposures_key, site_key, RECORD_EXPOSURE};
 
 const POLL: Duration = Duration::from_millis(200);
@@ -64,9 +65,8 @@ fn run_client(args: &ConsumeArgs, stop: &AtomicBool) -> Result<()> {
         .create_with_context(ResumeFromStore::new(&args.redis_url))
         .context("create the exposures consumer")?;
     consumer.subscribe(&[topic.as_str()])?;
-    let mut redis = redis::Client::open(args.redis_url.as_str())?
-        .get_connection()
-        .context("connect the exposures consumer to Redis")?;
+    let mut redis =
+        SyncConn::open(&args.redis_url).context("connect the exposures consumer to Redis")?;
     let script = redis::Script::new(RECORD_EXPOSURE);
     while !stop.load(Ordering::SeqCst) {
         if let Some(e) = consumer.context().take_error() {
@@ -77,8 +77,7 @@ fn run_client(args: &ConsumeArgs, stop: &AtomicBool) -> Result<()> {
             commit(&consumer, &owed)?;
         }
         let mut next: BTreeMap<(String, i32), i64> = BTreeMap::new();
-        let mut pipe = redis::pipe();
-        pipe.load_script(&script).ignore();
+        let mut pipes = Pipes::new();
         let mut writes = 0;
         let deadline = Instant::now() + POLL;
         while writes < BATCH {
@@ -91,7 +90,8 @@ fn run_client(args: &ConsumeArgs, stop: &AtomicBool) -> Result<()> {
             match refusal(m.key(), m.payload().unwrap_or_default()) {
                 Ok(e) => {
                     let json = serde_json::to_string(&e)?;
-                    pipe.invoke_script(
+                    pipes.invoke(
+                        &script,
                         script
                             .key(site_key(&e.site, "forgotten"))
                             .key(exposures_key(&e.site, &e.experiment, e.phase))
@@ -111,7 +111,7 @@ fn run_client(args: &ConsumeArgs, stop: &AtomicBool) -> Result<()> {
             continue;
         }
         if writes > 0 {
-            let kept: Vec<i64> = pipe.query(&mut redis)?;
+            let kept: Vec<i64> = pipes.query_as(&mut redis)?;
             let new = kept.iter().filter(|k| **k == 1).count() as u64;
             metrics::counter!("attune_consumer_exposures_total", "outcome" => "kept")
                 .increment(new);

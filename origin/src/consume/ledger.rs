@@ -7,9 +7,10 @@
 //! adds nothing. It is written before the round's offsets commit; which
 //! events are new comes from the round's `unseen` marks, taken before the
 //! profile script records the ids — so a replay after a crash between the
-//! two classifies nothing differently.
+//! two classifies nothing differently. Each site keeps its own watermarks
+//! (one Lua call per site, in the site's hash slot).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use attune_core::routing::kind_of_topic;
 use attune_core::EventKind;
@@ -17,9 +18,10 @@ use serde::Serialize;
 
 use super::apply::{Incoming, UserEvents};
 use crate::ledger::{minute_of, unreadable_site, Measure, ALL_KINDS};
-use crate::store::redis::{ledger_key, LEDGER_TTL_S, LEDGER_WATERMARKS_KEY};
+use crate::store::redis::conn::{Pipes, SyncConn};
+use crate::store::redis::{ledger_key, ledger_watermarks_key, LEDGER_TTL_S};
 
-/// KEYS: the watermark hash. ARGV: entries (MessagePack, in
+/// KEYS: the site's watermark hash. ARGV: the site's entries (MessagePack, in
 /// `topic:partition`, offset order), TTL in seconds.
 const LEDGER_SCRIPT: &str = r"
 local entries = cmsgpack.unpack(ARGV[1])
@@ -38,6 +40,9 @@ return 1
 /// One record's count.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 pub struct Entry {
+    /// The site counted (its ledger and watermarks).
+    #[serde(skip)]
+    pub site: String,
     /// `topic:partition`.
     pub tp: String,
     /// Offset.
@@ -77,6 +82,7 @@ pub fn entries(
             };
             let r = &m.record;
             Entry {
+                site: r.site_key.clone(),
                 k: ledger_key(&r.site_key, minute_of(r.received_at_ms)),
                 f: measure.field(r.event.kind().as_str()),
                 off: m.offset,
@@ -86,10 +92,12 @@ pub fn entries(
         .collect();
     out.extend(unreadable.iter().map(|(t, partition, offset, ts_ms)| {
         let kind = kind_of_topic(t, topic_prefix).map_or(ALL_KINDS, EventKind::as_str);
+        let site = unreadable_site(topic_prefix);
         Entry {
             tp: format!("{t}:{partition}"),
             off: *offset,
-            k: ledger_key(&unreadable_site(topic_prefix), minute_of(*ts_ms)),
+            k: ledger_key(&site, minute_of(*ts_ms)),
+            site,
             f: Measure::DeadLettered.field(kind),
         }
     }));
@@ -99,7 +107,7 @@ pub fn entries(
 
 /// The consumer's ledger writer.
 pub struct LedgerWriter {
-    conn: redis::Connection,
+    conn: SyncConn,
     script: redis::Script,
 }
 
@@ -107,21 +115,33 @@ impl LedgerWriter {
     /// Connects.
     pub fn connect(url: &str) -> redis::RedisResult<Self> {
         Ok(LedgerWriter {
-            conn: redis::Client::open(url)?.get_connection()?,
+            conn: SyncConn::open(url)?,
             script: redis::Script::new(LEDGER_SCRIPT),
         })
     }
 
-    /// Counts the round's records, each past its watermark.
+    /// Waits until Redis replicas hold this writer's writes (on a cluster).
+    pub fn wait_replicated(&mut self) -> redis::RedisResult<()> {
+        self.conn.wait_replicated()
+    }
+
+    /// Counts the round's records, each past its site's watermark.
     pub fn record(&mut self, entries: &[Entry]) -> redis::RedisResult<()> {
-        if entries.is_empty() {
-            return Ok(());
+        let mut by_site: BTreeMap<&str, Vec<&Entry>> = BTreeMap::new();
+        for e in entries {
+            by_site.entry(&e.site).or_default().push(e);
         }
-        let payload = rmp_serde::to_vec_named(entries).expect("entries serialize");
-        self.script
-            .key(LEDGER_WATERMARKS_KEY)
-            .arg(payload)
-            .arg(LEDGER_TTL_S)
-            .invoke(&mut self.conn)
+        let mut pipes = Pipes::new();
+        for (site, entries) in by_site {
+            let payload = rmp_serde::to_vec_named(&entries).expect("entries serialize");
+            pipes.invoke(
+                &self.script,
+                self.script
+                    .key(ledger_watermarks_key(site))
+                    .arg(payload)
+                    .arg(LEDGER_TTL_S),
+            );
+        }
+        pipes.query(&mut self.conn).map(drop)
     }
 }

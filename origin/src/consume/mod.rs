@@ -39,6 +39,7 @@ use attune_core::routing::{topics, DEAD_LETTERS, PROFILE_UPDATES};
 use attune_core::HalfLife;
 
 use crate::model::versions::{Registry, VersionInfo};
+use crate::store::redis::conn::SyncConn;
 use crate::store::redis::model_key;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, OwnedHeaders};
@@ -133,6 +134,18 @@ struct Writers {
     weights: SiteWeights,
 }
 
+impl Writers {
+    /// Waits until Redis replicas hold the round's writes but the
+    /// profiles' (whose connection waits when it records the positions).
+    /// WAIT counts a connection's own writes, so each connection waits.
+    fn wait_replicated(&mut self) -> redis::RedisResult<()> {
+        self.model.wait_replicated()?;
+        self.popularity.wait_replicated()?;
+        self.rails.wait_replicated()?;
+        self.ledger.wait_replicated()
+    }
+}
+
 /// What a round applied: the users changed, events new to their users, and
 /// events their users already had.
 struct Applied {
@@ -143,8 +156,7 @@ struct Applied {
 
 /// The serving model version, as the registry in Redis says.
 fn serving_version(redis_url: &str, topic_prefix: &str) -> Result<VersionInfo> {
-    let fields: std::collections::HashMap<String, String> = redis::Client::open(redis_url)
-        .and_then(|c| c.get_connection())
+    let fields: std::collections::HashMap<String, String> = SyncConn::open(redis_url)
         .and_then(|mut c| {
             redis::cmd("HGETALL")
                 .arg(model_key(topic_prefix))
@@ -266,7 +278,11 @@ fn run_clients(
             })
             .collect();
         let round = apply(&mut writers, &incoming, &unreadable, &args.topic_prefix)?;
-        // After every write of the round: where this store resumes.
+        writers
+            .wait_replicated()
+            .context("wait for the Redis replicas")?;
+        // After every write of the round: where this store resumes, and
+        // the Kafka commit only once the replicas hold it all.
         writers
             .profiles
             .record_positions(&offsets, (&args.topic_prefix, trained))

@@ -18,6 +18,7 @@ use serde::Serialize;
 
 use crate::segments;
 use crate::store::profile_event::ProfileEvent;
+use crate::store::redis::conn::{Pipes, SyncConn};
 use crate::store::redis::{site_key, LUA_DECAYED_ADD};
 
 /// KEYS: pop, pop_wm. ARGV: half-life ms, credits (MessagePack, in
@@ -99,7 +100,7 @@ pub fn credits(
 
 /// The consumer's popularity writer.
 pub struct PopularityWriter {
-    conn: redis::Connection,
+    conn: SyncConn,
     script: redis::Script,
     half_life: HalfLife,
 }
@@ -108,14 +109,19 @@ impl PopularityWriter {
     /// Connects.
     pub fn connect(url: &str, half_life: HalfLife) -> redis::RedisResult<Self> {
         Ok(PopularityWriter {
-            conn: redis::Client::open(url)?.get_connection()?,
+            conn: SyncConn::open(url)?,
             script: redis::Script::new(&format!("{LUA_DECAYED_ADD}{CREDIT_SCRIPT}")),
             half_life,
         })
     }
 
-    /// Credits the round's unseen events, one script call per scope in one
-    /// pipeline (the script loaded first: a restarted Redis has none cached).
+    /// Waits until Redis replicas hold this writer's writes (on a cluster).
+    pub fn wait_replicated(&mut self) -> redis::RedisResult<()> {
+        self.conn.wait_replicated()
+    }
+
+    /// Credits the round's unseen events, one script call per scope (each in
+    /// its scope's slot).
     pub fn credit(
         &mut self,
         groups: &BTreeMap<(String, String), Vec<ProfileEvent>>,
@@ -124,20 +130,19 @@ impl PopularityWriter {
         if credits.is_empty() {
             return Ok(());
         }
-        let mut pipe = redis::pipe();
-        pipe.load_script(&self.script).ignore();
+        let mut pipes = Pipes::new();
         for (scope, credits) in &credits {
             let payload = rmp_serde::to_vec_named(credits).expect("credits serialize");
-            pipe.invoke_script(
+            pipes.invoke(
+                &self.script,
                 self.script
                     .key(site_key(scope, "pop"))
                     .key(site_key(scope, "pop_wm"))
                     .arg(self.half_life.as_ms())
                     .arg(payload),
-            )
-            .ignore();
+            );
         }
-        pipe.query(&mut self.conn)
+        pipes.query(&mut self.conn).map(drop)
     }
 }
 

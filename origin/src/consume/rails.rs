@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::store::profile_event::ProfileEvent;
+use crate::store::redis::conn::{Pipes, SyncConn};
 use crate::store::redis::site_key;
 use crate::store::{rail_field, RailOutcome};
 
@@ -77,7 +78,7 @@ pub fn ticks(
 
 /// The consumer's rail counter.
 pub struct RailWriter {
-    conn: redis::Connection,
+    conn: SyncConn,
     script: redis::Script,
 }
 
@@ -85,13 +86,18 @@ impl RailWriter {
     /// Connects.
     pub fn connect(url: &str) -> redis::RedisResult<Self> {
         Ok(RailWriter {
-            conn: redis::Client::open(url)?.get_connection()?,
+            conn: SyncConn::open(url)?,
             script: redis::Script::new(COUNT_SCRIPT),
         })
     }
 
+    /// Waits until Redis replicas hold this writer's writes (on a cluster).
+    pub fn wait_replicated(&mut self) -> redis::RedisResult<()> {
+        self.conn.wait_replicated()
+    }
+
     /// Counts the round's unseen served impressions and clicks, one script
-    /// call per site in one pipeline.
+    /// call per site (in the site's slot).
     pub fn count(
         &mut self,
         groups: &BTreeMap<(String, String), Vec<ProfileEvent>>,
@@ -100,18 +106,17 @@ impl RailWriter {
         if ticks.is_empty() {
             return Ok(());
         }
-        let mut pipe = redis::pipe();
-        pipe.load_script(&self.script).ignore();
+        let mut pipes = Pipes::new();
         for (site, ticks) in &ticks {
             let payload = rmp_serde::to_vec_named(ticks).expect("ticks serialize");
-            pipe.invoke_script(
+            pipes.invoke(
+                &self.script,
                 self.script
                     .key(site_key(site, "rails"))
                     .key(site_key(site, "rails_wm"))
                     .arg(payload),
-            )
-            .ignore();
+            );
         }
-        pipe.query(&mut self.conn)
+        pipes.query(&mut self.conn).map(drop)
     }
 }

@@ -36,6 +36,7 @@ use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use redis::Commands;
 
+use crate::store::redis::conn::{Pipes, SyncConn};
 use crate::store::redis::{model_position_key, RESUME_KEY};
 
 /// The model version a consumer trains: its deployment's topic prefix and
@@ -46,9 +47,11 @@ pub type Trained<'a> = (&'a str, u32);
 const COMMITTED_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Records the round's positions, `topic:partition` → next offset to read,
-/// for the store and for the model version the round trained, if any.
+/// for the store and for the model version the round trained, if any; on a
+/// cluster, returns once replicas hold them and this connection's earlier
+/// writes.
 pub fn record(
-    conn: &mut redis::Connection,
+    conn: &mut SyncConn,
     next: &BTreeMap<(String, i32), i64>,
     model: Option<Trained>,
 ) -> redis::RedisResult<()> {
@@ -59,13 +62,16 @@ pub fn record(
     if fields.is_empty() {
         return Ok(());
     }
-    let mut pipe = redis::pipe();
-    pipe.hset_multiple(RESUME_KEY, &fields).ignore();
+    let mut pipes = Pipes::new();
+    pipes.add_ignored(redis::Cmd::hset_multiple(RESUME_KEY, &fields));
     if let Some((prefix, version)) = model {
-        pipe.hset_multiple(model_position_key(prefix, version), &fields)
-            .ignore();
+        pipes.add_ignored(redis::Cmd::hset_multiple(
+            model_position_key(prefix, version),
+            &fields,
+        ));
     }
-    pipe.query(conn)
+    pipes.query(conn)?;
+    conn.wait_replicated()
 }
 
 /// Where the store resumes each partition: its own position, or the model
@@ -145,8 +151,7 @@ impl ResumeFromStore {
     }
 
     fn stored_positions(&self) -> redis::RedisResult<HashMap<String, i64>> {
-        let mut conn = redis::Client::open(self.redis_url.as_str())?
-            .get_connection_with_timeout(COMMITTED_TIMEOUT)?;
+        let mut conn = SyncConn::open_with_timeout(&self.redis_url, COMMITTED_TIMEOUT)?;
         let store: HashMap<String, i64> = conn.hgetall(RESUME_KEY)?;
         let Some((prefix, version)) = &self.model else {
             return Ok(store);

@@ -34,6 +34,7 @@ use crate::model::online::age_weighted;
 use crate::model::pack;
 use crate::model::versions::{info_field, versioned, Comparison, Recipe, Registry, VersionInfo};
 use crate::record::EventRecord;
+use crate::store::redis::conn::{Pipes, SyncConn};
 use crate::store::redis::{model_key, model_position_key, site_key, user_key};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -234,8 +235,7 @@ pub fn run(args: &RetrainArgs) -> Result<Outcome> {
 /// Runs a retrain of the deployment `args` names, with `search`.
 pub fn run_with(args: &RetrainArgs, search: &Search) -> Result<Outcome> {
     let started = Instant::now();
-    let mut redis = redis::Client::open(args.redis_url.as_str())
-        .and_then(|c| c.get_connection())
+    let mut redis = SyncConn::open(&args.redis_url)
         .with_context(|| format!("cannot reach Redis at {}", args.redis_url))?;
     let registry = {
         let fields: HashMap<String, String> = redis.hgetall(model_key(&args.topic_prefix))?;
@@ -423,7 +423,7 @@ pub fn lessons(groups: UserEvents, now_ms: i64) -> Vec<(String, Vec<Lesson>)> {
 
 /// The version's factors, learned counts, positions and record.
 fn write_version(
-    redis: &mut redis::Connection,
+    redis: &mut SyncConn,
     topic_prefix: &str,
     info: &VersionInfo,
     sites: &[(String, Vec<Lesson>)],
@@ -433,48 +433,49 @@ fn write_version(
     for ((site, lessons), model) in sites.iter().zip(models) {
         let learned = lessons_per_user(lessons);
         let items_key = site_key(site, &versioned("item_vectors", v));
-        let mut pipe = redis::pipe();
-        pipe.del(&items_key).ignore();
+        let mut pipes = Pipes::new();
+        pipes.add_ignored(redis::Cmd::del(&items_key));
         for (n, (item, vector)) in model.items.iter().enumerate() {
-            pipe.hset(&items_key, item, pack(vector)).ignore();
+            pipes.add_ignored(redis::Cmd::hset(&items_key, item, pack(vector)));
             if n % 1000 == 999 {
-                pipe.query::<()>(redis)?;
-                pipe = redis::pipe();
+                std::mem::take(&mut pipes).query(redis)?;
             }
         }
         for (n, (user, vector)) in model.users.iter().enumerate() {
-            pipe.set(user_key(site, user, &versioned("vector", v)), pack(vector))
-                .ignore();
             let wm = user_key(site, user, &versioned("vector_wm", v));
-            pipe.del(&wm).ignore();
-            pipe.hset(
-                &wm,
-                "steps",
-                learned.get(user.as_str()).copied().unwrap_or(0),
-            )
-            .ignore();
+            pipes
+                .add_ignored(redis::Cmd::set(
+                    user_key(site, user, &versioned("vector", v)),
+                    pack(vector),
+                ))
+                .add_ignored(redis::Cmd::del(&wm))
+                .add_ignored(redis::Cmd::hset(
+                    &wm,
+                    "steps",
+                    learned.get(user.as_str()).copied().unwrap_or(0),
+                ));
             if n % 1000 == 999 {
-                pipe.query::<()>(redis)?;
-                pipe = redis::pipe();
+                std::mem::take(&mut pipes).query(redis)?;
             }
         }
-        pipe.query::<()>(redis)?;
+        pipes.query(redis)?;
     }
     let positions: Vec<(&String, i64)> =
         info.trained_through.iter().map(|(k, v)| (k, *v)).collect();
-    let mut pipe = redis::pipe();
+    let mut pipes = Pipes::new();
     let position = model_position_key(topic_prefix, v);
-    pipe.del(&position).ignore();
+    pipes.add_ignored(redis::Cmd::del(&position));
     if !positions.is_empty() {
-        pipe.hset_multiple(&position, &positions).ignore();
+        pipes.add_ignored(redis::Cmd::hset_multiple(&position, &positions));
     }
-    pipe.hset(
+    pipes.add_ignored(redis::Cmd::hset(
         model_key(topic_prefix),
         info_field(v),
         serde_json::to_string(info)?,
-    )
-    .ignore();
-    pipe.query::<()>(redis)?;
+    ));
+    pipes.query(redis)?;
+    // The version is on record only once a failover cannot lose it.
+    redis.wait_replicated()?;
     Ok(())
 }
 

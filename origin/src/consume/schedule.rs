@@ -69,7 +69,7 @@ pub fn spawn(
 
 /// One look at the schedule, and a retrain if it is due.
 fn tick(args: &RetrainArgs, every_ms: i64, started_ms: i64, degraded: bool) -> anyhow::Result<()> {
-    let mut redis = redis::Client::open(args.redis_url.as_str())?.get_connection()?;
+    let mut redis = crate::store::redis::conn::SyncConn::open(&args.redis_url)?;
     let fields: std::collections::HashMap<String, String> = redis::cmd("HGETALL")
         .arg(model_key(&args.topic_prefix))
         .query(&mut redis)?;

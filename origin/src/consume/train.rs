@@ -32,6 +32,7 @@ use crate::model::validation::Validator;
 use crate::model::versions::{versioned, VersionInfo};
 use crate::model::{initial, pack, unpack, MfConfig};
 use crate::store::profile_event::ProfileEvent;
+use crate::store::redis::conn::{Pipes, SyncConn};
 use crate::store::redis::{covisit_row_key, site_key, user_key, LUA_VEC_ADD};
 
 /// KEYS: item_vectors, item_wm. ARGV: updates (MessagePack).
@@ -113,7 +114,7 @@ type Planned = (usize, usize, Vec<String>);
 
 /// The consumer's model trainer.
 pub struct Trainer {
-    conn: redis::Connection,
+    conn: SyncConn,
     item_script: redis::Script,
     covisit_script: redis::Script,
     cfg: MfConfig,
@@ -141,7 +142,7 @@ impl Trainer {
         validator: Validator,
     ) -> redis::RedisResult<Self> {
         Ok(Trainer {
-            conn: redis::Client::open(url)?.get_connection()?,
+            conn: SyncConn::open(url)?,
             item_script: redis::Script::new(&format!("{LUA_VEC_ADD}{ITEM_SCRIPT}")),
             covisit_script: redis::Script::new(COVISIT_SCRIPT),
             cfg: version.recipe.config(),
@@ -151,6 +152,11 @@ impl Trainer {
             validator,
             snapshots: HashMap::new(),
         })
+    }
+
+    /// Waits until Redis replicas hold this writer's writes (on a cluster).
+    pub fn wait_replicated(&mut self) -> redis::RedisResult<()> {
+        self.conn.wait_replicated()
     }
 
     /// The version trained.
@@ -386,22 +392,21 @@ impl Trainer {
         // same initial factors), which writes nothing for a forgotten user.
         let (items_key, user_vector) =
             (self.items_key(), versioned("vector", self.version.version));
-        let mut pipe = redis::pipe();
+        let mut pipes = Pipes::new();
         for (site, item) in &touched {
-            pipe.hset_nx(
+            pipes.add_ignored(redis::Cmd::hset_nx(
                 site_key(site, &items_key),
                 item,
                 pack(&initial(&format!("{site}/{item}"), dim)),
-            )
-            .ignore();
+            ));
         }
         for (site, user) in keys {
-            pipe.get(user_key(site, user, &user_vector));
+            pipes.add(redis::Cmd::get(user_key(site, user, &user_vector)));
         }
         for (site, item) in &touched {
-            pipe.hget(site_key(site, &items_key), item);
+            pipes.add(redis::Cmd::hget(site_key(site, &items_key), item));
         }
-        let raw: Vec<Option<Vec<u8>>> = pipe.query(&mut self.conn)?;
+        let raw: Vec<Option<Vec<u8>>> = pipes.query_as(&mut self.conn)?;
         let users = keys
             .iter()
             .zip(&raw)
@@ -422,11 +427,11 @@ impl Trainer {
                 .or_default()
                 .insert((*i).to_owned(), v);
         }
-        let mut pipe = redis::pipe();
+        let mut pipes = Pipes::new();
         for (site, user) in keys {
-            pipe.lrange(user_key(site, user, "recent"), 0, -1);
+            pipes.add(redis::Cmd::lrange(user_key(site, user, "recent"), 0, -1));
         }
-        let windows = pipe.query(&mut self.conn)?;
+        let windows = pipes.query_as(&mut self.conn)?;
         Ok((users, windows, vectors))
     }
 

@@ -29,10 +29,7 @@ fn skip_everything(brokers: &str, prefix: &str, group: &str) {
         .set("enable.auto.commit", "false")
         .create()
         .unwrap();
-    let mut store = redis::Client::open(env("REDIS_URL"))
-        .unwrap()
-        .get_connection()
-        .unwrap();
+    let mut store = attune_origin::store::redis::conn::SyncConn::open(&env("REDIS_URL")).unwrap();
     let mut tpl = TopicPartitionList::new();
     for kind in EventKind::ALL {
         let name = format!("{prefix}{}", topic(kind));

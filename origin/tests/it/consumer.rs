@@ -683,9 +683,7 @@ async fn a_reader_is_recommended_what_readers_of_the_same_item_read_next() {
     .await;
     expected.wait_for(&origin).await;
 
-    let mut redis = redis::Client::open(env("REDIS_URL"))
-        .unwrap()
-        .get_multiplexed_async_connection()
+    let mut redis = attune_origin::store::redis::conn::AsyncConn::open(&env("REDIS_URL"))
         .await
         .unwrap();
     let (pair, norm): (f64, f64) = redis::pipe()
@@ -826,10 +824,7 @@ fn a_replayed_round_credits_popularity_once() {
         });
         writer.credit(&groups).unwrap();
     }
-    let mut redis = redis::Client::open(env("REDIS_URL"))
-        .unwrap()
-        .get_connection()
-        .unwrap();
+    let mut redis = attune_origin::store::redis::conn::SyncConn::open(&env("REDIS_URL")).unwrap();
     let click = FeedbackWeights::default().weight(&Interaction::Click);
     for scope in [site.clone(), format!("{site}~device:mobile")] {
         let stored: String = redis::cmd("HGET")
@@ -902,10 +897,7 @@ fn a_replayed_round_counts_each_co_visit_once() {
         });
         trainer.update(&mut groups).unwrap();
     }
-    let mut redis = redis::Client::open(env("REDIS_URL"))
-        .unwrap()
-        .get_connection()
-        .unwrap();
+    let mut redis = attune_origin::store::redis::conn::SyncConn::open(&env("REDIS_URL")).unwrap();
     let (ab, ba, norm_b): (f64, f64, f64) = redis::pipe()
         .hget(format!("attune:{{{site}}}:covisit:a"), "b")
         .hget(format!("attune:{{{site}}}:covisit:b"), "a")
@@ -958,10 +950,7 @@ fn a_popular_items_row_is_trimmed_as_the_model_trims_it() {
     });
     trainer.update(&mut groups).unwrap();
 
-    let mut redis = redis::Client::open(env("REDIS_URL"))
-        .unwrap()
-        .get_connection()
-        .unwrap();
+    let mut redis = attune_origin::store::redis::conn::SyncConn::open(&env("REDIS_URL")).unwrap();
     let mut pipe = redis::pipe();
     let expected = expected.rows();
     let rows: Vec<&String> = expected.keys().collect();
@@ -1004,13 +993,13 @@ struct Backup {
     fields: Vec<(&'static str, Vec<(String, String)>)>,
 }
 
-const POSITION_HASHES: [&str; 2] = [
-    attune_origin::store::redis::RESUME_KEY,
-    attune_origin::store::redis::LEDGER_WATERMARKS_KEY,
-];
+const POSITION_HASHES: [&str; 1] = [attune_origin::store::redis::RESUME_KEY];
 
 impl Backup {
-    fn site_keys(conn: &mut redis::Connection, site: &str) -> Vec<String> {
+    fn site_keys(
+        conn: &mut attune_origin::store::redis::conn::SyncConn,
+        site: &str,
+    ) -> Vec<String> {
         let pattern = format!("attune:{{{site}*");
         redis::cmd("KEYS").arg(pattern).query(conn).unwrap()
     }
@@ -1076,11 +1065,8 @@ impl Backup {
     }
 }
 
-fn redis_conn() -> redis::Connection {
-    redis::Client::open(env("REDIS_URL"))
-        .unwrap()
-        .get_connection()
-        .unwrap()
+fn redis_conn() -> attune_origin::store::redis::conn::SyncConn {
+    attune_origin::store::redis::conn::SyncConn::open(&env("REDIS_URL")).unwrap()
 }
 
 /// Redis restored from a backup taken mid-stream (or a host crash that lost
@@ -1160,7 +1146,7 @@ fn item_factors_in_redis_are_the_models_steps_and_a_replay_changes_nothing() {
     let incoming = vec![click_as_consumed("factors", 0, &site, "u", "a", now_ms())];
     let mut trainer =
         Trainer::connect(&env("REDIS_URL"), VersionInfo::first(), Validator::new(1.0)).unwrap();
-    let stored = |conn: &mut redis::Connection| -> Vec<f32> {
+    let stored = |conn: &mut attune_origin::store::redis::conn::SyncConn| -> Vec<f32> {
         let bytes: Vec<u8> = redis::cmd("HGET")
             .arg(site_key(&site, "item_vectors"))
             .arg("a")

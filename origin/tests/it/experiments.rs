@@ -301,10 +301,7 @@ async fn experiments_serve_by_arm_expose_once_and_measure_from_the_exposure_on()
 
     // A Redis restored from before the exposures (they and the store's
     // positions on their topic gone): a restarted consumer replays them.
-    let mut conn = redis::Client::open(env("REDIS_URL"))
-        .unwrap()
-        .get_connection()
-        .unwrap();
+    let mut conn = attune_origin::store::redis::conn::SyncConn::open(&env("REDIS_URL")).unwrap();
     let _: () = redis::cmd("DEL")
         .arg(attune_origin::store::redis::exposures_key(
             &origin.site.site_key,

@@ -50,15 +50,15 @@ fn retrain(prefix: &str, origin: &TestOrigin, extra: &[&str]) -> Value {
 
 /// Each reader's events learned by `version` (its user-side `steps`).
 fn steps(site: &str, users: &[String], version: u32) -> BTreeMap<String, u64> {
-    let mut redis = redis::Client::open(env("REDIS_URL"))
-        .unwrap()
-        .get_connection()
-        .unwrap();
-    let mut pipe = redis::pipe();
+    let mut redis = attune_origin::store::redis::conn::SyncConn::open(&env("REDIS_URL")).unwrap();
+    let mut pipes = attune_origin::store::redis::conn::Pipes::new();
     for u in users {
-        pipe.hget(user_key(site, u, &versioned("vector_wm", version)), "steps");
+        pipes.add(redis::Cmd::hget(
+            user_key(site, u, &versioned("vector_wm", version)),
+            "steps",
+        ));
     }
-    let got: Vec<Option<u64>> = pipe.query(&mut redis).unwrap();
+    let got: Vec<Option<u64>> = pipes.query_as(&mut redis).unwrap();
     users
         .iter()
         .cloned()

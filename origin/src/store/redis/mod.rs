@@ -28,11 +28,17 @@
 //! | `attune:{site}:experiments` | hash | experiment key → definition JSON |
 //! | `attune:{site}:exposures:<key>:<phase>` | hash | unit → its first exposure JSON in that phase |
 //! | `attune:{site}:ledger:<minute>` | hash | `<measure>.<kind>` → events counted in that minute (reconciliation; 8 days) |
-//! | `attune:ledger_wm` | hash | `topic:partition` → last offset the consumers' ledger counted |
+//! | `attune:{site}:ledger_wm` | hash | `topic:partition` → last offset the consumers' ledger counted for the site |
 //! | `attune:resume` | hash | `topic:partition` → next offset to read; every write before it is here |
 //! | `attune:consumers` | hash | consumer member → its latest stats (JSON) |
 //! | `attune:<topic prefix>model` | hash | the model versions' registry: `serving`, `history`, `vN` → version JSON (`model::versions`) |
 //! | `attune:<topic prefix>model:position` | hash | `topic:partition` → next offset version 1 learns; version N > 1: `…:position:vN` |
+//!
+//! Every script's keys share one hash tag, so the schema runs on a Redis
+//! Cluster as on one node ([`conn`]); the keys without a tag are each read
+//! and written alone.
+
+pub mod conn;
 
 use std::collections::{HashMap, HashSet};
 use std::ops::Range;
@@ -40,7 +46,6 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use attune_core::{DecayedScore, HalfLife};
-use redis::aio::ConnectionManager;
 use redis::AsyncCommands;
 
 use crate::clock::now_ms;
@@ -51,15 +56,17 @@ use crate::experiments::{Exposure, UnitCounters};
 use crate::model::unpack_any;
 use crate::model::versions::{versioned, Registry};
 
+use self::conn::{AsyncConn, Pipes};
 use super::{
     add_rail_field, Attributes, ConsumerStats, CovisitRows, IngestContext, Item, Profile,
     RailCounts, Store, StoreError, StoreResult, UserModel,
 };
 
-/// Redis through one auto-reconnecting multiplexed connection.
+/// Redis through one auto-reconnecting multiplexed connection (to a node
+/// or a cluster).
 #[derive(Clone)]
 pub struct RedisStore {
-    conn: ConnectionManager,
+    conn: AsyncConn,
     /// The deployment's topic prefix, which names its model registry.
     topic_prefix: String,
     /// The serving model version as last read, and when.
@@ -112,8 +119,11 @@ pub fn ledger_key(site: &str, minute: Minute) -> String {
     site_key(site, &format!("ledger:{minute}"))
 }
 
-/// Hash of `topic:partition` → the last offset the consumers' ledger counted.
-pub const LEDGER_WATERMARKS_KEY: &str = "attune:ledger_wm";
+/// A site's hash of `topic:partition` → the last offset the consumers'
+/// ledger counted for it.
+pub fn ledger_watermarks_key(site: &str) -> String {
+    site_key(site, "ledger_wm")
+}
 
 /// How long ledger minutes are kept: past the audit's longest window.
 pub const LEDGER_TTL_S: i64 = 8 * 86_400;
@@ -151,10 +161,8 @@ pub const FORGOTTEN_MARK: &str = "forgotten";
 impl RedisStore {
     /// Connects (and keeps reconnecting in the background).
     pub async fn connect(url: &str) -> StoreResult<Self> {
-        let client = redis::Client::open(url)?;
-        let conn = ConnectionManager::new(client).await?;
         Ok(RedisStore {
-            conn,
+            conn: AsyncConn::open(url).await?,
             topic_prefix: String::new(),
             serving: Arc::default(),
         })
@@ -216,6 +224,10 @@ local function vec_add(cur, d)
 end
 ";
 
+fn parsing(e: redis::ParsingError) -> StoreError {
+    StoreError(format!("Redis: {e}"))
+}
+
 fn parse_score(s: &str) -> Option<DecayedScore> {
     let (v, at) = s.split_once(',')?;
     Some(DecayedScore {
@@ -244,6 +256,7 @@ impl Store for RedisStore {
             })
             .collect();
         let _: () = c.hset_multiple(site_key(site, "items"), &fields).await?;
+        self.conn.wait_replicated().await?;
         Ok(())
     }
 
@@ -276,15 +289,15 @@ impl Store for RedisStore {
             pipe.hset_multiple(&key, &fields);
         }
         let _: () = pipe.query_async(&mut c).await?;
+        self.conn.wait_replicated().await?;
         Ok(())
     }
 
     async fn ingest_context(&self, site: &str, user: &str) -> StoreResult<IngestContext> {
-        let mut c = self.conn.clone();
-        let (forgotten, attributes): (bool, Attributes) = redis::pipe()
-            .sismember(site_key(site, "forgotten"), user)
-            .hgetall(user_key(site, user, "attrs"))
-            .query_async(&mut c)
+        let (forgotten, attributes): (bool, Attributes) = Pipes::new()
+            .add(redis::Cmd::sismember(site_key(site, "forgotten"), user))
+            .add(redis::Cmd::hgetall(user_key(site, user, "attrs")))
+            .query_async_as(&self.conn)
             .await?;
         Ok(IngestContext {
             forgotten,
@@ -400,30 +413,32 @@ impl Store for RedisStore {
                 keys.push(user_key(site, user, &versioned(base, v.version)));
             }
         }
-        let mut c = self.conn.clone();
         // The forgotten marks go first: an event arriving meanwhile is ignored
         // (by ingest and the consumers' check: the site's set; by a profile
         // script already under way: the user's own mark) rather than
-        // recreating what is being deleted.
-        let _: () = redis::pipe()
-            .sadd(site_key(site, "forgotten"), user)
-            .set(user_key(site, user, FORGOTTEN_MARK), 1)
-            .del(keys)
-            .query_async(&mut c)
+        // recreating what is being deleted. The user's keys share a slot.
+        Pipes::new()
+            .add_ignored(redis::Cmd::sadd(site_key(site, "forgotten"), user))
+            .add_ignored(redis::Cmd::set(user_key(site, user, FORGOTTEN_MARK), 1))
+            .add_ignored(redis::Cmd::del(keys))
+            .query_async(&self.conn)
             .await?;
         // Its exposures in every phase of every experiment: an exposure on
         // its way finds the user in the forgotten set and is not kept.
         let experiments = self.experiments(site).await?;
         if experiments.is_empty() {
+            self.conn.wait_replicated().await?;
             return Ok(());
         }
+        // A site's keys share a slot.
         let mut pipe = redis::pipe();
         for e in experiments {
             for phase in 1..=e.phase {
                 pipe.hdel(exposures_key(site, &e.key, phase), user).ignore();
             }
         }
-        let _: () = pipe.query_async(&mut c).await?;
+        let _: () = pipe.query_async(&mut self.conn.clone()).await?;
+        self.conn.wait_replicated().await?;
         Ok(())
     }
 
@@ -438,6 +453,7 @@ impl Store for RedisStore {
         let _: () = c
             .hset_multiple(model_key(&self.topic_prefix), &registry.pointer_fields())
             .await?;
+        self.conn.wait_replicated().await?;
         *self.serving.lock().expect("not poisoned") = None;
         Ok(())
     }
@@ -482,6 +498,7 @@ impl Store for RedisStore {
         let _: () = c
             .hset(site_key(site, "experiments"), &experiment.key, json)
             .await?;
+        self.conn.wait_replicated().await?;
         Ok(())
     }
 
@@ -515,24 +532,24 @@ impl Store for RedisStore {
         let mut out = Vec::with_capacity(users.len());
         // A pipeline per thousand users keeps each reply small.
         for chunk in users.chunks(1_000) {
-            let mut pipe = redis::pipe();
+            let mut pipes = Pipes::new();
             for user in chunk {
-                pipe.cmd("HMGET")
-                    .arg(user_key(site, user, "profile"))
-                    .arg(&[
-                        "count:page_view",
-                        "count:click",
-                        "count:impression",
-                        "dwell_ms_total",
-                        "credit:a",
-                        "credit:b",
-                        "sessions",
-                    ])
-                    .scard(user_key(site, user, "consumed"));
+                let mut fields = redis::cmd("HMGET");
+                fields.arg(user_key(site, user, "profile")).arg(&[
+                    "count:page_view",
+                    "count:click",
+                    "count:impression",
+                    "dwell_ms_total",
+                    "credit:a",
+                    "credit:b",
+                    "sessions",
+                ]);
+                pipes
+                    .add(fields)
+                    .add(redis::Cmd::scard(user_key(site, user, "consumed")));
             }
-            let mut c = self.conn.clone();
-            let replies: Vec<redis::Value> = pipe.query_async(&mut c).await?;
-            let parse = |e: redis::ParsingError| StoreError(format!("Redis: {e}"));
+            let replies = pipes.query_async(&self.conn).await?;
+            let parse = parsing;
             let mut replies = replies.into_iter();
             while let (Some(fields), Some(reads)) = (replies.next(), replies.next()) {
                 let fields: Vec<Option<u64>> = redis::from_redis_value(fields).map_err(parse)?;
@@ -554,16 +571,14 @@ impl Store for RedisStore {
     }
 
     async fn add_ledger(&self, counts: &Counts) -> StoreResult<()> {
-        let mut pipe = redis::pipe();
+        let mut pipes = Pipes::new();
         for ((cell, measure), n) in counts {
             let key = ledger_key(&cell.site, cell.minute);
-            pipe.hincr(&key, measure.field(&cell.kind), *n)
-                .ignore()
-                .expire(&key, LEDGER_TTL_S)
-                .ignore();
+            pipes
+                .add_ignored(redis::Cmd::hincr(&key, measure.field(&cell.kind), *n))
+                .add_ignored(redis::Cmd::expire(&key, LEDGER_TTL_S));
         }
-        let mut c = self.conn.clone();
-        pipe.query_async::<()>(&mut c).await?;
+        pipes.query_async(&self.conn).await?;
         Ok(())
     }
 
@@ -572,12 +587,11 @@ impl Store for RedisStore {
             .iter()
             .flat_map(|site| minutes.clone().map(move |m| (site, m)))
             .collect();
-        let mut pipe = redis::pipe();
+        let mut pipes = Pipes::new();
         for (site, minute) in &cells {
-            pipe.hgetall(ledger_key(site, *minute));
+            pipes.add(redis::Cmd::hgetall(ledger_key(site, *minute)));
         }
-        let mut c = self.conn.clone();
-        let rows: Vec<HashMap<String, u64>> = pipe.query_async(&mut c).await?;
+        let rows: Vec<HashMap<String, u64>> = pipes.query_async_as(&self.conn).await?;
         let mut out = Counts::new();
         for ((site, minute), row) in cells.into_iter().zip(rows) {
             for (field, n) in row {
