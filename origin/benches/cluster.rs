@@ -11,6 +11,13 @@
 //!    and 3 consumer processes of one group (fresh topics each): applied
 //!    events/s.
 //!
+//! 3. CPU per event per tier, from `/proc/<pid>/stat` of the processes that
+//!    did the work (the brokers' and Redis nodes' pids come from xtask in
+//!    `ATTUNE_CLUSTER_KAFKA_PIDS` and `ATTUNE_CLUSTER_REDIS_PIDS`), and the
+//!    cores each tier would need for 10k, 100k and 1M events/s at that cost.
+//!    The origin runs in this process beside the load generator, so its
+//!    figure includes the generator's: an upper bound.
+//!
 //! Writes target/bench/cluster.json.
 
 mod common;
@@ -18,7 +25,7 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{batch, percentile, write_report, Bench};
+use common::{batch, cpu_seconds_of, percentile, write_report, Bench};
 use serde_json::json;
 
 const ROUNDS: usize = 6;
@@ -65,9 +72,90 @@ fn median(v: &[f64]) -> f64 {
     v[v.len() / 2]
 }
 
+/// The stack's server processes, by tier.
+struct Servers {
+    kafka: Vec<u32>,
+    redis: Vec<u32>,
+}
+
+/// CPU seconds used, by tier.
+#[derive(Default, Clone, Copy)]
+struct Cpu {
+    /// The origins and the load generator (this process).
+    origin: f64,
+    kafka: f64,
+    redis: f64,
+    consumers: f64,
+}
+
+impl Servers {
+    fn from_env() -> anyhow::Result<Servers> {
+        let pids = |v: &str| -> anyhow::Result<Vec<u32>> {
+            std::env::var(v)
+                .map_err(|_| anyhow::anyhow!("run `cargo xtask bench cluster`"))?
+                .split(',')
+                .map(|p| Ok(p.trim().parse()?))
+                .collect()
+        };
+        Ok(Servers {
+            kafka: pids("ATTUNE_CLUSTER_KAFKA_PIDS")?,
+            redis: pids("ATTUNE_CLUSTER_REDIS_PIDS")?,
+        })
+    }
+
+    /// CPU seconds so far (consumers: of `consumers`).
+    fn cpu(&self, consumers: &[u32]) -> Cpu {
+        Cpu {
+            origin: cpu_seconds_of(&[std::process::id()]),
+            kafka: cpu_seconds_of(&self.kafka),
+            redis: cpu_seconds_of(&self.redis),
+            consumers: cpu_seconds_of(consumers),
+        }
+    }
+}
+
+impl std::ops::Sub for Cpu {
+    type Output = Cpu;
+    fn sub(self, o: Cpu) -> Cpu {
+        Cpu {
+            origin: self.origin - o.origin,
+            kafka: self.kafka - o.kafka,
+            redis: self.redis - o.redis,
+            consumers: self.consumers - o.consumers,
+        }
+    }
+}
+
+impl std::ops::AddAssign for Cpu {
+    fn add_assign(&mut self, o: Cpu) {
+        self.origin += o.origin;
+        self.kafka += o.kafka;
+        self.redis += o.redis;
+        self.consumers += o.consumers;
+    }
+}
+
+/// CPU milliseconds per event, and the cores `ms` per event needs at each
+/// rate.
+fn per_event(cpu_s: f64, events: usize) -> serde_json::Value {
+    let ms = cpu_s * 1e3 / events as f64;
+    json!({
+        "cpu_ms_per_event": ms,
+        "cores_for_10k_events_per_s": ms * 10.0,
+        "cores_for_100k_events_per_s": ms * 100.0,
+        "cores_for_1m_events_per_s": ms * 1000.0,
+    })
+}
+
 /// A backlog on fresh cluster topics, then `consumers` processes applying
-/// it: events/s from their start until the group's lag is zero.
-async fn consumers(brokers: &str, redis: &str, consumers: usize) -> anyhow::Result<f64> {
+/// it: events/s from their start until the group's lag is zero, and the CPU
+/// the consumers, Kafka and Redis used meanwhile.
+async fn consumers(
+    brokers: &str,
+    redis: &str,
+    servers: &Servers,
+    consumers: usize,
+) -> anyhow::Result<(f64, Cpu)> {
     let bench = Arc::new(Bench::start_on("cluster", brokers, redis).await?);
     let mut posts = Vec::new();
     for i in 0..BACKLOG_BATCHES {
@@ -82,6 +170,8 @@ async fn consumers(brokers: &str, redis: &str, consumers: usize) -> anyhow::Resu
     let procs: Vec<_> = (0..consumers)
         .map(|_| bench.consumer())
         .collect::<anyhow::Result<_>>()?;
+    let pids: Vec<u32> = procs.iter().map(|p| p.pid()).collect();
+    let before = servers.cpu(&[]);
     let deadline = started + Duration::from_secs(600);
     loop {
         let lag = bench.get_json("/v1/dashboard").await.and_then(|d| {
@@ -103,10 +193,11 @@ async fn consumers(brokers: &str, redis: &str, consumers: usize) -> anyhow::Resu
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let rate = (BACKLOG_BATCHES * EVENTS_PER_BATCH) as f64 / started.elapsed().as_secs_f64();
+    let used = servers.cpu(&pids) - before;
     // The consumers go before their topics do.
     drop(procs);
     bench.delete_topics().await?;
-    Ok(rate)
+    Ok((rate, used))
 }
 
 #[tokio::main]
@@ -115,15 +206,22 @@ async fn main() -> anyhow::Result<()> {
         |v: &str| std::env::var(v).map_err(|_| anyhow::anyhow!("run `cargo xtask bench cluster`"));
     let (cluster_brokers, cluster_redis) =
         (var("ATTUNE_CLUSTER_BROKERS")?, var("ATTUNE_CLUSTER_REDIS")?);
+    let servers = Servers::from_env()?;
     let single = Arc::new(Bench::start("cluster").await?);
     let cluster = Arc::new(Bench::start_on("cluster", &cluster_brokers, &cluster_redis).await?);
     let (mut rates, mut latencies) = ([Vec::new(), Vec::new()], [Vec::new(), Vec::new()]);
+    // What the cluster side's rounds cost, tier by tier.
+    let mut ingest_cpu = Cpu::default();
     for r in 0..ROUNDS {
         // Alternate which goes first, so neither always meets a warmer machine.
         let order = if r % 2 == 0 { [0, 1] } else { [1, 0] };
         for side in order {
             let bench = if side == 0 { &single } else { &cluster };
+            let before = servers.cpu(&[]);
             let (rate, l) = round(bench, r).await?;
+            if side == 1 {
+                ingest_cpu += servers.cpu(&[]) - before;
+            }
             rates[side].push(rate);
             latencies[side].extend(l);
         }
@@ -146,11 +244,27 @@ async fn main() -> anyhow::Result<()> {
         ],
     );
     let mut applied = Vec::new();
+    let mut consume_cpu = Vec::new();
     for n in 1..=3 {
-        let rate = consumers(&cluster_brokers, &cluster_redis, n).await?;
+        let (rate, cpu) = consumers(&cluster_brokers, &cluster_redis, &servers, n).await?;
         println!("{n} consumer(s) on the cluster: {rate:.0} events/s applied");
         applied.push(json!({"consumers": n, "applied_events_per_s": rate}));
+        consume_cpu.push(cpu);
     }
+    // Per event, on the cluster stack: ingest from the cluster side's rounds,
+    // applying from the one-consumer run (no core shared by two consumers).
+    let (ingested, backlog) = (
+        ROUNDS * BATCHES_PER_ROUND * EVENTS_PER_BATCH,
+        BACKLOG_BATCHES * EVENTS_PER_BATCH,
+    );
+    let cpu = json!({
+        "origin_and_load_generator": per_event(ingest_cpu.origin, ingested),
+        "kafka_ingest": per_event(ingest_cpu.kafka, ingested),
+        "redis_ingest": per_event(ingest_cpu.redis, ingested),
+        "consumer": per_event(consume_cpu[0].consumers, backlog),
+        "kafka_consume": per_event(consume_cpu[0].kafka, backlog),
+        "redis_consume": per_event(consume_cpu[0].redis, backlog),
+    });
     let report = json!({
         "ingest": {
             "events_per_round_each": BATCHES_PER_ROUND * EVENTS_PER_BATCH,
@@ -164,6 +278,7 @@ async fn main() -> anyhow::Result<()> {
             "p99_ms": {"single_node": p99[0], "cluster": p99[1]},
         },
         "consumers_on_cluster": applied,
+        "cpu_per_event_on_cluster": cpu,
         "cores": std::thread::available_parallelism().map_or(0, |n| n.get()),
     });
     println!("{}", serde_json::to_string_pretty(&report)?);

@@ -90,11 +90,15 @@ pub fn run(bench: Bench) -> Result<()> {
             .env("ATTUNE_STACK_UP", std::env::current_exe()?);
     }
     // The cluster beside the stack, for as long as the benchmark runs.
-    let cluster = stack.kafka_cluster_beside();
-    let _kafka = match bench {
+    let cluster = stack.cluster_beside();
+    let _servers = match bench {
         Bench::Cluster => {
-            cmd.env("ATTUNE_CLUSTER_BROKERS", cluster.endpoints().kafka_brokers);
-            Some(cluster.kafka_only(&[])?)
+            let servers = cluster.servers(&[])?;
+            cmd.env("ATTUNE_CLUSTER_BROKERS", cluster.endpoints().kafka_brokers)
+                .env("ATTUNE_CLUSTER_REDIS", cluster.endpoints().redis_url)
+                .env("ATTUNE_CLUSTER_KAFKA_PIDS", cluster.server_pids("kafka")?)
+                .env("ATTUNE_CLUSTER_REDIS_PIDS", cluster.server_pids("redis")?);
+            Some(servers)
         }
         _ => None,
     };

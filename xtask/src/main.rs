@@ -39,8 +39,8 @@ enum Command {
     },
     /// Install what is missing, start the stack, run every test suite, stop the stack.
     Test,
-    /// Exactly-once under faults: load on a 3-node Kafka cluster and Redis while
-    /// consumers, brokers, Redis and everything are killed; checks every acknowledged
+    /// Exactly-once under faults: load on a 3-node Kafka cluster and a Redis Cluster while
+    /// consumers, brokers, a Redis primary and everything are killed; checks every acknowledged
     /// event is applied once (release build; ≤ 15 min; writes target/bench/chaos.json).
     Chaos {
         /// One fault of each kind on 10,000 events (what `cargo xtask test` runs).
@@ -79,7 +79,8 @@ enum StackAction {
         #[arg(long)]
         monitoring: bool,
         /// Three Kafka nodes (a controller quorum of three; topics with three
-        /// replicas, two in sync for every acknowledged write) instead of one.
+        /// replicas, two in sync for every acknowledged write) and a Redis
+        /// Cluster (three primaries, three replicas) instead of one node each.
         #[arg(long)]
         cluster: bool,
     },

@@ -207,19 +207,19 @@ fn suites(
     });
     // The suites that produce, consume and move offsets, again on
     // replicated topics (three copies, two in sync for every acknowledged
-    // write) and replicated offsets and transaction state.
+    // write), replicated offsets and transaction state, and a Redis Cluster.
     report.step(
-        "origin Kafka suites again on a 3-node Kafka cluster (RF 3, min ISR 2)",
+        "origin Kafka suites again on the cluster stack (3 Kafka nodes, RF 3, min ISR 2; Redis Cluster 3+3)",
         || {
-            let cluster = stack.kafka_cluster_beside();
+            let cluster = stack.cluster_beside();
             // The unprefixed topics too: some suites run on them.
-            let _kafka = cluster.kafka_only(&[""])?;
+            let _servers = cluster.servers(&[""])?;
+            let endpoints = cluster.endpoints();
             run_counting(
                 cargo()
                     .args(["test", "-p", "attune-origin", "--test", "it", "--"])
                     .args(["consumer::", "ingest_kafka::", "segment::"])
-                    .env("KAFKA_BROKERS", cluster.endpoints().kafka_brokers)
-                    .env("REDIS_URL", &endpoints.redis_url)
+                    .envs(endpoints.vars())
                     .env("ATTUNE_PYTHON", &tools.python),
                 tests,
             )

@@ -257,6 +257,11 @@ impl Bench {
 pub struct ConsumerProcess(Child);
 
 impl ConsumerProcess {
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+
     /// SIGKILL, and waits until it is gone.
     pub fn kill(&mut self) -> std::io::Result<()> {
         self.0.kill()?;
@@ -268,6 +273,31 @@ impl Drop for ConsumerProcess {
     fn drop(&mut self) {
         let _ = self.kill();
     }
+}
+
+/// CPU seconds (user + system) process `pid` has used so far, from
+/// `/proc/<pid>/stat` (0 once it is gone). Linux counts them in USER_HZ
+/// ticks, 100 a second.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // The command name (field 2) may hold spaces; the fields after it don't.
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line.
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok());
+    match (ticks(11), ticks(12)) {
+        (Some(user), Some(system)) => (user + system) / 100.0,
+        _ => 0.0,
+    }
+}
+
+/// The CPU seconds of several processes together.
+pub fn cpu_seconds_of(pids: &[u32]) -> f64 {
+    pids.iter().map(|p| cpu_seconds(*p)).sum()
 }
 
 /// A steady load: `batches_per_s` batches of `events` from 200 users until

@@ -22,8 +22,9 @@ pub enum Fault {
     /// SIGSTOP of the broker leading the clicks topic's partition 1 for a
     /// while, then SIGCONT.
     PauseBroker(Duration),
-    /// kill -9 of Redis, restarted from its append-only file.
-    KillRedis,
+    /// kill -9 of a Redis Cluster primary; once its replica has taken over,
+    /// it is started again (and rejoins as the replica).
+    KillRedisPrimary,
     /// kill -9 of the origin, the consumers, every broker and Redis; all
     /// started again.
     RestartEverything,
@@ -35,7 +36,7 @@ impl std::fmt::Display for Fault {
             Fault::KillConsumer => f.write_str("kill -9 a consumer"),
             Fault::KillLeader => f.write_str("SIGKILL the partition-leader broker"),
             Fault::PauseBroker(d) => write!(f, "SIGSTOP a broker for {} s", d.as_secs()),
-            Fault::KillRedis => f.write_str("kill -9 Redis"),
+            Fault::KillRedisPrimary => f.write_str("kill -9 a Redis primary"),
             Fault::RestartEverything => f.write_str("kill -9 everything, restart"),
         }
     }
@@ -56,15 +57,19 @@ pub fn inject(fault: &Fault, stack: &Stack, procs: &mut Procs) -> Result<()> {
             std::thread::sleep(*pause);
             signal(pid, Signal::SIGCONT)
         }
-        Fault::KillRedis => {
-            let pid = pid_in(&stack.redis_pid_file())?;
-            signal(pid, Signal::SIGKILL)?;
-            std::thread::sleep(Duration::from_secs(1));
+        Fault::KillRedisPrimary => {
+            let before = stack.redis_primaries()?;
+            let port = before[0];
+            let file = stack
+                .redis_node_pid_file(port)
+                .context("the primary is not one of the stack's Redis nodes")?;
+            signal(pid_in(&file)?, Signal::SIGKILL)?;
+            wait_failover(stack, port, before.len())?;
             restart_stack(stack)
         }
         Fault::RestartEverything => {
             procs.kill_all();
-            let mut files = vec![stack.redis_pid_file()];
+            let mut files = stack.redis_pid_files();
             files.extend((1..=3).filter_map(|id| stack.kafka_node_pid_file(id)));
             for file in files {
                 signal(pid_in(&file)?, Signal::SIGKILL)?;
@@ -100,6 +105,22 @@ fn signal(pid: u32, signal: Signal) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Waits until `primaries` primaries serve the slots again, none of them
+/// the one on `killed` (its replica was promoted).
+fn wait_failover(stack: &Stack, killed: u16, primaries: usize) -> Result<()> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let now = stack.redis_primaries().unwrap_or_default();
+        if now.len() == primaries && !now.contains(&killed) {
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            bail!("no replica took over from the Redis primary on {killed} within 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// The pid of the broker leading `partition` of the clicks topic.

@@ -1,10 +1,12 @@
 //! `cargo xtask stack up|down|status`: real Apache Kafka (KRaft, jars from
-//! Maven Central) and Redis (Debian's redis-server) on loopback. Kafka is one
-//! node, or with `stack up --cluster` (or `ATTUNE_KAFKA_NODES=3`) three, each
-//! 100 ports above the last, with three replicas per partition.
+//! Maven Central) and Redis (Debian's redis-server) on loopback. Each is one
+//! node, or with `stack up --cluster` a cluster: three Kafka nodes with three
+//! replicas per partition (`ATTUNE_KAFKA_NODES=3` alone), and a Redis
+//! Cluster of three primaries and three replicas (`ATTUNE_REDIS_NODES=6`
+//! alone); each node 100 ports above the last.
 //!
 //! Everything lives under `target/stack/` (`ATTUNE_STACK_DIR`): `kafka/libs`
-//! (jars), `kafka/data`, `redis/` (append-only file), `logs/`, `*.pid`, and `env`
+//! (jars), `kafka/data`, `redis/` (append-only files), `logs/`, `*.pid`, and `env`
 //! (the variables the origin and the tests read). Ports: `ATTUNE_KAFKA_PORT`
 //! (19092), `ATTUNE_KAFKA_CONTROLLER_PORT` (19093), `ATTUNE_REDIS_PORT` (16379),
 //! and with `--monitoring` Prometheus (Debian's) on `ATTUNE_PROMETHEUS_PORT`
@@ -20,7 +22,7 @@ use std::fs;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 
 use crate::install;
 use crate::process::{port_free, running_pid, stop};
@@ -37,6 +39,8 @@ pub struct Stack {
     prometheus_port: u16,
     /// Kafka nodes: 1, or 3 (the cluster layout).
     kafka_nodes: u8,
+    /// A Redis Cluster (6 nodes) rather than one node.
+    redis_cluster: bool,
 }
 
 /// How clients reach a running stack.
@@ -102,6 +106,7 @@ impl Stack {
             redis_port: env_port("ATTUNE_REDIS_PORT", 16379),
             prometheus_port: env_port("ATTUNE_PROMETHEUS_PORT", 19090),
             kafka_nodes: 1,
+            redis_cluster: false,
         }
         .with_layout_from_env()
     }
@@ -123,6 +128,17 @@ impl Stack {
             }
             None => 1,
         };
+        self.redis_cluster = match std::env::var("ATTUNE_REDIS_NODES").ok().as_deref() {
+            Some("6") => true,
+            Some("1") => false,
+            Some(other) => {
+                eprintln!("warning: ATTUNE_REDIS_NODES={other} is neither 1 nor 6; using 1");
+                false
+            }
+            None => redis::nodes(&self.clustered())
+                .iter()
+                .any(|n| running_pid(&n.pid_file(&self), redis::MARKER).is_some()),
+        };
         self
     }
 
@@ -131,6 +147,7 @@ impl Stack {
         Stack {
             dir: self.dir.clone(),
             kafka_nodes: kafka::CLUSTER_NODES,
+            redis_cluster: true,
             ..*self
         }
     }
@@ -142,26 +159,27 @@ impl Stack {
                 .map(|n| format!("127.0.0.1:{}", n.broker_port(self)))
                 .collect::<Vec<_>>()
                 .join(","),
-            redis_url: format!("redis://127.0.0.1:{}", self.redis_port),
+            redis_url: redis::url(self),
         }
     }
 
-    /// A three-node Kafka cluster beside this stack's (its ports 1000 above
-    /// this stack's, its data under `kafka/cluster`), for running the Kafka
-    /// suites on replicated topics while the single node keeps running.
-    pub fn kafka_cluster_beside(&self) -> Stack {
+    /// The cluster layout beside this stack (its ports 1000 above this
+    /// stack's, its data under `kafka/cluster` and `redis/cluster`), for
+    /// running suites on replicated Kafka and a Redis Cluster while the
+    /// single nodes keep running.
+    pub fn cluster_beside(&self) -> Stack {
         Stack {
             dir: self.dir.clone(),
             kafka_port: self.kafka_port + 1000,
             controller_port: self.controller_port + 1000,
-            kafka_nodes: kafka::CLUSTER_NODES,
-            ..*self
+            redis_port: self.redis_port + 1000,
+            ..self.clustered()
         }
     }
 
-    /// The chaos harness's own stack: a three-node Kafka cluster and a Redis
-    /// of its own under `chaos/` (ports 2000 above this stack's), which it
-    /// may kill at will; it shares this stack's Kafka jars.
+    /// The chaos harness's own stack: the cluster layout under `chaos/`
+    /// (ports 2000 above this stack's), which it may kill at will; it
+    /// shares this stack's Kafka jars.
     pub fn for_chaos(&self) -> Result<Stack> {
         let chaos = Stack {
             dir: self.dir.join("chaos"),
@@ -170,6 +188,7 @@ impl Stack {
             redis_port: self.redis_port + 2000,
             prometheus_port: self.prometheus_port + 2000,
             kafka_nodes: kafka::CLUSTER_NODES,
+            redis_cluster: true,
         };
         install::kafka_jars(&self.dir.join("kafka"))?;
         fs::create_dir_all(chaos.dir.join("kafka"))?;
@@ -188,14 +207,14 @@ impl Stack {
             .map(|n| n.pid_file(self))
     }
 
-    /// Starts this stack's Kafka nodes alone (no Redis), waits until every
-    /// broker answers and creates the topics of `prefixes`; they stop when
-    /// the returned guard goes, if started here.
-    pub fn kafka_only(&self, prefixes: &[&str]) -> Result<KafkaOnly> {
+    /// Starts this stack's Kafka and Redis nodes (without writing its `env`),
+    /// waits until they answer and creates the topics of `prefixes`; they
+    /// stop when the returned guard goes, if started here.
+    pub fn servers(&self, prefixes: &[&str]) -> Result<Servers> {
         fs::create_dir_all(self.logs())?;
         install::kafka_jars(&self.dir.join("kafka"))?;
         let started = kafka::start(self)?;
-        let guard = KafkaOnly {
+        let mut guard = Servers {
             started: kafka::nodes(self)
                 .iter()
                 .zip(&started)
@@ -203,7 +222,16 @@ impl Stack {
                 .map(|(node, s)| (node.pid_file(self), s.pid))
                 .collect(),
         };
+        let redis = redis::start(self)?;
+        guard.started.extend(
+            redis::nodes(self)
+                .iter()
+                .zip(&redis)
+                .filter(|(_, s)| s.started)
+                .map(|(node, s)| (node.pid_file(self), s.pid)),
+        );
         kafka::wait_ready(self, &started)?;
+        redis::wait_ready(self, &redis)?;
         for prefix in prefixes {
             kafka::ensure_topics(&self.endpoints().kafka_brokers, prefix)?;
         }
@@ -221,9 +249,54 @@ impl Stack {
         kafka::nodes(self)[0].pid_file(self)
     }
 
-    /// Redis's pid file (the Redis outage test pauses it through it).
+    /// The (first) Redis node's pid file (the Redis outage test pauses it
+    /// through it).
     pub fn redis_pid_file(&self) -> PathBuf {
-        redis::pid_file(self)
+        redis::nodes(self)[0].pid_file(self)
+    }
+
+    /// The running pids of `kind`'s nodes (`kafka` or `redis`), comma-separated.
+    pub fn server_pids(&self, kind: &str) -> Result<String> {
+        let (files, marker): (Vec<PathBuf>, _) = match kind {
+            "kafka" => (
+                kafka::nodes(self)
+                    .iter()
+                    .map(|n| n.pid_file(self))
+                    .collect(),
+                kafka::MARKER,
+            ),
+            _ => (self.redis_pid_files(), redis::MARKER),
+        };
+        let pids: Vec<String> = files
+            .iter()
+            .map(|f| {
+                running_pid(f, marker)
+                    .map(|p| p.to_string())
+                    .with_context(|| format!("{} names no running process", f.display()))
+            })
+            .collect::<Result<_>>()?;
+        Ok(pids.join(","))
+    }
+
+    /// The ports of the Redis Cluster's primaries that serve slots.
+    pub fn redis_primaries(&self) -> Result<Vec<u16>> {
+        redis::primaries(self)
+    }
+
+    /// The pid file of the Redis node listening on `port`.
+    pub fn redis_node_pid_file(&self, port: u16) -> Option<PathBuf> {
+        redis::nodes(self)
+            .into_iter()
+            .find(|n| n.port(self) == port)
+            .map(|n| n.pid_file(self))
+    }
+
+    /// Every Redis node's pid file.
+    pub fn redis_pid_files(&self) -> Vec<PathBuf> {
+        redis::nodes(self)
+            .into_iter()
+            .map(|n| n.pid_file(self))
+            .collect()
     }
 
     fn logs(&self) -> PathBuf {
@@ -246,9 +319,9 @@ impl Stack {
         let kafka = kafka::start(self)?;
         running.started_here |= kafka.iter().any(|k| k.started);
         let redis = redis::start(self)?;
-        running.started_here |= redis.started;
+        running.started_here |= redis.iter().any(|r| r.started);
         kafka::wait_ready(self, &kafka)?;
-        redis::wait_ready(self, redis.pid)?;
+        redis::wait_ready(self, &redis)?;
         kafka::ensure_topics(&running.endpoints.kafka_brokers, "")?;
         // The topics of a prefixed deployment (the origin's ATTUNE_TOPIC_PREFIX) too.
         if let Some(prefix) = std::env::var("ATTUNE_TOPIC_PREFIX")
@@ -265,10 +338,10 @@ impl Stack {
             .collect();
         fs::write(self.dir.join("env"), &env)?;
         println!(
-            "==> stack up in {:.1}s (Kafka pids {:?}, Redis pid {}); logs in {}\n{env}",
+            "==> stack up in {:.1}s (Kafka pids {:?}, Redis pids {:?}); logs in {}\n{env}",
             t0.elapsed().as_secs_f64(),
             kafka.iter().map(|k| k.pid).collect::<Vec<_>>(),
-            redis.pid,
+            redis.iter().map(|r| r.pid).collect::<Vec<_>>(),
             self.logs().display()
         );
         Ok(running)
@@ -291,14 +364,12 @@ impl Stack {
     pub fn down(&self, wipe: bool) -> Result<()> {
         let kafka_nodes = kafka::every_node()
             .map(|n| (format!("Kafka ({})", n.id), n.pid_file(self), kafka::MARKER));
-        for (name, pid_file, marker) in kafka_nodes.chain([
-            ("Redis".to_owned(), redis::pid_file(self), redis::MARKER),
-            (
-                "Prometheus".to_owned(),
-                prometheus::pid_file(self),
-                prometheus::MARKER,
-            ),
-        ]) {
+        let redis_nodes = redis::every_node().map(|n| (n.name(), n.pid_file(self), redis::MARKER));
+        for (name, pid_file, marker) in kafka_nodes.chain(redis_nodes).chain([(
+            "Prometheus".to_owned(),
+            prometheus::pid_file(self),
+            prometheus::MARKER,
+        )]) {
             if !pid_file.exists() {
                 continue;
             }
@@ -315,7 +386,7 @@ impl Stack {
             for data in [
                 kafka::every_node().next().unwrap().data_dir(self),
                 self.dir.join("kafka/cluster"),
-                redis::data_dir(self),
+                self.dir.join("redis"),
                 prometheus::data_dir(self),
             ] {
                 if data.exists() {
@@ -331,10 +402,19 @@ impl Stack {
     pub fn status(&self) -> Result<()> {
         let kafka = kafka::status(self);
         let redis = redis::status(self);
-        for (name, health) in &kafka {
+        for (name, health) in kafka.iter().chain(&redis) {
             println!("{name}: {health}");
         }
-        println!("Redis: {redis}");
+        if self.redis_cluster && redis.iter().any(|(_, h)| h.is_up()) {
+            match redis::slots(self) {
+                Ok(lines) => {
+                    for line in lines {
+                        println!("Redis Cluster: {line}");
+                    }
+                }
+                Err(e) => println!("Redis Cluster slots: unknown ({e})"),
+            }
+        }
         if kafka.iter().any(|(_, h)| h.is_up()) {
             match kafka::leaders(self) {
                 Ok(line) => println!("Kafka partitions: {line}"),
@@ -348,7 +428,7 @@ impl Stack {
                 self.prometheus_port
             ),
         }
-        if kafka.iter().all(|(_, h)| h.is_up()) && redis.is_up() {
+        if kafka.iter().chain(&redis).all(|(_, h)| h.is_up()) {
             for (k, v) in self.endpoints().vars() {
                 println!("{k}={v}");
             }
@@ -359,13 +439,13 @@ impl Stack {
     }
 }
 
-/// Kafka nodes started by [`Stack::kafka_only`]; stopped when dropped.
-pub struct KafkaOnly {
+/// Servers started by [`Stack::servers`]; stopped when dropped.
+pub struct Servers {
     /// Pid file and pid of each node started here.
     started: Vec<(PathBuf, u32)>,
 }
 
-impl Drop for KafkaOnly {
+impl Drop for Servers {
     fn drop(&mut self) {
         for (pid_file, pid) in &self.started {
             stop(*pid, Duration::from_secs(30));
