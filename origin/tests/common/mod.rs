@@ -195,6 +195,26 @@ impl TestOrigin {
         }
     }
 
+    /// A second origin on the same flags, sites file and backends, beside
+    /// this one (as a second replica of a Deployment); it must not outlive
+    /// this one, whose directory holds the sites file.
+    pub async fn twin(&self) -> TestOrigin {
+        let state = AppState::from_args(&self.args)
+            .await
+            .expect("twin origin starts");
+        let (base, shutdown) = serve(state.clone()).await;
+        TestOrigin {
+            base,
+            site: self.site.clone(),
+            state,
+            http: self.http.clone(),
+            args: self.args.clone(),
+            _dir: tempfile::tempdir().unwrap(),
+            shutdown: Some(shutdown),
+            topics: None,
+        }
+    }
+
     /// Stops the origin and hands back its directory (config and data).
     pub async fn stop(mut self) -> tempfile::TempDir {
         if let Some(tx) = self.shutdown.take() {

@@ -554,3 +554,145 @@ async fn a_tests_own_topics_are_deleted_when_it_ends() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// A round-robin TCP balancer in front of `backends` (`http://host:port`),
+/// as a Kubernetes Service or any L4 load balancer: each connection goes to
+/// the next backend. Counts the connections each got.
+struct RoundRobin {
+    addr: std::net::SocketAddr,
+    counts: std::sync::Arc<Vec<std::sync::atomic::AtomicUsize>>,
+}
+
+impl RoundRobin {
+    async fn start(backends: &[&str]) -> RoundRobin {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let backends: Vec<String> = backends
+            .iter()
+            .map(|b| b.trim_start_matches("http://").to_owned())
+            .collect();
+        let counts: std::sync::Arc<Vec<AtomicUsize>> =
+            std::sync::Arc::new(backends.iter().map(|_| AtomicUsize::new(0)).collect());
+        let served = counts.clone();
+        tokio::spawn(async move {
+            for n in 0.. {
+                let Ok((mut client, _)) = listener.accept().await else {
+                    return;
+                };
+                let i = n % backends.len();
+                served[i].fetch_add(1, Ordering::SeqCst);
+                let backend = backends[i].clone();
+                tokio::spawn(async move {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect(backend).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+            }
+        });
+        RoundRobin { addr, counts }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    fn counts(&self) -> Vec<usize> {
+        self.counts
+            .iter()
+            .map(|c| c.load(std::sync::atomic::Ordering::SeqCst))
+            .collect()
+    }
+}
+
+/// Two origins behind one address take the batches between them, and three
+/// consumers in the group apply every event once, whichever origin took it.
+#[tokio::test]
+async fn two_origins_behind_one_address_and_three_consumers_apply_each_event_once() {
+    let (prefix, a) = setup().await;
+    let b = a.twin().await;
+    let balancer = RoundRobin::start(&[&a.base, &b.base]).await;
+    // A connection per request, so the balancer alternates.
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    const READERS: usize = 40;
+    for r in 0..READERS {
+        let body = batch(
+            &a.site.site_key,
+            &format!("lb-{r}"),
+            vec![event(Interaction::Click, Some("article-1"), now_ms())],
+        );
+        let answer = http
+            .post(balancer.url("/v1/events"))
+            .header("content-type", "application/msgpack")
+            .body(attune_core::codec::encode_msgpack(&body))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 202, "reader {r}");
+    }
+    assert_eq!(balancer.counts(), [READERS / 2, READERS / 2]);
+
+    let group = format!("g-{prefix}");
+    let consumers: Vec<Consumer> = (0..3).map(|_| Consumer::start(&prefix, &group)).collect();
+    let clicks = |r: usize| {
+        let url = balancer.url(&format!("/v1/profile?user=anon:lb-{r}"));
+        let (http, key) = (http.clone(), a.site.api_key.clone());
+        async move {
+            let profile: Value = http
+                .get(url)
+                .bearer_auth(key)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            profile["counts"]["click"].as_u64().unwrap_or(0)
+        }
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let mut applied = 0.0;
+        for c in &consumers {
+            applied += c.applied().await;
+        }
+        if applied >= READERS as f64 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the consumers applied {applied} of {READERS} events"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for r in 0..READERS {
+        assert_eq!(clicks(r).await, 1, "reader lb-{r}");
+    }
+    let mut applied = 0.0;
+    for c in &consumers {
+        applied += c.applied().await;
+    }
+    assert_eq!(applied, READERS as f64, "applied once each, over the group");
+}
+
+/// Rate limits are each origin's own: behind two origins, an address gets
+/// twice one origin's per-IP rate (the arithmetic deploy/README.md gives).
+#[tokio::test]
+async fn behind_two_origins_an_address_gets_each_origins_rate() {
+    let a = start(Backend::KafkaRedis, |a| a.rate_per_ip = 5).await;
+    let b = a.twin().await;
+    let balancer = RoundRobin::start(&[&a.base, &b.base]).await;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let mut ok = 0;
+    for _ in 0..24 {
+        let r = http.get(balancer.url("/healthz")).send().await.unwrap();
+        ok += usize::from(r.status() == 200);
+    }
+    assert_eq!(ok, 10, "5 from each origin");
+}
