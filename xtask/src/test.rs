@@ -238,7 +238,7 @@ fn suites(
         )
     });
     report.step(
-        "chaos, short: exactly once through one fault of each kind (3-node Kafka)",
+        "chaos, short: exactly once through one fault of each kind (cluster stack)",
         || {
             run_cmd(cargo().args(["build", "-p", "attune-origin"]))?;
             crate::chaos::run(
