@@ -597,6 +597,15 @@ impl RoundRobin {
         format!("http://{}{path}", self.addr)
     }
 
+    /// A client that opens a connection per request, so the balancer
+    /// alternates.
+    fn client() -> reqwest::Client {
+        reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap()
+    }
+
     fn counts(&self) -> Vec<usize> {
         self.counts
             .iter()
@@ -612,11 +621,7 @@ async fn two_origins_behind_one_address_and_three_consumers_apply_each_event_onc
     let (prefix, a) = setup().await;
     let b = a.twin().await;
     let balancer = RoundRobin::start(&[&a.base, &b.base]).await;
-    // A connection per request, so the balancer alternates.
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(0)
-        .build()
-        .unwrap();
+    let http = RoundRobin::client();
     const READERS: usize = 40;
     for r in 0..READERS {
         let body = batch(
@@ -637,28 +642,16 @@ async fn two_origins_behind_one_address_and_three_consumers_apply_each_event_onc
 
     let group = format!("g-{prefix}");
     let consumers: Vec<Consumer> = (0..3).map(|_| Consumer::start(&prefix, &group)).collect();
-    let clicks = |r: usize| {
-        let url = balancer.url(&format!("/v1/profile?user=anon:lb-{r}"));
-        let (http, key) = (http.clone(), a.site.api_key.clone());
-        async move {
-            let profile: Value = http
-                .get(url)
-                .bearer_auth(key)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            profile["counts"]["click"].as_u64().unwrap_or(0)
+    let applied = || async {
+        let mut sum = 0.0;
+        for c in &consumers {
+            sum += c.applied().await;
         }
+        sum
     };
     let deadline = std::time::Instant::now() + Duration::from_secs(90);
     loop {
-        let mut applied = 0.0;
-        for c in &consumers {
-            applied += c.applied().await;
-        }
+        let applied = applied().await;
         if applied >= READERS as f64 {
             break;
         }
@@ -669,13 +662,16 @@ async fn two_origins_behind_one_address_and_three_consumers_apply_each_event_onc
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     for r in 0..READERS {
-        assert_eq!(clicks(r).await, 1, "reader lb-{r}");
+        let profile = a
+            .get_as_site(&format!("/v1/profile?user=anon:lb-{r}"))
+            .await;
+        assert_eq!(profile["counts"]["click"], 1, "reader lb-{r}");
     }
-    let mut applied = 0.0;
-    for c in &consumers {
-        applied += c.applied().await;
-    }
-    assert_eq!(applied, READERS as f64, "applied once each, over the group");
+    assert_eq!(
+        applied().await,
+        READERS as f64,
+        "applied once each, over the group"
+    );
 }
 
 /// Rate limits are each origin's own: behind two origins, an address gets
@@ -685,10 +681,7 @@ async fn behind_two_origins_an_address_gets_each_origins_rate() {
     let a = start(Backend::KafkaRedis, |a| a.rate_per_ip = 5).await;
     let b = a.twin().await;
     let balancer = RoundRobin::start(&[&a.base, &b.base]).await;
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(0)
-        .build()
-        .unwrap();
+    let http = RoundRobin::client();
     let mut ok = 0;
     for _ in 0..24 {
         let r = http.get(balancer.url("/healthz")).send().await.unwrap();

@@ -425,19 +425,13 @@ impl Store for RedisStore {
             .await?;
         // Its exposures in every phase of every experiment: an exposure on
         // its way finds the user in the forgotten set and is not kept.
-        let experiments = self.experiments(site).await?;
-        if experiments.is_empty() {
-            self.conn.wait_replicated().await?;
-            return Ok(());
-        }
-        // A site's keys share a slot.
-        let mut pipe = redis::pipe();
-        for e in experiments {
+        let mut pipes = Pipes::new();
+        for e in self.experiments(site).await? {
             for phase in 1..=e.phase {
-                pipe.hdel(exposures_key(site, &e.key, phase), user).ignore();
+                pipes.add_ignored(redis::Cmd::hdel(exposures_key(site, &e.key, phase), user));
             }
         }
-        let _: () = pipe.query_async(&mut self.conn.clone()).await?;
+        pipes.query_async(&self.conn).await?;
         self.conn.wait_replicated().await?;
         Ok(())
     }
